@@ -1,0 +1,7 @@
+"""Root of the Dagster code location: every definition under defs/ plus shared policies."""
+
+from pathlib import Path
+
+import dagster as dg
+
+defs = dg.load_from_defs_folder(path_within_project=Path(__file__).parent / "defs")

@@ -1,0 +1,210 @@
+"""Raw layer assets: markets, events, order_filled and trades (thin wiring over lib/)."""
+
+
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+
+from polymkt_dagster.defs.ingest.partitions import daily_partitions
+from polymkt_dagster.defs.resources import PolymktResource
+from polymkt_dagster.lib import bootstrap, quality
+from polymkt_dagster.lib.duck import connect
+from polymkt_dagster.lib.lake import Lake
+from polymkt_dagster.lib.report import counts_table, markdown_table
+from polymkt_dagster.lib.schemas import EVENTS, MARKETS, ORDER_FILLED, TRADES
+from polymkt_dagster.lib.trades import derive_trades
+
+MARKETS_KEY = dg.AssetKey(["raw", "markets"])
+EVENTS_KEY = dg.AssetKey(["raw", "events"])
+ORDER_FILLED_KEY = dg.AssetKey(["raw", "order_filled"])
+TRADES_KEY = dg.AssetKey(["raw", "trades"])
+
+MARKET_PREVIEW = [
+    "market_id",
+    "question",
+    "event_title",
+    "end_date",
+    "closed",
+    "resolved",
+    "volume",
+]
+EVENT_PREVIEW = ["event_id", "title", "neg_risk", "end_date", "closed", "market_ids"]
+FILL_PREVIEW = ["timestamp", "maker", "taker", "maker_asset_id", "maker_amount_filled", "id"]
+TRADE_PREVIEW = [
+    "timestamp", "market_id", "outcome", "maker_direction", "price", "usd_amount",
+    "is_taker_side",
+]  # fmt: skip
+
+
+def _preview(lake: Lake, table, files: list[Path] | None, columns: list[str]) -> str:
+    with connect() as con:
+        sample = con.execute(f"SELECT * FROM {lake.scan_sql(table, files)} LIMIT 10").arrow()
+        return markdown_table(sample.read_all() if hasattr(sample, "read_all") else sample, columns)
+
+
+def _import_metadata(report: bootstrap.ImportReport) -> dict[str, Any]:
+    return {
+        "dagster/row_count": report.rows_written,
+        "source_files": ", ".join(report.source_files) or "none found",
+        "rows_read": report.rows_read,
+        "rows_accepted": report.rows_accepted,
+        "rows_rejected": report.rows_rejected,
+        "rejects_file": str(report.rejects_path) if report.rejects_path else "none",
+        "rejects_by_field": dg.MetadataValue.md(counts_table(report.rejects_by_field)),
+    }
+
+
+def _check_results(
+    outcomes: list[quality.CheckOutcome], blocking: set[str]
+) -> list[dg.AssetCheckResult]:
+    return [
+        dg.AssetCheckResult(
+            check_name=o.name,
+            passed=o.passed,
+            severity=(
+                dg.AssetCheckSeverity.ERROR if o.name in blocking else dg.AssetCheckSeverity.WARN
+            ),
+            description=o.description,
+            metadata=dict(o.metadata),
+        )
+        for o in outcomes
+    ]
+
+
+def _window_days(context: dg.AssetExecutionContext) -> list[date]:
+    window = context.partition_time_window
+    first = window.start.date()
+    last = (window.end - timedelta(days=1)).date()
+    return [first + timedelta(days=i) for i in range((last - first).days + 1)]
+
+
+@dg.asset(
+    key=MARKETS_KEY,
+    group_name="raw",
+    kinds={"parquet", "duckdb"},
+    description="Every market (canonical markets table) from markets.csv / Gamma JSON.",
+    check_specs=[
+        dg.AssetCheckSpec("market_id_unique", asset=MARKETS_KEY, blocking=True),
+        dg.AssetCheckSpec("outcome_prices_in_unit_interval", asset=MARKETS_KEY),
+    ],
+)
+def raw_markets(
+    context: dg.AssetExecutionContext, polymkt: PolymktResource
+) -> dg.MaterializeResult:
+    settings, lake = polymkt.settings(), polymkt.lake()
+    report = bootstrap.import_markets(settings.data_dir, lake, progress=context.log.info)
+    with connect() as con:
+        checks = quality.markets_checks(con, lake)
+    metadata = _import_metadata(report)
+    metadata["path"] = dg.MetadataValue.path(str(report.output_path))
+    metadata["preview"] = dg.MetadataValue.md(_preview(lake, MARKETS, None, MARKET_PREVIEW))
+    return dg.MaterializeResult(
+        metadata=metadata, check_results=_check_results(checks, {"market_id_unique"})
+    )
+
+
+@dg.asset(
+    key=EVENTS_KEY,
+    deps=[MARKETS_KEY],
+    group_name="raw",
+    kinds={"parquet"},
+    description="Events (groups of markets) from events.json/.csv, completed from markets.",
+)
+def raw_events(context: dg.AssetExecutionContext, polymkt: PolymktResource) -> dg.MaterializeResult:
+    settings, lake = polymkt.settings(), polymkt.lake()
+    report = bootstrap.import_events(settings.data_dir, lake, progress=context.log.info)
+    metadata = _import_metadata(report)
+    metadata["path"] = dg.MetadataValue.path(str(report.output_path))
+    metadata["preview"] = dg.MetadataValue.md(_preview(lake, EVENTS, None, EVENT_PREVIEW))
+    return dg.MaterializeResult(metadata=metadata)
+
+
+@dg.asset(
+    key=ORDER_FILLED_KEY,
+    partitions_def=daily_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    group_name="raw",
+    kinds={"parquet"},
+    description="On-chain OrderFilled events, one row per maker/taker order fill, by UTC day.",
+    check_specs=[
+        dg.AssetCheckSpec("fill_id_unique", asset=ORDER_FILLED_KEY, blocking=True),
+        dg.AssetCheckSpec("amounts_positive", asset=ORDER_FILLED_KEY, blocking=True),
+    ],
+)
+def raw_order_filled(
+    context: dg.AssetExecutionContext, polymkt: PolymktResource
+) -> dg.MaterializeResult:
+    settings, lake = polymkt.settings(), polymkt.lake()
+    days = _window_days(context)
+    report = bootstrap.import_order_filled(
+        settings.data_dir, lake, start=days[0], end=days[-1], progress=context.log.info
+    )
+    files = [f for day in days for f in lake.day_files(ORDER_FILLED.name, day)]
+    with connect() as con:
+        checks = quality.order_filled_checks(con, files, lake)
+    rows_in_window = sum(p.rows for p in report.partitions)
+    metadata = _import_metadata(report)
+    metadata.update(
+        {
+            "dagster/row_count": rows_in_window,
+            "partitions_written": len(report.partitions),
+            "duplicates_dropped": report.duplicates_dropped,
+            "bytes_written": sum(p.bytes for p in report.partitions),
+            "lake_dir": dg.MetadataValue.path(str(lake.table_dir(ORDER_FILLED.name))),
+            "preview": dg.MetadataValue.md(_preview(lake, ORDER_FILLED, files[:1], FILL_PREVIEW)),
+        }
+    )
+    return dg.MaterializeResult(
+        metadata=metadata,
+        check_results=_check_results(checks, {"fill_id_unique", "amounts_positive"}),
+    )
+
+
+@dg.asset(
+    key=TRADES_KEY,
+    deps=[ORDER_FILLED_KEY, MARKETS_KEY],
+    partitions_def=daily_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    group_name="raw",
+    kinds={"parquet"},
+    description=(
+        "Trades derived from order fills (poly_data convention), sorted by market and time; "
+        "is_taker_side marks the one row per match that volume counts."
+    ),
+    check_specs=[
+        dg.AssetCheckSpec("price_in_unit_interval", asset=TRADES_KEY, blocking=True),
+        dg.AssetCheckSpec("order_fill_id_unique", asset=TRADES_KEY, blocking=True),
+        dg.AssetCheckSpec("row_count_parity_with_order_filled", asset=TRADES_KEY, blocking=True),
+        dg.AssetCheckSpec("markets_known", asset=TRADES_KEY),
+    ],
+)
+def raw_trades(context: dg.AssetExecutionContext, polymkt: PolymktResource) -> dg.MaterializeResult:
+    lake = polymkt.lake()
+    days = _window_days(context)
+    with_fills = [d for d in days if lake.day_files(ORDER_FILLED.name, d)]
+    stale = [d for d in days if lake.day_files(TRADES.name, d) and d not in with_fills]
+    with connect() as con:
+        report = derive_trades(con, lake, with_fills + stale, progress=context.log.info)
+        trade_files = [f for d in days for f in lake.day_files(TRADES.name, d)]
+        fill_files = [f for d in days for f in lake.day_files(ORDER_FILLED.name, d)]
+        checks = quality.trades_checks(con, trade_files, fill_files, lake)
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": report.rows_written,
+            "partitions_written": report.days,
+            "unmapped_fills": report.unmapped_fills,
+            "bucketed": lake.bucket_count is not None,
+            "lake_dir": dg.MetadataValue.path(str(lake.table_dir(TRADES.name))),
+            "preview": dg.MetadataValue.md(_preview(lake, TRADES, trade_files[:1], TRADE_PREVIEW)),
+        },
+        check_results=_check_results(
+            checks,
+            {
+                "price_in_unit_interval",
+                "order_fill_id_unique",
+                "row_count_parity_with_order_filled",
+            },
+        ),
+    )

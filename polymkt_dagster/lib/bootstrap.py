@@ -1,0 +1,667 @@
+"""Import poly_data CSV dumps (and Gamma-shaped JSON) into the raw layer of the lake.
+
+Sources in the data dir:
+    markets.csv      poly_data layout        ┐ merged by market id (JSON fields win,
+    markets.json     Gamma-shaped markets    ┘ the CSV fills what JSON lacks)
+    events.json / events.csv                 optional; else derived from the markets
+    orderFilled.csv  poly_data layout        → raw/polymarket/order_filled (daily)
+    trades.csv       poly_data layout        → used only when orderFilled.csv is absent
+
+Order fills are merged into their day partitions (union with what is there, deduplicated
+on the fill id), so importing the same file twice, or a file overlapping a live sync,
+never duplicates a row; each partition is replaced atomically.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from polymkt_dagster.lib import normalize as n
+from polymkt_dagster.lib.csv_source import (
+    Rejects,
+    SourceFileError,
+    physical_line,
+    scan_csv,
+    structural_rejects,
+)
+from polymkt_dagster.lib.duck import connect, sql_string
+from polymkt_dagster.lib.gamma import GammaShapeError, load_payloads, parse_event, parse_many
+from polymkt_dagster.lib.lake import Lake, PartitionWrite, day_bounds
+from polymkt_dagster.lib.schemas import (
+    EVENTS,
+    MARKETS,
+    ORDER_FILLED,
+    POLY_DATA_MARKETS_COLUMNS,
+    POLY_DATA_ORDER_FILLED_COLUMNS,
+    Table,
+)
+
+Progress = Callable[[str], None]
+
+MARKETS_CSV = "markets.csv"
+MARKETS_JSON = ("markets.json", "markets.jsonl")
+EVENTS_JSON = ("events.json", "events.jsonl")
+EVENTS_CSV = "events.csv"
+ORDER_FILLED_CSV = "orderFilled.csv"
+TRADES_CSV = "trades.csv"
+
+
+@dataclass
+class ImportReport:
+    """What one import read, accepted, rejected and wrote; shown as asset metadata."""
+
+    table: str
+    source_files: list[str] = field(default_factory=list)
+    rows_read: int = 0
+    rows_accepted: int = 0
+    rows_rejected: int = 0
+    duplicates_dropped: int = 0
+    rows_written: int = 0
+    rejects_path: Path | None = None
+    rejects_by_field: dict[str, int] = field(default_factory=dict)
+    partitions: list[PartitionWrite] = field(default_factory=list)
+    output_path: Path | None = None
+
+    def absorb_rejects(self, rejects: Rejects, target: Path) -> None:
+        self.rows_rejected = len(rejects)
+        self.rejects_by_field = rejects.by_field()
+        self.rejects_path = rejects.write(target)
+
+
+def rejects_file(data_dir: Path, table: str, source: Path) -> Path:
+    return data_dir / "rejects" / table / f"{source.name}.rejects.csv"
+
+
+def _first_existing(data_dir: Path, names: Sequence[str]) -> Path | None:
+    for name in names:
+        if (data_dir / name).is_file():
+            return data_dir / name
+    return None
+
+
+# ---------------------------------------------------------------------------------------
+# Order fills
+# ---------------------------------------------------------------------------------------
+
+
+def _order_fill_checks() -> list[tuple[str, str, str]]:
+    """(field, failing condition, reason) in the order they are reported."""
+    return [
+        ("timestamp", "ts IS NULL", "format('unparsable timestamp \"{}\"', raw_timestamp)"),
+        (
+            "timestamp",
+            f"NOT {n.sql_timestamp_in_range('ts')}",
+            "format('timestamp {} is outside the plausible range', ts)",
+        ),
+        ("maker", "maker IS NULL", "format('invalid address \"{}\"', raw_maker)"),
+        ("taker", "taker IS NULL", "format('invalid address \"{}\"', raw_taker)"),
+        (
+            "makerAssetId",
+            "maker_asset_id IS NULL",
+            "format('invalid asset id \"{}\"', raw_maker_asset_id)",
+        ),
+        (
+            "takerAssetId",
+            "taker_asset_id IS NULL",
+            "format('invalid asset id \"{}\"', raw_taker_asset_id)",
+        ),
+        (
+            "makerAmountFilled",
+            "maker_amount_filled IS NULL",
+            "format('amount \"{}\" is not a positive integer', raw_maker_amount)",
+        ),
+        (
+            "takerAmountFilled",
+            "taker_amount_filled IS NULL",
+            "format('amount \"{}\" is not a positive integer', raw_taker_amount)",
+        ),
+        (
+            "transactionHash",
+            "transaction_hash IS NULL",
+            "format('invalid transaction hash \"{}\"', raw_tx)",
+        ),
+        (
+            "price",
+            "implied_price > 1.000001",
+            "format('implied price {} (USDC per share) is outside [0, 1]', "
+            "round(implied_price, 6))",
+        ),
+    ]
+
+
+def _case(checks: list[tuple[str, str, str]], pick: int) -> str:
+    whens = " ".join(f"WHEN {cond} THEN {item[pick]}" for item in checks for cond in [item[1]])
+    return f"CASE {whens} END"
+
+
+def stage_order_fills(con: duckdb.DuckDBPyConnection, path: Path, rejects: Rejects) -> int:
+    """Read orderFilled.csv into temp table ``staged_fills``; returns rows read."""
+    scan = scan_csv(con, path, POLY_DATA_ORDER_FILLED_COLUMNS)
+    checks = _order_fill_checks()
+    field_case = "CASE " + " ".join(f"WHEN {c} THEN '{f}'" for f, c, _ in checks) + " END"
+    reason_case = "CASE " + " ".join(f"WHEN {c} THEN {r}" for _, c, r in checks) + " END"
+    raw_line = "concat_ws(',', " + ", ".join(f'"{c}"' for c in scan.header) + ")"
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE staged_fills AS
+        WITH src AS (SELECT * FROM {scan.relation}),
+        norm AS (
+            SELECT
+                record_no,
+                {n.sql_timestamp('"timestamp"')} AS ts,
+                {n.sql_address("maker")} AS maker,
+                {n.sql_address("taker")} AS taker,
+                {n.sql_token_id('"makerAssetId"')} AS maker_asset_id,
+                {n.sql_token_id('"takerAssetId"')} AS taker_asset_id,
+                {n.sql_positive_bigint('"makerAmountFilled"')} AS maker_amount_filled,
+                {n.sql_positive_bigint('"takerAmountFilled"')} AS taker_amount_filled,
+                {n.sql_tx_hash('"transactionHash"')} AS transaction_hash,
+                "timestamp" AS raw_timestamp, maker AS raw_maker, taker AS raw_taker,
+                "makerAssetId" AS raw_maker_asset_id, "takerAssetId" AS raw_taker_asset_id,
+                "makerAmountFilled" AS raw_maker_amount,
+                "takerAmountFilled" AS raw_taker_amount,
+                "transactionHash" AS raw_tx,
+                {raw_line} AS raw_line
+            FROM src
+        ),
+        checked AS (
+            SELECT *,
+                CASE WHEN maker_asset_id = '0'
+                     THEN maker_amount_filled / taker_amount_filled
+                     ELSE taker_amount_filled / maker_amount_filled END AS implied_price
+            FROM norm
+        )
+        SELECT
+            record_no,
+            -- Without an order hash in the CSV, the id is the transaction plus a digest of
+            -- the fill's content: stable across re-imports, so re-imports deduplicate.
+            transaction_hash || '_' || substr(md5(concat_ws('|', maker, taker,
+                maker_asset_id, taker_asset_id, maker_amount_filled, taker_amount_filled)),
+                1, 16) AS id,
+            ts AS "timestamp",
+            CAST(NULL AS BIGINT) AS block_number,
+            CAST(NULL AS INTEGER) AS log_index,
+            transaction_hash,
+            CAST(NULL AS VARCHAR) AS order_hash,
+            maker, taker, maker_asset_id, taker_asset_id,
+            maker_amount_filled, taker_amount_filled,
+            CAST(NULL AS BIGINT) AS fee,
+            CAST(NULL AS VARCHAR) AS exchange,
+            'v1' AS contract_version,
+            'csv' AS source,
+            {field_case} AS reject_field,
+            {reason_case} AS reject_reason,
+            CASE WHEN {field_case} IS NOT NULL THEN raw_line END AS raw_line
+        FROM checked
+        ORDER BY "timestamp" NULLS LAST
+        """
+    )
+    broken = structural_rejects(con, scan, rejects)
+    for record_no, field_name, reason, raw in con.execute(
+        "SELECT record_no, reject_field, reject_reason, raw_line FROM staged_fills "
+        "WHERE reject_field IS NOT NULL ORDER BY record_no"
+    ).fetchall():
+        rejects.add(str(path), physical_line(int(record_no), broken), field_name, reason, raw)
+    total = con.execute("SELECT count(*) FROM staged_fills").fetchone()
+    return (int(total[0]) if total else 0) + len(broken)
+
+
+def import_order_filled(
+    data_dir: Path,
+    lake: Lake,
+    *,
+    start: date | None = None,
+    end: date | None = None,
+    progress: Progress | None = None,
+) -> ImportReport:
+    """Merge orderFilled.csv into the order_filled day partitions within [start, end]."""
+    report = ImportReport(table=ORDER_FILLED.name)
+    source = data_dir / ORDER_FILLED_CSV
+    if not source.is_file():
+        return report
+    report.source_files.append(str(source))
+    rejects = Rejects()
+    with _import_connection(data_dir) as con:
+        report.rows_read = stage_order_fills(con, source, rejects)
+        report.absorb_rejects(rejects, rejects_file(data_dir, ORDER_FILLED.name, source))
+        where = ["reject_field IS NULL"]
+        if start:
+            where.append(f"\"timestamp\" >= TIMESTAMPTZ '{start.isoformat()}'")
+        if end:
+            where.append(f"\"timestamp\" < TIMESTAMPTZ '{end.isoformat()}' + INTERVAL 1 DAY")
+        good = " AND ".join(where)
+        accepted = con.execute(f"SELECT count(*) FROM staged_fills WHERE {good}").fetchone()
+        report.rows_accepted = int(accepted[0]) if accepted else 0
+        days = [
+            d
+            for (d,) in con.execute(
+                f'SELECT DISTINCT CAST("timestamp" AS DATE) AS d FROM staged_fills '
+                f"WHERE {good} ORDER BY d"
+            ).fetchall()
+        ]
+        columns = ", ".join(f'"{c}"' for c in ORDER_FILLED.column_names)
+        for index, day in enumerate(days, start=1):
+            lo, hi = day_bounds(day)
+            fresh = (
+                f"SELECT {columns}, 0 AS priority FROM staged_fills WHERE {good} "
+                f"AND \"timestamp\" >= TIMESTAMPTZ '{lo}' AND \"timestamp\" < TIMESTAMPTZ '{hi}'"
+            )
+            existing = lake.day_files(ORDER_FILLED.name, day)
+            union = fresh
+            if existing:
+                old = lake.scan_sql(ORDER_FILLED, existing)
+                union += f" UNION ALL SELECT {columns}, 1 AS priority FROM {old}"
+            merged = (
+                f"SELECT {columns} FROM ({union}) "
+                "QUALIFY row_number() OVER (PARTITION BY id ORDER BY priority) = 1"
+            )
+            con.execute(f"CREATE OR REPLACE TEMP TABLE day_fills AS {merged}")
+            written = lake.replace_day(
+                ORDER_FILLED.name,
+                con,
+                day,
+                "SELECT * FROM day_fills",
+                order_by=('"timestamp"', "transaction_hash", "id"),
+            )
+            report.partitions.append(written)
+            report.rows_written += written.rows
+            if progress and (index % 25 == 0 or index == len(days)):
+                progress(f"order_filled: {index}/{len(days)} day partitions written")
+        dupes = con.execute(
+            f"SELECT count(*) - count(DISTINCT id) FROM staged_fills WHERE {good}"
+        ).fetchone()
+        report.duplicates_dropped = int(dupes[0]) if dupes else 0
+    return report
+
+
+# ---------------------------------------------------------------------------------------
+# Markets and events
+# ---------------------------------------------------------------------------------------
+
+
+def _arrow_table(
+    rows: list[dict[str, Any]], table: Table, con: duckdb.DuckDBPyConnection
+) -> pa.Table:
+    """Rows as an Arrow table with the canonical DuckDB types (via a typed empty select)."""
+    schema = con.execute(table.typed_empty_select()).arrow().schema
+    return pa.Table.from_pylist(rows, schema=schema)
+
+
+def _stage_markets_csv(con: duckdb.DuckDBPyConnection, path: Path, rejects: Rejects) -> int:
+    scan = scan_csv(con, path, POLY_DATA_MARKETS_COLUMNS)
+    checks = [
+        ("id", "market_id IS NULL", "'market id is empty'"),
+        (
+            "condition_id",
+            "condition_id IS NULL AND nullif(trim(raw_condition_id), '') IS NOT NULL",
+            "format('invalid condition id \"{}\"', raw_condition_id)",
+        ),
+        (
+            "token1",
+            "token1 IS NULL AND nullif(trim(raw_token1), '') IS NOT NULL",
+            "format('invalid token id \"{}\"', raw_token1)",
+        ),
+        (
+            "token2",
+            "token2 IS NULL AND nullif(trim(raw_token2), '') IS NOT NULL",
+            "format('invalid token id \"{}\"', raw_token2)",
+        ),
+        (
+            "createdAt",
+            "created_at IS NULL AND nullif(trim(raw_created), '') IS NOT NULL",
+            "format('unparsable timestamp \"{}\"', raw_created)",
+        ),
+        (
+            "closedTime",
+            "closed_time IS NULL AND nullif(trim(raw_closed), '') IS NOT NULL",
+            "format('unparsable timestamp \"{}\"', raw_closed)",
+        ),
+        (
+            "volume",
+            "volume IS NULL AND nullif(trim(raw_volume), '') IS NOT NULL",
+            "format('volume \"{}\" is not a number', raw_volume)",
+        ),
+    ]
+    field_case = "CASE " + " ".join(f"WHEN {c} THEN '{f}'" for f, c, _ in checks) + " END"
+    reason_case = "CASE " + " ".join(f"WHEN {c} THEN {r}" for _, c, r in checks) + " END"
+    raw_line = "concat_ws(',', " + ", ".join(f'"{c}"' for c in scan.header) + ")"
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE staged_markets_csv AS
+        WITH norm AS (
+            SELECT
+                record_no,
+                {n.sql_trimmed("id")} AS market_id,
+                {n.sql_tx_hash("condition_id")} AS condition_id,
+                {n.sql_token_id("token1")} AS token1,
+                {n.sql_token_id("token2")} AS token2,
+                {n.sql_timestamp('"createdAt"')} AS created_at,
+                {n.sql_timestamp('"closedTime"')} AS closed_time,
+                {n.sql_double("volume")} AS volume,
+                condition_id AS raw_condition_id, token1 AS raw_token1, token2 AS raw_token2,
+                "createdAt" AS raw_created, "closedTime" AS raw_closed, volume AS raw_volume,
+                {n.sql_trimmed("question")} AS question,
+                {n.sql_trimmed("market_slug")} AS slug,
+                {n.sql_trimmed("ticker")} AS event_slug,
+                {n.sql_bool("neg_risk")} AS neg_risk,
+                list_filter([{n.sql_trimmed("answer1")}, {n.sql_trimmed("answer2")}],
+                            x -> x IS NOT NULL) AS outcomes,
+                {raw_line} AS raw_line
+            FROM {scan.relation}
+        )
+        SELECT *, {field_case} AS reject_field, {reason_case} AS reject_reason FROM norm
+        """
+    )
+    broken = structural_rejects(con, scan, rejects)
+    for record_no, field_name, reason, raw in con.execute(
+        "SELECT record_no, reject_field, reject_reason, raw_line FROM staged_markets_csv "
+        "WHERE reject_field IS NOT NULL ORDER BY record_no"
+    ).fetchall():
+        rejects.add(str(path), physical_line(int(record_no), broken), field_name, reason, raw)
+    total = con.execute("SELECT count(*) FROM staged_markets_csv").fetchone()
+    return (int(total[0]) if total else 0) + len(broken)
+
+
+def _markets_from_csv_sql() -> str:
+    """Canonical rows from the staged poly_data CSV (later rows win on a repeated id)."""
+    return """
+        SELECT
+            market_id, condition_id, NULL AS question_id, question, slug,
+            NULL AS description, NULL AS category, CAST([] AS VARCHAR[]) AS tags,
+            NULL AS event_id, event_slug, NULL AS event_title,
+            coalesce(neg_risk, false) AS neg_risk, NULL AS neg_risk_market_id,
+            NULL AS group_item_title, outcomes,
+            list_filter([token1, token2], x -> x IS NOT NULL) AS token_ids,
+            CAST([] AS DOUBLE[]) AS outcome_prices,
+            created_at, NULL AS start_date, NULL AS end_date,
+            closed_time IS NOT NULL AS closed, closed_time, volume,
+            NULL AS liquidity, NULL AS uma_resolution_status, false AS resolved,
+            NULL AS winning_outcome_index, NULL AS updated_at
+        FROM staged_markets_csv
+        WHERE reject_field IS NULL
+        QUALIFY row_number() OVER (PARTITION BY market_id ORDER BY record_no DESC) = 1
+    """
+
+
+def _load_json_source(path: Path, kind: str, rejects: Rejects) -> list[dict[str, Any]]:
+    try:
+        payloads = load_payloads(path.read_text(encoding="utf-8"), kind)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise SourceFileError(f"{path}: not valid JSON or JSON lines ({exc})") from exc
+    parsed = parse_many(payloads, kind)
+    for position, reason in parsed.rejects:
+        raw = json.dumps(payloads[position])[:2000] if position < len(payloads) else ""
+        rejects.add(str(path), position + 1, "(record)", reason, raw)
+    return parsed.rows
+
+
+def _prefer_first(columns: Sequence[tuple[str, str]], first: str, second: str) -> str:
+    """Column-wise COALESCE of two aliases; an empty list counts as missing."""
+    parts = []
+    for name, ctype in columns:
+        if name == "market_id":
+            parts.append(f"coalesce({first}.market_id, {second}.market_id) AS market_id")
+        elif ctype.endswith("[]"):
+            parts.append(
+                f"CASE WHEN len({first}.{name}) > 0 THEN {first}.{name} "
+                f"ELSE coalesce({second}.{name}, {first}.{name}) END AS {name}"
+            )
+        else:
+            parts.append(f"coalesce({first}.{name}, {second}.{name}) AS {name}")
+    return ", ".join(parts)
+
+
+def import_markets(data_dir: Path, lake: Lake, *, progress: Progress | None = None) -> ImportReport:
+    """Build raw/polymarket/markets.parquet from markets.csv and/or markets.json.
+
+    Rows already in the lake (e.g. from the Gamma sync) are kept; where the same market
+    comes from both, the row with the newer ``updated_at`` wins, imported rows on a tie.
+    """
+    report = ImportReport(table=MARKETS.name)
+    csv_path = data_dir / MARKETS_CSV
+    json_path = _first_existing(data_dir, MARKETS_JSON)
+    rejects = Rejects()
+    with _import_connection(data_dir) as con:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE csv_markets AS {MARKETS.typed_empty_select()}")
+        if csv_path.is_file():
+            report.source_files.append(str(csv_path))
+            report.rows_read += _stage_markets_csv(con, csv_path, rejects)
+            con.execute(f"INSERT INTO csv_markets BY NAME {_markets_from_csv_sql()}")
+        json_rows: list[dict[str, Any]] = []
+        if json_path:
+            report.source_files.append(str(json_path))
+            json_rows = _load_json_source(json_path, "markets", rejects)
+            report.rows_read += len(json_rows)
+        json_markets = _arrow_table(json_rows, MARKETS, con)  # noqa: F841 (used by SQL)
+        if progress:
+            progress(f"markets: {report.rows_read} source rows read")
+        merged_sources = (
+            f"SELECT {_prefer_first(MARKETS.columns, 'j', 'c')} "
+            "FROM (SELECT * FROM json_markets QUALIFY row_number() OVER "
+            "(PARTITION BY market_id ORDER BY updated_at DESC NULLS LAST) = 1) j "
+            "FULL OUTER JOIN csv_markets c ON j.market_id = c.market_id"
+        )
+        report.rows_accepted = _count(con, f"SELECT count(*) FROM ({merged_sources})")
+        existing = lake.scan_sql(MARKETS)
+        columns = ", ".join(MARKETS.column_names)
+        final = (
+            f"SELECT {columns} FROM ("
+            f"SELECT {columns}, 0 AS priority FROM ({merged_sources}) "
+            f"UNION ALL SELECT {columns}, 1 AS priority FROM {existing}) "
+            "QUALIFY row_number() OVER (PARTITION BY market_id "
+            "ORDER BY updated_at DESC NULLS LAST, priority) = 1"
+        )
+        con.execute(f"CREATE OR REPLACE TEMP TABLE final_markets AS {final}")
+        _fill_event_titles(con, data_dir)
+        report.output_path = lake.write_single(
+            MARKETS.name, con, "SELECT * FROM final_markets ORDER BY market_id"
+        )
+        report.rows_written = _count(con, "SELECT count(*) FROM final_markets")
+    report.absorb_rejects(rejects, data_dir / "rejects" / MARKETS.name / "markets.rejects.csv")
+    return report
+
+
+def _fill_event_titles(con: duckdb.DuckDBPyConnection, data_dir: Path) -> None:
+    """poly_data's CSV knows only the event slug: take ids and titles from events.json."""
+    json_path = _first_existing(data_dir, EVENTS_JSON)
+    if not json_path:
+        return
+    try:
+        payloads = load_payloads(json_path.read_text(encoding="utf-8"), "events")
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return  # reported by the events import
+    links: list[dict[str, Any]] = []
+    for payload in payloads:
+        try:
+            event = parse_event(payload)
+        except GammaShapeError:
+            continue
+        for market_id in event["market_ids"]:
+            links.append(
+                {
+                    "market_id": market_id,
+                    "event_id": event["event_id"],
+                    "event_slug": event["slug"],
+                    "event_title": event["title"],
+                    "category": event["category"],
+                    "tags": event["tags"],
+                }
+            )
+    if not links:
+        return
+    event_links = pa.Table.from_pylist(  # noqa: F841 (used by SQL)
+        links,
+        schema=pa.schema(
+            [
+                ("market_id", pa.string()),
+                ("event_id", pa.string()),
+                ("event_slug", pa.string()),
+                ("event_title", pa.string()),
+                ("category", pa.string()),
+                ("tags", pa.list_(pa.string())),
+            ]
+        ),
+    )
+    con.execute(
+        """
+        UPDATE final_markets AS m SET
+            event_id = coalesce(m.event_id, l.event_id),
+            event_slug = coalesce(m.event_slug, l.event_slug),
+            event_title = coalesce(m.event_title, l.event_title),
+            category = coalesce(m.category, l.category),
+            tags = CASE WHEN len(m.tags) > 0 THEN m.tags ELSE l.tags END
+        FROM (SELECT * FROM event_links
+              QUALIFY row_number() OVER (PARTITION BY market_id ORDER BY event_id) = 1) AS l
+        WHERE m.market_id = l.market_id
+        """
+    )
+
+
+_EVENTS_CSV_ALIASES = {
+    "event_id": "id",
+    "neg_risk": "negRisk",
+    "neg_risk_market_id": "negRiskMarketID",
+    "start_date": "startDate",
+    "end_date": "endDate",
+    "market_ids": "markets",
+}
+
+
+def _events_from_csv(path: Path, rejects: Rejects) -> list[dict[str, Any]]:
+    from polymkt_dagster.lib.csv_source import read_header
+
+    read_header(path, ["id"] if "id" in _peek_header(path) else ["event_id"])
+    rows: list[dict[str, Any]] = []
+    with path.open(newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        for record in reader:
+            line = reader.line_num
+            payload: dict[str, Any] = {}
+            for key, value in record.items():
+                if key is None:
+                    continue
+                payload[_EVENTS_CSV_ALIASES.get(key.strip(), key.strip())] = value
+            markets = payload.get("markets")
+            if isinstance(markets, str):
+                payload["markets"] = [
+                    {"id": m.strip()} for m in markets.replace(";", ",").split(",") if m.strip()
+                ]
+            if None in record:
+                rejects.add(str(path), line, "(row)", "too many columns", json.dumps(record))
+                continue
+            try:
+                rows.append(parse_event(payload))
+            except GammaShapeError as exc:
+                rejects.add(str(path), line, "(record)", str(exc), json.dumps(record))
+    return rows
+
+
+def _peek_header(path: Path) -> list[str]:
+    with path.open(newline="", encoding="utf-8") as handle:
+        return [h.strip() for h in next(csv.reader(handle), [])]
+
+
+def import_events(data_dir: Path, lake: Lake, *, progress: Progress | None = None) -> ImportReport:
+    """Build raw/polymarket/events.parquet from events.json/.csv, else from the markets."""
+    report = ImportReport(table=EVENTS.name)
+    rejects = Rejects()
+    rows: list[dict[str, Any]] = []
+    json_path = _first_existing(data_dir, EVENTS_JSON)
+    if json_path:
+        report.source_files.append(str(json_path))
+        rows += _load_json_source(json_path, "events", rejects)
+    csv_path = data_dir / EVENTS_CSV
+    if csv_path.is_file():
+        report.source_files.append(str(csv_path))
+        rows += _events_from_csv(csv_path, rejects)
+    report.rows_read = len(rows) + len(rejects)
+    with _import_connection(data_dir) as con:
+        imported = _arrow_table(rows, EVENTS, con)  # noqa: F841 (used by SQL)
+        markets = lake.scan_sql(MARKETS)
+        # Events only known through their markets (a CSV-only dump) are derived from them,
+        # and every event's market list is completed from the markets that point at it.
+        derived = f"""
+            SELECT event_id, any_value(event_slug) AS slug, any_value(event_slug) AS ticker,
+                   any_value(event_title) AS title, NULL AS description,
+                   any_value(category) AS category, any_value(tags) AS tags,
+                   bool_or(neg_risk) AS neg_risk,
+                   any_value(neg_risk_market_id) AS neg_risk_market_id,
+                   min(start_date) AS start_date, max(end_date) AS end_date,
+                   bool_and(coalesce(closed, false)) AS closed, sum(volume) AS volume,
+                   sum(liquidity) AS liquidity, list(market_id ORDER BY market_id) AS market_ids
+            FROM {markets} WHERE event_id IS NOT NULL GROUP BY event_id
+        """
+        columns = ", ".join(EVENTS.column_names)
+        combined = f"""
+            SELECT {_prefer_first_events("i", "d")}
+            FROM (SELECT * FROM imported QUALIFY row_number() OVER
+                  (PARTITION BY event_id ORDER BY end_date DESC NULLS LAST) = 1) i
+            FULL OUTER JOIN ({derived}) d ON i.event_id = d.event_id
+        """
+        existing = lake.scan_sql(EVENTS)
+        final = (
+            f"SELECT {columns} FROM (SELECT {columns}, 0 AS priority FROM ({combined}) "
+            f"UNION ALL SELECT {columns}, 1 AS priority FROM {existing}) "
+            "QUALIFY row_number() OVER (PARTITION BY event_id ORDER BY priority) = 1"
+        )
+        con.execute(f"CREATE OR REPLACE TEMP TABLE final_events AS {final}")
+        report.rows_accepted = len(rows)
+        report.output_path = lake.write_single(
+            EVENTS.name, con, "SELECT * FROM final_events ORDER BY event_id"
+        )
+        report.rows_written = _count(con, "SELECT count(*) FROM final_events")
+    if progress:
+        progress(f"events: {report.rows_written} events written")
+    report.absorb_rejects(rejects, data_dir / "rejects" / EVENTS.name / "events.rejects.csv")
+    return report
+
+
+def _prefer_first_events(first: str, second: str) -> str:
+    parts = []
+    for name, ctype in EVENTS.columns:
+        if name == "event_id":
+            parts.append(f"coalesce({first}.event_id, {second}.event_id) AS event_id")
+        elif name == "market_ids":
+            parts.append(
+                f"list_sort(list_distinct(list_concat(coalesce({first}.market_ids, []), "
+                f"coalesce({second}.market_ids, [])))) AS market_ids"
+            )
+        elif ctype.endswith("[]"):
+            parts.append(
+                f"CASE WHEN len({first}.{name}) > 0 THEN {first}.{name} "
+                f"ELSE coalesce({second}.{name}, {first}.{name}) END AS {name}"
+            )
+        else:
+            parts.append(f"coalesce({first}.{name}, {second}.{name}) AS {name}")
+    return ", ".join(parts)
+
+
+# ---------------------------------------------------------------------------------------
+
+
+def _count(con: duckdb.DuckDBPyConnection, sql: str) -> int:
+    row = con.execute(sql).fetchone()
+    return int(row[0]) if row else 0
+
+
+def _import_connection(data_dir: Path) -> duckdb.DuckDBPyConnection:
+    return connect(":memory:", temp_dir=data_dir / ".duckdb_tmp")
+
+
+__all__ = [
+    "ImportReport",
+    "SourceFileError",
+    "import_events",
+    "import_markets",
+    "import_order_filled",
+    "sql_string",
+]

@@ -1,0 +1,128 @@
+"""Runtime settings read from POLYMKT_* environment variables (DESIGN.md §7)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+class ConfigError(ValueError):
+    """A POLYMKT_* variable holds a value the platform cannot use."""
+
+
+def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None:
+        return default
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ConfigError(f"{name}={raw!r} is not a boolean (use true or false)")
+
+
+def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name}={raw!r} is not an integer") from exc
+    if value < 1:
+        raise ConfigError(f"{name}={raw!r} must be at least 1")
+    return value
+
+
+def _choice(env: Mapping[str, str], name: str, default: str, allowed: tuple[str, ...]) -> str:
+    value = env.get(name, default).strip().lower() or default
+    if value not in allowed:
+        raise ConfigError(f"{name}={value!r} must be one of {', '.join(allowed)}")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the platform reads from the environment, with documented defaults."""
+
+    data_dir: Path = Path("data")
+    parquet_partitioning_enabled: bool = False
+    parquet_hash_bucket_count: int = 8
+    gamma_api_url: str = "https://gamma-api.polymarket.com"
+    goldsky_orderbook_url: str = (
+        "https://api.goldsky.com/api/public/project_cl6mb8i9h0003e201j6li0diw/"
+        "subgraphs/orderbook-subgraph/0.0.1/gn"
+    )
+    polygon_rpc_url: str = "https://polygon-rpc.com"
+    order_filled_source: str = "goldsky"
+    openai_base_url: str | None = None
+    openai_embedding_model: str = "text-embedding-3-small"
+    s3_enabled: bool = False
+    s3_bucket: str = "polymkt"
+    s3_endpoint_url: str | None = None
+    s3_prefix: str = ""
+    clickhouse_enabled: bool = False
+    clickhouse_dsn: str | None = None
+    ingest_mode: str = "off"
+    analytics_mode: str = "on"
+    # Secrets are kept out of repr() so a printed Settings never leaks them.
+    openai_api_key: str | None = field(default=None, repr=False)
+
+    @property
+    def lake_dir(self) -> Path:
+        return self.data_dir / "parquet"
+
+    @property
+    def rejects_dir(self) -> Path:
+        return self.data_dir / "rejects"
+
+    @property
+    def catalog_path(self) -> Path:
+        return self.data_dir / "polymkt.duckdb"
+
+    @property
+    def resolved_clickhouse_dsn(self) -> str:
+        return self.clickhouse_dsn or f"chdb:///{(self.data_dir / 'clickhouse').resolve()}"
+
+    def with_data_dir(self, data_dir: Path | str) -> Settings:
+        return replace(self, data_dir=Path(data_dir))
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        defaults = cls()
+
+        def text(name: str, default: str | None) -> str | None:
+            raw = env.get(f"POLYMKT_{name}")
+            return raw.strip() if raw is not None and raw.strip() else default
+
+        return cls(
+            data_dir=Path(text("DATA_DIR", str(defaults.data_dir)) or "data"),
+            parquet_partitioning_enabled=_flag(env, "POLYMKT_PARQUET_PARTITIONING_ENABLED", False),
+            parquet_hash_bucket_count=_positive_int(env, "POLYMKT_PARQUET_HASH_BUCKET_COUNT", 8),
+            gamma_api_url=text("GAMMA_API_URL", defaults.gamma_api_url) or "",
+            goldsky_orderbook_url=text("GOLDSKY_ORDERBOOK_URL", defaults.goldsky_orderbook_url)
+            or "",
+            polygon_rpc_url=text("POLYGON_RPC_URL", defaults.polygon_rpc_url) or "",
+            order_filled_source=_choice(
+                env, "POLYMKT_ORDER_FILLED_SOURCE", "goldsky", ("goldsky", "rpc")
+            ),
+            openai_api_key=text("OPENAI_API_KEY", None),
+            openai_base_url=text("OPENAI_BASE_URL", None),
+            openai_embedding_model=text("OPENAI_EMBEDDING_MODEL", defaults.openai_embedding_model)
+            or defaults.openai_embedding_model,
+            s3_enabled=_flag(env, "POLYMKT_S3_ENABLED", False),
+            s3_bucket=text("S3_BUCKET", defaults.s3_bucket) or defaults.s3_bucket,
+            s3_endpoint_url=text("S3_ENDPOINT_URL", None),
+            s3_prefix=(text("S3_PREFIX", "") or "").strip("/"),
+            clickhouse_enabled=_flag(env, "POLYMKT_CLICKHOUSE_ENABLED", False),
+            clickhouse_dsn=text("CLICKHOUSE_DSN", None),
+            ingest_mode=_choice(env, "POLYMKT_INGEST_MODE", "off", ("off", "live")),
+            analytics_mode=_choice(env, "POLYMKT_ANALYTICS_MODE", "on", ("off", "on")),
+        )

@@ -1,0 +1,142 @@
+"""Validated CSV scanning with DuckDB: every cell read as text, bad rows kept with a reason.
+
+A file that cannot be read at all (missing, not CSV, required columns absent) raises
+``SourceFileError`` naming the file and what is wrong. A row that is malformed (wrong
+column count, unterminated quote, a value failing validation) never stops the import: it
+is written to a rejects file with its file, line, field and reason, and good rows land.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import uuid
+from bisect import bisect_right
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+
+from polymkt_dagster.lib.duck import sql_string
+
+REJECT_COLUMNS = ("file", "line", "field", "reason", "raw")
+
+
+class SourceFileError(ValueError):
+    """An input file cannot be imported at all."""
+
+
+@dataclass
+class Rejects:
+    """Rejected rows of one import, kept with where they came from and why."""
+
+    rows: list[tuple[str, int, str, str, str]] = field(default_factory=list)
+
+    def add(self, file: str, line: int, field_name: str, reason: str, raw: str) -> None:
+        self.rows.append((file, line, field_name, reason, raw))
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def by_field(self) -> dict[str, int]:
+        return dict(Counter(row[2] for row in self.rows))
+
+    def write(self, target: Path) -> Path | None:
+        """Replace the rejects file (or remove a stale one when nothing was rejected)."""
+        if not self.rows:
+            if target.exists():
+                target.unlink()
+            return None
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+        with tmp.open("w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(REJECT_COLUMNS)
+            writer.writerows(sorted(self.rows, key=lambda r: (r[0], r[1])))
+        os.replace(tmp, target)
+        return target
+
+
+def read_header(path: Path, required: Sequence[str]) -> list[str]:
+    """The file's header; fails naming the file when it is unreadable or lacks columns."""
+    if not path.is_file():
+        raise SourceFileError(f"{path}: file not found")
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            header = next(csv.reader(handle), None)
+    except UnicodeDecodeError as exc:
+        raise SourceFileError(f"{path}: not a UTF-8 CSV file ({exc.reason})") from exc
+    except csv.Error as exc:
+        raise SourceFileError(f"{path}: not a CSV file ({exc})") from exc
+    if not header:
+        raise SourceFileError(f"{path}: empty file, expected a CSV header")
+    header = [name.strip().lstrip("\ufeff") for name in header]
+    missing = [name for name in required if name not in header]
+    if missing:
+        raise SourceFileError(
+            f"{path}: missing required column(s) {', '.join(missing)}; "
+            f"found {', '.join(header[:20])}"
+        )
+    return header
+
+
+@dataclass(frozen=True)
+class CsvScan:
+    """A registered scan: ``relation`` yields ``record_no`` plus every column as text."""
+
+    path: Path
+    header: list[str]
+    relation: str
+    errors_table: str
+
+
+def scan_csv(con: duckdb.DuckDBPyConnection, path: Path, required: Sequence[str]) -> CsvScan:
+    header = read_header(path, required)
+    suffix = uuid.uuid4().hex[:8]
+    columns = "{" + ", ".join(f"{sql_string(c)}: 'VARCHAR'" for c in header) + "}"
+    errors_table = f"csv_errors_{suffix}"
+    # record_no is the ordinal of the row among the rows DuckDB accepted structurally, in
+    # file order (a streaming window preserves insertion order); structurally broken lines
+    # go to errors_table with their physical line number.
+    relation = (
+        "(SELECT row_number() OVER () AS record_no, * FROM read_csv("
+        f"{sql_string(path)}, header = true, columns = {columns}, auto_detect = false, "
+        "delim = ',', quote = '\"', escape = '\"', strict_mode = true, "
+        f"store_rejects = true, rejects_table = '{errors_table}', "
+        f"rejects_scan = 'csv_scans_{suffix}'))"
+    )
+    return CsvScan(path, header, relation, errors_table)
+
+
+def structural_rejects(
+    con: duckdb.DuckDBPyConnection, scan: CsvScan, rejects: Rejects
+) -> list[int]:
+    """Record the scan's structurally broken lines; returns their line numbers, sorted."""
+    try:
+        rows = con.execute(
+            f"SELECT line, coalesce(column_name, ''), error_type, error_message, csv_line "
+            f"FROM {scan.errors_table} ORDER BY line"
+        ).fetchall()
+    except duckdb.CatalogException:
+        return []
+    seen: set[int] = set()
+    for line, column, error_type, message, raw in rows:
+        line = int(line)
+        if line in seen:
+            continue
+        seen.add(line)
+        reason = f"{str(error_type).lower()}: {message}".strip()
+        rejects.add(str(scan.path), line, column or "(row)", reason, raw or "")
+    return sorted(seen)
+
+
+def physical_line(record_no: int, broken_lines: Sequence[int]) -> int:
+    """Line number in the file of the ``record_no``-th accepted row (header is line 1)."""
+    line = record_no + 1
+    while True:
+        shifted = record_no + 1 + bisect_right(broken_lines, line)
+        if shifted == line:
+            return line
+        line = shifted
