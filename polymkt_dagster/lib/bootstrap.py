@@ -35,7 +35,7 @@ from polymkt_dagster.lib.csv_source import (
 )
 from polymkt_dagster.lib.duck import connect, sql_string
 from polymkt_dagster.lib.gamma import GammaShapeError, load_payloads, parse_event, parse_many
-from polymkt_dagster.lib.lake import Lake, PartitionWrite, day_bounds
+from polymkt_dagster.lib.lake import DAY_COLUMN, Lake, PartitionWrite
 from polymkt_dagster.lib.schemas import (
     EVENTS,
     MARKETS,
@@ -46,6 +46,7 @@ from polymkt_dagster.lib.schemas import (
 )
 
 Progress = Callable[[str], None]
+STREAM_BATCH_ROWS = 122_880
 
 MARKETS_CSV = "markets.csv"
 MARKETS_JSON = ("markets.json", "markets.jsonl")
@@ -202,7 +203,6 @@ def stage_order_fills(con: duckdb.DuckDBPyConnection, path: Path, rejects: Rejec
             {reason_case} AS reject_reason,
             CASE WHEN {field_case} IS NOT NULL THEN raw_line END AS raw_line
         FROM checked
-        ORDER BY "timestamp" NULLS LAST
         """
     )
     broken = structural_rejects(con, scan, rejects)
@@ -241,41 +241,37 @@ def import_order_filled(
         good = " AND ".join(where)
         accepted = con.execute(f"SELECT count(*) FROM staged_fills WHERE {good}").fetchone()
         report.rows_accepted = int(accepted[0]) if accepted else 0
-        days = [
-            d
-            for (d,) in con.execute(
-                f'SELECT DISTINCT CAST("timestamp" AS DATE) AS d FROM staged_fills '
-                f"WHERE {good} ORDER BY d"
-            ).fetchall()
-        ]
         columns = ", ".join(f'"{c}"' for c in ORDER_FILLED.column_names)
-        for index, day in enumerate(days, start=1):
-            lo, hi = day_bounds(day)
-            fresh = (
-                f"SELECT {columns}, 0 AS priority FROM staged_fills WHERE {good} "
-                f"AND \"timestamp\" >= TIMESTAMPTZ '{lo}' AND \"timestamp\" < TIMESTAMPTZ '{hi}'"
-            )
-            existing = lake.day_files(ORDER_FILLED.name, day)
-            union = fresh
-            if existing:
-                old = lake.scan_sql(ORDER_FILLED, existing)
-                union += f" UNION ALL SELECT {columns}, 1 AS priority FROM {old}"
-            merged = (
-                f"SELECT {columns} FROM ({union}) "
-                "QUALIFY row_number() OVER (PARTITION BY id ORDER BY priority) = 1"
-            )
-            con.execute(f"CREATE OR REPLACE TEMP TABLE day_fills AS {merged}")
-            written = lake.replace_day(
-                ORDER_FILLED.name,
-                con,
-                day,
-                "SELECT * FROM day_fills",
-                order_by=('"timestamp"', "transaction_hash", "id"),
-            )
-            report.partitions.append(written)
-            report.rows_written += written.rows
-            if progress and (index % 25 == 0 or index == len(days)):
-                progress(f"order_filled: {index}/{len(days)} day partitions written")
+        fresh = f"SELECT {columns}, 0 AS priority FROM staged_fills WHERE {good}"
+        existing = [
+            f
+            for day in _days_in(con, f'SELECT "timestamp" FROM staged_fills WHERE {good}')
+            for f in lake.day_files(ORDER_FILLED.name, day)
+        ]
+        rows = fresh
+        if existing:
+            old = lake.scan_sql(ORDER_FILLED, existing)
+            rows += f" UNION ALL SELECT {columns}, 1 AS priority FROM {old}"
+        # A fill already in the lake (same id) is kept once: re-imports change nothing.
+        merged = (
+            f'SELECT {columns}, CAST("timestamp" AS DATE) AS {DAY_COLUMN} FROM ({rows}) '
+            "QUALIFY row_number() OVER (PARTITION BY id ORDER BY priority) = 1 "
+            f'ORDER BY {DAY_COLUMN}, "timestamp", transaction_hash, id'
+        )
+        total_days = len(_days_in(con, f'SELECT "timestamp" FROM staged_fills WHERE {good}'))
+
+        def on_partition(write: PartitionWrite) -> None:
+            report.partitions.append(write)
+            report.rows_written += write.rows
+            count = len(report.partitions)
+            if progress and (count % 50 == 0 or count == total_days):
+                progress(f"order_filled: {count}/{total_days} day partitions written")
+
+        lake.write_sorted_days(
+            ORDER_FILLED.name,
+            con.execute(merged).fetch_record_batch(rows_per_batch=STREAM_BATCH_ROWS),
+            on_partition=on_partition,
+        )
         dupes = con.execute(
             f"SELECT count(*) - count(DISTINCT id) FROM staged_fills WHERE {good}"
         ).fetchone()
@@ -441,7 +437,7 @@ def import_markets(data_dir: Path, lake: Lake, *, progress: Progress | None = No
             report.source_files.append(str(json_path))
             json_rows = _load_json_source(json_path, "markets", rejects)
             report.rows_read += len(json_rows)
-        json_markets = _arrow_table(json_rows, MARKETS, con)  # noqa: F841 (used by SQL)
+        con.register("json_markets", _arrow_table(json_rows, MARKETS, con))
         if progress:
             progress(f"markets: {report.rows_read} source rows read")
         merged_sources = (
@@ -498,7 +494,7 @@ def _fill_event_titles(con: duckdb.DuckDBPyConnection, data_dir: Path) -> None:
             )
     if not links:
         return
-    event_links = pa.Table.from_pylist(  # noqa: F841 (used by SQL)
+    event_links = pa.Table.from_pylist(
         links,
         schema=pa.schema(
             [
@@ -511,6 +507,7 @@ def _fill_event_titles(con: duckdb.DuckDBPyConnection, data_dir: Path) -> None:
             ]
         ),
     )
+    con.register("event_links", event_links)
     con.execute(
         """
         UPDATE final_markets AS m SET
@@ -585,7 +582,7 @@ def import_events(data_dir: Path, lake: Lake, *, progress: Progress | None = Non
         rows += _events_from_csv(csv_path, rejects)
     report.rows_read = len(rows) + len(rejects)
     with _import_connection(data_dir) as con:
-        imported = _arrow_table(rows, EVENTS, con)  # noqa: F841 (used by SQL)
+        con.register("imported", _arrow_table(rows, EVENTS, con))
         markets = lake.scan_sql(MARKETS)
         # Events only known through their markets (a CSV-only dump) are derived from them,
         # and every event's market list is completed from the markets that point at it.
@@ -648,6 +645,15 @@ def _prefer_first_events(first: str, second: str) -> str:
 # ---------------------------------------------------------------------------------------
 
 
+def _days_in(con: duckdb.DuckDBPyConnection, timestamps_sql: str) -> list[date]:
+    return [
+        d
+        for (d,) in con.execute(
+            f'SELECT DISTINCT CAST("timestamp" AS DATE) AS d FROM ({timestamps_sql}) ORDER BY d'
+        ).fetchall()
+    ]
+
+
 def _count(con: duckdb.DuckDBPyConnection, sql: str) -> int:
     row = con.execute(sql).fetchone()
     return int(row[0]) if row else 0
@@ -665,3 +671,22 @@ __all__ = [
     "import_order_filled",
     "sql_string",
 ]
+
+
+def source_day_range(data_dir: Path) -> tuple[date, date] | None:
+    """First and last UTC day of the order fills (or trades) CSV, for the pipeline's range."""
+    for name, column in ((ORDER_FILLED_CSV, "timestamp"), (TRADES_CSV, "timestamp")):
+        path = data_dir / name
+        if not path.is_file():
+            continue
+        with _import_connection(data_dir) as con:
+            expr = n.sql_timestamp(f'"{column}"')
+            row = con.execute(
+                f"SELECT min(CAST(ts AS DATE)), max(CAST(ts AS DATE)) FROM ("
+                f"SELECT {expr} AS ts FROM read_csv({sql_string(path)}, header = true, "
+                "all_varchar = true, ignore_errors = true)) WHERE "
+                f"{n.sql_timestamp_in_range('ts')}"
+            ).fetchone()
+        if row and row[0] is not None:
+            return row[0], row[1]
+    return None

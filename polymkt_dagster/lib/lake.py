@@ -18,17 +18,23 @@ from __future__ import annotations
 import hashlib
 import os
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from polymkt_dagster.lib.duck import sql_string
 from polymkt_dagster.lib.schemas import RAW_TABLES, Table
 
 PARQUET_OPTIONS = "FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 122880"
+DAY_COLUMN = "__day"
+BUCKET_COLUMN = "__bucket"
 PART_FILE = "part-0.parquet"
 RAW_PREFIX = "raw/polymarket"
 
@@ -112,9 +118,11 @@ class Lake:
             if (start and day < start) or (end and day > end):
                 continue
             for path in self.day_files(table, day):
-                if wanted_buckets is not None and path.parent.name.startswith("bucket="):
-                    if path.parent.name not in wanted_buckets:
-                        continue
+                in_bucket_dir = path.parent.name.startswith("bucket=")
+                if wanted_buckets is not None and in_bucket_dir and (
+                    path.parent.name not in wanted_buckets
+                ):
+                    continue
                 found.append(path)
         return found
 
@@ -145,53 +153,45 @@ class Lake:
         _copy_atomically(con, select_sql, target)
         return target
 
-    def replace_day(
+    def write_sorted_days(
         self,
         table: str,
-        con: duckdb.DuckDBPyConnection,
-        day: date,
-        select_sql: str,
+        reader: pa.RecordBatchReader,
         *,
-        order_by: Sequence[str],
-        bucket_column: str | None = None,
-    ) -> PartitionWrite:
-        """Replace one day partition with the rows of ``select_sql`` (already that day's).
+        row_group_size: int = 122_880,
+        on_partition: Callable[[PartitionWrite], None] | None = None,
+    ) -> list[PartitionWrite]:
+        """Stream rows sorted by ``__day`` (and ``__bucket``) into day partitions.
 
-        With bucketing on, one file per non-empty bucket. Files of the previous version
-        that the new version does not rewrite (an emptied bucket, a layout change) are
-        removed after the new files are in place.
+        One pass over the stream: each (day, bucket) run becomes one file, written under a
+        temporary name and renamed into place once complete. When a day is finished, files
+        of its previous version that were not rewritten are removed. Memory stays at about
+        one row group whatever the number of rows.
         """
-        base = self.day_dir(table, day)
-        order = ", ".join(order_by)
-        rows = con.execute(f"SELECT count(*) FROM ({select_sql})").fetchone()
-        total = int(rows[0]) if rows else 0
-        new_files: list[Path] = []
-        if total:
-            if self.bucket_count and bucket_column:
-                bucket_expr = bucket_sql(bucket_column, self.bucket_count)
-                present = con.execute(
-                    f"SELECT DISTINCT {bucket_expr} AS b FROM ({select_sql}) ORDER BY b"
-                ).fetchall()
-                for (bucket,) in present:
-                    target = base / f"bucket={bucket}" / PART_FILE
-                    _copy_atomically(
-                        con,
-                        f"SELECT * FROM ({select_sql}) WHERE {bucket_expr} = {bucket} "
-                        f"ORDER BY {order}",
-                        target,
-                    )
-                    new_files.append(target)
-            else:
-                target = base / PART_FILE
-                _copy_atomically(con, f"SELECT * FROM ({select_sql}) ORDER BY {order}", target)
-                new_files.append(target)
-        keep = set(new_files)
-        for stale in self.day_files(table, day):
-            if stale not in keep:
-                stale.unlink()
-        _prune_empty_dirs(base, stop=self.table_dir(table))
-        size = sum(p.stat().st_size for p in new_files)
-        return PartitionWrite(day=day, rows=total, files=tuple(new_files), bytes=size)
+        writes: list[PartitionWrite] = []
+        current: _DayFiles | None = None
+        for batch in reader:
+            if batch.num_rows == 0:
+                continue
+            for key, piece in _runs(batch):
+                day, bucket = key
+                if current is None or current.day != day:
+                    if current is not None:
+                        writes.append(current.finish(self, table))
+                        if on_partition:
+                            on_partition(writes[-1])
+                    current = _DayFiles(day, row_group_size)
+                current.write(self, table, bucket, piece.drop_columns(_helper_columns(piece)))
+        if current is not None:
+            writes.append(current.finish(self, table))
+            if on_partition:
+                on_partition(writes[-1])
+        return writes
+
+    def remove_day(self, table: str, day: date) -> None:
+        for path in self.day_files(table, day):
+            path.unlink()
+            _prune_empty_dirs(path.parent, stop=self.table_dir(table))
 
     # ---- reads -----------------------------------------------------------------------
     def scan_sql(self, table: Table, files: Sequence[Path] | None = None) -> str:
@@ -238,3 +238,73 @@ def _prune_empty_dirs(path: Path, *, stop: Path) -> None:
         except StopIteration:
             path.rmdir()
             path = path.parent
+
+
+def _helper_columns(batch: pa.RecordBatch) -> list[str]:
+    return [c for c in (DAY_COLUMN, BUCKET_COLUMN) if c in batch.schema.names]
+
+
+def _runs(batch: pa.RecordBatch) -> Iterator[tuple[tuple[date, int | None], pa.RecordBatch]]:
+    """Split a sorted batch into runs of equal (day, bucket)."""
+    days = batch.column(DAY_COLUMN)
+    buckets = batch.column(BUCKET_COLUMN) if BUCKET_COLUMN in batch.schema.names else None
+    keys = (
+        pc.cast(days, pa.int32())
+        if buckets is None
+        else pc.add(
+            pc.multiply(pc.cast(pc.cast(days, pa.int32()), pa.int64()), 100_000),
+            pc.cast(buckets, pa.int64()),
+        )
+    )
+    values = keys.to_numpy(zero_copy_only=False)
+    start = 0
+    n = len(values)
+    while start < n:
+        # runs are long (rows are sorted), so a vectorised search beats a per-row loop
+        first = values[start]
+        later = np.flatnonzero(values[start:] != first)
+        end = start + int(later[0]) if len(later) else n
+        day = days[start].as_py()
+        bucket = buckets[start].as_py() if buckets is not None else None
+        yield (day, bucket), batch.slice(start, end - start)
+        start = end
+
+
+class _DayFiles:
+    """Open writers of one day partition (one per bucket) and what they wrote."""
+
+    def __init__(self, day: date, row_group_size: int) -> None:
+        self.day = day
+        self.row_group_size = row_group_size
+        self.writers: dict[int | None, tuple[pq.ParquetWriter, Path, Path]] = {}
+        self.rows = 0
+
+    def write(self, lake: Lake, table: str, bucket: int | None, batch: pa.RecordBatch) -> None:
+        if bucket not in self.writers:
+            base = lake.day_dir(table, self.day)
+            target = (base / f"bucket={bucket}" if bucket is not None else base) / PART_FILE
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.parent / f".{target.name}.{uuid.uuid4().hex}.tmp"
+            writer = pq.ParquetWriter(tmp, batch.schema, compression="zstd")
+            self.writers[bucket] = (writer, tmp, target)
+        writer = self.writers[bucket][0]
+        writer.write_batch(batch, row_group_size=self.row_group_size)
+        self.rows += batch.num_rows
+
+    def finish(self, lake: Lake, table: str) -> PartitionWrite:
+        files: list[Path] = []
+        for writer, tmp, target in self.writers.values():
+            writer.close()
+            os.replace(tmp, target)
+            files.append(target)
+        keep = set(files)
+        for stale in lake.day_files(table, self.day):
+            if stale not in keep:
+                stale.unlink()
+                _prune_empty_dirs(stale.parent, stop=lake.table_dir(table))
+        return PartitionWrite(
+            day=self.day,
+            rows=self.rows,
+            files=tuple(files),
+            bytes=sum(f.stat().st_size for f in files),
+        )

@@ -15,7 +15,7 @@ from datetime import date
 
 import duckdb
 
-from polymkt_dagster.lib.lake import Lake, PartitionWrite
+from polymkt_dagster.lib.lake import BUCKET_COLUMN, DAY_COLUMN, Lake, PartitionWrite, bucket_sql
 from polymkt_dagster.lib.schemas import (
     AMOUNT_SCALE,
     EXCHANGE_CONTRACTS,
@@ -24,6 +24,9 @@ from polymkt_dagster.lib.schemas import (
     TRADES,
 )
 
+# Smaller row groups than the fills: min/max of the sorted market_id per group is what lets
+# a single-market query skip most of a day file.
+TRADES_ROW_GROUP = 16_384
 EXCHANGES_SQL = "[" + ", ".join(f"'{a}'" for a in EXCHANGE_CONTRACTS) + "]"
 
 
@@ -107,28 +110,42 @@ def derive_trades(
     """
     report = DeriveReport()
     create_token_map(con, lake)
-    columns = ", ".join(f'"{c}"' for c in TRADES.column_names)
-    for index, day in enumerate(days, start=1):
-        fills = lake.day_files(ORDER_FILLED.name, day)
-        if fills:
-            select = f"SELECT {columns} FROM ({trades_select(lake.scan_sql(ORDER_FILLED, fills))})"
-        else:
-            select = f"SELECT {columns} FROM ({TRADES.typed_empty_select()})"
-        con.execute(f"CREATE OR REPLACE TEMP TABLE day_trades AS {select}")
-        written = lake.replace_day(
-            TRADES.name,
-            con,
-            day,
-            "SELECT * FROM day_trades",
-            order_by=("market_id", '"timestamp"', "order_fill_id"),
-            bucket_column="market_id",
-        )
-        unmapped = con.execute("SELECT count(*) FROM day_trades WHERE market_id IS NULL")
-        row = unmapped.fetchone()
-        report.unmapped_fills += int(row[0]) if row else 0
-        report.partitions.append(written)
-        report.rows_written += written.rows
+    with_fills = [d for d in days if lake.day_files(ORDER_FILLED.name, d)]
+    for day in days:
+        if day not in with_fills:
+            lake.remove_day(TRADES.name, day)
+    if not with_fills:
+        return report
+    fills = [f for d in with_fills for f in lake.day_files(ORDER_FILLED.name, d)]
+    columns = ", ".join(f't."{c}"' for c in TRADES.column_names)
+    bucket = (
+        f", {bucket_sql('t.market_id', lake.bucket_count)} AS {BUCKET_COLUMN}"
+        if lake.bucket_count
+        else ""
+    )
+    order = f"{DAY_COLUMN}" + (f", {BUCKET_COLUMN}" if lake.bucket_count else "")
+    sql = (
+        f'SELECT {columns}, CAST(t."timestamp" AS DATE) AS {DAY_COLUMN}{bucket} '
+        f"FROM ({trades_select(lake.scan_sql(ORDER_FILLED, fills))}) t "
+        f'ORDER BY {order}, t.market_id, t."timestamp", t.order_fill_id'
+    )
+
+    def on_partition(write: PartitionWrite) -> None:
+        report.partitions.append(write)
+        report.rows_written += write.rows
         report.days += 1
-        if progress and (index % 25 == 0 or index == len(days)):
-            progress(f"trades: {index}/{len(days)} day partitions derived")
+        if progress and (report.days % 50 == 0 or report.days == len(with_fills)):
+            progress(f"trades: {report.days}/{len(with_fills)} day partitions derived")
+
+    lake.write_sorted_days(
+        TRADES.name,
+        con.execute(sql).fetch_record_batch(rows_per_batch=122_880),
+        row_group_size=TRADES_ROW_GROUP,
+        on_partition=on_partition,
+    )
+    row = con.execute(
+        f"SELECT count(*) FROM ({trades_select(lake.scan_sql(ORDER_FILLED, fills))}) "
+        "WHERE market_id IS NULL"
+    ).fetchone()
+    report.unmapped_fills = int(row[0]) if row else 0
     return report

@@ -1,6 +1,5 @@
 """Raw layer assets: markets, events, order_filled and trades (thin wiring over lib/)."""
 
-
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -183,10 +182,8 @@ def raw_order_filled(
 def raw_trades(context: dg.AssetExecutionContext, polymkt: PolymktResource) -> dg.MaterializeResult:
     lake = polymkt.lake()
     days = _window_days(context)
-    with_fills = [d for d in days if lake.day_files(ORDER_FILLED.name, d)]
-    stale = [d for d in days if lake.day_files(TRADES.name, d) and d not in with_fills]
     with connect() as con:
-        report = derive_trades(con, lake, with_fills + stale, progress=context.log.info)
+        report = derive_trades(con, lake, days, progress=context.log.info)
         trade_files = [f for d in days for f in lake.day_files(TRADES.name, d)]
         fill_files = [f for d in days for f in lake.day_files(ORDER_FILLED.name, d)]
         checks = quality.trades_checks(con, trade_files, fill_files, lake)

@@ -1,0 +1,267 @@
+"""`polymkt`: run the pipeline and read the lake from the command line.
+
+Every read verb takes --json and then prints exactly one JSON document on stdout; human
+output and progress go to stderr, so scripts can pipe the JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import replace
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table as RichTable
+
+from polymkt_dagster.lib.config import ConfigError, Settings
+
+err = Console(stderr=True)
+DEFAULT_SAMPLE_DIR = Path(__file__).resolve().parent.parent / "data" / "sample"
+
+
+def _settings(ctx: click.Context) -> Settings:
+    return ctx.obj["settings"]
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def emit_json(document: Any) -> None:
+    click.echo(json.dumps(document, default=_json_default, indent=2))
+
+
+def fail(message: str, code: int = 2) -> None:
+    err.print(f"[bold red]error:[/] {message}")
+    sys.exit(code)
+
+
+@click.group()
+@click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Data directory (default: POLYMKT_DATA_DIR or data/).",
+)
+@click.pass_context
+def main(ctx: click.Context, data_dir: Path | None) -> None:
+    """PolyMkt: a Polymarket analytics lake orchestrated by Dagster."""
+    try:
+        settings = Settings.from_env()
+    except ConfigError as exc:
+        fail(str(exc))
+    if data_dir is not None:
+        settings = replace(settings, data_dir=data_dir)
+    ctx.obj = {"settings": settings}
+
+
+@main.command()
+@click.option(
+    "--sample/--no-sample",
+    default=None,
+    help="Copy the bundled sample into the data dir first (default: when it has no CSVs).",
+)
+@click.option(
+    "--dagster-home",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Dagster instance directory (default: DAGSTER_HOME or ./.dagster_home).",
+)
+@click.pass_context
+def pipeline(ctx: click.Context, sample: bool | None, dagster_home: Path | None) -> None:
+    """Materialize the whole asset graph over the data dir (the main job)."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from polymkt_dagster.lib.sample_data import copy_bundled_sample, has_source_files
+    from polymkt_dagster.pipeline import StepEvent, prepare_dagster_home, run_pipeline
+
+    settings = _settings(ctx)
+    if sample or (sample is None and not has_source_files(settings.data_dir)):
+        copied = copy_bundled_sample(DEFAULT_SAMPLE_DIR, settings.data_dir)
+        err.print(f"Using the bundled sample: copied {len(copied)} files into {settings.data_dir}")
+    home = prepare_dagster_home(dagster_home)
+    err.print(f"Dagster instance: {home}")
+
+    with Progress(
+        SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err
+    ) as progress:
+        tasks: dict[str, Any] = {}
+
+        def on_event(event: StepEvent) -> None:
+            if event.step not in tasks:
+                tasks[event.step] = progress.add_task(event.step, total=1)
+            task = tasks[event.step]
+            if event.kind == "log":
+                progress.update(task, description=f"{event.step}: {event.message[:90]}")
+            elif event.kind == "succeeded":
+                progress.update(task, completed=1, description=f"[green]✓[/] {event.step}")
+            elif event.kind == "failed":
+                progress.update(task, completed=1, description=f"[red]✗[/] {event.step}")
+
+        result = run_pipeline(settings, dagster_home=home, on_event=on_event)
+
+    if result.partition_range:
+        err.print(f"Daily partitions {result.partition_range[0]} … {result.partition_range[1]}")
+    err.print(f"Materialized {len(result.materialized)} assets: {', '.join(result.materialized)}")
+    if result.skipped_assets:
+        err.print(f"Not part of this run (own partitions): {', '.join(result.skipped_assets)}")
+    if result.failed_checks:
+        err.print(f"[yellow]Checks that did not pass:[/] {', '.join(result.failed_checks)}")
+    if not result.success:
+        fail(f"pipeline run {result.run_id} failed: {result.error}", code=1)
+    err.print(
+        f"[green]Done.[/] Run {result.run_id}. See it in the UI: DAGSTER_HOME={home} dagster dev"
+    )
+
+
+@main.command()
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False), required=True)
+@click.option("--scale", type=float, default=1.0, show_default=True, help="1.0 ≈ 50k fills.")
+@click.option("--seed", type=int, default=7, show_default=True)
+def sample(out: Path, scale: float, seed: int) -> None:
+    """Generate a deterministic sample in the poly_data CSV layout."""
+    from rich.progress import Progress
+
+    from polymkt_dagster.lib.sample import SampleConfig, generate_sample
+
+    if scale <= 0:
+        fail("--scale must be positive")
+    with Progress(console=err) as progress:
+        task = progress.add_task("order fills", total=None)
+
+        def report(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+
+        summary = generate_sample(out, SampleConfig(scale=scale, seed=seed), progress=report)
+    err.print(
+        f"Wrote {summary.markets:,} markets, {summary.order_fills:,} order fills and "
+        f"{summary.trades:,} trades to {out}"
+    )
+
+
+@main.command()
+@click.pass_context
+def bootstrap(ctx: click.Context) -> None:
+    """Import the data dir's CSV/JSON dumps into the lake without Dagster (scripts)."""
+    from polymkt_dagster.lib.bootstrap import (
+        SourceFileError,
+        import_events,
+        import_markets,
+        import_order_filled,
+    )
+    from polymkt_dagster.lib.catalog import refresh_catalog
+    from polymkt_dagster.lib.duck import connect
+    from polymkt_dagster.lib.lake import Lake
+    from polymkt_dagster.lib.trades import derive_trades
+
+    settings = _settings(ctx)
+    lake = Lake(
+        settings.lake_dir,
+        bucket_count=(
+            settings.parquet_hash_bucket_count if settings.parquet_partitioning_enabled else None
+        ),
+    )
+    log = err.print
+    try:
+        for report in (
+            import_markets(settings.data_dir, lake, progress=log),
+            import_events(settings.data_dir, lake, progress=log),
+            fills := import_order_filled(settings.data_dir, lake, progress=log),
+        ):
+            err.print(
+                f"{report.table}: {report.rows_accepted:,} accepted, "
+                f"{report.rows_rejected:,} rejected"
+                + (f" (see {report.rejects_path})" if report.rejects_path else "")
+            )
+    except SourceFileError as exc:
+        fail(str(exc))
+    with connect() as con:
+        trades = derive_trades(con, lake, [p.day for p in fills.partitions], progress=log)
+    err.print(f"trades: {trades.rows_written:,} rows, {trades.unmapped_fills:,} unmapped fills")
+    refresh_catalog(lake, settings.catalog_path)
+
+
+@main.command()
+@click.option("--market", "markets", multiple=True, required=True, help="Market id (repeat).")
+@click.option("--start", default=None, help="From this time (ISO 8601, UTC by default).")
+@click.option("--end", default=None, help="Before this time.")
+@click.option("--limit", type=int, default=100, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@click.pass_context
+def trades(
+    ctx: click.Context,
+    markets: tuple[str, ...],
+    start: str | None,
+    end: str | None,
+    limit: int,
+    as_json: bool,
+) -> None:
+    """Trades of one or many markets in a time window, newest first."""
+    from polymkt_dagster.lib.lake import Lake
+    from polymkt_dagster.lib.queries import QueryError, parse_when, query_trades
+
+    settings = _settings(ctx)
+    lake = Lake(
+        settings.lake_dir,
+        bucket_count=(
+            settings.parquet_hash_bucket_count if settings.parquet_partitioning_enabled else None
+        ),
+    )
+    try:
+        table = query_trades(
+            lake, list(markets), start=parse_when(start), end=parse_when(end), limit=limit
+        )
+    except QueryError as exc:
+        fail(str(exc))
+    rows = table.to_pylist()
+    if as_json:
+        emit_json({"markets": list(markets), "count": len(rows), "trades": rows})
+        return
+    view = RichTable(title=f"{len(rows)} trades")
+    for column in ("timestamp", "market_id", "outcome", "maker_direction", "price", "usd_amount"):
+        view.add_column(column)
+    for row in rows:
+        view.add_row(
+            str(row["timestamp"]),
+            str(row["market_id"]),
+            str(row["outcome"]),
+            str(row["maker_direction"]),
+            f"{row['price']:.4f}",
+            f"{row['usd_amount']:,.2f}",
+        )
+    Console().print(view)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@click.pass_context
+def status(ctx: click.Context, as_json: bool) -> None:
+    """Modes, lake contents and sizes."""
+    from polymkt_dagster.lib.status import lake_status
+
+    settings = _settings(ctx)
+    document = lake_status(settings)
+    if as_json:
+        emit_json(document)
+        return
+    view = RichTable(title=f"PolyMkt lake at {settings.lake_dir}")
+    for column in ("table", "files", "bytes", "days"):
+        view.add_column(column)
+    for name, info in document["tables"].items():
+        view.add_row(name, str(info["files"]), f"{info['bytes']:,}", str(info.get("days", "")))
+    Console().print(view)
+    Console().print(
+        f"ingest mode: {settings.ingest_mode}, analytics mode: {settings.analytics_mode}"
+    )
+
+
+if __name__ == "__main__":
+    main()
