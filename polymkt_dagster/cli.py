@@ -124,7 +124,13 @@ def pipeline(ctx: click.Context, sample: bool | None, dagster_home: Path | None)
 
 @main.command()
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False), required=True)
-@click.option("--scale", type=float, default=1.0, show_default=True, help="1.0 ≈ 50k fills.")
+@click.option(
+    "--scale",
+    type=float,
+    default=1.0,
+    show_default=True,
+    help="1.0 ≈ 10,000 order fills; grows linearly.",
+)
 @click.option("--seed", type=int, default=7, show_default=True)
 def sample(out: Path, scale: float, seed: int) -> None:
     """Generate a deterministic sample in the poly_data CSV layout."""

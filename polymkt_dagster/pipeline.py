@@ -188,9 +188,7 @@ class _EventWatcher:
                 return
             self._run_id = runs[0].run_id
         while True:
-            page = self._instance.get_records_for_run(
-                self._run_id, cursor=self._cursor, limit=1000
-            )
+            page = self._instance.get_records_for_run(self._run_id, cursor=self._cursor, limit=1000)
             for record in page.records:
                 self._report(record.event_log_entry)
             self._cursor = page.cursor

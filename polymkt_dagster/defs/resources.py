@@ -1,6 +1,5 @@
 """Every resource of the platform, configured from POLYMKT_* environment variables."""
 
-
 from dataclasses import replace
 from pathlib import Path
 

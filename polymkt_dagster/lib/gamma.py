@@ -126,8 +126,9 @@ def parse_market(payload: Mapping[str, Any]) -> dict[str, Any]:
     for token in token_ids:
         if not is_token_id(token):
             raise GammaShapeError(f"clobTokenIds holds {token!r}, not a decimal token id")
+    raw_prices = _json_list(payload, "outcomePrices")
     try:
-        prices = [float(p) for p in _json_list(payload, "outcomePrices")]
+        prices = [float(p) for p in raw_prices]
     except (TypeError, ValueError) as exc:
         raise GammaShapeError("outcomePrices holds a non-number") from exc
     statuses = [str(s) for s in _json_list(payload, "umaResolutionStatuses")]

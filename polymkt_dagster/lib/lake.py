@@ -119,8 +119,10 @@ class Lake:
                 continue
             for path in self.day_files(table, day):
                 in_bucket_dir = path.parent.name.startswith("bucket=")
-                if wanted_buckets is not None and in_bucket_dir and (
-                    path.parent.name not in wanted_buckets
+                if (
+                    wanted_buckets is not None
+                    and in_bucket_dir
+                    and (path.parent.name not in wanted_buckets)
                 ):
                     continue
                 found.append(path)

@@ -67,7 +67,7 @@ def query_trades(
     owned = con is None
     con = con or connect()
     try:
-        return con.execute(sql, {"markets": markets}).arrow()
+        return con.execute(sql, {"markets": markets}).to_arrow_table()
     finally:
         if owned:
             con.close()

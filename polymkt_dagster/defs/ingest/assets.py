@@ -39,8 +39,10 @@ TRADE_PREVIEW = [
 
 def _preview(lake: Lake, table, files: list[Path] | None, columns: list[str]) -> str:
     with connect() as con:
-        sample = con.execute(f"SELECT * FROM {lake.scan_sql(table, files)} LIMIT 10").arrow()
-        return markdown_table(sample.read_all() if hasattr(sample, "read_all") else sample, columns)
+        sample = con.execute(
+            f"SELECT * FROM {lake.scan_sql(table, files)} LIMIT 10"
+        ).to_arrow_table()
+        return markdown_table(sample, columns)
 
 
 def _import_metadata(report: bootstrap.ImportReport) -> dict[str, Any]:

@@ -1,6 +1,5 @@
 """The DuckDB catalog: views over the lake for DuckDB users and the CLI."""
 
-
 import dagster as dg
 
 from polymkt_dagster.defs.ingest.assets import (

@@ -1,0 +1,225 @@
+"""CSV import: validation, rejects, idempotence, atomic partitions, schema evolution."""
+
+import csv
+from datetime import date
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pytest
+
+from polymkt_dagster.lib.bootstrap import (
+    SourceFileError,
+    import_events,
+    import_markets,
+    import_order_filled,
+)
+from polymkt_dagster.lib.duck import connect
+from polymkt_dagster.lib.lake import DAY_COLUMN, Lake
+from polymkt_dagster.lib.schemas import MARKETS, ORDER_FILLED, TRADES
+
+HEADER = (
+    "timestamp,maker,makerAssetId,makerAmountFilled,taker,takerAssetId,takerAmountFilled,"
+    "transactionHash"
+)
+TOKEN = "7" * 77
+MAKER = "0x" + "ab" * 20
+TAKER = "0x" + "cd" * 20
+
+
+def _tx(n: int) -> str:
+    return "0x" + f"{n:064x}"
+
+
+def _fill(
+    ts: str, n: int, maker: str = MAKER, usdc: str = "500000", shares: str = "1000000"
+) -> str:
+    return f"{ts},{maker},0,{usdc},{TAKER},{TOKEN},{shares},{_tx(n)}"
+
+
+def _write(path: Path, lines: list[str]) -> Path:
+    path.write_text("\n".join([HEADER, *lines]) + "\n")
+    return path
+
+
+def _rows(lake: Lake, table=ORDER_FILLED) -> list[dict]:
+    with connect() as con:
+        sql = f"SELECT * FROM {lake.scan_sql(table)} ORDER BY id"
+        return con.execute(sql).arrow().read_all().to_pylist()
+
+
+def test_bad_rows_are_rejected_with_file_line_field_and_reason(tmp_path: Path) -> None:
+    source = _write(
+        tmp_path / "orderFilled.csv",
+        [
+            _fill("1717200000", 1, maker=MAKER.upper().replace("0X", "0x")),  # mixed case: ok
+            _fill("1717200001", 2, maker="0xbad"),  # line 3: bad address
+            _fill("June 1st", 3),  # line 4: unparsable timestamp
+            _fill("1717200003", 4, usdc="3000000"),  # line 5: price 3.0 > 1
+            f"1717200004,{MAKER},0,1",  # line 6: wrong column count
+            _fill("1717200005", 6, shares="-5"),  # line 7: negative amount
+            _fill("1717286400", 7),  # line 8: next day, ok
+        ],
+    )
+    lake = Lake(tmp_path / "parquet")
+    report = import_order_filled(tmp_path, lake)
+    assert report.rows_read == 7
+    assert report.rows_accepted == 2 and report.rows_written == 2
+    assert report.rows_rejected == 5
+    assert [p.day for p in report.partitions] == [date(2024, 6, 1), date(2024, 6, 2)]
+
+    with report.rejects_path.open() as handle:
+        rejects = list(csv.DictReader(handle))
+    by_line = {int(r["line"]): r for r in rejects}
+    assert set(by_line) == {3, 4, 5, 6, 7}
+    assert all(r["file"] == str(source) for r in rejects)
+    assert by_line[3]["field"] == "maker" and "0xbad" in by_line[3]["reason"]
+    assert by_line[4]["field"] == "timestamp" and "June 1st" in by_line[4]["reason"]
+    assert by_line[5]["field"] == "price" and "outside [0, 1]" in by_line[5]["reason"]
+    assert "columns" in by_line[6]["reason"].lower()
+    assert by_line[7]["field"] == "takerAmountFilled"
+    assert by_line[3]["raw"].startswith("1717200001,0xbad")
+
+    rows = _rows(lake)
+    assert {r["maker"] for r in rows} == {MAKER}  # lower-cased
+    assert all(r["maker_asset_id"] == "0" and r["taker_asset_id"] == TOKEN for r in rows)
+    assert all(r["timestamp"].tzinfo is not None for r in rows)
+    assert all(r["source"] == "csv" for r in rows)
+
+
+def test_reimport_is_idempotent_and_merges_new_rows(tmp_path: Path) -> None:
+    _write(tmp_path / "orderFilled.csv", [_fill("1717200000", 1), _fill("1717200060", 2)])
+    lake = Lake(tmp_path / "parquet")
+    import_order_filled(tmp_path, lake)
+    first = _rows(lake)
+    second_report = import_order_filled(tmp_path, lake)
+    assert _rows(lake) == first
+    assert second_report.rows_written == 2
+
+    # A later dump that repeats one fill and adds one: the partition holds the union once.
+    _write(tmp_path / "orderFilled.csv", [_fill("1717200060", 2), _fill("1717200120", 3)])
+    import_order_filled(tmp_path, lake)
+    assert len(_rows(lake)) == 3
+    assert len({r["id"] for r in _rows(lake)}) == 3
+
+
+def test_duplicate_lines_in_one_file_land_once(tmp_path: Path) -> None:
+    _write(tmp_path / "orderFilled.csv", [_fill("1717200000", 1)] * 3)
+    report = import_order_filled(tmp_path, Lake(tmp_path / "parquet"))
+    assert report.rows_written == 1 and report.duplicates_dropped == 2
+
+
+def test_missing_columns_fail_naming_file_and_columns(tmp_path: Path) -> None:
+    path = tmp_path / "orderFilled.csv"
+    path.write_text("timestamp,maker,taker\n1717200000,a,b\n")
+    with pytest.raises(SourceFileError) as raised:
+        import_order_filled(tmp_path, Lake(tmp_path / "parquet"))
+    message = str(raised.value)
+    assert str(path) in message
+    assert "makerAssetId" in message and "transactionHash" in message
+
+
+def test_binary_file_fails_clearly(tmp_path: Path) -> None:
+    (tmp_path / "orderFilled.csv").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\xff\xfe")
+    with pytest.raises(SourceFileError, match=r"orderFilled\.csv"):
+        import_order_filled(tmp_path, Lake(tmp_path / "parquet"))
+
+
+def test_range_only_touches_days_inside_it(tmp_path: Path) -> None:
+    _write(tmp_path / "orderFilled.csv", [_fill("1717200000", 1), _fill("1717286400", 2)])
+    lake = Lake(tmp_path / "parquet")
+    report = import_order_filled(tmp_path, lake, start=date(2024, 6, 2), end=date(2024, 6, 2))
+    assert [p.day for p in report.partitions] == [date(2024, 6, 2)]
+    assert lake.partition_days(ORDER_FILLED.name) == [date(2024, 6, 2)]
+
+
+def test_crash_mid_write_leaves_previous_partition_intact(tmp_path: Path) -> None:
+    _write(tmp_path / "orderFilled.csv", [_fill("1717200000", 1), _fill("1717286400", 2)])
+    lake = Lake(tmp_path / "parquet")
+    import_order_filled(tmp_path, lake)
+    before = _rows(lake)
+    files_before = {p: p.read_bytes() for p in lake.files(ORDER_FILLED.name)}
+
+    # A writer that dies after the first batch of the second day, as a killed process would.
+    with connect() as con:
+        relation = (
+            con.execute(
+                f'SELECT *, CAST("timestamp" AS DATE) AS {DAY_COLUMN} '
+                f"FROM {lake.scan_sql(ORDER_FILLED)} ORDER BY {DAY_COLUMN}"
+            )
+            .arrow()
+            .read_all()
+        )
+
+    def dying_stream():
+        yield relation.to_batches()[0].slice(0, 1)
+        yield relation.to_batches()[0].slice(1, 1)
+        raise RuntimeError("killed")
+
+    schema = relation.schema
+    with pytest.raises(RuntimeError, match="killed"):
+        lake.write_sorted_days(
+            ORDER_FILLED.name, pa.RecordBatchReader.from_batches(schema, dying_stream())
+        )
+    assert _rows(lake) == before
+    # The day being written when the crash hit keeps its previous file byte for byte.
+    second_day = next(p for p in files_before if "day=02" in str(p))
+    assert second_day.read_bytes() == files_before[second_day]
+    assert set(lake.files(ORDER_FILLED.name)) == set(files_before)
+
+
+def test_older_partitions_without_a_new_column_read_as_null(tmp_path: Path) -> None:
+    lake = Lake(tmp_path / "parquet")
+    old_dir = lake.day_dir(TRADES.name, date(2024, 1, 1))
+    old_dir.mkdir(parents=True)
+    with duckdb.connect() as con:
+        # An "old" partition written before fee and is_taker_side existed.
+        con.execute(
+            "COPY (SELECT TIMESTAMPTZ '2024-01-01 10:00:00+00' AS timestamp, '1' AS market_id, "
+            "0.5 AS price, 10.0 AS usd_amount) "
+            f"TO '{old_dir / 'part-0.parquet'}' (FORMAT parquet)"
+        )
+    with connect() as con:
+        rows = con.execute(f"SELECT * FROM {lake.scan_sql(TRADES)}").arrow().read_all()
+    assert rows.column_names == TRADES.column_names
+    row = rows.to_pylist()[0]
+    assert row["price"] == 0.5 and row["fee"] is None and row["is_taker_side"] is None
+
+
+def test_empty_lake_scans_as_typed_empty_table(tmp_path: Path) -> None:
+    lake = Lake(tmp_path / "parquet")
+    with connect() as con:
+        table = con.execute(f"SELECT * FROM {lake.scan_sql(MARKETS)}").arrow().read_all()
+    assert table.num_rows == 0 and table.column_names == MARKETS.column_names
+
+
+def test_markets_csv_and_gamma_json_merge(data_dir: Path) -> None:
+    lake = Lake(data_dir / "parquet")
+    report = import_markets(data_dir, lake)
+    assert report.rows_rejected == 0
+    with connect() as con:
+        markets = con.execute(f"SELECT * FROM {lake.scan_sql(MARKETS)}").arrow().read_all()
+    rows = markets.to_pylist()
+    assert len(rows) == report.rows_written > 100
+    assert len({r["market_id"] for r in rows}) == len(rows)
+    # Gamma JSON contributes what poly_data's CSV lacks: end dates, resolution, groups.
+    assert all(r["end_date"] is not None for r in rows)
+    assert any(r["resolved"] for r in rows) and any(r["neg_risk"] for r in rows)
+    assert all(all(76 <= len(t) <= 78 for t in r["token_ids"]) for r in rows)
+    events = import_events(data_dir, lake)
+    assert events.rows_written > 0
+
+
+def test_markets_csv_alone_with_bad_rows(tmp_path: Path, sample_dir: Path) -> None:
+    lines = (sample_dir / "markets.csv").read_text().splitlines()
+    header, good = lines[0], lines[1:6]
+    broken = good[0].split(",")
+    broken[7] = "12ab"  # token1 is not a decimal id
+    (tmp_path / "markets.csv").write_text("\n".join([header, *good, ",".join(broken)]) + "\n")
+    lake = Lake(tmp_path / "parquet")
+    report = import_markets(tmp_path, lake)
+    assert report.rows_written == 5 and report.rows_rejected == 1
+    assert report.rejects_by_field == {"token1": 1}
+    with connect() as con:
+        rows = con.execute(f"SELECT * FROM {lake.scan_sql(MARKETS)}").arrow().read_all()
+    assert all(r["outcomes"] and r["token_ids"] for r in rows.to_pylist())
