@@ -35,7 +35,8 @@ from polymkt_dagster.lib.csv_source import (
 )
 from polymkt_dagster.lib.duck import connect, sql_string
 from polymkt_dagster.lib.gamma import GammaShapeError, load_payloads, parse_event, parse_many
-from polymkt_dagster.lib.lake import DAY_COLUMN, Lake, PartitionWrite
+from polymkt_dagster.lib.lake import Lake, PartitionWrite
+from polymkt_dagster.lib.merge import merge_events, merge_markets, merge_order_fills
 from polymkt_dagster.lib.schemas import (
     EVENTS,
     MARKETS,
@@ -46,7 +47,6 @@ from polymkt_dagster.lib.schemas import (
 )
 
 Progress = Callable[[str], None]
-STREAM_BATCH_ROWS = 122_880
 
 MARKETS_CSV = "markets.csv"
 MARKETS_JSON = ("markets.json", "markets.jsonl")
@@ -242,36 +242,10 @@ def import_order_filled(
         accepted = con.execute(f"SELECT count(*) FROM staged_fills WHERE {good}").fetchone()
         report.rows_accepted = int(accepted[0]) if accepted else 0
         columns = ", ".join(f'"{c}"' for c in ORDER_FILLED.column_names)
-        fresh = f"SELECT {columns}, 0 AS priority FROM staged_fills WHERE {good}"
-        existing = [
-            f
-            for day in _days_in(con, f'SELECT "timestamp" FROM staged_fills WHERE {good}')
-            for f in lake.day_files(ORDER_FILLED.name, day)
-        ]
-        rows = fresh
-        if existing:
-            old = lake.scan_sql(ORDER_FILLED, existing)
-            rows += f" UNION ALL SELECT {columns}, 1 AS priority FROM {old}"
-        # A fill already in the lake (same id) is kept once: re-imports change nothing.
-        merged = (
-            f'SELECT {columns}, CAST("timestamp" AS DATE) AS {DAY_COLUMN} FROM ({rows}) '
-            "QUALIFY row_number() OVER (PARTITION BY id ORDER BY priority) = 1 "
-            f'ORDER BY {DAY_COLUMN}, "timestamp", transaction_hash, id'
+        report.partitions = merge_order_fills(
+            con, lake, f"SELECT {columns} FROM staged_fills WHERE {good}", progress=progress
         )
-        total_days = len(_days_in(con, f'SELECT "timestamp" FROM staged_fills WHERE {good}'))
-
-        def on_partition(write: PartitionWrite) -> None:
-            report.partitions.append(write)
-            report.rows_written += write.rows
-            count = len(report.partitions)
-            if progress and (count % 50 == 0 or count == total_days):
-                progress(f"order_filled: {count}/{total_days} day partitions written")
-
-        lake.write_sorted_days(
-            ORDER_FILLED.name,
-            con.execute(merged).fetch_record_batch(rows_per_batch=STREAM_BATCH_ROWS),
-            on_partition=on_partition,
-        )
+        report.rows_written = sum(p.rows for p in report.partitions)
         dupes = con.execute(
             f"SELECT count(*) - count(DISTINCT id) FROM staged_fills WHERE {good}"
         ).fetchone()
@@ -447,21 +421,10 @@ def import_markets(data_dir: Path, lake: Lake, *, progress: Progress | None = No
             "FULL OUTER JOIN csv_markets c ON j.market_id = c.market_id"
         )
         report.rows_accepted = _count(con, f"SELECT count(*) FROM ({merged_sources})")
-        existing = lake.scan_sql(MARKETS)
-        columns = ", ".join(MARKETS.column_names)
-        final = (
-            f"SELECT {columns} FROM ("
-            f"SELECT {columns}, 0 AS priority FROM ({merged_sources}) "
-            f"UNION ALL SELECT {columns}, 1 AS priority FROM {existing}) "
-            "QUALIFY row_number() OVER (PARTITION BY market_id "
-            "ORDER BY updated_at DESC NULLS LAST, priority) = 1"
-        )
-        con.execute(f"CREATE OR REPLACE TEMP TABLE final_markets AS {final}")
+        con.execute(f"CREATE OR REPLACE TEMP TABLE fresh_markets AS {merged_sources}")
         _fill_event_titles(con, data_dir)
-        report.output_path = lake.write_single(
-            MARKETS.name, con, "SELECT * FROM final_markets ORDER BY market_id"
-        )
-        report.rows_written = _count(con, "SELECT count(*) FROM final_markets")
+        report.rows_written = merge_markets(con, lake, "SELECT * FROM fresh_markets")
+        report.output_path = lake.single_file(MARKETS.name)
     report.absorb_rejects(rejects, data_dir / "rejects" / MARKETS.name / "markets.rejects.csv")
     return report
 
@@ -510,7 +473,7 @@ def _fill_event_titles(con: duckdb.DuckDBPyConnection, data_dir: Path) -> None:
     con.register("event_links", event_links)
     con.execute(
         """
-        UPDATE final_markets AS m SET
+        UPDATE fresh_markets AS m SET
             event_id = coalesce(m.event_id, l.event_id),
             event_slug = coalesce(m.event_slug, l.event_slug),
             event_title = coalesce(m.event_title, l.event_title),
@@ -597,25 +560,15 @@ def import_events(data_dir: Path, lake: Lake, *, progress: Progress | None = Non
                    sum(liquidity) AS liquidity, list(market_id ORDER BY market_id) AS market_ids
             FROM {markets} WHERE event_id IS NOT NULL GROUP BY event_id
         """
-        columns = ", ".join(EVENTS.column_names)
         combined = f"""
             SELECT {_prefer_first_events("i", "d")}
             FROM (SELECT * FROM imported QUALIFY row_number() OVER
                   (PARTITION BY event_id ORDER BY end_date DESC NULLS LAST) = 1) i
             FULL OUTER JOIN ({derived}) d ON i.event_id = d.event_id
         """
-        existing = lake.scan_sql(EVENTS)
-        final = (
-            f"SELECT {columns} FROM (SELECT {columns}, 0 AS priority FROM ({combined}) "
-            f"UNION ALL SELECT {columns}, 1 AS priority FROM {existing}) "
-            "QUALIFY row_number() OVER (PARTITION BY event_id ORDER BY priority) = 1"
-        )
-        con.execute(f"CREATE OR REPLACE TEMP TABLE final_events AS {final}")
         report.rows_accepted = len(rows)
-        report.output_path = lake.write_single(
-            EVENTS.name, con, "SELECT * FROM final_events ORDER BY event_id"
-        )
-        report.rows_written = _count(con, "SELECT count(*) FROM final_events")
+        report.rows_written = merge_events(con, lake, combined)
+        report.output_path = lake.single_file(EVENTS.name)
     if progress:
         progress(f"events: {report.rows_written} events written")
     report.absorb_rejects(rejects, data_dir / "rejects" / EVENTS.name / "events.rejects.csv")
@@ -643,15 +596,6 @@ def _prefer_first_events(first: str, second: str) -> str:
 
 
 # ---------------------------------------------------------------------------------------
-
-
-def _days_in(con: duckdb.DuckDBPyConnection, timestamps_sql: str) -> list[date]:
-    return [
-        d
-        for (d,) in con.execute(
-            f'SELECT DISTINCT CAST("timestamp" AS DATE) AS d FROM ({timestamps_sql}) ORDER BY d'
-        ).fetchall()
-    ]
 
 
 def _count(con: duckdb.DuckDBPyConnection, sql: str) -> int:

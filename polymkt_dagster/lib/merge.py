@@ -1,0 +1,99 @@
+"""Merging new rows into the raw tables: the one code path for bootstrap and live sync.
+
+Order fills merge into their day partitions (union with what is there, one row per fill
+id), markets and events into their single files (one row per id, newest ``updated_at``
+first). Nothing already in the lake is lost and nothing is duplicated, however often the
+same rows arrive.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import date
+
+import duckdb
+
+from polymkt_dagster.lib.lake import DAY_COLUMN, Lake, PartitionWrite
+from polymkt_dagster.lib.schemas import EVENTS, MARKETS, ORDER_FILLED, Table
+
+STREAM_BATCH_ROWS = 122_880
+
+
+def days_of(con: duckdb.DuckDBPyConnection, relation: str) -> list[date]:
+    """Distinct UTC days of the ``timestamp`` column of a relation, ascending."""
+    return [
+        d
+        for (d,) in con.execute(
+            f'SELECT DISTINCT CAST("timestamp" AS DATE) AS d FROM ({relation}) ORDER BY d'
+        ).fetchall()
+    ]
+
+
+def merge_order_fills(
+    con: duckdb.DuckDBPyConnection,
+    lake: Lake,
+    fresh: str,
+    *,
+    progress: Callable[[str], None] | None = None,
+) -> list[PartitionWrite]:
+    """Merge the canonical fills of ``fresh`` (a SELECT) into their day partitions.
+
+    Only the days present in ``fresh`` are rewritten, each atomically, with the union of
+    its old and new rows; a fill id already present keeps its stored row.
+    """
+    columns = ", ".join(f'"{c}"' for c in ORDER_FILLED.column_names)
+    days = days_of(con, fresh)
+    existing = [f for day in days for f in lake.day_files(ORDER_FILLED.name, day)]
+    rows = f"SELECT {columns}, 0 AS priority FROM ({fresh})"
+    if existing:
+        old = lake.scan_sql(ORDER_FILLED, existing)
+        rows += f" UNION ALL SELECT {columns}, 1 AS priority FROM {old}"
+    merged = (
+        f'SELECT {columns}, CAST("timestamp" AS DATE) AS {DAY_COLUMN} FROM ({rows}) '
+        "QUALIFY row_number() OVER (PARTITION BY id ORDER BY priority DESC) = 1 "
+        f'ORDER BY {DAY_COLUMN}, "timestamp", transaction_hash, id'
+    )
+    writes: list[PartitionWrite] = []
+
+    def on_partition(write: PartitionWrite) -> None:
+        writes.append(write)
+        if progress and (len(writes) % 50 == 0 or len(writes) == len(days)):
+            progress(f"order_filled: {len(writes)}/{len(days)} day partitions written")
+
+    lake.write_sorted_days(
+        ORDER_FILLED.name,
+        con.execute(merged).fetch_record_batch(rows_per_batch=STREAM_BATCH_ROWS),
+        on_partition=on_partition,
+    )
+    return writes
+
+
+def _merge_single(
+    con: duckdb.DuckDBPyConnection, lake: Lake, table: Table, fresh: str, order: str
+) -> int:
+    columns = ", ".join(table.column_names)
+    key = table.key[0]
+    final = (
+        f"SELECT {columns} FROM ("
+        f"SELECT {columns}, 0 AS priority FROM ({fresh}) "
+        f"UNION ALL SELECT {columns}, 1 AS priority FROM {lake.scan_sql(table)}) "
+        f"QUALIFY row_number() OVER (PARTITION BY {key} ORDER BY {order}) = 1"
+    )
+    staging = f"merged_{table.name}"
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {staging} AS {final}")
+    lake.write_single(table.name, con, f"SELECT * FROM {staging} ORDER BY {key}")
+    row = con.execute(f"SELECT count(*) FROM {staging}").fetchone()
+    return int(row[0]) if row else 0
+
+
+def merge_markets(con: duckdb.DuckDBPyConnection, lake: Lake, fresh: str) -> int:
+    """Merge canonical market rows; per market the newest ``updated_at`` wins (fresh on a tie).
+
+    Returns the number of markets in the table afterwards.
+    """
+    return _merge_single(con, lake, MARKETS, fresh, "updated_at DESC NULLS LAST, priority")
+
+
+def merge_events(con: duckdb.DuckDBPyConnection, lake: Lake, fresh: str) -> int:
+    """Merge canonical event rows; the fresh row of an event replaces the stored one."""
+    return _merge_single(con, lake, EVENTS, fresh, "priority")
