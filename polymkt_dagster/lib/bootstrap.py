@@ -27,6 +27,7 @@ import pyarrow as pa
 
 from polymkt_dagster.lib import normalize as n
 from polymkt_dagster.lib.csv_source import (
+    CsvScan,
     Rejects,
     SourceFileError,
     physical_line,
@@ -47,6 +48,7 @@ from polymkt_dagster.lib.schemas import (
 )
 
 Progress = Callable[[str], None]
+Check = tuple[str, str, str]  # (field, failing condition, reason expression)
 
 MARKETS_CSV = "markets.csv"
 MARKETS_JSON = ("markets.json", "markets.jsonl")
@@ -94,7 +96,7 @@ def _first_existing(data_dir: Path, names: Sequence[str]) -> Path | None:
 # ---------------------------------------------------------------------------------------
 
 
-def _order_fill_checks() -> list[tuple[str, str, str]]:
+def _order_fill_checks() -> list[Check]:
     """(field, failing condition, reason) in the order they are reported."""
     return [
         ("timestamp", "ts IS NULL", "format('unparsable timestamp \"{}\"', raw_timestamp)"),
@@ -139,18 +141,32 @@ def _order_fill_checks() -> list[tuple[str, str, str]]:
     ]
 
 
-def _case(checks: list[tuple[str, str, str]], pick: int) -> str:
-    whens = " ".join(f"WHEN {cond} THEN {item[pick]}" for item in checks for cond in [item[1]])
-    return f"CASE {whens} END"
+def _reject_expressions(checks: list[Check], header: list[str]) -> tuple[str, str, str]:
+    """SQL for the first failing check's field and reason, and the raw line of a row."""
+    field_case = "CASE " + " ".join(f"WHEN {c} THEN '{f}'" for f, c, _ in checks) + " END"
+    reason_case = "CASE " + " ".join(f"WHEN {c} THEN {r}" for _, c, r in checks) + " END"
+    raw_line = "concat_ws(',', " + ", ".join(f'"{c}"' for c in header) + ")"
+    return field_case, reason_case, raw_line
+
+
+def _collect_rejects(
+    con: duckdb.DuckDBPyConnection, scan: CsvScan, staged: str, rejects: Rejects
+) -> int:
+    """Record structural and validation rejects of a staged scan; returns rows read."""
+    broken = structural_rejects(con, scan, rejects)
+    for record_no, field_name, reason, raw in con.execute(
+        f"SELECT record_no, reject_field, reject_reason, raw_line FROM {staged} "
+        "WHERE reject_field IS NOT NULL ORDER BY record_no"
+    ).fetchall():
+        line = physical_line(int(record_no), broken)
+        rejects.add(str(scan.path), line, field_name, reason, raw)
+    return _count(con, f"SELECT count(*) FROM {staged}") + len(broken)
 
 
 def stage_order_fills(con: duckdb.DuckDBPyConnection, path: Path, rejects: Rejects) -> int:
     """Read orderFilled.csv into temp table ``staged_fills``; returns rows read."""
     scan = scan_csv(con, path, POLY_DATA_ORDER_FILLED_COLUMNS)
-    checks = _order_fill_checks()
-    field_case = "CASE " + " ".join(f"WHEN {c} THEN '{f}'" for f, c, _ in checks) + " END"
-    reason_case = "CASE " + " ".join(f"WHEN {c} THEN {r}" for _, c, r in checks) + " END"
-    raw_line = "concat_ws(',', " + ", ".join(f'"{c}"' for c in scan.header) + ")"
+    field_case, reason_case, raw_line = _reject_expressions(_order_fill_checks(), scan.header)
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE staged_fills AS
@@ -205,14 +221,7 @@ def stage_order_fills(con: duckdb.DuckDBPyConnection, path: Path, rejects: Rejec
         FROM checked
         """
     )
-    broken = structural_rejects(con, scan, rejects)
-    for record_no, field_name, reason, raw in con.execute(
-        "SELECT record_no, reject_field, reject_reason, raw_line FROM staged_fills "
-        "WHERE reject_field IS NOT NULL ORDER BY record_no"
-    ).fetchall():
-        rejects.add(str(path), physical_line(int(record_no), broken), field_name, reason, raw)
-    total = con.execute("SELECT count(*) FROM staged_fills").fetchone()
-    return (int(total[0]) if total else 0) + len(broken)
+    return _collect_rejects(con, scan, "staged_fills", rejects)
 
 
 def import_order_filled(
@@ -301,9 +310,7 @@ def _stage_markets_csv(con: duckdb.DuckDBPyConnection, path: Path, rejects: Reje
             "format('volume \"{}\" is not a number', raw_volume)",
         ),
     ]
-    field_case = "CASE " + " ".join(f"WHEN {c} THEN '{f}'" for f, c, _ in checks) + " END"
-    reason_case = "CASE " + " ".join(f"WHEN {c} THEN {r}" for _, c, r in checks) + " END"
-    raw_line = "concat_ws(',', " + ", ".join(f'"{c}"' for c in scan.header) + ")"
+    field_case, reason_case, raw_line = _reject_expressions(checks, scan.header)
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE staged_markets_csv AS
@@ -331,14 +338,7 @@ def _stage_markets_csv(con: duckdb.DuckDBPyConnection, path: Path, rejects: Reje
         SELECT *, {field_case} AS reject_field, {reason_case} AS reject_reason FROM norm
         """
     )
-    broken = structural_rejects(con, scan, rejects)
-    for record_no, field_name, reason, raw in con.execute(
-        "SELECT record_no, reject_field, reject_reason, raw_line FROM staged_markets_csv "
-        "WHERE reject_field IS NOT NULL ORDER BY record_no"
-    ).fetchall():
-        rejects.add(str(path), physical_line(int(record_no), broken), field_name, reason, raw)
-    total = con.execute("SELECT count(*) FROM staged_markets_csv").fetchone()
-    return (int(total[0]) if total else 0) + len(broken)
+    return _collect_rejects(con, scan, "staged_markets_csv", rejects)
 
 
 def _markets_from_csv_sql() -> str:
