@@ -1,0 +1,36 @@
+from pathlib import Path
+
+from polymkt_dagster.lib.catalog import refresh_catalog
+from polymkt_dagster.lib.duck import connect
+from polymkt_dagster.lib.lake import Lake
+from polymkt_dagster.lib.schemas import RAW_TABLES, TRADES
+
+
+def test_views_over_an_empty_lake_are_typed_and_empty(tmp_path: Path) -> None:
+    catalog = tmp_path / "polymkt.duckdb"
+    counts = refresh_catalog(Lake(tmp_path / "parquet"), catalog)
+    assert counts == dict.fromkeys(RAW_TABLES, 0)
+    with connect(catalog, read_only=True) as con:
+        columns = [r[0] for r in con.execute("DESCRIBE trades").fetchall()]
+    assert columns == TRADES.column_names
+
+
+def test_views_follow_new_partitions_without_refresh(tmp_path: Path, sample_lake: Lake) -> None:
+    lake = Lake(tmp_path / "parquet")
+    catalog = tmp_path / "polymkt.duckdb"
+    # A partial lake: markets and one day of trades.
+    markets = sample_lake.single_file("markets")
+    lake.single_file("markets").parent.mkdir(parents=True)
+    lake.single_file("markets").write_bytes(markets.read_bytes())
+    days = sample_lake.partition_days(TRADES.name)
+    for day in days[:2]:
+        for source in sample_lake.day_files(TRADES.name, day):
+            target = lake.day_dir(TRADES.name, day) / source.name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(source.read_bytes())
+        if day == days[0]:
+            counts = refresh_catalog(lake, catalog)
+    assert counts["markets"] > 0 and counts["order_filled"] == 0
+    with connect(catalog, read_only=True) as con:
+        seen = con.execute("SELECT count(DISTINCT CAST(timestamp AS DATE)) FROM trades").fetchone()
+    assert seen[0] == 2  # the second day's file appeared after the refresh
