@@ -39,7 +39,7 @@ import re
 import time
 import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import suppress
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -343,25 +343,40 @@ def update_bm25_index(
     )
 
 
-def _full_bm25_build(con: duckdb.DuckDBPyConnection) -> None:
+@contextmanager
+def _transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """BEGIN ... COMMIT, rolled back on any error (a failed COMMIT has already ended it)."""
     con.execute("BEGIN")
     try:
+        yield
+    except BaseException:
+        with suppress(duckdb.TransactionException):
+            con.execute("ROLLBACK")
+        raise
+    con.execute("COMMIT")
+
+
+def _full_bm25_build(con: duckdb.DuckDBPyConnection) -> None:
+    with _transaction(con):
         con.execute("CREATE OR REPLACE TABLE search.documents AS SELECT * FROM incoming_documents")
         con.execute(_fts_pragma("search.documents"))
         con.execute(
             f"CREATE OR REPLACE TABLE search.bm25_postings AS "
             f"SELECT * FROM ({_postings_select()}) ORDER BY termid, docid"
         )
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
 
 
 def _incremental_bm25_update(con: duckdb.DuckDBPyConnection) -> None:
     fts, delta = FTS_SCHEMA, FTS_DELTA_SCHEMA
-    con.execute("BEGIN")
-    try:
+    # The FTS extension indexes the new and changed markets on their own. This scratch
+    # index is built outside the merge transaction: DuckDB cannot commit a transaction
+    # that both creates and drops the FTS tables.
+    con.execute(
+        "CREATE OR REPLACE TABLE search.bm25_delta AS SELECT * FROM incoming_documents "
+        "WHERE market_id IN (SELECT market_id FROM changed_ids)"
+    )
+    con.execute(_fts_pragma("search.bm25_delta"))
+    with _transaction(con):
         # Old postings of changed and deleted markets go first.
         con.execute(
             f"""
@@ -381,13 +396,6 @@ def _incremental_bm25_update(con: duckdb.DuckDBPyConnection) -> None:
         )
         for table in (f"{fts}.terms", "search.bm25_postings", f"{fts}.docs"):
             con.execute(f"DELETE FROM {table} WHERE docid IN (SELECT docid FROM removed_docs)")
-
-        # The FTS extension indexes the new and changed markets on their own.
-        con.execute(
-            "CREATE OR REPLACE TABLE search.bm25_delta AS SELECT * FROM incoming_documents "
-            "WHERE market_id IN (SELECT market_id FROM changed_ids)"
-        )
-        con.execute(_fts_pragma("search.bm25_delta"))
 
         # Merge: unseen terms get fresh term ids, delta doc ids are shifted past ours.
         con.execute(
@@ -421,18 +429,14 @@ def _incremental_bm25_update(con: duckdb.DuckDBPyConnection) -> None:
             """
         )
         con.execute(
-            f"INSERT INTO search.bm25_postings "
-            f"SELECT * FROM ({_postings_select(f'WHERE t.docid >= {base}')}) ORDER BY termid, docid"
+            f"INSERT INTO search.bm25_postings SELECT * FROM "
+            f"({_postings_select(f'WHERE t.docid >= {base}')}) ORDER BY termid, docid"
         )
         con.execute(f"DELETE FROM {fts}.stats")
         con.execute(f"INSERT INTO {fts}.stats SELECT count(*), avg(len) FROM {fts}.docs")
-        con.execute("PRAGMA drop_fts_index('search.bm25_delta')")
-        con.execute("DROP TABLE search.bm25_delta")
         con.execute("CREATE OR REPLACE TABLE search.documents AS SELECT * FROM incoming_documents")
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
+    con.execute("PRAGMA drop_fts_index('search.bm25_delta')")
+    con.execute("DROP TABLE search.bm25_delta")
 
 
 # ---- embedding providers -----------------------------------------------------------------
@@ -450,7 +454,7 @@ class EmbeddingUsage:
 
     def cost_usd(self, model: str) -> float | None:
         price = EMBEDDING_PRICES_PER_MTOK.get(model)
-        return None if price is None else round(self.total_tokens * price / 1_000_000, 6)
+        return None if price is None else round(self.total_tokens * price / 1_000_000, 10)
 
 
 class Embedder:
@@ -749,30 +753,26 @@ def _write_embeddings(
         }
     )
     con.register("embedding_chunk", chunk)
-    con.execute("BEGIN")
     try:
-        if _embeddings_dim(con) != dim:
-            # A new model or dimension: the old vectors are all stale (they are re-embedded
-            # in this same run, since their model differs), and the column type changes.
+        with _transaction(con):
+            if _embeddings_dim(con) != dim:
+                # A new model or dimension: the old vectors are all stale (they are
+                # re-embedded in this same run, their model differs) and the type changes.
+                con.execute(
+                    f"CREATE OR REPLACE TABLE search.embeddings (market_id VARCHAR, "
+                    f"content_hash VARCHAR, model VARCHAR, vector FLOAT[{dim}], "
+                    f"embedded_at TIMESTAMPTZ)"
+                )
             con.execute(
-                f"CREATE OR REPLACE TABLE search.embeddings (market_id VARCHAR, "
-                f"content_hash VARCHAR, model VARCHAR, vector FLOAT[{dim}], "
-                f"embedded_at TIMESTAMPTZ)"
+                "DELETE FROM search.embeddings "
+                "WHERE market_id IN (SELECT market_id FROM embedding_chunk)"
             )
-        con.execute(
-            "DELETE FROM search.embeddings "
-            "WHERE market_id IN (SELECT market_id FROM embedding_chunk)"
-        )
-        con.execute(
-            f"INSERT INTO search.embeddings SELECT market_id, content_hash, ?, "
-            f"vector::FLOAT[{dim}], now() FROM embedding_chunk",
-            [model],
-        )
-        _bump_generation(con, model, dim)
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
+            con.execute(
+                f"INSERT INTO search.embeddings SELECT market_id, content_hash, ?, "
+                f"vector::FLOAT[{dim}], now() FROM embedding_chunk",
+                [model],
+            )
+            _bump_generation(con, model, dim)
     finally:
         con.unregister("embedding_chunk")
 
@@ -831,13 +831,13 @@ def update_market_embeddings(
             ).fetchall()
             deleted = []
         if deleted and state is not None:
-            con.execute("BEGIN")
-            con.execute(
-                "DELETE FROM search.embeddings WHERE market_id IN (SELECT unnest(?::VARCHAR[]))",
-                [deleted],
-            )
-            _bump_generation(con, state.model, state.dim)
-            con.execute("COMMIT")
+            with _transaction(con):
+                con.execute(
+                    "DELETE FROM search.embeddings "
+                    "WHERE market_id IN (SELECT unnest(?::VARCHAR[]))",
+                    [deleted],
+                )
+                _bump_generation(con, state.model, state.dim)
 
     say(f"embeddings: {len(pending):,} to embed with {model}, {len(deleted):,} deleted")
     embed_seconds = write_seconds = 0.0
@@ -981,46 +981,49 @@ def _sync_vector_index(
         ):
             mode = "incremental"
             ids = sorted(touched_ids)
-            con.execute("BEGIN")
-            con.execute(
-                "CREATE OR REPLACE TEMP TABLE touched AS SELECT unnest(?::VARCHAR[]) AS market_id",
-                [ids],
-            )
-            con.execute("DELETE FROM vectors WHERE market_id IN (SELECT market_id FROM touched)")
-            con.execute(
-                "INSERT INTO vectors SELECT market_id, vector FROM catalog.search.embeddings "
-                "WHERE market_id IN (SELECT market_id FROM touched)"
-            )
-            rows = int(_scalar(con, "SELECT count(*) FROM vectors"))
-            con.execute(
-                "UPDATE index_state SET generation = ?, rows = ?, "
-                "changed_since_build = changed_since_build + ?, updated_at = now()",
-                [source.generation, rows, len(ids)],
-            )
-            con.execute("COMMIT")
+            with _transaction(con):
+                con.execute(
+                    "CREATE OR REPLACE TEMP TABLE touched AS "
+                    "SELECT unnest(?::VARCHAR[]) AS market_id",
+                    [ids],
+                )
+                con.execute(
+                    "DELETE FROM vectors WHERE market_id IN (SELECT market_id FROM touched)"
+                )
+                con.execute(
+                    "INSERT INTO vectors SELECT market_id, vector FROM catalog.search.embeddings "
+                    "WHERE market_id IN (SELECT market_id FROM touched)"
+                )
+                rows = int(_scalar(con, "SELECT count(*) FROM vectors"))
+                con.execute(
+                    "UPDATE index_state SET generation = ?, rows = ?, "
+                    "changed_since_build = changed_since_build + ?, updated_at = now()",
+                    [source.generation, rows, len(ids)],
+                )
         else:
             mode = "full"
             say(f"vector index: building HNSW over {source.rows:,} vectors")
-            con.execute("BEGIN")
-            con.execute("DROP TABLE IF EXISTS vectors")
-            con.execute(
-                f"CREATE TABLE vectors AS SELECT market_id, vector::FLOAT[{source.dim}] AS vector "
-                f"FROM catalog.search.embeddings ORDER BY market_id"
-            )
-            con.execute(
-                f"CREATE INDEX vectors_hnsw ON vectors USING HNSW (vector) WITH ({HNSW_OPTIONS})"
-            )
-            con.execute("DROP TABLE IF EXISTS index_state")
-            con.execute(
-                "CREATE TABLE index_state (generation BIGINT, model VARCHAR, dim INTEGER, "
-                "rows BIGINT, changed_since_build BIGINT, updated_at TIMESTAMPTZ)"
-            )
-            rows = int(_scalar(con, "SELECT count(*) FROM vectors"))
-            con.execute(
-                "INSERT INTO index_state VALUES (?, ?, ?, ?, 0, now())",
-                [source.generation, source.model, source.dim, rows],
-            )
-            con.execute("COMMIT")
+            with _transaction(con):
+                con.execute("DROP TABLE IF EXISTS vectors")
+                con.execute(
+                    f"CREATE TABLE vectors AS SELECT market_id, "
+                    f"vector::FLOAT[{source.dim}] AS vector "
+                    f"FROM catalog.search.embeddings ORDER BY market_id"
+                )
+                con.execute(
+                    f"CREATE INDEX vectors_hnsw ON vectors USING HNSW (vector) "
+                    f"WITH ({HNSW_OPTIONS})"
+                )
+                con.execute("DROP TABLE IF EXISTS index_state")
+                con.execute(
+                    "CREATE TABLE index_state (generation BIGINT, model VARCHAR, dim INTEGER, "
+                    "rows BIGINT, changed_since_build BIGINT, updated_at TIMESTAMPTZ)"
+                )
+                rows = int(_scalar(con, "SELECT count(*) FROM vectors"))
+                con.execute(
+                    "INSERT INTO index_state VALUES (?, ?, ?, ?, 0, now())",
+                    [source.generation, source.model, source.dim, rows],
+                )
         con.execute("DETACH catalog")
         # Persisted HNSW changes are only safe once checkpointed (no WAL replay for them).
         con.execute("CHECKPOINT")

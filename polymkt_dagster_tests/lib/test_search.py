@@ -1,0 +1,700 @@
+"""Market search over real DuckDB files: BM25, embeddings through a local OpenAI-compatible
+server (the network edge), the HNSW index file, hybrid fusion and the user-facing errors."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import openai
+import pytest
+
+from polymkt_dagster.lib import search as s
+from polymkt_dagster.lib.duck import connect
+from polymkt_dagster.lib.lake import Lake
+from polymkt_dagster.lib.schemas import MARKETS
+from polymkt_dagster_tests.servers.openai_compat import (  # noqa: F401 (fixture)
+    OpenAICompatServer,
+    openai_server_fixture,
+)
+
+MODEL = "text-embedding-3-small"
+
+
+def _market(
+    market_id: str,
+    question: str,
+    event_title: str,
+    category: str,
+    tags: Sequence[str],
+    *,
+    volume: float,
+    closed: bool = False,
+    end: str = "2026-12-31",
+    outcomes: Sequence[str] = ("Yes", "No"),
+    description: str | None = None,
+) -> dict[str, Any]:
+    slug = "-".join(w.strip("?$,.'").lower() for w in question.split())
+    return {
+        "market_id": market_id,
+        "question": question,
+        "event_title": event_title,
+        "category": category,
+        "tags": list(tags),
+        "outcomes": list(outcomes),
+        "volume": volume,
+        "closed": closed,
+        "end_date": datetime.fromisoformat(end).replace(tzinfo=UTC),
+        "slug": slug,
+        "description": description
+        if description is not None
+        else f"This market will resolve to Yes if the following happens: {question} "
+        "Otherwise, it resolves to No. Resolution follows official sources.",
+    }
+
+
+# A small hand-written catalogue: realistic questions, neighbours that compete for the
+# same words (several Trump, Fed and election markets), open and closed, wide volumes.
+MARKETS_FIXTURE: list[dict[str, Any]] = [
+    _market("101", "Will Donald Trump win the 2024 US presidential election?",
+            "Presidential Election Winner 2024", "Politics", ["Politics", "Elections", "Trump"],
+            volume=3_600_000_000, closed=True, end="2024-11-05"),
+    _market("102", "Will Kamala Harris win the 2024 US presidential election?",
+            "Presidential Election Winner 2024", "Politics", ["Politics", "Elections"],
+            volume=1_200_000_000, closed=True, end="2024-11-05"),
+    _market("103", "Will JD Vance win the 2028 Republican presidential nomination?",
+            "Republican Presidential Nominee 2028", "Politics", ["Politics", "Elections"],
+            volume=12_000_000, end="2028-08-31"),
+    _market("104", "Will Gavin Newsom win the 2028 Democratic presidential nomination?",
+            "Democratic Presidential Nominee 2028", "Politics", ["Politics", "Elections"],
+            volume=9_500_000, end="2028-08-31"),
+    _market("105", "Will Trump sign an executive order on tariffs before July?",
+            "Trump executive orders", "Politics", ["Politics", "Trump", "Trade"],
+            volume=450_000, end="2025-07-01"),
+    _market("106", "Will the Fed cut interest rates at the March 2026 meeting?",
+            "Fed decision in March 2026", "Economy", ["Economy", "Fed", "Rates"],
+            volume=48_000_000, end="2026-03-18"),
+    _market("107", "Will the Fed hike rates in 2026?", "Fed rate hike in 2026", "Economy",
+            ["Economy", "Fed"], volume=2_100_000, end="2026-12-31"),
+    _market("108", "Will the ECB cut rates in June?", "ECB decision June", "Economy",
+            ["Economy", "ECB", "Rates"], volume=800_000, end="2025-06-05", closed=True),
+    _market("109", "US recession in 2026?", "US recession in 2026", "Economy",
+            ["Economy", "Recession"], volume=6_000_000, end="2027-01-31"),
+    _market("110", "Will US CPI inflation be above 3% in May?", "US inflation May", "Economy",
+            ["Economy", "Inflation"], volume=300_000, end="2025-06-11", closed=True),
+    _market("111", "Will Bitcoin reach $150,000 by December 31, 2025?",
+            "What price will Bitcoin hit in 2025?", "Crypto", ["Crypto", "Bitcoin"],
+            volume=25_000_000, end="2025-12-31", closed=True),
+    _market("112", "Will Ethereum be above $5,000 on June 30?", "Ethereum price on June 30",
+            "Crypto", ["Crypto", "Ethereum"], volume=3_000_000, end="2026-06-30"),
+    _market("113", "Will Solana ETF be approved in 2025?", "Solana ETF approved?", "Crypto",
+            ["Crypto", "Solana", "ETF"], volume=1_500_000, end="2025-12-31", closed=True),
+    _market("114", "Will the Los Angeles Lakers win the 2026 NBA Finals?", "NBA Champion 2026",
+            "Sports", ["Sports", "NBA", "Basketball"], volume=7_000_000, end="2026-06-30"),
+    _market("115", "Will the Boston Celtics win the 2026 NBA Finals?", "NBA Champion 2026",
+            "Sports", ["Sports", "NBA", "Basketball"], volume=8_000_000, end="2026-06-30"),
+    _market("116", "Will the Kansas City Chiefs win Super Bowl LX?", "Super Bowl Champion 2026",
+            "Sports", ["Sports", "NFL"], volume=20_000_000, end="2026-02-08"),
+    _market("117", "Will Arsenal win the 2025-26 Premier League?", "Premier League Winner",
+            "Sports", ["Sports", "Soccer", "EPL"], volume=4_000_000, end="2026-05-24"),
+    _market("118", "Russia x Ukraine ceasefire in 2025?", "Russia x Ukraine ceasefire in 2025?",
+            "World", ["Geopolitics", "Ukraine", "Russia"], volume=30_000_000,
+            end="2025-12-31", closed=True),
+    _market("119", "Will Israel and Hamas agree to a ceasefire by March 31?",
+            "Israel x Hamas ceasefire", "World", ["Geopolitics", "Middle East"],
+            volume=5_000_000, end="2025-03-31", closed=True),
+    _market("120", "Will Keir Starmer remain UK Prime Minister through 2026?",
+            "Starmer out as PM?", "World", ["UK", "Politics"], volume=900_000, end="2026-12-31"),
+    _market("121", "Will OpenAI release GPT-5 before August?", "GPT-5 release date", "Tech",
+            ["AI", "OpenAI", "Tech"], volume=2_500_000, end="2025-08-01", closed=True),
+    _market("122", "Will Tesla stock close above $400 on Friday?", "Tesla weekly close", "Tech",
+            ["Stocks", "Tesla"], volume=150_000, end="2026-01-09"),
+    _market("123", "Will Taylor Swift announce a new album in 2026?", "Taylor Swift album",
+            "Culture", ["Music", "Pop Culture"], volume=600_000, end="2026-12-31"),
+    _market("124", "Oscars 2026: Best Picture winner is Anora?", "Oscars 2026 Best Picture",
+            "Culture", ["Movies", "Awards"], volume=1_100_000, end="2026-03-15",
+            outcomes=("Yes", "No")),
+    _market("125", "Who will win the New York City mayoral election?", "NYC Mayor 2025",
+            "Politics", ["Politics", "Elections", "NYC"], volume=40_000_000, end="2025-11-04",
+            outcomes=("Zohran Mamdani", "Andrew Cuomo", "Curtis Sliwa"), closed=True),
+    _market("126", "Will SpaceX Starship reach orbit in 2025?", "Starship orbital flight",
+            "Tech", ["Space", "SpaceX"], volume=700_000, end="2025-12-31", closed=True),
+    _market("127", "Will Donald Trump be impeached in 2026?", "Trump impeached in 2026?",
+            "Politics", ["Politics", "Trump"], volume=1_800_000, end="2026-12-31",
+            description=None),
+    _market("128", "Will the Fed's balance sheet fall below $6T?", "Fed balance sheet",
+            "Economy", ["Economy", "Fed"], volume=90_000, end="2026-06-30"),
+]  # fmt: skip
+
+# Hand-labelled queries: the market a person typing them wants, which must rank top 3.
+LABELLED_QUERIES: dict[str, str] = {
+    "trump election": "101",
+    "fed rate cut": "106",
+    "bitcoin 150k": "111",
+    "super bowl chiefs": "116",
+    "ukraine ceasefire": "118",
+    "lakers nba finals": "114",
+    "recession": "109",
+    "newsom 2028": "104",
+    "gpt-5": "121",
+    "mamdani": "125",
+    "premier league arsenal": "117",
+    "ethereum price": "112",
+}
+
+
+def write_markets(lake: Lake, markets: Sequence[Mapping[str, Any]]) -> None:
+    """Write rows to the lake's markets Parquet in the canonical MARKETS schema."""
+    columns = ", ".join(f"{name} {ctype}" for name, ctype in MARKETS.columns)
+    with connect() as con:
+        con.execute(f"CREATE TABLE staged ({columns})")
+        if markets:
+            names = sorted({k for m in markets for k in m})
+            placeholders = ", ".join("?" for _ in names)
+            con.executemany(
+                f"INSERT INTO staged ({', '.join(names)}) VALUES ({placeholders})",
+                [[m.get(n) for n in names] for m in markets],
+            )
+        lake.write_single("markets", con, "SELECT * FROM staged")
+
+
+def client_for(server: OpenAICompatServer, api_key: str = "sk-test-key") -> openai.OpenAI:
+    return openai.OpenAI(api_key=api_key, base_url=server.base_url)
+
+
+def embedder_for(server: OpenAICompatServer, **options: Any) -> s.OpenAIEmbedder:
+    options.setdefault("sleep", lambda _s: None)
+    return s.OpenAIEmbedder(client_for(server), MODEL, **options)
+
+
+@pytest.fixture(scope="module")
+def module_server() -> Iterator[OpenAICompatServer]:
+    with OpenAICompatServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def built(
+    tmp_path_factory: pytest.TempPathFactory, module_server: OpenAICompatServer
+) -> tuple[Path, Lake]:
+    """A catalog with BM25 and embeddings over MARKETS_FIXTURE (read by many tests)."""
+    root = tmp_path_factory.mktemp("search")
+    lake = Lake(root / "parquet")
+    write_markets(lake, MARKETS_FIXTURE)
+    catalog = root / "polymkt.duckdb"
+    s.update_bm25_index(catalog, lake)
+    s.update_market_embeddings(catalog, lake, embedder_for(module_server))
+    return catalog, lake
+
+
+@pytest.fixture(scope="module")
+def session(
+    built: tuple[Path, Lake], module_server: OpenAICompatServer
+) -> Iterator[s.MarketSearch]:
+    with s.MarketSearch(built[0], embedder=embedder_for(module_server)) as market_search:
+        yield market_search
+
+
+def ids(response: s.SearchResponse) -> list[str]:
+    return [hit.market_id for hit in response.hits]
+
+
+# ---- documents ---------------------------------------------------------------------------
+
+
+def test_sql_and_python_document_text_and_hash_agree(tmp_path: Path) -> None:
+    odd = {
+        **MARKETS_FIXTURE[0],
+        "market_id": "x",
+        "tags": None,
+        "description": None,
+        "event_title": None,
+        "outcomes": ["Yes", None, "No"],
+        "question": "Ünïcode “quotes”",
+    }
+    lake = Lake(tmp_path / "parquet")
+    write_markets(lake, [*MARKETS_FIXTURE[:3], odd])
+    with connect() as con:
+        s._stage_documents(con, lake)
+        staged = {
+            r[0]: (r[1], r[2])
+            for r in con.execute(
+                f"SELECT market_id, {s.DOCUMENT_TEXT_SQL}, content_hash FROM incoming_documents"
+            ).fetchall()
+        }
+    for market in [*MARKETS_FIXTURE[:3], odd]:
+        text = s.document_text(market)
+        assert staged[market["market_id"]] == (text, s.content_hash(text))
+    assert "Outcomes: Yes, No" in staged["x"][0]
+
+
+# ---- BM25 --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("query", "expected"), sorted(LABELLED_QUERIES.items()))
+def test_labelled_queries_rank_the_expected_market_in_top_3_with_bm25(
+    session: s.MarketSearch, query: str, expected: str
+) -> None:
+    assert expected in ids(session.search(query, mode="bm25", limit=3))
+
+
+@pytest.mark.parametrize(("query", "expected"), sorted(LABELLED_QUERIES.items()))
+def test_labelled_queries_rank_the_expected_market_in_top_3_with_hybrid(
+    session: s.MarketSearch, query: str, expected: str
+) -> None:
+    response = session.search(query, mode="hybrid", limit=3)
+    assert response.mode_used == "hybrid"
+    assert expected in ids(response)
+
+
+def test_numbers_stay_searchable_and_words_are_stemmed(session: s.MarketSearch) -> None:
+    # The default FTS tokenizer would drop "2028"; only the two 2028 nominations carry it.
+    assert set(ids(session.search("2028", mode="bm25"))) == {"103", "104"}
+    # "elections" and "election" share the Porter stem "elect".
+    assert session.query_terms("Elections!") == ["elect"]
+    assert set(ids(session.search("elections", mode="bm25", limit=50))) >= {"101", "102", "125"}
+
+
+def test_hits_carry_scores_event_volume_and_end_date(session: s.MarketSearch) -> None:
+    hit = session.search("fed rate cut", mode="hybrid", limit=1).hits[0]
+    assert hit.market_id == "106"
+    assert hit.event_title == "Fed decision in March 2026"
+    assert hit.volume == 48_000_000
+    assert hit.end_date is not None and hit.end_date.date().isoformat() == "2026-03-18"
+    assert hit.bm25_rank == 1 and hit.bm25_score is not None and hit.bm25_score > 0
+    assert hit.semantic_rank is not None and hit.semantic_score is not None
+    expected_rrf = 1 / (60 + hit.bm25_rank) + 1 / (60 + hit.semantic_rank)
+    assert hit.rrf_score == pytest.approx(expected_rrf)
+
+
+def test_filters_category_open_closed_and_min_volume(session: s.MarketSearch) -> None:
+    everything = session.search("election", mode="bm25", limit=50)
+    assert {"101", "102", "125"} <= set(ids(everything))
+    open_only = session.search("election", mode="bm25", closed=False, limit=50)
+    assert ids(open_only) and all(not h.closed for h in open_only.hits)
+    closed_only = session.search("election", mode="bm25", closed=True, limit=50)
+    assert ids(closed_only) and all(h.closed for h in closed_only.hits)
+    big = session.search("election", mode="hybrid", min_volume=1e9, limit=50)
+    assert set(ids(big)) == {"101", "102"}
+    crypto = session.search("price", mode="hybrid", category="CRYPTO", limit=50)
+    assert ids(crypto) and {h.category for h in crypto.hits} == {"Crypto"}
+    nothing = session.search("bitcoin", mode="bm25", category="Sports")
+    assert nothing.hits == [] and any("No market matches" in n for n in nothing.notices)
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("", "Empty query"),
+        ("   \t\n ", "Empty query"),
+        ("the of and will be", "only common English words"),
+        ("?!? ... ---", "only common English words"),
+        ("trump " * 200, "Query too long"),
+    ],
+)
+def test_bad_queries_get_a_clear_message(session: s.MarketSearch, query: str, message: str) -> None:
+    with pytest.raises(s.SearchError, match=message):
+        session.search(query, mode="hybrid")
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "'; DROP TABLE search.documents; --",
+        "trump' OR '1'='1",
+        '"fed" "rate cut"',
+        "bitcoin %_* \\ ; /* */",
+        "Trump\x00 élection",
+    ],
+)
+def test_quotes_and_sql_metacharacters_are_just_text(
+    built: tuple[Path, Lake], session: s.MarketSearch, query: str
+) -> None:
+    response = session.search(query, mode="hybrid", limit=5)
+    assert isinstance(response.hits, list)
+    with connect(built[0], read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM search.documents").fetchone() == (
+            len(MARKETS_FIXTURE),
+        )
+
+
+def test_quoted_words_still_match(session: s.MarketSearch) -> None:
+    assert ids(session.search('"fed" "rate cut"', mode="bm25", limit=1)) == ["106"]
+    assert "101" in ids(session.search("Trump\x00 élection", mode="bm25", limit=3))
+
+
+def test_bad_options_are_explained(session: s.MarketSearch) -> None:
+    with pytest.raises(s.SearchError, match="Unknown mode"):
+        session.search("fed", mode="fuzzy")
+    with pytest.raises(s.SearchError, match="--limit"):
+        session.search("fed", limit=0)
+    with pytest.raises(s.SearchError, match="--min-volume"):
+        session.search("fed", min_volume=-1)
+    with pytest.raises(s.SearchError, match="--min-volume"):
+        session.search("fed", min_volume=math.nan)
+
+
+def test_missing_index_is_explained(tmp_path: Path) -> None:
+    with pytest.raises(s.SearchError, match="No search index yet"):
+        s.search("fed", catalog_path=tmp_path / "nope.duckdb")
+    with connect(tmp_path / "empty.duckdb") as con:
+        con.execute("CREATE TABLE unrelated AS SELECT 1 AS x")
+    with pytest.raises(s.SearchError, match="No search index yet"):
+        s.search("fed", catalog_path=tmp_path / "empty.duckdb")
+
+
+def _index_snapshot(catalog: Path) -> dict[str, Any]:
+    """Everything BM25 scores depend on, keyed by names (ids are internal)."""
+    fts = s.FTS_SCHEMA
+    with connect(catalog, read_only=True, extensions=("fts",)) as con:
+        postings = con.execute(
+            f"SELECT docs.name, dict.term, p.tf, p.len FROM search.bm25_postings p "
+            f"JOIN {fts}.docs docs USING (docid) JOIN {fts}.dict dict USING (termid) ORDER BY ALL"
+        ).fetchall()
+        terms = con.execute(
+            f"SELECT docs.name, t.fieldid, dict.term, count(*) FROM {fts}.terms t "
+            f"JOIN {fts}.docs docs USING (docid) JOIN {fts}.dict dict USING (termid) "
+            "GROUP BY ALL ORDER BY ALL"
+        ).fetchall()
+        dictionary = con.execute(f"SELECT term, df FROM {fts}.dict ORDER BY term").fetchall()
+        docs = con.execute(f"SELECT name, len FROM {fts}.docs ORDER BY name").fetchall()
+        stats = con.execute(f"SELECT num_docs, avgdl FROM {fts}.stats").fetchall()
+        # The extension's own scorer must still work on the patched index.
+        macro = con.execute(
+            f"SELECT market_id, round({fts}.match_bm25(market_id, 'trump election fed 2028'), 9) "
+            "AS score FROM search.documents WHERE score IS NOT NULL ORDER BY ALL"
+        ).fetchall()
+    return {"postings": postings, "terms": terms, "dict": dictionary, "docs": docs,
+            "stats": stats, "macro": macro}  # fmt: skip
+
+
+def test_incremental_bm25_update_equals_a_full_rebuild(tmp_path: Path) -> None:
+    lake = Lake(tmp_path / "parquet")
+    write_markets(lake, MARKETS_FIXTURE)
+    catalog = tmp_path / "polymkt.duckdb"
+    assert s.update_bm25_index(catalog, lake).mode == "full"
+
+    edited = [dict(m) for m in MARKETS_FIXTURE if m["market_id"] not in {"113", "126"}]
+    edited[0]["question"] = "Will Donald Trump win the 2028 presidential election again?"
+    edited[5]["description"] = "Resolves Yes if the FOMC lowers the federal funds target range."
+    edited[7]["volume"] = 1.0  # not a text change: no re-index
+    edited.append(_market("201", "Will Zohran Mamdani win the NYC mayoral election?",
+                          "NYC Mayor 2025", "Politics", ["Politics"], volume=5e6))  # fmt: skip
+    edited.append(_market("202", "Will Ripple XRP hit $5 in 2026?", "XRP price", "Crypto",
+                          ["Crypto"], volume=1e5))  # fmt: skip
+    write_markets(lake, edited)
+
+    report = s.update_bm25_index(catalog, lake)
+    assert (report.mode, report.new, report.changed, report.deleted) == ("incremental", 2, 2, 2)
+    assert report.documents == len(edited)
+
+    fresh = tmp_path / "fresh.duckdb"
+    assert s.update_bm25_index(fresh, lake).mode == "full"
+    patched, rebuilt = _index_snapshot(catalog), _index_snapshot(fresh)
+    assert patched.pop("stats")[0][0] == rebuilt.pop("stats")[0][0] == len(edited)
+    assert patched == rebuilt
+
+    # The patched index answers like the rebuilt one, deleted markets are gone.
+    for query in ("trump 2028", "fed funds", "xrp", "solana etf", "starship orbit"):
+        got = s.search(query, catalog_path=catalog, mode="bm25", limit=20)
+        want = s.search(query, catalog_path=fresh, mode="bm25", limit=20)
+        assert [(h.market_id, round(h.score, 9)) for h in got.hits] == [
+            (h.market_id, round(h.score, 9)) for h in want.hits
+        ]
+        assert not {"113", "126"} & set(ids(got))
+    hit = s.search("ecb", catalog_path=catalog, mode="bm25", limit=1).hits[0]
+    assert hit.market_id == "108" and hit.volume == 1.0  # filters see the new volume
+
+
+def test_bm25_rerun_without_changes_touches_no_index(tmp_path: Path) -> None:
+    lake = Lake(tmp_path / "parquet")
+    write_markets(lake, MARKETS_FIXTURE)
+    catalog = tmp_path / "polymkt.duckdb"
+    s.update_bm25_index(catalog, lake)
+    before = _index_snapshot(catalog)
+    report = s.update_bm25_index(catalog, lake)
+    assert (report.mode, report.reindexed, report.deleted) == ("unchanged", 0, 0)
+    assert _index_snapshot(catalog) == before
+
+
+def test_catalog_with_search_tables_stays_writable_without_extensions(
+    built: tuple[Path, Lake], tmp_path: Path
+) -> None:
+    # Other assets write views into the catalog without loading fts or vss; a checkpoint
+    # must not trip over anything search put there (an HNSW index would: FATAL error).
+    copy = tmp_path / "copy.duckdb"
+    copy.write_bytes(built[0].read_bytes())
+    with connect(copy) as con:
+        con.execute("CREATE OR REPLACE VIEW markets AS SELECT 1 AS x")
+        con.execute("CHECKPOINT")
+    assert s.search("fed rate cut", catalog_path=copy, mode="bm25", limit=1).hits
+
+
+# ---- rank fusion -------------------------------------------------------------------------
+
+
+def test_reciprocal_rank_fusion_arithmetic() -> None:
+    fused = dict(s.reciprocal_rank_fusion({"bm25": ["a", "b", "c"], "semantic": ["b", "d"]}))
+    assert fused["a"] == pytest.approx(1 / 61)
+    assert fused["b"] == pytest.approx(1 / 62 + 1 / 61)
+    assert fused["c"] == pytest.approx(1 / 63)
+    assert fused["d"] == pytest.approx(1 / 62)
+    order = [m for m, _ in s.reciprocal_rank_fusion({"x": ["a", "b", "c"], "y": ["b", "d"]})]
+    assert order == ["b", "a", "d", "c"]  # d (1/62) beats c (1/63)
+    assert s.reciprocal_rank_fusion({"x": ["a"], "y": ["a"]}, k=0) == [("a", 2.0)]
+    # Equal fused scores: the better single rank wins, then the id.
+    assert [m for m, _ in s.reciprocal_rank_fusion({"x": ["p", "q"], "y": ["q", "p"]})] == [
+        "p",
+        "q",
+    ]
+    assert s.reciprocal_rank_fusion({}) == []
+    with pytest.raises(ValueError):
+        s.reciprocal_rank_fusion({"x": ["a"]}, k=-1)
+
+
+# ---- embeddings, incremental, through the local server -------------------------------------
+
+
+def test_embeddings_are_incremental_by_content_hash(
+    tmp_path: Path, openai_server: OpenAICompatServer
+) -> None:
+    lake = Lake(tmp_path / "parquet")
+    write_markets(lake, MARKETS_FIXTURE)
+    catalog = tmp_path / "polymkt.duckdb"
+
+    first = s.update_market_embeddings(catalog, lake, embedder_for(openai_server, batch_size=10))
+    assert first.embedded == len(MARKETS_FIXTURE) and first.deleted == 0
+    assert openai_server.embedding_requests == 3  # 28 inputs in batches of 10
+    assert openai_server.embedded_inputs == len(MARKETS_FIXTURE)
+    assert first.usage.requests == 3 and first.usage.total_tokens > 0
+    assert first.cost_usd == pytest.approx(first.usage.total_tokens * 0.02 / 1e6)
+    assert first.vector_index.mode == "full" and first.vector_index.rows == len(MARKETS_FIXTURE)
+
+    openai_server.reset_counts()
+    again = s.update_market_embeddings(catalog, lake, embedder_for(openai_server))
+    assert openai_server.requests == []  # nothing changed: no request at all
+    assert (again.embedded, again.deleted, again.usage.requests) == (0, 0, 0)
+    assert again.vector_index.mode == "unchanged"
+
+    edited = [dict(m) for m in MARKETS_FIXTURE if m["market_id"] != "124"]
+    edited[3]["question"] = "Will Gavin Newsom be the 2028 Democratic nominee for president?"
+    edited[4]["volume"] = 1.0  # volume is not embedded text
+    write_markets(lake, edited)
+    openai_server.reset_counts()
+    third = s.update_market_embeddings(catalog, lake, embedder_for(openai_server))
+    assert (third.embedded, third.deleted) == (1, 1)
+    assert openai_server.embedded_inputs == 1
+    assert third.vector_index.mode == "incremental"
+    with connect(catalog, read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM search.embeddings").fetchone() == (len(edited),)
+        assert con.execute(
+            "SELECT count(*) FROM search.embeddings WHERE market_id = '124'"
+        ).fetchone() == (0,)
+    with connect(s.vector_index_path(catalog), read_only=True, extensions=("vss",)) as con:
+        assert con.execute("SELECT count(*) FROM vectors WHERE market_id = '124'").fetchone() == (
+            0,
+        )
+        assert con.execute("SELECT count(*) FROM vectors").fetchone() == (len(edited),)
+
+    # A different model re-embeds everything (vectors from two models never mix).
+    openai_server.reset_counts()
+    other = s.OpenAIEmbedder(client_for(openai_server), "text-embedding-3-large")
+    fourth = s.update_market_embeddings(catalog, lake, other)
+    assert fourth.embedded == len(edited) and openai_server.embedded_inputs == len(edited)
+    assert fourth.vector_index.mode == "full"
+
+
+def test_semantic_search_uses_the_hnsw_index_and_survives_losing_it(
+    tmp_path: Path, openai_server: OpenAICompatServer
+) -> None:
+    lake = Lake(tmp_path / "parquet")
+    write_markets(lake, MARKETS_FIXTURE)
+    catalog = tmp_path / "polymkt.duckdb"
+    s.update_bm25_index(catalog, lake)
+    s.update_market_embeddings(catalog, lake, embedder_for(openai_server))
+    embedder = embedder_for(openai_server)
+
+    with s.MarketSearch(catalog, embedder=embedder) as session:
+        response = session.search("lakers basketball finals", mode="semantic", limit=3)
+    assert response.mode_used == "semantic" and response.notices == []
+    assert ids(response)[0] == "114"
+    assert all(h.bm25_score is None and h.semantic_score is not None for h in response.hits)
+
+    # The HNSW file is a cache: without it the same answer comes from an exact scan.
+    s.vector_index_path(catalog).unlink()
+    with s.MarketSearch(catalog, embedder=embedder) as session:
+        exact = session.search("lakers basketball finals", mode="semantic", limit=3)
+    assert ids(exact) == ids(response)
+    assert any("exact scan" in n for n in exact.notices)
+    # ...and the next update rebuilds it without any embedding request.
+    openai_server.reset_counts()
+    report = s.update_market_embeddings(catalog, lake, embedder)
+    assert report.vector_index.mode == "full" and openai_server.requests == []
+
+
+def test_a_corrupt_vector_index_file_is_rebuilt(
+    tmp_path: Path, openai_server: OpenAICompatServer
+) -> None:
+    lake = Lake(tmp_path / "parquet")
+    write_markets(lake, MARKETS_FIXTURE[:5])
+    catalog = tmp_path / "polymkt.duckdb"
+    s.update_market_embeddings(catalog, lake, embedder_for(openai_server))
+    s.vector_index_path(catalog).write_bytes(b"not a duckdb file" * 100)
+    report = s.sync_vector_index(catalog)
+    assert report.mode == "full" and report.rows == 5
+
+
+def test_semantic_and_hybrid_without_a_provider_say_so(built: tuple[Path, Lake]) -> None:
+    catalog = built[0]
+    with pytest.raises(s.SearchError, match="no embedding provider is configured"):
+        s.search("fed rate cut", catalog_path=catalog, mode="semantic")
+    response = s.search("fed rate cut", catalog_path=catalog, mode="hybrid", limit=3)
+    assert response.mode_used == "bm25"
+    assert any("Showing BM25 results" in n for n in response.notices)
+    assert ids(response)[0] == "106"
+    assert all(h.semantic_score is None and h.rrf_score is None for h in response.hits)
+
+
+def test_semantic_without_embeddings_or_with_another_model_says_so(
+    tmp_path: Path, openai_server: OpenAICompatServer, built: tuple[Path, Lake]
+) -> None:
+    lake = Lake(tmp_path / "parquet")
+    write_markets(lake, MARKETS_FIXTURE)
+    catalog = tmp_path / "polymkt.duckdb"
+    s.update_bm25_index(catalog, lake)
+    embedder = embedder_for(openai_server)
+    with pytest.raises(s.SearchError, match="no market embeddings have been built"):
+        s.search("fed", catalog_path=catalog, mode="semantic", embedder=embedder)
+    other = s.OpenAIEmbedder(client_for(openai_server), "text-embedding-3-large")
+    response = s.search("fed", catalog_path=built[0], mode="hybrid", embedder=other)
+    assert response.mode_used == "bm25"
+    assert any("text-embedding-3-large" in n for n in response.notices)
+
+
+def test_hybrid_falls_back_to_bm25_when_the_query_embedding_fails(
+    built: tuple[Path, Lake], openai_server: OpenAICompatServer
+) -> None:
+    openai_server.fail_next(500, 500, 500)
+    embedder = embedder_for(openai_server, max_retries=2)
+    response = s.search("fed rate cut", catalog_path=built[0], mode="hybrid", embedder=embedder)
+    assert response.mode_used == "bm25" and ids(response)[0] == "106"
+    assert any("Semantic search failed" in n for n in response.notices)
+    assert openai_server.failed_requests == 3
+
+
+# ---- the embedding client: batching, retries, errors ---------------------------------------
+
+
+def test_batches_by_count(openai_server: OpenAICompatServer) -> None:
+    embedder = embedder_for(openai_server, batch_size=2)
+    vectors = embedder.embed(["fed rate cut", "trump election", "bitcoin", "nba", "oscars"])
+    assert vectors.shape == (5, openai_server.dim)
+    assert [r.inputs for r in openai_server.requests] == [2, 2, 1]
+    assert embedder.usage.inputs == 5 and embedder.usage.requests == 3
+    # Same text, same vector; vectors come back in input order and unit length.
+    assert (embedder.embed(["bitcoin"])[0] == vectors[2]).all()
+    assert abs(float((vectors**2).sum(axis=1).max()) - 1.0) < 1e-5
+
+
+def test_retries_429_and_5xx_with_backoff_and_retry_after(
+    openai_server: OpenAICompatServer,
+) -> None:
+    delays: list[float] = []
+    embedder = embedder_for(openai_server, sleep=delays.append, backoff_base_s=0.5)
+    openai_server.fail_next(429, 503)
+    vectors = embedder.embed(["fed rate cut"])
+    assert vectors.shape == (1, openai_server.dim)
+    assert [r.status for r in openai_server.requests] == [429, 503, 200]
+    assert embedder.usage.retries == 2 and embedder.usage.requests == 3
+    # Exponential backoff with jitter: attempt n waits within [base*2^n / 2, base*2^n].
+    assert 0.25 <= delays[0] <= 0.5 and 0.5 <= delays[1] <= 1.0
+
+    delays.clear()
+    openai_server.fail_next(429, retry_after=7)
+    embedder.embed(["fed"])
+    assert delays == [7.0]  # the server's Retry-After wins over a shorter backoff
+
+
+def test_retries_timeouts(openai_server: OpenAICompatServer) -> None:
+    openai_server.stall_next(1, 1.5)
+    embedder = embedder_for(openai_server, timeout_s=0.3)
+    assert embedder.embed(["fed"]).shape == (1, openai_server.dim)
+    assert embedder.usage.retries == 1
+
+
+def test_gives_up_after_max_retries(openai_server: OpenAICompatServer) -> None:
+    openai_server.fail_next(500, 500, 500, 500)
+    embedder = embedder_for(openai_server, max_retries=2)
+    with pytest.raises(s.EmbeddingError, match="after 3 attempts"):
+        embedder.embed(["fed"])
+    assert len(openai_server.requests) == 3
+
+
+def test_auth_errors_fail_at_once_without_leaking_the_key() -> None:
+    secret = "sk-live-0123456789abcdefSECRET"
+    with OpenAICompatServer(api_key="sk-the-right-one") as server:
+        embedder = s.OpenAIEmbedder(
+            openai.OpenAI(api_key=secret, base_url=server.base_url), MODEL, sleep=lambda _: None
+        )
+        with pytest.raises(s.EmbeddingError, match="HTTP 401") as failure:
+            embedder.embed(["fed"])
+        assert len(server.requests) == 1  # 401 is not retried
+    assert secret not in str(failure.value) and "SECRET" not in str(failure.value)
+    assert secret not in repr(embedder.__dict__.get("usage"))
+
+
+def test_hashing_embedder_puts_similar_texts_close() -> None:
+    embedder = s.HashingEmbedder(dim=128)
+    fed, fed2, nba = embedder.embed(
+        ["Will the Fed cut rates?", "Fed rate cuts in March", "Lakers win the NBA Finals"]
+    )
+    assert float(fed @ fed2) > float(fed @ nba)
+    assert embedder.embed([""])[0][0] == 1.0  # an empty text still has a unit vector
+
+
+# ---- the CLI verb ------------------------------------------------------------------------
+
+
+def test_search_command_json_is_one_document(
+    built: tuple[Path, Lake], openai_server: OpenAICompatServer
+) -> None:
+    out = s.run_search_command(
+        built[0], "fed rate cut", mode="hybrid", category=None, closed=False, min_volume=None,
+        limit=3, as_json=True, api_key="sk-test", base_url=openai_server.base_url,
+        embedding_model=MODEL,
+    )  # fmt: skip
+    assert out.exit_code == 0 and out.stderr == ""
+    document = json.loads(out.stdout)
+    assert document["mode_used"] == "hybrid" and document["count"] == len(document["results"])
+    first = document["results"][0]
+    assert first["market_id"] == "106" and first["end_date"].startswith("2026-03-18")
+    assert {"bm25_score", "semantic_score", "rrf_score", "volume", "event_title"} <= set(first)
+
+    bad = s.run_search_command(
+        built[0], "the of", mode="bm25", category=None, closed=None, min_volume=None,
+        limit=3, as_json=True, api_key=None, base_url=None, embedding_model=MODEL,
+    )  # fmt: skip
+    assert bad.exit_code == 2 and "only common English words" in json.loads(bad.stdout)["error"]
+
+    text = s.run_search_command(
+        built[0], "fed rate cut", mode="hybrid", category=None, closed=None, min_volume=None,
+        limit=3, as_json=False, api_key=None, base_url=None, embedding_model=MODEL,
+    )  # fmt: skip
+    assert text.exit_code == 0 and "[106]" in text.stdout
+    assert "Semantic search is off" in text.stderr
+
+
+def test_readers_do_not_block_each_other(built: tuple[Path, Lake]) -> None:
+    with s.MarketSearch(built[0]) as one, s.MarketSearch(built[0]) as two:
+        assert ids(one.search("fed", mode="bm25", limit=2)) == ids(
+            two.search("fed", mode="bm25", limit=2)
+        )
+    # A search session is read-only: it can never write to the catalog.
+    with s.MarketSearch(built[0]) as session, pytest.raises(duckdb.Error, match="read-only"):
+        session.search("fed", mode="bm25")
+        session._connection().execute("CREATE TABLE x (a INT)")
