@@ -71,8 +71,13 @@ class Settings:
     clickhouse_dsn: str | None = None
     ingest_mode: str = "off"
     analytics_mode: str = "on"
+    openai_chat_model: str = "gpt-4o-mini"
+    clickhouse_user: str | None = None
+    watchlists_file: Path | None = None
+    alerts_webhook_url: str | None = None
     # Secrets are kept out of repr() so a printed Settings never leaks them.
     openai_api_key: str | None = field(default=None, repr=False)
+    clickhouse_password: str | None = field(default=None, repr=False)
 
     @property
     def lake_dir(self) -> Path:
@@ -89,6 +94,10 @@ class Settings:
     @property
     def resolved_clickhouse_dsn(self) -> str:
         return self.clickhouse_dsn or f"chdb:///{(self.data_dir / 'clickhouse').resolve()}"
+
+    @property
+    def resolved_watchlists_file(self) -> Path:
+        return self.watchlists_file or self.data_dir / "watchlists.yaml"
 
     def with_data_dir(self, data_dir: Path | str) -> Settings:
         return replace(self, data_dir=Path(data_dir))
@@ -125,4 +134,10 @@ class Settings:
             clickhouse_dsn=text("CLICKHOUSE_DSN", None),
             ingest_mode=_choice(env, "POLYMKT_INGEST_MODE", "off", ("off", "live")),
             analytics_mode=_choice(env, "POLYMKT_ANALYTICS_MODE", "on", ("off", "on")),
+            openai_chat_model=text("OPENAI_CHAT_MODEL", defaults.openai_chat_model)
+            or defaults.openai_chat_model,
+            clickhouse_user=text("CLICKHOUSE_USER", None),
+            clickhouse_password=text("CLICKHOUSE_PASSWORD", None),
+            watchlists_file=Path(w) if (w := text("WATCHLISTS_FILE", None)) else None,
+            alerts_webhook_url=text("ALERTS_WEBHOOK_URL", None),
         )

@@ -1,0 +1,483 @@
+"""Wallet positions and P&L by weighted-average cost (DESIGN.md §9), vectorised.
+
+Conventions (Polymarket's pnl-subgraph):
+
+- A wallet is credited only with the fill rows where it is the ``maker``; ``maker_direction``
+  is its side. Shares are tracked per (wallet, outcome token).
+- A buy adds shares and cost; its fee is added to the cost, so it raises the average price.
+- A sell realizes ``(price - avg_price) x sold`` on at most the tracked shares and leaves
+  ``avg_price`` unchanged; its fee is deducted from the proceeds. Shares sold beyond what is
+  tracked (a data gap) are an *oversell*: reported per fill and per position, realized
+  against a zero cost basis, and the position stops at zero shares, never below.
+- A resolved market settles the remaining shares at 1 (winning outcome) or 0 at its
+  resolution time (``closed_time``, else ``end_date``).
+- Unrealized = shares x (mark - avg_price), mark = last trade price of the token at or before
+  the time asked for (any wallet's fill).
+
+The average cost is path dependent, so it cannot be a plain window aggregate. Two
+recurrences carry it, both solved as parallel prefix scans in numpy (O(n log L) for the
+longest history L, no Python loop per fill):
+
+- shares ``S_k = max(0, S_{k-1} + d_k)``: a (max, +) affine map per fill, composed by scan;
+- average price over the buys ``A_k = a_k A_{k-1} + (1 - a_k) p_k`` with
+  ``a_k = S_before / S_after``: an affine map per buy, composed by scan (sells keep A).
+
+Both compositions only multiply by numbers in [0, 1] or add exact integers (shares are
+micro-share integers held in float64, exact below 2^53), so they are numerically stable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+
+from polymkt_dagster.lib.lake import Lake
+from polymkt_dagster.lib.schemas import AMOUNT_SCALE, MARKETS, TRADES
+
+MICRO = float(AMOUNT_SCALE)
+
+
+class PositionsInputError(ValueError):
+    """Fill arrays that the ledger cannot account for (names the row and field)."""
+
+
+@dataclass(frozen=True)
+class LedgerColumns:
+    """Per-fill results of the average-cost ledger, aligned with the sorted input."""
+
+    shares_before: np.ndarray  # float64, shares held before the fill
+    shares_after: np.ndarray
+    avg_before: np.ndarray  # average price before the fill (0 when nothing held yet)
+    avg_after: np.ndarray
+    realized: np.ndarray  # P&L realized by the fill (sells; 0 for buys)
+    tracked_sold: np.ndarray  # shares of a sell matched against the tracked position
+    oversold: np.ndarray  # shares of a sell beyond the tracked position
+    group_start: np.ndarray  # bool, first fill of its (wallet, token) group
+    group_end: np.ndarray  # bool, last fill of its group
+
+
+def _validate(
+    group: np.ndarray, is_buy: np.ndarray, shares: np.ndarray, price: np.ndarray, fee: np.ndarray
+) -> None:
+    n = len(group)
+    for name, arr in (("is_buy", is_buy), ("shares", shares), ("price", price), ("fee", fee)):
+        if len(arr) != n:
+            raise PositionsInputError(f"{name} has {len(arr)} rows, group has {n}")
+    if n and np.any(group[1:] < group[:-1]):
+        row = int(np.flatnonzero(group[1:] < group[:-1])[0]) + 1
+        raise PositionsInputError(f"fills are not sorted by group (row {row})")
+    bad = ~(np.isfinite(shares) & (shares > 0))
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise PositionsInputError(f"row {row}: shares must be positive, got {shares[row]!r}")
+    bad = ~(np.isfinite(price) & (price >= 0))
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise PositionsInputError(f"row {row}: price must be >= 0, got {price[row]!r}")
+    bad = ~(np.isfinite(fee) & (fee >= 0))
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise PositionsInputError(f"row {row}: fee must be >= 0, got {fee[row]!r}")
+
+
+def _longest_run(starts: np.ndarray) -> int:
+    if len(starts) == 0:
+        return 0
+    idx = np.flatnonzero(starts)
+    return int(np.diff(np.append(idx, len(starts))).max())
+
+
+def _reflected_walk(delta: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """S_k = max(0, S_{k-1} + delta_k), S = 0 before each group's first row.
+
+    Each row is the map x -> max(c, x + e) (c = 0, e = delta; a group's first row is the
+    constant max(0, delta)); maps compose as (c1, e1) then (c2, e2) = (max(c2, c1 + e2),
+    e1 + e2). A Hillis-Steele inclusive scan runs until the step covers the longest group.
+    """
+    c = np.where(starts, np.maximum(delta, 0.0), 0.0)
+    e = np.where(starts, -np.inf, delta)
+    longest = _longest_run(starts)
+    step = 1
+    while step < longest:
+        c_prev, e_prev = c[:-step], e[:-step]
+        new_c = np.maximum(c[step:], c_prev + e[step:])
+        new_e = e_prev + e[step:]
+        c[step:] = new_c
+        e[step:] = new_e
+        step *= 2
+    return c
+
+
+def _affine_scan(a: np.ndarray, b: np.ndarray, longest: int) -> np.ndarray:
+    """x_k = a_k x_{k-1} + b_k with a = 0 on each group's first row; returns x."""
+    a = a.copy()
+    b = b.copy()
+    step = 1
+    while step < longest:
+        new_b = a[step:] * b[:-step] + b[step:]
+        new_a = a[step:] * a[:-step]
+        b[step:] = new_b
+        a[step:] = new_a
+        step *= 2
+    return b
+
+
+def _shift_in_group(values: np.ndarray, starts: np.ndarray, fill: float) -> np.ndarray:
+    out = np.empty_like(values)
+    if len(values):
+        out[0] = fill
+        out[1:] = values[:-1]
+        out[starts] = fill
+    return out
+
+
+def run_ledger(
+    group: np.ndarray,
+    is_buy: np.ndarray,
+    shares: np.ndarray,
+    price: np.ndarray,
+    fee: np.ndarray | None = None,
+) -> LedgerColumns:
+    """Average-cost accounting over fills sorted by (group, time).
+
+    ``group`` identifies the (wallet, token) of each row (any sortable integer), ``shares``
+    are share amounts (> 0), ``price`` USDC per share, ``fee`` USDC (default 0).
+    """
+    group = np.asarray(group)
+    is_buy = np.asarray(is_buy, dtype=bool)
+    # micro-shares as exact integers in float64: sums of them stay exact below 2^53
+    shares = np.rint(np.asarray(shares, dtype=np.float64) * MICRO)
+    price = np.asarray(price, dtype=np.float64)
+    fee = np.zeros(len(group)) if fee is None else np.nan_to_num(np.asarray(fee, np.float64))
+    _validate(group, is_buy, shares, price, fee)
+    n = len(group)
+    starts = np.ones(n, dtype=bool)
+    if n > 1:
+        starts[1:] = group[1:] != group[:-1]
+    ends = np.ones(n, dtype=bool)
+    if n > 1:
+        ends[:-1] = starts[1:]
+
+    delta = np.where(is_buy, shares, -shares)
+    s_after = _reflected_walk(delta, starts)
+    s_before = _shift_in_group(s_after, starts, 0.0)
+    tracked = np.where(is_buy, 0.0, np.minimum(shares, s_before))
+    oversold = np.where(is_buy, 0.0, shares - tracked)
+
+    # Average price: only buys change it, so scan over the buys alone and carry it forward.
+    buy_idx = np.flatnonzero(is_buy)
+    avg_after = np.zeros(n)
+    if len(buy_idx):
+        buy_group = group[buy_idx]
+        buy_starts = np.ones(len(buy_idx), dtype=bool)
+        buy_starts[1:] = buy_group[1:] != buy_group[:-1]
+        s_pre = s_before[buy_idx]
+        s_post = s_after[buy_idx]
+        q = shares[buy_idx]
+        # fee raises the cost of a buy: effective price per share
+        effective = price[buy_idx] + fee[buy_idx] * MICRO / q
+        a = np.where(buy_starts | (s_post <= 0), 0.0, s_pre / np.where(s_post > 0, s_post, 1.0))
+        b = (1.0 - a) * effective
+        avg_buys = _affine_scan(a, b, _longest_run(buy_starts))
+        # carry each buy's average forward to later rows of the same group
+        last_buy = np.full(n, -1, dtype=np.int64)
+        last_buy[buy_idx] = np.arange(len(buy_idx))
+        last_buy = np.maximum.accumulate(last_buy)
+        group_first = np.maximum.accumulate(np.where(starts, np.arange(n), 0))
+        valid = last_buy >= 0
+        valid[valid] &= buy_idx[last_buy[valid]] >= group_first[valid]
+        avg_after[valid] = avg_buys[last_buy[valid]]
+    avg_before = _shift_in_group(avg_after, starts, 0.0)
+
+    realized = np.where(
+        is_buy, 0.0, (tracked * (price - avg_before) + oversold * price) / MICRO - fee
+    )
+    return LedgerColumns(
+        shares_before=s_before / MICRO,
+        shares_after=s_after / MICRO,
+        avg_before=avg_before,
+        avg_after=avg_after,
+        realized=realized,
+        tracked_sold=tracked / MICRO,
+        oversold=oversold / MICRO,
+        group_start=starts,
+        group_end=ends,
+    )
+
+
+# ---- reading fills from the lake ---------------------------------------------------------
+
+
+def token_info_sql(lake: Lake) -> str:
+    """Per token: market_id, outcome_index, outcome, resolved, payout (1/0), resolved_at."""
+    return f"""
+        SELECT token_id, market_id, CAST(outcome_index AS INTEGER) AS outcome_index, outcome,
+               is_resolved AS resolved,
+               CASE WHEN is_resolved THEN
+                    CASE WHEN outcome_index = winning_outcome_index THEN 1.0 ELSE 0.0 END
+               END AS payout,
+               CASE WHEN is_resolved THEN resolution_time END AS resolved_at
+        FROM (
+            SELECT
+                unnest(token_ids) AS token_id,
+                unnest(generate_series(0, len(token_ids) - 1)) AS outcome_index,
+                unnest(CASE WHEN len(outcomes) = len(token_ids) THEN outcomes
+                            ELSE list_transform(token_ids, x -> NULL::VARCHAR) END) AS outcome,
+                market_id,
+                coalesce(resolved, false) AND winning_outcome_index IS NOT NULL AS is_resolved,
+                winning_outcome_index,
+                coalesce(closed_time, end_date) AS resolution_time
+            FROM {lake.scan_sql(MARKETS)}
+            WHERE len(token_ids) > 0
+        )
+        QUALIFY row_number() OVER (PARTITION BY token_id ORDER BY market_id) = 1
+    """
+
+
+def _group_key_sql() -> str:
+    # 64-bit hash of (wallet, token): an integer key sorts and joins far cheaper than the
+    # two strings (addresses + 77-digit token ids) over tens of millions of rows.
+    return "hash(maker, token_id)"
+
+
+def own_fills_sql(
+    trades_relation: str,
+    *,
+    wallets: Sequence[str] | None = None,
+    until: datetime | None = None,
+) -> str:
+    """The fills each wallet is credited with (maker == wallet), as a filtered relation."""
+    where = ["maker IS NOT NULL", "token_id IS NOT NULL", "token_amount > 0"]
+    if wallets is not None:
+        where.append("maker IN (SELECT unnest($wallets))")
+    if until is not None:
+        where.append(f"\"timestamp\" <= TIMESTAMPTZ '{until.isoformat()}'")
+    return f"(SELECT * FROM {trades_relation} WHERE {' AND '.join(where)})"
+
+
+def load_sorted_fills(
+    con: duckdb.DuckDBPyConnection,
+    trades_relation: str,
+    *,
+    wallets: Sequence[str] | None = None,
+    until: datetime | None = None,
+    extra_columns: Sequence[str] = (),
+) -> pa.Table:
+    """Own fills sorted by (group key, time, fill id) as compact numeric columns.
+
+    Columns: gkey (UBIGINT), ts_us (BIGINT), is_buy, shares, price, fee, plus
+    ``extra_columns`` copied from the trades (e.g. order_fill_id for joins back).
+    Within one second the fill id orders fills (the chain order is not in trades).
+    """
+    fills = own_fills_sql(trades_relation, wallets=wallets, until=until)
+    extra = "".join(f", {c}" for c in extra_columns)
+    sql = f"""
+        SELECT {_group_key_sql()} AS gkey, epoch_us("timestamp") AS ts_us,
+               maker_direction = 'BUY' AS is_buy, token_amount AS shares, price,
+               coalesce(fee, 0.0) AS fee{extra}
+        FROM {fills}
+        ORDER BY gkey, ts_us, hash(order_fill_id)
+    """
+    params = {"wallets": list(wallets)} if wallets is not None else {}
+    return con.execute(sql, params).to_arrow_table()
+
+
+def group_keys_sql(
+    trades_relation: str,
+    *,
+    wallets: Sequence[str] | None = None,
+    until: datetime | None = None,
+) -> str:
+    """gkey -> (wallet, token_id) for the same fills as ``load_sorted_fills``."""
+    fills = own_fills_sql(trades_relation, wallets=wallets, until=until)
+    return f"SELECT {_group_key_sql()} AS gkey, maker AS wallet, token_id FROM {fills} GROUP BY ALL"
+
+
+def ledger_table(fills: pa.Table) -> tuple[pa.Table, LedgerColumns]:
+    """Run the ledger over ``load_sorted_fills`` output; returns per-fill results too."""
+    gkey = fills.column("gkey").to_numpy()
+    ledger = run_ledger(
+        gkey,
+        fills.column("is_buy").to_numpy(zero_copy_only=False),
+        fills.column("shares").to_numpy(),
+        fills.column("price").to_numpy(),
+        fills.column("fee").to_numpy(),
+    )
+    return fills, ledger
+
+
+def per_group_summary(fills: pa.Table, ledger: LedgerColumns) -> pa.Table:
+    """One row per (wallet, token) group: final shares/avg, totals over its fills."""
+    gkey = fills.column("gkey").to_numpy()
+    n = len(gkey)
+    if n == 0:
+        return pa.table({name: pa.array([], type=t) for name, t in _SUMMARY_TYPES.items()})
+    starts = np.flatnonzero(ledger.group_start)
+    ends = np.flatnonzero(ledger.group_end)
+    is_buy = fills.column("is_buy").to_numpy(zero_copy_only=False)
+    shares = fills.column("shares").to_numpy()
+    price = fills.column("price").to_numpy()
+    fee = fills.column("fee").to_numpy()
+    ts = fills.column("ts_us").to_numpy()
+    usd = shares * price
+
+    def total(values: np.ndarray) -> np.ndarray:
+        return np.add.reduceat(values, starts)
+
+    return pa.table(
+        {
+            "gkey": pa.array(gkey[starts]),
+            "shares": ledger.shares_after[ends],
+            "avg_price": ledger.avg_after[ends],
+            "trading_realized": total(ledger.realized),
+            "buys": total(is_buy.astype(np.int64)),
+            "sells": total((~is_buy).astype(np.int64)),
+            "bought_shares": total(np.where(is_buy, shares, 0.0)),
+            "sold_shares": total(np.where(is_buy, 0.0, shares)),
+            "bought_usd": total(np.where(is_buy, usd, 0.0)),
+            "sold_usd": total(np.where(is_buy, 0.0, usd)),
+            "fees": total(fee),
+            "oversold_shares": total(ledger.oversold),
+            "oversold_fills": total((ledger.oversold > 0).astype(np.int64)),
+            "oversold_proceeds": total(ledger.oversold * price),
+            "first_ts_us": ts[starts],
+            "last_ts_us": ts[ends],
+            "last_fill_price": price[ends],
+        }
+    )
+
+
+_SUMMARY_TYPES: dict[str, pa.DataType] = {
+    "gkey": pa.uint64(),
+    "shares": pa.float64(),
+    "avg_price": pa.float64(),
+    "trading_realized": pa.float64(),
+    "buys": pa.int64(),
+    "sells": pa.int64(),
+    "bought_shares": pa.float64(),
+    "sold_shares": pa.float64(),
+    "bought_usd": pa.float64(),
+    "sold_usd": pa.float64(),
+    "fees": pa.float64(),
+    "oversold_shares": pa.float64(),
+    "oversold_fills": pa.int64(),
+    "oversold_proceeds": pa.float64(),
+    "first_ts_us": pa.int64(),
+    "last_ts_us": pa.int64(),
+    "last_fill_price": pa.float64(),
+}
+
+POSITION_COLUMNS = (
+    "wallet", "market_id", "token_id", "outcome_index", "outcome", "status", "shares",
+    "avg_price", "cost_basis", "mark_price", "exposure", "realized_pnl", "unrealized_pnl",
+    "total_pnl", "settlement_pnl", "payout", "buys", "sells", "bought_shares", "sold_shares",
+    "bought_usd", "sold_usd", "fees", "oversold_shares", "oversold_fills", "oversold_proceeds",
+    "first_trade_at", "last_trade_at", "resolved_at", "as_of",
+)  # fmt: skip
+
+
+def compute_positions(
+    con: duckdb.DuckDBPyConnection,
+    lake: Lake,
+    *,
+    wallets: Sequence[str] | None = None,
+    as_of: datetime | None = None,
+    trades_relation: str | None = None,
+) -> pa.Table:
+    """Positions of every wallet (or ``wallets``) and token from all fills up to ``as_of``.
+
+    Markets resolved by ``as_of`` (resolution time at or before it; any resolved market
+    when ``as_of`` is None) settle their remaining shares at the payout. Open positions
+    are marked at the token's last trade price at or before ``as_of``.
+    """
+    trades = trades_relation or lake.scan_sql(TRADES)
+    fills = load_sorted_fills(con, trades, wallets=wallets, until=as_of)
+    fills, ledger = ledger_table(fills)
+    summary = per_group_summary(fills, ledger)
+    del fills, ledger
+    con.register("_position_groups", summary)
+    params: dict[str, object] = {}
+    if wallets is not None:
+        params["wallets"] = list(wallets)
+    cutoff = f"TIMESTAMPTZ '{as_of.isoformat()}'" if as_of else "NULL::TIMESTAMPTZ"
+    until_clause = f'AND "timestamp" <= {cutoff}' if as_of else ""
+    try:
+        sql = f"""
+        WITH keys AS ({group_keys_sql(trades, wallets=wallets, until=as_of)}),
+        tokens AS ({token_info_sql(lake)}),
+        marks AS (
+            SELECT token_id, arg_max(price, ("timestamp", order_fill_id)) AS mark_price
+            FROM {trades}
+            WHERE token_id IN (SELECT token_id FROM keys) {until_clause}
+            GROUP BY token_id
+        ),
+        joined AS (
+            SELECT k.wallet, t.market_id, k.token_id, t.outcome_index, t.outcome,
+                   g.*, m.mark_price, t.payout, t.resolved_at,
+                   coalesce(t.resolved, false)
+                     AND ({cutoff} IS NULL OR t.resolved_at IS NULL
+                          OR t.resolved_at <= {cutoff}) AS settled
+            FROM _position_groups g
+            JOIN keys k USING (gkey)
+            LEFT JOIN tokens t ON t.token_id = k.token_id
+            LEFT JOIN marks m ON m.token_id = k.token_id
+        )
+        SELECT wallet, market_id, token_id, outcome_index, outcome,
+               CASE WHEN settled THEN 'settled'
+                    WHEN shares > 0 THEN 'open' ELSE 'closed' END AS status,
+               CASE WHEN settled THEN 0.0 ELSE shares END AS shares,
+               avg_price,
+               CASE WHEN settled THEN 0.0 ELSE shares * avg_price END AS cost_basis,
+               CASE WHEN settled THEN payout ELSE mark_price END AS mark_price,
+               CASE WHEN settled THEN 0.0 ELSE shares * mark_price END AS exposure,
+               trading_realized
+                 + CASE WHEN settled THEN shares * (payout - avg_price) ELSE 0.0 END
+                 AS realized_pnl,
+               CASE WHEN settled THEN 0.0 ELSE shares * (mark_price - avg_price) END
+                 AS unrealized_pnl,
+               trading_realized
+                 + CASE WHEN settled THEN shares * (payout - avg_price)
+                        ELSE shares * (mark_price - avg_price) END AS total_pnl,
+               CASE WHEN settled THEN shares * (payout - avg_price) ELSE 0.0 END
+                 AS settlement_pnl,
+               CASE WHEN settled THEN payout END AS payout,
+               buys, sells, bought_shares, sold_shares, bought_usd, sold_usd, fees,
+               oversold_shares, oversold_fills, oversold_proceeds,
+               make_timestamptz(first_ts_us) AS first_trade_at,
+               make_timestamptz(last_ts_us) AS last_trade_at,
+               resolved_at,
+               coalesce({cutoff}, now())::TIMESTAMPTZ AS as_of
+        FROM joined
+        ORDER BY wallet, market_id, outcome_index, token_id
+        """
+        return con.execute(sql, params).to_arrow_table()
+    finally:
+        con.unregister("_position_groups")
+
+
+def wallet_totals(positions: pa.Table, con: duckdb.DuckDBPyConnection) -> pa.Table:
+    """Per wallet: realized, unrealized, total P&L, exposure, positions, fills."""
+    con.register("_positions", positions)
+    try:
+        return con.execute(
+            """
+            SELECT wallet,
+                   sum(realized_pnl) AS realized_pnl,
+                   sum(unrealized_pnl) AS unrealized_pnl,
+                   sum(total_pnl) AS total_pnl,
+                   sum(exposure) AS exposure,
+                   count(*) FILTER (WHERE status = 'open') AS open_positions,
+                   count(*) AS positions,
+                   sum(buys + sells) AS fills,
+                   sum(bought_usd + sold_usd) AS volume_usd,
+                   sum(oversold_shares) AS oversold_shares
+            FROM _positions GROUP BY wallet ORDER BY total_pnl DESC, wallet
+            """
+        ).to_arrow_table()
+    finally:
+        con.unregister("_positions")
