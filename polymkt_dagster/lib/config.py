@@ -40,6 +40,19 @@ def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
     return value
 
 
+def _non_negative_int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name}={raw!r} is not an integer") from exc
+    if value < 0:
+        raise ConfigError(f"{name}={raw!r} must not be negative")
+    return value
+
+
 def _choice(env: Mapping[str, str], name: str, default: str, allowed: tuple[str, ...]) -> str:
     value = env.get(name, default).strip().lower() or default
     if value not in allowed:
@@ -59,7 +72,8 @@ class Settings:
         "https://api.goldsky.com/api/public/project_cl6mb8i9h0003e201j6li0diw/"
         "subgraphs/orderbook-subgraph/0.0.1/gn"
     )
-    polygon_rpc_url: str = "https://polygon-rpc.com"
+    # RPC URLs often embed an API key (path or query): kept out of repr() like a secret.
+    polygon_rpc_url: str = field(default="https://polygon-rpc.com", repr=False)
     order_filled_source: str = "goldsky"
     openai_base_url: str | None = None
     openai_embedding_model: str = "text-embedding-3-small"
@@ -78,6 +92,11 @@ class Settings:
     # Secrets are kept out of repr() so a printed Settings never leaks them.
     openai_api_key: str | None = field(default=None, repr=False)
     clickhouse_password: str | None = field(default=None, repr=False)
+    # Live sync (issue 3): chain confirmations, S3 region and keys (keys never printed).
+    rpc_confirmations: int = 32
+    s3_region: str = "us-east-1"
+    s3_access_key_id: str | None = field(default=None, repr=False)
+    s3_secret_access_key: str | None = field(default=None, repr=False)
 
     @property
     def lake_dir(self) -> Path:
@@ -138,6 +157,10 @@ class Settings:
             or defaults.openai_chat_model,
             clickhouse_user=text("CLICKHOUSE_USER", None),
             clickhouse_password=text("CLICKHOUSE_PASSWORD", None),
+            rpc_confirmations=_non_negative_int(env, "POLYMKT_RPC_CONFIRMATIONS", 32),
+            s3_region=text("S3_REGION", defaults.s3_region) or defaults.s3_region,
+            s3_access_key_id=text("S3_ACCESS_KEY_ID", None),
+            s3_secret_access_key=text("S3_SECRET_ACCESS_KEY", None),
             watchlists_file=Path(w) if (w := text("WATCHLISTS_FILE", None)) else None,
             alerts_webhook_url=text("ALERTS_WEBHOOK_URL", None),
         )
