@@ -481,3 +481,80 @@ def wallet_totals(positions: pa.Table, con: duckdb.DuckDBPyConnection) -> pa.Tab
         ).to_arrow_table()
     finally:
         con.unregister("_positions")
+
+
+def register_ledger_state(
+    con: duckdb.DuckDBPyConnection,
+    lake: Lake,
+    trades_relation: str,
+    *,
+    wallets: Sequence[str] | None,
+    until: datetime | None,
+    prefix: str,
+) -> int:
+    """Run the ledger and keep its per-fill state in temp tables ``{prefix}_state`` and
+    ``{prefix}_events``; returns the number of fills.
+
+    ``_state``: gkey, wallet, token_id, market_id, ts_us, next_ts_us (the group's next fill,
+    max int64 after its last), shares, avg_price (after the fill), realized, payout,
+    resolved_us. ``_events``: every realized P&L amount with its time: one per fill, plus a
+    settlement per resolved position (the shares held at resolution x (payout - avg_price)).
+    """
+    fills, ledger = ledger_table(
+        load_sorted_fills(con, trades_relation, wallets=wallets, until=until)
+    )
+    ts = fills.column("ts_us").to_numpy()
+    next_ts = np.empty_like(ts)
+    if len(ts):
+        next_ts[:-1] = ts[1:]
+    next_ts[ledger.group_end] = np.iinfo(np.int64).max
+    state = pa.table(
+        {
+            "gkey": fills.column("gkey"),
+            "ts_us": ts,
+            "next_ts_us": next_ts,
+            "shares": ledger.shares_after,
+            "avg_price": ledger.avg_after,
+            "realized": ledger.realized,
+        }
+    )
+    params: dict[str, object] = {"wallets": list(wallets)} if wallets is not None else {}
+    arrow_name = f"{prefix}_state_arrow"
+    con.register(arrow_name, state)
+    try:
+        con.execute(
+            f"""
+            CREATE OR REPLACE TEMP TABLE {prefix}_state AS
+            SELECT s.*, k.wallet, k.token_id, ti.market_id, ti.payout,
+                   epoch_us(ti.resolved_at) AS resolved_us
+            FROM {arrow_name} s
+            JOIN ({group_keys_sql(trades_relation, wallets=wallets, until=until)}) k
+              USING (gkey)
+            LEFT JOIN ({token_info_sql(lake)}) ti ON ti.token_id = k.token_id
+            """,
+            params,
+        )
+    finally:
+        con.unregister(arrow_name)
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE {prefix}_events AS
+        SELECT wallet, market_id, token_id, ts_us, realized AS amount, 'fill' AS kind
+        FROM {prefix}_state
+        UNION ALL
+        SELECT wallet, market_id, token_id, resolved_us AS ts_us,
+               shares * (payout - avg_price) AS amount, 'settlement' AS kind
+        FROM (
+            SELECT DISTINCT ON (gkey) *
+            FROM {prefix}_state
+            WHERE payout IS NOT NULL AND resolved_us IS NOT NULL AND ts_us <= resolved_us
+            ORDER BY gkey, ts_us DESC
+        )
+        """
+    )
+    return fills.num_rows
+
+
+def drop_ledger_state(con: duckdb.DuckDBPyConnection, prefix: str) -> None:
+    for suffix in ("state", "events"):
+        con.execute(f"DROP TABLE IF EXISTS {prefix}_{suffix}")
