@@ -269,5 +269,35 @@ def status(ctx: click.Context, as_json: bool) -> None:
     )
 
 
+@main.command()
+@click.argument("query")
+@click.option("--mode", type=click.Choice(["bm25", "semantic", "hybrid"]), default="hybrid")
+@click.option("--category", default=None, help="Only this category (any case).")
+@click.option("--closed/--open", "closed", default=None, help="Only closed / only open markets.")
+@click.option("--min-volume", type=float, default=None, help="Only markets with this volume.")
+@click.option("--limit", type=int, default=10, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@click.pass_context
+def search(ctx: click.Context, query: str, as_json: bool, **options: Any) -> None:
+    """Find markets by words: BM25, semantic or hybrid (RRF); hybrid is the default."""
+    from polymkt_dagster.lib.search import run_search_command
+
+    settings = _settings(ctx)
+    out = run_search_command(
+        settings.catalog_path,
+        query,
+        as_json=as_json,
+        api_key=settings.openai_api_key,
+        base_url=settings.openai_base_url,
+        embedding_model=settings.openai_embedding_model,
+        **options,
+    )
+    if out.stdout:
+        click.echo(out.stdout)
+    if out.stderr:
+        click.echo(out.stderr, err=True)
+    ctx.exit(out.exit_code)
+
+
 if __name__ == "__main__":
     main()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -202,6 +203,60 @@ def session(
 
 def ids(response: s.SearchResponse) -> list[str]:
     return [hit.market_id for hit in response.hits]
+
+
+# Hand-labelled over the bundled sample (data/sample, read by reading its questions): each
+# query names one market among near-duplicates (six "Fed rate cut in <month>" markets, eight
+# ECB months, four GPT-5 deadlines, negRisk candidates of the same election, ...).
+SAMPLE_QUERIES: dict[str, str] = {
+    "fed rate cut december 2024": "516352",
+    "fed rate cut january 2025": "519114",
+    "ecb cut rates november 2024": "516300",
+    "gpt-5 february 2025": "517219",
+    "anthropic claude april 2025": "518711",
+    "marcus patel springfield mayor": "508809",
+    "karen sanchez kansas senate": "516572",
+    "mei thompson prime minister india": "516834",
+    "venom 3 opening weekend 105m": "517469",
+    "cubs world series": "507811",
+    "foldable iphone january 23": "517752",
+    "tesla robotaxi january 2025": "516349",
+    "bitcoin 102k": "509080",
+    "wicked box office opening weekend": "507724",
+    "taylor swift album september": "513100",
+    "yuki moreau portugal presidential election": "518043",
+    "us cpi inflation 3.5% january 2025": "517573",
+    "government shutdown august 2025": "518649",
+}
+
+
+@pytest.fixture(scope="module")
+def sample_session(
+    tmp_path_factory: pytest.TempPathFactory, sample_dir: Path, module_server: OpenAICompatServer
+) -> Iterator[s.MarketSearch]:
+    """Indexes over the bundled sample's markets, imported by the project's bootstrap."""
+    from polymkt_dagster.lib.bootstrap import import_markets
+
+    data_dir = tmp_path_factory.mktemp("sample_search")
+    for name in ("markets.csv", "markets.json"):
+        shutil.copyfile(sample_dir / name, data_dir / name)
+    lake = Lake(data_dir / "parquet")
+    import_markets(data_dir, lake)
+    catalog = data_dir / "polymkt.duckdb"
+    assert s.update_bm25_index(catalog, lake).documents >= 300
+    s.update_market_embeddings(catalog, lake, embedder_for(module_server))
+    with s.MarketSearch(catalog, embedder=embedder_for(module_server)) as market_search:
+        yield market_search
+
+
+@pytest.mark.parametrize("mode", ["bm25", "hybrid"])
+@pytest.mark.parametrize(("query", "expected"), sorted(SAMPLE_QUERIES.items()))
+def test_sample_labelled_queries_rank_the_expected_market_in_top_3(
+    sample_session: s.MarketSearch, query: str, expected: str, mode: str
+) -> None:
+    response = sample_session.search(query, mode=mode, limit=3)
+    assert response.mode_used == mode
+    assert expected in ids(response), [h.question for h in response.hits]
 
 
 # ---- documents ---------------------------------------------------------------------------
@@ -687,6 +742,29 @@ def test_search_command_json_is_one_document(
     )  # fmt: skip
     assert text.exit_code == 0 and "[106]" in text.stdout
     assert "Semantic search is off" in text.stderr
+
+
+def test_polymkt_search_cli(built: tuple[Path, Lake]) -> None:
+    from click.testing import CliRunner
+
+    from polymkt_dagster.cli import main
+
+    runner = CliRunner(env={"POLYMKT_OPENAI_API_KEY": None})
+    data_dir = str(built[0].parent)
+    args = ["--data-dir", data_dir, "search", "fed rate cut", "--mode", "bm25", "--open"]
+    result = runner.invoke(main, [*args, "--min-volume", "1000", "--limit", "2", "--json"])
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)  # exactly one JSON document
+    assert document["filters"] == {"category": None, "closed": False, "min_volume": 1000.0}
+    assert [r["market_id"] for r in document["results"]][:1] == ["106"]
+
+    text = runner.invoke(main, ["--data-dir", data_dir, "search", "fed rate cut"])
+    assert text.exit_code == 0 and "[106]" in text.stdout
+    assert "Semantic search is off" in text.stderr  # hybrid by default, says it fell back
+
+    bad = runner.invoke(main, ["--data-dir", data_dir, "search", "the of and", "--json"])
+    assert bad.exit_code == 2
+    assert "only common English words" in json.loads(bad.stdout)["error"]
 
 
 def test_readers_do_not_block_each_other(built: tuple[Path, Lake]) -> None:
