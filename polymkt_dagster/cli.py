@@ -250,11 +250,11 @@ def trades(
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 @click.pass_context
 def status(ctx: click.Context, as_json: bool) -> None:
-    """Modes, lake contents and sizes."""
-    from polymkt_dagster.lib.status import lake_status
+    """Modes, last sync and lag per source, lake contents and size, ClickHouse/S3 health."""
+    from polymkt_dagster.lib.status import runtime_status
 
     settings = _settings(ctx)
-    document = lake_status(settings)
+    document = runtime_status(settings)
     if as_json:
         emit_json(document)
         return
@@ -266,6 +266,17 @@ def status(ctx: click.Context, as_json: bool) -> None:
     Console().print(view)
     Console().print(
         f"ingest mode: {settings.ingest_mode}, analytics mode: {settings.analytics_mode}"
+    )
+    for source, info in document["sync"].items():
+        lag = "" if info["lag_s"] is None else f", lag {info['lag_s']:,.0f} s"
+        state = "fresh" if info["fresh"] else "STALE"
+        Console().print(
+            f"{source}: last sync {info['last_sync']}{lag} "
+            f"(target {info['target_s']:,.0f} s: {state})"
+        )
+    Console().print(
+        f"lake size: {document['lake_bytes']:,} bytes; clickhouse: {document['clickhouse']}; "
+        f"s3: {document['s3']}"
     )
 
 
@@ -297,6 +308,13 @@ def search(ctx: click.Context, query: str, as_json: bool, **options: Any) -> Non
     if out.stderr:
         click.echo(out.stderr, err=True)
     ctx.exit(out.exit_code)
+
+
+# wallet tracking and guarded analytics verbs live in their own module
+from polymkt_dagster.cli_wallets import COMMANDS as WALLET_COMMANDS  # noqa: E402
+
+for _command in WALLET_COMMANDS:
+    main.add_command(_command)
 
 
 if __name__ == "__main__":

@@ -28,14 +28,18 @@ micro-share integers held in float64, exact below 2^53), so they are numerically
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 
 import duckdb
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 
+from polymkt_dagster.lib.duck import sql_string
 from polymkt_dagster.lib.lake import Lake
 from polymkt_dagster.lib.schemas import AMOUNT_SCALE, MARKETS, TRADES
 
@@ -92,8 +96,8 @@ def _longest_run(starts: np.ndarray) -> int:
     return int(np.diff(np.append(idx, len(starts))).max())
 
 
-def _reflected_walk(delta: np.ndarray, starts: np.ndarray) -> np.ndarray:
-    """S_k = max(0, S_{k-1} + delta_k), S = 0 before each group's first row.
+def _reflected_walk_scan(delta: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """S_k = max(0, S_{k-1} + delta_k) by a (max, +) prefix scan (any magnitudes).
 
     Each row is the map x -> max(c, x + e) (c = 0, e = delta; a group's first row is the
     constant max(0, delta)); maps compose as (c1, e1) then (c2, e2) = (max(c2, c1 + e2),
@@ -104,26 +108,67 @@ def _reflected_walk(delta: np.ndarray, starts: np.ndarray) -> np.ndarray:
     longest = _longest_run(starts)
     step = 1
     while step < longest:
-        c_prev, e_prev = c[:-step], e[:-step]
-        new_c = np.maximum(c[step:], c_prev + e[step:])
-        new_e = e_prev + e[step:]
+        new_c = np.maximum(c[step:], c[:-step] + e[step:])
+        new_e = e[:-step] + e[step:]
         c[step:] = new_c
         e[step:] = new_e
         step *= 2
     return c
 
 
-def _affine_scan(a: np.ndarray, b: np.ndarray, longest: int) -> np.ndarray:
-    """x_k = a_k x_{k-1} + b_k with a = 0 on each group's first row; returns x."""
+def _reflected_walk(delta: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """S_k = max(0, S_{k-1} + delta_k), S = 0 before each group's first row.
+
+    Closed form: S_k = X_k - min(0, min_{j<=k} X_j) with X the in-group running sum. The
+    in-group running minimum comes from one global ``minimum.accumulate`` after shifting
+    each group's values below every earlier group's (exact int64 arithmetic on
+    micro-shares). Totals too large for int64 fall back to the prefix scan.
+    """
+    n = len(delta)
+    if n == 0:
+        return np.zeros(0)
+    if float(np.abs(delta).sum()) * 2 + n >= 2**62:
+        return _reflected_walk_scan(delta, starts)
+    d = delta.astype(np.int64)
+    group = np.cumsum(starts) - 1
+    x = np.cumsum(d)
+    first = np.flatnonzero(starts)
+    before = np.where(first > 0, x[first - 1], 0)
+    x -= before[group]  # in-group running sums
+    hi = np.maximum(np.maximum.reduceat(x, first), 0)
+    lo = np.minimum(np.minimum.reduceat(x, first), 0)
+    # group g's values lie in [lo_g, hi_g]; shift them strictly below group g-1's range
+    shift = np.zeros(len(first), dtype=np.int64)
+    if len(first) > 1:
+        shift[1:] = np.cumsum(lo[:-1] - hi[1:] - 1)
+    running = np.minimum.accumulate(x + shift[group]) - shift[group]
+    return (x - np.minimum(running, 0)).astype(np.float64)
+
+
+def _affine_scan(a: np.ndarray, b: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """x_k = a_k x_{k-1} + b_k with a = 0 on each group's first row; returns x.
+
+    Hillis-Steele over the rows still needing work: at step s only rows at least s
+    positions into their group change, so short groups (most of them) drop out early.
+    Composition of (a1, b1) then (a2, b2) is (a1 a2, a2 b1 + b2); every a is in [0, 1].
+    """
     a = a.copy()
     b = b.copy()
+    n = len(a)
+    if n == 0:
+        return b
+    first = np.maximum.accumulate(np.where(starts, np.arange(n), 0))
+    position = np.arange(n) - first
+    active = np.flatnonzero(position >= 1)
     step = 1
-    while step < longest:
-        new_b = a[step:] * b[:-step] + b[step:]
-        new_a = a[step:] * a[:-step]
-        b[step:] = new_b
-        a[step:] = new_a
+    while len(active):
+        previous = active - step
+        new_b = a[active] * b[previous] + b[active]
+        new_a = a[active] * a[previous]
+        b[active] = new_b
+        a[active] = new_a
         step *= 2
+        active = active[position[active] >= step]
     return b
 
 
@@ -183,7 +228,7 @@ def run_ledger(
         effective = price[buy_idx] + fee[buy_idx] * MICRO / q
         a = np.where(buy_starts | (s_post <= 0), 0.0, s_pre / np.where(s_post > 0, s_post, 1.0))
         b = (1.0 - a) * effective
-        avg_buys = _affine_scan(a, b, _longest_run(buy_starts))
+        avg_buys = _affine_scan(a, b, buy_starts)
         # carry each buy's average forward to later rows of the same group
         last_buy = np.full(n, -1, dtype=np.int64)
         last_buy[buy_idx] = np.arange(len(buy_idx))
@@ -239,14 +284,31 @@ def token_info_sql(lake: Lake) -> str:
     """
 
 
-def _group_key_sql() -> str:
-    # 64-bit hash of (wallet, token): an integer key sorts and joins far cheaper than the
-    # two strings (addresses + 77-digit token ids) over tens of millions of rows.
-    return "hash(maker, token_id)"
+def fills_source_sql(lake: Lake, until: datetime | None = None) -> str:
+    """The trades files up to ``until``'s day with ``file_row_number`` (the in-file order).
+
+    Day files are sorted by (market, time, fill id), so for one token and second the row
+    number orders fills by fill id: a free, deterministic tie-break within a second.
+    """
+    files = lake.files(TRADES.name, end=until.date() if until else None)
+    empty = f"SELECT {', '.join(f'CAST(NULL AS {t}) AS {c}' for c, t in TRADES.columns)}"
+    empty += ", CAST(NULL AS BIGINT) AS file_row_number WHERE false"
+    if not files:
+        return f"({empty})"
+    file_list = "[" + ", ".join(sql_string(f) for f in files) + "]"
+    scan = (
+        f"read_parquet({file_list}, union_by_name = true, hive_partitioning = false, "
+        "file_row_number = true)"
+    )
+    if all(set(TRADES.column_names) <= set(pq.read_schema(f).names) for f in (files[0], files[-1])):
+        # every column present at both ends of the lake: the plain scan keeps DuckDB's
+        # projection pushdown and parallelism (the typed union below is for older lakes)
+        return scan
+    return f"(SELECT * FROM {scan} UNION ALL BY NAME {empty})"
 
 
 def own_fills_sql(
-    trades_relation: str,
+    source: str,
     *,
     wallets: Sequence[str] | None = None,
     until: datetime | None = None,
@@ -257,52 +319,68 @@ def own_fills_sql(
         where.append("maker IN (SELECT unnest($wallets))")
     if until is not None:
         where.append(f"\"timestamp\" <= TIMESTAMPTZ '{until.isoformat()}'")
-    return f"(SELECT * FROM {trades_relation} WHERE {' AND '.join(where)})"
+    return f"(SELECT * FROM {source} WHERE {' AND '.join(where)})"
 
 
 def load_sorted_fills(
     con: duckdb.DuckDBPyConnection,
-    trades_relation: str,
+    lake: Lake,
     *,
     wallets: Sequence[str] | None = None,
     until: datetime | None = None,
-    extra_columns: Sequence[str] = (),
+    prefix: str = "_fills",
 ) -> pa.Table:
-    """Own fills sorted by (group key, time, fill id) as compact numeric columns.
+    """Own fills sorted by (wallet, token, time, in-file order) as compact numeric columns.
 
-    Columns: gkey (UBIGINT), ts_us (BIGINT), is_buy, shares, price, fee, plus
-    ``extra_columns`` copied from the trades (e.g. order_fill_id for joins back).
-    Within one second the fill id orders fills (the chain order is not in trades).
+    Columns: gkey (BIGINT: wallet id << 32 | token id), ts_us, is_buy, shares, price, fee.
+    Wallets and tokens are numbered in temp tables ``{prefix}_w(wallet, wid)`` and
+    ``{prefix}_t(token_id, tid)``: integer keys sort and join far cheaper than addresses
+    and 77-digit token ids over tens of millions of rows (``group_keys_sql`` maps back).
     """
-    fills = own_fills_sql(trades_relation, wallets=wallets, until=until)
-    extra = "".join(f", {c}" for c in extra_columns)
-    sql = f"""
-        SELECT {_group_key_sql()} AS gkey, epoch_us("timestamp") AS ts_us,
-               maker_direction = 'BUY' AS is_buy, token_amount AS shares, price,
-               coalesce(fee, 0.0) AS fee{extra}
-        FROM {fills}
-        ORDER BY gkey, ts_us, hash(order_fill_id)
-    """
+    fills = own_fills_sql(fills_source_sql(lake, until), wallets=wallets, until=until)
     params = {"wallets": list(wallets)} if wallets is not None else {}
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {prefix}_w AS SELECT wallet, "
+        f"CAST(row_number() OVER (ORDER BY wallet) - 1 AS BIGINT) AS wid "
+        f"FROM (SELECT DISTINCT maker AS wallet FROM {fills})",
+        params,
+    )
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {prefix}_t AS SELECT token_id, "
+        f"CAST(row_number() OVER (ORDER BY token_id) - 1 AS BIGINT) AS tid "
+        f"FROM (SELECT DISTINCT token_id FROM {fills})",
+        params,
+    )
+    sql = f"""
+        SELECT (w.wid << 32) | t.tid AS gkey, epoch_us(f."timestamp") AS ts_us,
+               f.maker_direction = 'BUY' AS is_buy, f.token_amount AS shares, f.price,
+               coalesce(f.fee, 0.0) AS fee
+        FROM {fills} f
+        JOIN {prefix}_w w ON w.wallet = f.maker
+        JOIN {prefix}_t t ON t.token_id = f.token_id
+        ORDER BY gkey, ts_us, f.file_row_number
+    """
     return con.execute(sql, params).to_arrow_table()
 
 
-def group_keys_sql(
-    trades_relation: str,
-    *,
-    wallets: Sequence[str] | None = None,
-    until: datetime | None = None,
-) -> str:
-    """gkey -> (wallet, token_id) for the same fills as ``load_sorted_fills``."""
-    fills = own_fills_sql(trades_relation, wallets=wallets, until=until)
-    return f"SELECT {_group_key_sql()} AS gkey, maker AS wallet, token_id FROM {fills} GROUP BY ALL"
+def group_keys_sql(groups: str, prefix: str = "_fills") -> str:
+    """``groups`` (a relation with gkey) joined to its wallet and token_id."""
+    return (
+        f"SELECT g.*, w.wallet, t.token_id FROM {groups} g "
+        f"JOIN {prefix}_w w ON w.wid = g.gkey >> 32 "
+        f"JOIN {prefix}_t t ON t.tid = g.gkey & 4294967295"
+    )
+
+
+def drop_fill_keys(con: duckdb.DuckDBPyConnection, prefix: str = "_fills") -> None:
+    con.execute(f"DROP TABLE IF EXISTS {prefix}_w")
+    con.execute(f"DROP TABLE IF EXISTS {prefix}_t")
 
 
 def ledger_table(fills: pa.Table) -> tuple[pa.Table, LedgerColumns]:
     """Run the ledger over ``load_sorted_fills`` output; returns per-fill results too."""
-    gkey = fills.column("gkey").to_numpy()
     ledger = run_ledger(
-        gkey,
+        fills.column("gkey").to_numpy(),
         fills.column("is_buy").to_numpy(zero_copy_only=False),
         fills.column("shares").to_numpy(),
         fills.column("price").to_numpy(),
@@ -353,7 +431,7 @@ def per_group_summary(fills: pa.Table, ledger: LedgerColumns) -> pa.Table:
 
 
 _SUMMARY_TYPES: dict[str, pa.DataType] = {
-    "gkey": pa.uint64(),
+    "gkey": pa.int64(),
     "shares": pa.float64(),
     "avg_price": pa.float64(),
     "trading_realized": pa.float64(),
@@ -387,43 +465,42 @@ def compute_positions(
     *,
     wallets: Sequence[str] | None = None,
     as_of: datetime | None = None,
-    trades_relation: str | None = None,
-) -> pa.Table:
+    output: Path | None = None,
+) -> pa.Table | None:
     """Positions of every wallet (or ``wallets``) and token from all fills up to ``as_of``.
+
+    Returned as a table sorted by wallet, or with ``output`` written straight to that
+    Parquet file (atomically) and None returned.
 
     Markets resolved by ``as_of`` (resolution time at or before it; any resolved market
     when ``as_of`` is None) settle their remaining shares at the payout. Open positions
     are marked at the token's last trade price at or before ``as_of``.
     """
-    trades = trades_relation or lake.scan_sql(TRADES)
-    fills = load_sorted_fills(con, trades, wallets=wallets, until=as_of)
+    prefix = "_pos"
+    fills = load_sorted_fills(con, lake, wallets=wallets, until=as_of, prefix=prefix)
     fills, ledger = ledger_table(fills)
     summary = per_group_summary(fills, ledger)
     del fills, ledger
     con.register("_position_groups", summary)
-    params: dict[str, object] = {}
-    if wallets is not None:
-        params["wallets"] = list(wallets)
     cutoff = f"TIMESTAMPTZ '{as_of.isoformat()}'" if as_of else "NULL::TIMESTAMPTZ"
     until_clause = f'AND "timestamp" <= {cutoff}' if as_of else ""
     try:
         sql = f"""
-        WITH keys AS ({group_keys_sql(trades, wallets=wallets, until=as_of)}),
+        WITH keys AS ({group_keys_sql("_position_groups", prefix)}),
         tokens AS ({token_info_sql(lake)}),
         marks AS (
-            SELECT token_id, arg_max(price, ("timestamp", order_fill_id)) AS mark_price
-            FROM {trades}
-            WHERE token_id IN (SELECT token_id FROM keys) {until_clause}
+            SELECT token_id, arg_max(price, ("timestamp", file_row_number)) AS mark_price
+            FROM {fills_source_sql(lake, as_of)}
+            WHERE token_id IN (SELECT token_id FROM {prefix}_t) {until_clause}
             GROUP BY token_id
         ),
         joined AS (
-            SELECT k.wallet, t.market_id, k.token_id, t.outcome_index, t.outcome,
-                   g.*, m.mark_price, t.payout, t.resolved_at,
+            SELECT k.*, t.market_id, t.outcome_index, t.outcome,
+                   m.mark_price, t.payout, t.resolved_at,
                    coalesce(t.resolved, false)
                      AND ({cutoff} IS NULL OR t.resolved_at IS NULL
                           OR t.resolved_at <= {cutoff}) AS settled
-            FROM _position_groups g
-            JOIN keys k USING (gkey)
+            FROM keys k
             LEFT JOIN tokens t ON t.token_id = k.token_id
             LEFT JOIN marks m ON m.token_id = k.token_id
         )
@@ -453,40 +530,45 @@ def compute_positions(
                resolved_at,
                coalesce({cutoff}, now())::TIMESTAMPTZ AS as_of
         FROM joined
-        ORDER BY wallet, market_id, outcome_index, token_id
         """
-        return con.execute(sql, params).to_arrow_table()
+        if output is not None:
+            output.parent.mkdir(parents=True, exist_ok=True)
+            tmp = output.parent / f".{output.name}.tmp"
+            # streamed to Parquet by DuckDB: millions of positions never sit in Python
+            con.execute(f"COPY ({sql}) TO {sql_string(tmp)} (FORMAT parquet, COMPRESSION zstd)")
+            os.replace(tmp, output)
+            return None
+        return con.execute(f"{sql} ORDER BY wallet, market_id, outcome_index").to_arrow_table()
     finally:
         con.unregister("_position_groups")
+        drop_fill_keys(con, prefix)
 
 
-def wallet_totals(positions: pa.Table, con: duckdb.DuckDBPyConnection) -> pa.Table:
-    """Per wallet: realized, unrealized, total P&L, exposure, positions, fills."""
-    con.register("_positions", positions)
-    try:
-        return con.execute(
-            """
-            SELECT wallet,
-                   sum(realized_pnl) AS realized_pnl,
-                   sum(unrealized_pnl) AS unrealized_pnl,
-                   sum(total_pnl) AS total_pnl,
-                   sum(exposure) AS exposure,
-                   count(*) FILTER (WHERE status = 'open') AS open_positions,
-                   count(*) AS positions,
-                   sum(buys + sells) AS fills,
-                   sum(bought_usd + sold_usd) AS volume_usd,
-                   sum(oversold_shares) AS oversold_shares
-            FROM _positions GROUP BY wallet ORDER BY total_pnl DESC, wallet
-            """
-        ).to_arrow_table()
-    finally:
-        con.unregister("_positions")
+def wallet_totals(con: duckdb.DuckDBPyConnection, positions: str, limit: int = 20) -> pa.Table:
+    """Per wallet (best total P&L first): realized, unrealized, total P&L, exposure, counts.
+
+    ``positions`` is a relation: a registered table name or a read_parquet(...) call.
+    """
+    return con.execute(
+        f"""
+        SELECT wallet,
+               sum(realized_pnl) AS realized_pnl,
+               sum(unrealized_pnl) AS unrealized_pnl,
+               sum(total_pnl) AS total_pnl,
+               sum(exposure) AS exposure,
+               count(*) FILTER (WHERE status = 'open') AS open_positions,
+               count(*) AS positions,
+               sum(buys + sells) AS fills,
+               sum(bought_usd + sold_usd) AS volume_usd,
+               sum(oversold_shares) AS oversold_shares
+        FROM {positions} GROUP BY wallet ORDER BY total_pnl DESC, wallet LIMIT {int(limit)}
+        """
+    ).to_arrow_table()
 
 
 def register_ledger_state(
     con: duckdb.DuckDBPyConnection,
     lake: Lake,
-    trades_relation: str,
     *,
     wallets: Sequence[str] | None,
     until: datetime | None,
@@ -501,7 +583,7 @@ def register_ledger_state(
     settlement per resolved position (the shares held at resolution x (payout - avg_price)).
     """
     fills, ledger = ledger_table(
-        load_sorted_fills(con, trades_relation, wallets=wallets, until=until)
+        load_sorted_fills(con, lake, wallets=wallets, until=until, prefix=prefix)
     )
     ts = fills.column("ts_us").to_numpy()
     next_ts = np.empty_like(ts)
@@ -518,21 +600,16 @@ def register_ledger_state(
             "realized": ledger.realized,
         }
     )
-    params: dict[str, object] = {"wallets": list(wallets)} if wallets is not None else {}
     arrow_name = f"{prefix}_state_arrow"
     con.register(arrow_name, state)
     try:
         con.execute(
             f"""
             CREATE OR REPLACE TEMP TABLE {prefix}_state AS
-            SELECT s.*, k.wallet, k.token_id, ti.market_id, ti.payout,
-                   epoch_us(ti.resolved_at) AS resolved_us
-            FROM {arrow_name} s
-            JOIN ({group_keys_sql(trades_relation, wallets=wallets, until=until)}) k
-              USING (gkey)
+            SELECT k.*, ti.market_id, ti.payout, epoch_us(ti.resolved_at) AS resolved_us
+            FROM ({group_keys_sql(arrow_name, prefix)}) k
             LEFT JOIN ({token_info_sql(lake)}) ti ON ti.token_id = k.token_id
-            """,
-            params,
+            """
         )
     finally:
         con.unregister(arrow_name)
@@ -556,5 +633,5 @@ def register_ledger_state(
 
 
 def drop_ledger_state(con: duckdb.DuckDBPyConnection, prefix: str) -> None:
-    for suffix in ("state", "events"):
+    for suffix in ("state", "events", "w", "t"):
         con.execute(f"DROP TABLE IF EXISTS {prefix}_{suffix}")

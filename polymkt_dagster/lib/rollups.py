@@ -172,9 +172,8 @@ def build_rollups(
     if progress:
         progress(f"rollups: ledger over the history of {len(active):,} wallets")
     report.fills_in_ledger = register_ledger_state(
-        con, lake, history, wallets=active, until=end - timedelta(microseconds=1),
-        prefix="_rollup",
-    )  # fmt: skip
+        con, lake, wallets=active, until=end - timedelta(microseconds=1), prefix="_rollup"
+    )
     try:
         for grain, unit in GRAINS.items():
             for table, sql, order in (

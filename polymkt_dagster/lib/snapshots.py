@@ -59,7 +59,7 @@ class SnapshotEngine:
         files = lake.files(TRADES.name, end=until.date())
         trades = lake.scan_sql(TRADES, files)
         engine.fills = register_ledger_state(
-            con, lake, trades, wallets=engine.wallets, until=until, prefix="_snap"
+            con, lake, wallets=engine.wallets, until=until, prefix="_snap"
         )
         con.execute(
             """

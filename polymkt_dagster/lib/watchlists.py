@@ -368,17 +368,36 @@ def suggest_wallets(
     out.
     """
     end = compute_positions(con, lake, as_of=options.until)
+    start = compute_positions(con, lake, as_of=options.since) if options.since else None
     con.register("_suggest_end", end)
-    start_sql = "SELECT NULL::VARCHAR AS wallet, NULL::VARCHAR AS token_id, 0.0 AS realized_pnl, "
-    start_sql += "0.0 AS oversold_proceeds, 0 AS buys, 0 AS sells WHERE false"
-    start = None
-    if options.since is not None:
-        start = compute_positions(con, lake, as_of=options.since)
+    if start is not None:
         con.register("_suggest_start", start)
-        start_sql = "SELECT * FROM _suggest_start"
     try:
-        return con.execute(
-            f"""
+        return rank_wallets(
+            con, "_suggest_end", "_suggest_start" if start is not None else None, options
+        )
+    finally:
+        con.unregister("_suggest_end")
+        if start is not None:
+            con.unregister("_suggest_start")
+
+
+def rank_wallets(
+    con: duckdb.DuckDBPyConnection,
+    end: str,
+    start: str | None,
+    options: SuggestOptions = SuggestOptions(),
+) -> pa.Table:
+    """The ranking of ``suggest_wallets`` from positions (relations) at the window's end
+    and start (None: from the beginning)."""
+    start_sql = (
+        "SELECT NULL::VARCHAR AS wallet, NULL::VARCHAR AS token_id, 0.0 AS realized_pnl, "
+        "0.0 AS oversold_proceeds, 0 AS buys, 0 AS sells WHERE false"
+        if start is None
+        else f"SELECT * FROM {start}"
+    )
+    return con.execute(
+        f"""
             WITH delta AS (
                 SELECT e.wallet, e.token_id,
                        e.realized_pnl - coalesce(s.realized_pnl, 0) AS realized,
@@ -386,7 +405,7 @@ def suggest_wallets(
                          - coalesce(s.realized_pnl - s.oversold_proceeds, 0) AS matched,
                        (e.buys + e.sells) - coalesce(s.buys + s.sells, 0) AS fills,
                        e.unrealized_pnl
-                FROM _suggest_end e
+                FROM {end} e
                 LEFT JOIN ({start_sql}) s USING (wallet, token_id)
             ),
             per_wallet AS (
@@ -409,16 +428,12 @@ def suggest_wallets(
             ORDER BY matched_realized_pnl DESC, win_rate DESC, wallet
             LIMIT $top
             """,
-            {
-                "min_trades": options.min_trades,
-                "min_win_rate": options.min_win_rate,
-                "top": options.top,
-            },
-        ).to_arrow_table()
-    finally:
-        con.unregister("_suggest_end")
-        if start is not None:
-            con.unregister("_suggest_start")
+        {
+            "min_trades": options.min_trades,
+            "min_win_rate": options.min_win_rate,
+            "top": options.top,
+        },
+    ).to_arrow_table()
 
 
 def suggested_watchlist(table: pa.Table, top: int = 10) -> Watchlist:
@@ -430,15 +445,27 @@ def suggested_watchlist(table: pa.Table, top: int = 10) -> Watchlist:
 
 
 def effective_watchlists(
-    store: WatchlistStore, con: duckdb.DuckDBPyConnection, lake: Lake, fallback_top: int = 10
+    store: WatchlistStore,
+    con: duckdb.DuckDBPyConnection,
+    lake: Lake,
+    *,
+    current_positions: str | None = None,
+    fallback_top: int = 10,
 ) -> list[Watchlist]:
     """The configured watchlists, or the suggested top wallets when none is configured.
 
     The fallback lets a fresh install (the bundled sample) show snapshots and alerts
-    without setting anything up; defining any watchlist switches it off.
+    without setting anything up; defining any watchlist switches it off. Pass the current
+    positions (a relation, e.g. the wallets/positions file) to rank from them instead of
+    recomputing.
     """
     lists = [w for w in store.all() if w.wallets]
     if lists:
         return lists
-    suggestion = suggest_wallets(con, lake, SuggestOptions(top=fallback_top))
+    options = SuggestOptions(top=fallback_top)
+    suggestion = (
+        rank_wallets(con, current_positions, None, options)
+        if current_positions is not None
+        else suggest_wallets(con, lake, options)
+    )
     return [suggested_watchlist(suggestion, fallback_top)] if suggestion.num_rows else []

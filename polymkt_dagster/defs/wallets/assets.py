@@ -1,0 +1,332 @@
+"""Wallet tracking assets: positions, 5-minute P&L snapshots, alerts and metric rollups.
+
+Thin wiring over lib/positions, lib/snapshots, lib/alerts and lib/rollups. The daily
+assets follow raw/trades partition by partition, so the 10-minute sync's new trades are
+picked up by the eager automation (when POLYMKT_ANALYTICS_MODE=on) and a range backfill
+is one run (single-run backfill policy).
+"""
+
+from datetime import date, timedelta
+from typing import Any
+
+import dagster as dg
+import pyarrow as pa
+
+from polymkt_dagster.defs.ingest.assets import MARKETS_KEY, TRADES_KEY
+from polymkt_dagster.defs.ingest.partitions import daily_partitions
+from polymkt_dagster.defs.resources import PolymktResource
+from polymkt_dagster.lib import alerts as alerts_lib
+from polymkt_dagster.lib.config import Settings
+from polymkt_dagster.lib.duck import connect, sql_string
+from polymkt_dagster.lib.lake import DAY_COLUMN, Lake
+from polymkt_dagster.lib.positions import compute_positions, wallet_totals
+from polymkt_dagster.lib.report import markdown_table
+from polymkt_dagster.lib.rollups import GRAINS, build_rollups, market_table, wallet_table
+from polymkt_dagster.lib.snapshots import SNAPSHOT_SCHEMA, snapshot_days
+from polymkt_dagster.lib.watchlists import WatchlistStore, effective_watchlists, watched_set
+
+POSITIONS_KEY = dg.AssetKey(["wallets", "positions"])
+PNL_SNAPSHOTS_KEY = dg.AssetKey(["wallets", "pnl_snapshots"])
+ALERTS_KEY = dg.AssetKey(["wallets", "alerts"])
+WALLET_METRIC_KEYS = {g: dg.AssetKey(["wallets", f"metrics_{g}"]) for g in GRAINS}
+MARKET_METRIC_KEYS = {g: dg.AssetKey(["analytics", f"market_metrics_{g}"]) for g in GRAINS}
+POSITIONS_TABLE = "analytics/wallets/positions"
+SNAPSHOTS_TABLE = "analytics/wallets/pnl_snapshots"
+
+
+def analytics_automation() -> dg.AutomationCondition | None:
+    """Eager (run after upstream updates) when POLYMKT_ANALYTICS_MODE=on, else manual only."""
+    return dg.AutomationCondition.eager() if Settings.from_env().analytics_mode == "on" else None
+
+
+def _window_days(context: dg.AssetExecutionContext) -> list[date]:
+    window = context.partition_time_window
+    first = window.start.date()
+    last = (window.end - timedelta(days=1)).date()
+    return [first + timedelta(days=i) for i in range((last - first).days + 1)]
+
+
+def _store(polymkt: PolymktResource) -> WatchlistStore:
+    settings = polymkt.settings()
+    return WatchlistStore.for_data_dir(settings.data_dir, settings.resolved_watchlists_file)
+
+
+def _current_positions(lake: Lake) -> str | None:
+    path = lake.single_file(POSITIONS_TABLE)
+    return f"read_parquet({sql_string(path)})" if path.exists() else None
+
+
+@dg.asset(
+    key=POSITIONS_KEY,
+    deps=[TRADES_KEY, MARKETS_KEY],
+    group_name="wallets",
+    kinds={"parquet"},
+    automation_condition=analytics_automation(),
+    description=(
+        "Current position of every wallet in every outcome token: weighted-average cost "
+        "(pnl-subgraph convention), realized/unrealized P&L, settlement of resolved markets, "
+        "oversells reported. Recomputed from all fills (vectorised ledger)."
+    ),
+    check_specs=[
+        dg.AssetCheckSpec("shares_non_negative", asset=POSITIONS_KEY, blocking=True),
+        dg.AssetCheckSpec("oversells_reported", asset=POSITIONS_KEY),
+    ],
+)
+def wallet_positions(
+    context: dg.AssetExecutionContext, polymkt: PolymktResource
+) -> dg.MaterializeResult:
+    lake = polymkt.lake()
+    path = lake.single_file(POSITIONS_TABLE)
+    with connect() as con:
+        compute_positions(con, lake, output=path)
+        relation = f"read_parquet({sql_string(path)})"
+        totals = wallet_totals(con, relation)
+        row = con.execute(
+            "SELECT count(*), count(*) FILTER (WHERE shares < 0), sum(oversold_shares), "
+            "count(*) FILTER (WHERE oversold_shares > 0), count(DISTINCT wallet), "
+            f"count(*) FILTER (WHERE status = 'open') FROM {relation}"
+        ).fetchone()
+    rows, negative, oversold, oversold_positions, wallets, open_positions = row or (0,) * 6
+    negative, oversold, oversold_positions, wallets, open_positions = row or (0, 0, 0, 0, 0)
+    context.log.info(f"positions: {rows:,} for {wallets:,} wallets")
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": int(rows or 0),
+            "wallets": int(wallets or 0),
+            "open_positions": int(open_positions or 0),
+            "oversold_shares": float(oversold or 0.0),
+            "path": dg.MetadataValue.path(str(path)),
+            "top_wallets_by_total_pnl": dg.MetadataValue.md(
+                markdown_table(
+                    totals,
+                    ["wallet", "total_pnl", "realized_pnl", "unrealized_pnl", "exposure", "fills"],
+                )
+            ),
+        },
+        check_results=[
+            dg.AssetCheckResult(
+                check_name="shares_non_negative",
+                passed=int(negative or 0) == 0,
+                description="no position holds negative shares (oversells stop at zero)",
+                metadata={"negative_positions": int(negative or 0)},
+            ),
+            dg.AssetCheckResult(
+                check_name="oversells_reported",
+                passed=int(oversold_positions or 0) == 0,
+                severity=dg.AssetCheckSeverity.WARN,
+                description=(
+                    "positions that sold more shares than their fills bought (data gaps or "
+                    "shares from splits/transfers); realized against a zero cost basis"
+                ),
+                metadata={
+                    "positions_with_oversells": int(oversold_positions or 0),
+                    "oversold_shares": float(oversold or 0.0),
+                },
+            ),
+        ],
+    )
+
+
+@dg.asset(
+    key=PNL_SNAPSHOTS_KEY,
+    deps=[TRADES_KEY, MARKETS_KEY, POSITIONS_KEY],
+    partitions_def=daily_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    group_name="wallets",
+    kinds={"parquet"},
+    automation_condition=analytics_automation(),
+    description=(
+        "Mark-to-market P&L of every watched wallet every 5 minutes (realized, unrealized at "
+        "the last trade price, total, exposure), by UTC day. Without any watchlist the "
+        "suggested top wallets are followed."
+    ),
+)
+def wallet_pnl_snapshots(
+    context: dg.AssetExecutionContext, polymkt: PolymktResource
+) -> dg.MaterializeResult:
+    lake = polymkt.lake()
+    days = _window_days(context)
+    rows = 0
+    preview: list[pa.Table] = []
+    with connect() as con:
+        lists = effective_watchlists(
+            _store(polymkt), con, lake, current_positions=_current_positions(lake)
+        )
+        wallets = watched_set(lists).addresses
+
+        def write_day(day: date, table: pa.Table) -> None:
+            nonlocal rows
+            if table.num_rows == 0:
+                lake.remove_day(SNAPSHOTS_TABLE, day)
+                return
+            table = table.cast(SNAPSHOT_SCHEMA)
+            day_column = pa.array([day] * table.num_rows, pa.date32())
+            lake.write_sorted_days(
+                SNAPSHOTS_TABLE,
+                pa.RecordBatchReader.from_batches(
+                    table.schema.append(pa.field(DAY_COLUMN, pa.date32())),
+                    table.append_column(DAY_COLUMN, day_column).to_batches(),
+                ),
+            )
+            rows += table.num_rows
+            preview[:] = [table.slice(table.num_rows - len(wallets), len(wallets))]
+
+        fills = snapshot_days(con, lake, wallets, days, on_day=write_day)
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": rows,
+            "days": len(days),
+            "watched_wallets": len(wallets),
+            "watchlists": ", ".join(w.name for w in lists) or "none",
+            "fills_in_ledger": fills,
+            "lake_dir": dg.MetadataValue.path(str(lake.table_dir(SNAPSHOTS_TABLE))),
+            "last_snapshot": dg.MetadataValue.md(
+                markdown_table(preview[0]) if preview else "_no snapshot_"
+            ),
+        }
+    )
+
+
+@dg.asset(
+    key=ALERTS_KEY,
+    deps=[TRADES_KEY, MARKETS_KEY],
+    partitions_def=daily_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    group_name="wallets",
+    kinds={"parquet"},
+    automation_condition=analytics_automation(),
+    description=(
+        "An alert per watched-wallet fill at or above the watchlist's size threshold, with a "
+        "cooldown per (wallet, market); runs after each sync of raw/trades. Delivered to "
+        "POLYMKT_ALERTS_WEBHOOK_URL when set (retries with backoff, each alert once)."
+    ),
+)
+def wallet_alerts(
+    context: dg.AssetExecutionContext, polymkt: PolymktResource
+) -> dg.MaterializeResult:
+    lake = polymkt.lake()
+    settings = polymkt.settings()
+    days = _window_days(context)
+    with connect() as con:
+        lists = effective_watchlists(
+            _store(polymkt), con, lake, current_positions=_current_positions(lake)
+        )
+        report = alerts_lib.build_alerts(con, lake, watched_set(lists), days)
+    metadata: dict[str, Any] = {
+        "dagster/row_count": report.alerts,
+        "candidates": report.candidates,
+        "suppressed_by_cooldown": report.suppressed,
+        "watchlists": ", ".join(w.name for w in lists) or "none",
+        "lake_dir": dg.MetadataValue.path(str(lake.table_dir(alerts_lib.ALERTS_TABLE))),
+        "preview": dg.MetadataValue.md(
+            markdown_table(
+                report.table if report.table is not None else pa.table({}),
+                ["alerted_at", "wallet", "market_id", "side", "size_usd", "price"],
+            )
+        ),
+    }
+    if settings.alerts_webhook_url and report.table is not None and report.table.num_rows:
+        delivery = alerts_lib.deliver_alerts(
+            report.table,
+            settings.alerts_webhook_url,
+            alerts_lib.DeliveryLog(settings.data_dir / "alerts_delivery.sqlite"),
+        )
+        for error in delivery.errors[:20]:
+            context.log.warning(f"webhook {delivery.target}: {error}")
+        metadata.update(
+            {
+                "webhook": delivery.target,
+                "delivered": delivery.delivered,
+                "already_delivered": delivery.already_delivered,
+                "delivery_failed": delivery.failed,
+                "delivery_attempts": delivery.attempts,
+            }
+        )
+    return dg.MaterializeResult(metadata=metadata)
+
+
+@dg.multi_asset(
+    specs=[
+        *(
+            dg.AssetSpec(
+                key,
+                deps=[TRADES_KEY, MARKETS_KEY],
+                group_name="wallets",
+                kinds={"parquet"},
+                automation_condition=analytics_automation(),
+                description=(
+                    f"Per wallet and {grain} bucket: volume, trades, buys/sells, realized "
+                    "P&L, distinct counterparties and markets, last price."
+                ),
+            )
+            for grain, key in WALLET_METRIC_KEYS.items()
+        ),
+        *(
+            dg.AssetSpec(
+                key,
+                deps=[TRADES_KEY, MARKETS_KEY],
+                group_name="analytics",
+                kinds={"parquet"},
+                automation_condition=analytics_automation(),
+                description=(
+                    f"Per market and {grain} bucket: volume and trades counted once per match "
+                    "(taker side), buys/sells, fills, realized P&L of all wallets, distinct "
+                    "wallets, last price of the first outcome."
+                ),
+            )
+            for grain, key in MARKET_METRIC_KEYS.items()
+        ),
+    ],
+    partitions_def=daily_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    name="metric_rollups",
+)
+def metric_rollups(context: dg.AssetExecutionContext, polymkt: PolymktResource):
+    lake = polymkt.lake()
+    days = _window_days(context)
+    with connect() as con:
+        report = build_rollups(con, lake, days, progress=context.log.info)
+    for grain in GRAINS:
+        for key, table in (
+            (WALLET_METRIC_KEYS[grain], wallet_table(grain)),
+            (MARKET_METRIC_KEYS[grain], market_table(grain)),
+        ):
+            yield dg.MaterializeResult(
+                asset_key=key,
+                metadata={
+                    "dagster/row_count": report.rows.get(table, 0),
+                    "days": len(days),
+                    "partitions_written": len(report.writes.get(table, [])),
+                    "fills_in_ledger": report.fills_in_ledger,
+                    "lake_dir": dg.MetadataValue.path(str(lake.table_dir(table))),
+                },
+            )
+
+
+WALLET_ASSET_KEYS = [
+    POSITIONS_KEY,
+    PNL_SNAPSHOTS_KEY,
+    ALERTS_KEY,
+    *WALLET_METRIC_KEYS.values(),
+    *MARKET_METRIC_KEYS.values(),
+    dg.AssetKey(["serving", "clickhouse"]),
+]
+
+
+@dg.definitions
+def wallets_definitions() -> dg.Definitions:
+    # A module with a @dg.definitions function is loaded through it alone. The sensor
+    # evaluates the eager conditions of these assets; it runs only in analytics mode "on".
+    analytics_on = Settings.from_env().analytics_mode == "on"
+    sensor = dg.AutomationConditionSensorDefinition(
+        "wallets_automation",
+        target=dg.AssetSelection.assets(*WALLET_ASSET_KEYS),
+        default_status=(
+            dg.DefaultSensorStatus.RUNNING if analytics_on else dg.DefaultSensorStatus.STOPPED
+        ),
+        minimum_interval_seconds=60,
+    )
+    return dg.Definitions(
+        assets=[wallet_positions, wallet_pnl_snapshots, wallet_alerts, metric_rollups],
+        sensors=[sensor],
+    )
