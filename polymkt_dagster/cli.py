@@ -154,9 +154,14 @@ def sample(out: Path, scale: float, seed: int) -> None:
 
 
 @main.command()
+@click.option("--from-s3", is_flag=True, help="Build the local lake from the S3 lake instead.")
 @click.pass_context
-def bootstrap(ctx: click.Context) -> None:
+def bootstrap(ctx: click.Context, from_s3: bool) -> None:
     """Import the data dir's CSV/JSON dumps into the lake without Dagster (scripts)."""
+    if from_s3:
+        from polymkt_dagster.sync_cli import bootstrap_from_s3
+
+        return bootstrap_from_s3(_settings(ctx))
     from polymkt_dagster.lib.bootstrap import (
         SourceFileError,
         import_events,
@@ -315,6 +320,12 @@ from polymkt_dagster.cli_wallets import COMMANDS as WALLET_COMMANDS  # noqa: E40
 
 for _command in WALLET_COMMANDS:
     main.add_command(_command)
+
+
+# live sync verbs (polymkt sync markets|fills|backfill|status|s3) live in their own module
+from polymkt_dagster.sync_cli import sync as sync_group  # noqa: E402
+
+main.add_command(sync_group)
 
 
 if __name__ == "__main__":

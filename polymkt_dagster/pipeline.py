@@ -83,7 +83,8 @@ def run_pipeline(
     runnable = [a for a in assets if a.partitions_def in (None, daily_partitions)]
     skipped = sorted(k.to_user_string() for a in assets if a not in runnable for k in a.keys)
     span = source_day_range(settings.data_dir)
-    tags = {RUN_TAG: uuid.uuid4().hex}
+    # The pipeline imports the data dir only: never the live sources (see defs/ingest/live.py).
+    tags = {RUN_TAG: uuid.uuid4().hex, "polymkt/ingest": "csv"}
     partition_range: tuple[str, str] | None = None
     if span is not None:
         partition_range = (_key(span[0]), _key(span[1]))

@@ -264,7 +264,8 @@ def token_info_sql(lake: Lake) -> str:
         SELECT token_id, market_id, CAST(outcome_index AS INTEGER) AS outcome_index, outcome,
                is_resolved AS resolved,
                CASE WHEN is_resolved THEN
-                    CASE WHEN outcome_index = winning_outcome_index THEN 1.0 ELSE 0.0 END
+                    CAST(CASE WHEN outcome_index = winning_outcome_index THEN 1 ELSE 0 END
+                         AS DOUBLE)
                END AS payout,
                CASE WHEN is_resolved THEN resolution_time END AS resolved_at
         FROM (
@@ -335,7 +336,7 @@ def load_sorted_fills(
     Columns: gkey (BIGINT: wallet id << 32 | token id), ts_us, is_buy, shares, price, fee.
     Wallets and tokens are numbered in temp tables ``{prefix}_w(wallet, wid)`` and
     ``{prefix}_t(token_id, tid)``: integer keys sort and join far cheaper than addresses
-    and 77-digit token ids over tens of millions of rows (``group_keys_sql`` maps back).
+    and 77-digit token ids over tens of millions of rows (``attach_keys`` maps back).
     """
     fills = own_fills_sql(fills_source_sql(lake, until), wallets=wallets, until=until)
     params = {"wallets": list(wallets)} if wallets is not None else {}
@@ -363,13 +364,18 @@ def load_sorted_fills(
     return con.execute(sql, params).to_arrow_table()
 
 
-def group_keys_sql(groups: str, prefix: str = "_fills") -> str:
-    """``groups`` (a relation with gkey) joined to its wallet and token_id."""
-    return (
-        f"SELECT g.*, w.wallet, t.token_id FROM {groups} g "
-        f"JOIN {prefix}_w w ON w.wid = g.gkey >> 32 "
-        f"JOIN {prefix}_t t ON t.tid = g.gkey & 4294967295"
-    )
+def attach_keys(con: duckdb.DuckDBPyConnection, table: pa.Table, prefix: str) -> pa.Table:
+    """Add ``wallet`` and ``token_id`` to a table with gkey (ids decoded, strings taken).
+
+    Ids are dense row numbers, so decoding is two array ``take``s: far cheaper than joining
+    millions of groups back to the dictionaries in SQL.
+    """
+    gkey = table.column("gkey").to_numpy()
+    wallets = con.execute(f"SELECT wallet FROM {prefix}_w ORDER BY wid").to_arrow_table()
+    tokens = con.execute(f"SELECT token_id FROM {prefix}_t ORDER BY tid").to_arrow_table()
+    wallet = wallets.column(0).combine_chunks().take(pa.array(gkey >> 32))
+    token = tokens.column(0).combine_chunks().take(pa.array(gkey & 0xFFFFFFFF))
+    return table.append_column("wallet", wallet).append_column("token_id", token)
 
 
 def drop_fill_keys(con: duckdb.DuckDBPyConnection, prefix: str = "_fills") -> None:
@@ -479,17 +485,20 @@ def compute_positions(
     prefix = "_pos"
     fills = load_sorted_fills(con, lake, wallets=wallets, until=as_of, prefix=prefix)
     fills, ledger = ledger_table(fills)
-    summary = per_group_summary(fills, ledger)
+    summary = attach_keys(con, per_group_summary(fills, ledger), prefix)
     del fills, ledger
     con.register("_position_groups", summary)
     cutoff = f"TIMESTAMPTZ '{as_of.isoformat()}'" if as_of else "NULL::TIMESTAMPTZ"
     until_clause = f'AND "timestamp" <= {cutoff}' if as_of else ""
     try:
         sql = f"""
-        WITH keys AS ({group_keys_sql("_position_groups", prefix)}),
+        WITH keys AS (SELECT * FROM _position_groups),
         tokens AS ({token_info_sql(lake)}),
         marks AS (
-            SELECT token_id, arg_max(price, ("timestamp", file_row_number)) AS mark_price
+            -- last by (second, in-file order); an integer key is cheaper than a struct
+            SELECT token_id,
+                   arg_max(price, (epoch_us("timestamp") // 1000000) * 10000000
+                                  + file_row_number) AS mark_price
             FROM {fills_source_sql(lake, as_of)}
             WHERE token_id IN (SELECT token_id FROM {prefix}_t) {until_clause}
             GROUP BY token_id
@@ -590,15 +599,19 @@ def register_ledger_state(
     if len(ts):
         next_ts[:-1] = ts[1:]
     next_ts[ledger.group_end] = np.iinfo(np.int64).max
-    state = pa.table(
-        {
-            "gkey": fills.column("gkey"),
-            "ts_us": ts,
-            "next_ts_us": next_ts,
-            "shares": ledger.shares_after,
-            "avg_price": ledger.avg_after,
-            "realized": ledger.realized,
-        }
+    state = attach_keys(
+        con,
+        pa.table(
+            {
+                "gkey": fills.column("gkey"),
+                "ts_us": ts,
+                "next_ts_us": next_ts,
+                "shares": ledger.shares_after,
+                "avg_price": ledger.avg_after,
+                "realized": ledger.realized,
+            }
+        ),
+        prefix,
     )
     arrow_name = f"{prefix}_state_arrow"
     con.register(arrow_name, state)
@@ -607,7 +620,7 @@ def register_ledger_state(
             f"""
             CREATE OR REPLACE TEMP TABLE {prefix}_state AS
             SELECT k.*, ti.market_id, ti.payout, epoch_us(ti.resolved_at) AS resolved_us
-            FROM ({group_keys_sql(arrow_name, prefix)}) k
+            FROM {arrow_name} k
             LEFT JOIN ({token_info_sql(lake)}) ti ON ti.token_id = k.token_id
             """
         )

@@ -65,6 +65,8 @@ _DENIED_FUNCTIONS = {
     "parquet_scan", "parquet_metadata", "parquet_schema", "glob", "sniff_csv", "query",
     "query_table", "load_extension", "install_extension", "sleep", "sleepeachrow",
     "readcsv", "readparquet", "range", "generate_series", "system", "shell",
+    "current_version", "currentversion", "current_user", "current_schema",
+    "current_database", "current_catalog", "session_user", "user",
 }  # fmt: skip
 
 # Functions sqlglot has no typed node for (it parses them as Anonymous) that are safe.
@@ -121,7 +123,8 @@ class GuardedQuery:
 
 def _function_name(node: exp.Func) -> str:
     if isinstance(node, exp.Anonymous):
-        return str(node.name).lower()
+        name = node.this if isinstance(node.this, str) else node.name
+        return str(name).lower()
     return node.sql_name().lower()
 
 
@@ -305,9 +308,15 @@ def run_guarded(
     if engine == "clickhouse":
         if clickhouse_client is None:
             raise ValueError("engine clickhouse needs a client")
+        # chdb ignores a session database: qualify the allowlisted tables explicitly
+        tree = sqlglot.parse_one(guarded.sql, read=dialect)
+        ctes = {cte.alias_or_name.lower() for cte in tree.find_all(exp.CTE)}
+        for table in tree.find_all(exp.Table):
+            if table.name.lower() not in ctes:
+                table.set("db", exp.to_identifier(clickhouse_database))
         try:
             result = clickhouse_client.query(
-                guarded.sql,
+                tree.sql(dialect=dialect),
                 settings={
                     "readonly": 1,
                     "max_execution_time": max(1, int(timeout_s)),

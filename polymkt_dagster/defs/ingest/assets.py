@@ -6,6 +6,7 @@ from typing import Any
 
 import dagster as dg
 
+from polymkt_dagster.defs.ingest import live
 from polymkt_dagster.defs.ingest.partitions import daily_partitions
 from polymkt_dagster.defs.resources import PolymktResource
 from polymkt_dagster.lib import bootstrap, quality
@@ -92,14 +93,17 @@ def _window_days(context: dg.AssetExecutionContext) -> list[date]:
     ],
 )
 def raw_markets(
-    context: dg.AssetExecutionContext, polymkt: PolymktResource
+    context: dg.AssetExecutionContext, polymkt: PolymktResource, config: live.IngestConfig
 ) -> dg.MaterializeResult:
     settings, lake = polymkt.settings(), polymkt.lake()
-    report = bootstrap.import_markets(settings.data_dir, lake, progress=context.log.info)
+    if live.is_live(context, config, settings):
+        metadata = live.sync_gamma_kind(context, settings, lake, "markets", config)
+    else:
+        report = bootstrap.import_markets(settings.data_dir, lake, progress=context.log.info)
+        metadata = _import_metadata(report)
     with connect() as con:
         checks = quality.markets_checks(con, lake)
-    metadata = _import_metadata(report)
-    metadata["path"] = dg.MetadataValue.path(str(report.output_path))
+    metadata["path"] = dg.MetadataValue.path(str(lake.single_file(MARKETS.name)))
     metadata["preview"] = dg.MetadataValue.md(_preview(lake, MARKETS, None, MARKET_PREVIEW))
     return dg.MaterializeResult(
         metadata=metadata, check_results=_check_results(checks, {"market_id_unique"})
@@ -113,11 +117,16 @@ def raw_markets(
     kinds={"parquet"},
     description="Events (groups of markets) from events.json/.csv, completed from markets.",
 )
-def raw_events(context: dg.AssetExecutionContext, polymkt: PolymktResource) -> dg.MaterializeResult:
+def raw_events(
+    context: dg.AssetExecutionContext, polymkt: PolymktResource, config: live.IngestConfig
+) -> dg.MaterializeResult:
     settings, lake = polymkt.settings(), polymkt.lake()
-    report = bootstrap.import_events(settings.data_dir, lake, progress=context.log.info)
-    metadata = _import_metadata(report)
-    metadata["path"] = dg.MetadataValue.path(str(report.output_path))
+    if live.is_live(context, config, settings):
+        metadata = live.sync_gamma_kind(context, settings, lake, "events", config)
+    else:
+        report = bootstrap.import_events(settings.data_dir, lake, progress=context.log.info)
+        metadata = _import_metadata(report)
+    metadata["path"] = dg.MetadataValue.path(str(lake.single_file(EVENTS.name)))
     metadata["preview"] = dg.MetadataValue.md(_preview(lake, EVENTS, None, EVENT_PREVIEW))
     return dg.MaterializeResult(metadata=metadata)
 
@@ -135,10 +144,12 @@ def raw_events(context: dg.AssetExecutionContext, polymkt: PolymktResource) -> d
     ],
 )
 def raw_order_filled(
-    context: dg.AssetExecutionContext, polymkt: PolymktResource
+    context: dg.AssetExecutionContext, polymkt: PolymktResource, config: live.IngestConfig
 ) -> dg.MaterializeResult:
     settings, lake = polymkt.settings(), polymkt.lake()
     days = _window_days(context)
+    if live.is_live(context, config, settings):
+        return _live_order_filled(context, settings, lake, days, config)
     report = bootstrap.import_order_filled(
         settings.data_dir, lake, start=days[0], end=days[-1], progress=context.log.info
     )
@@ -163,6 +174,28 @@ def raw_order_filled(
     )
 
 
+def _live_order_filled(
+    context: dg.AssetExecutionContext,
+    settings: Any,
+    lake: Lake,
+    days: list[date],
+    config: live.IngestConfig,
+) -> dg.MaterializeResult:
+    report, metadata = live.sync_fills(context, settings, lake, days, config)
+    files = [f for day in days for f in lake.day_files(ORDER_FILLED.name, day)]
+    with connect() as con:
+        checks = quality.order_filled_checks(con, files, lake)
+    metadata["dagster/row_count"] = live.rows_in_files(files)
+    metadata["days_written"] = ", ".join(d.isoformat() for d in report.days_written) or "none"
+    metadata["lake_dir"] = dg.MetadataValue.path(str(lake.table_dir(ORDER_FILLED.name)))
+    preview = _preview(lake, ORDER_FILLED, files[-1:], FILL_PREVIEW)
+    metadata["preview"] = dg.MetadataValue.md(preview)
+    return dg.MaterializeResult(
+        metadata=metadata,
+        check_results=_check_results(checks, {"fill_id_unique", "amounts_positive"}),
+    )
+
+
 @dg.asset(
     key=TRADES_KEY,
     deps=[ORDER_FILLED_KEY, MARKETS_KEY],
@@ -181,11 +214,19 @@ def raw_order_filled(
         dg.AssetCheckSpec("markets_known", asset=TRADES_KEY),
     ],
 )
-def raw_trades(context: dg.AssetExecutionContext, polymkt: PolymktResource) -> dg.MaterializeResult:
-    lake = polymkt.lake()
+def raw_trades(
+    context: dg.AssetExecutionContext, polymkt: PolymktResource, config: live.IngestConfig
+) -> dg.MaterializeResult:
+    settings, lake = polymkt.settings(), polymkt.lake()
     days = _window_days(context)
+    lookup: dict[str, Any] = {}
+    if live.is_live(context, config, settings):
+        # Unknown tokens are looked up on Gamma first, so fills map to their markets.
+        report, lookup = live.refresh_trades_live(context, settings, lake, days)
+    else:
+        with connect() as con:
+            report = derive_trades(con, lake, days, progress=context.log.info)
     with connect() as con:
-        report = derive_trades(con, lake, days, progress=context.log.info)
         trade_files = [f for d in days for f in lake.day_files(TRADES.name, d)]
         fill_files = [f for d in days for f in lake.day_files(ORDER_FILLED.name, d)]
         checks = quality.trades_checks(con, trade_files, fill_files, lake)
@@ -197,6 +238,7 @@ def raw_trades(context: dg.AssetExecutionContext, polymkt: PolymktResource) -> d
             "bucketed": lake.bucket_count is not None,
             "lake_dir": dg.MetadataValue.path(str(lake.table_dir(TRADES.name))),
             "preview": dg.MetadataValue.md(_preview(lake, TRADES, trade_files[:1], TRADE_PREVIEW)),
+            **lookup,
         },
         check_results=_check_results(
             checks,

@@ -1,0 +1,307 @@
+"""`polymkt sync …` and `polymkt bootstrap --from-s3`: the live sync from the command line.
+
+    polymkt sync markets [--full]                  Gamma markets + events now
+    polymkt sync fills [--start D --end D] …        order fills (+ trades) for a day window
+    polymkt sync backfill --start D --end D        the same as a Dagster range run (UI-visible)
+    polymkt sync status                            watermarks and gaps per source
+    polymkt sync s3                                mirror the lake to S3 now
+
+Every verb takes --json and then prints exactly one JSON document on stdout.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import asdict, is_dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+
+from polymkt_dagster.lib.config import Settings
+from polymkt_dagster.lib.lake import Lake
+
+err = Console(stderr=True)
+
+
+def _settings(ctx: click.Context) -> Settings:
+    return ctx.obj["settings"]
+
+
+def _lake(settings: Settings) -> Lake:
+    buckets = settings.parquet_hash_bucket_count if settings.parquet_partitioning_enabled else None
+    return Lake(settings.lake_dir, bucket_count=buckets)
+
+
+def _plain(value: Any) -> Any:
+    if is_dataclass(value) and not isinstance(value, type):
+        return _plain(asdict(value))
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set):
+        return [_plain(v) for v in value]
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def _emit(document: Any, as_json: bool) -> None:
+    text = json.dumps(_plain(document), indent=2)
+    if as_json:
+        click.echo(text)
+    else:
+        err.print(text)
+
+
+def _fail(message: str) -> None:
+    err.print(f"[bold red]error:[/] {message}")
+    sys.exit(1)
+
+
+def _day(text: str | None, name: str) -> date | None:
+    if text is None:
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not a day (YYYY-MM-DD)", param_hint=name) from None
+
+
+@click.group()
+def sync() -> None:
+    """Live sync from Gamma, Goldsky or Polygon RPC (see README: Live sync)."""
+
+
+@sync.command()
+@click.option("--full", is_flag=True, help="List closed markets/events too (a backfill).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@click.pass_context
+def markets(ctx: click.Context, full: bool, as_json: bool) -> None:
+    """Sync markets and events from the Gamma API now."""
+    from polymkt_dagster.lib import sync as lib_sync
+    from polymkt_dagster.lib.http import SourceError
+    from polymkt_dagster.lib.market_sync import sync_gamma
+
+    settings = _settings(ctx)
+    lake = _lake(settings)
+    reports = {}
+    try:
+        for kind in ("markets", "events"):
+            client = lib_sync.make_gamma_client(settings, lake, (kind,))
+            try:
+                reports[kind] = sync_gamma(
+                    lake,
+                    client,
+                    kind,
+                    full=full,
+                    rejects_path=settings.rejects_dir / kind / "gamma.rejects.csv",
+                    progress=err.print,
+                )
+            finally:
+                client.close()
+    except SourceError as exc:
+        _fail(str(exc))
+    _emit(reports, as_json)
+
+
+@sync.command()
+@click.option("--start", default=None, help="First day (default: today, or yesterday too).")
+@click.option("--end", default=None, help="Last day, inclusive (default: --start or today).")
+@click.option("--source", type=click.Choice(["goldsky", "rpc"]), default=None)
+@click.option("--max-batches", type=int, default=None, help="Stop after N batches.")
+@click.option("--batch-rows", type=int, default=50_000, show_default=True)
+@click.option("--dry-run", is_flag=True, help="Fetch and count; write nothing.")
+@click.option("--resync", is_flag=True, help="Fetch already synced positions again.")
+@click.option("--no-trades", is_flag=True, help="Do not derive trades afterwards.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@click.pass_context
+def fills(
+    ctx: click.Context,
+    start: str | None,
+    end: str | None,
+    source: str | None,
+    max_batches: int | None,
+    batch_rows: int,
+    dry_run: bool,
+    resync: bool,
+    no_trades: bool,
+    as_json: bool,
+) -> None:
+    """Sync order fills for a window of days, then derive those days' trades."""
+    from polymkt_dagster.lib import sync as lib_sync
+    from polymkt_dagster.lib.http import SourceError
+    from polymkt_dagster.lib.sync_state import SyncBusyError
+
+    settings = _settings(ctx)
+    lake = _lake(settings)
+    first, last = _day(start, "--start"), _day(end, "--end")
+    if first is None:
+        state = lib_sync.fills_state(lake, source or settings.order_filled_source).load()
+        days = lib_sync.days_to_sync(datetime.now(UTC), _synced_until_hint(state))
+        first, last = days[0], days[-1]
+    last = last or first
+    if last < first:
+        raise click.BadParameter("--end is before --start", param_hint="--end")
+    window = lib_sync.window_for_days([first, last])
+    fill_source = lib_sync.make_fill_source(settings, source)
+    try:
+        report = lib_sync.sync_order_fills(
+            lake,
+            fill_source,
+            *window,
+            max_batches=max_batches,
+            dry_run=dry_run,
+            resync=resync,
+            batch_rows=batch_rows,
+            rejects_path=settings.rejects_dir / "order_filled" / f"{fill_source.name}.rejects.csv",
+            progress=err.print,
+        )
+        document: dict[str, Any] = {"fills": report}
+        if not no_trades and not dry_run and report.days_written:
+            gamma = lib_sync.make_gamma_client(settings, lake)
+            try:
+                trades = lib_sync.refresh_trades(
+                    lake, report.days_written, gamma=gamma, progress=err.print
+                )
+            finally:
+                gamma.close()
+            document["trades"] = {
+                "rows_written": trades.derive.rows_written,
+                "days": trades.derive.days,
+                "unmapped_fills": trades.derive.unmapped_fills,
+                "lookup": trades.lookup,
+            }
+    except (SourceError, SyncBusyError) as exc:
+        _fail(str(exc))
+    finally:
+        fill_source.close()
+    _emit(document, as_json)
+
+
+def _synced_until_hint(state: dict[str, Any]) -> datetime | None:
+    """The subgraph's watermark is a unix time; a block watermark is not known offline."""
+    coverage = state.get("coverage") or []
+    if coverage and state.get("position_unit") == "second":
+        return datetime.fromtimestamp(coverage[-1][1], UTC)
+    return None
+
+
+@sync.command()
+@click.option("--start", required=True, help="First day (YYYY-MM-DD).")
+@click.option("--end", required=True, help="Last day, inclusive.")
+@click.option("--dagster-home", type=click.Path(path_type=Path, file_okay=False), default=None)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@click.pass_context
+def backfill(
+    ctx: click.Context, start: str, end: str, dagster_home: Path | None, as_json: bool
+) -> None:
+    """Catch up a gap: one Dagster run of raw/order_filled + raw/trades over the day range."""
+    import dagster as dg
+    from dagster._core.storage.tags import (
+        ASSET_PARTITION_RANGE_END_TAG,
+        ASSET_PARTITION_RANGE_START_TAG,
+    )
+
+    from polymkt_dagster.defs.resources import PolymktResource
+    from polymkt_dagster.pipeline import prepare_dagster_home
+
+    first, last = _day(start, "--start"), _day(end, "--end")
+    assert first is not None and last is not None
+    if last < first:
+        raise click.BadParameter("--end is before --start", param_hint="--end")
+    settings = _settings(ctx)
+    home = prepare_dagster_home(dagster_home)
+    from polymkt_dagster.definitions import defs
+
+    keys = [dg.AssetKey(["raw", "order_filled"]), dg.AssetKey(["raw", "trades"])]
+    assets = [defs.resolve_assets_def(key) for key in keys]
+    resources = dict(defs.resources or {})
+    resources["polymkt"] = PolymktResource.from_settings(settings)
+    result = dg.materialize(
+        assets,
+        instance=dg.DagsterInstance.get(),
+        resources=resources,
+        tags={
+            "polymkt/ingest": "live",
+            ASSET_PARTITION_RANGE_START_TAG: first.isoformat(),
+            ASSET_PARTITION_RANGE_END_TAG: last.isoformat(),
+        },
+        raise_on_error=False,
+    )
+    document = {"run_id": result.run_id, "success": result.success, "dagster_home": home,
+                "days": [first, last]}  # fmt: skip
+    if not result.success:
+        failures = [e for e in result.all_events if e.is_step_failure]
+        document["error"] = "; ".join(
+            str(e.event_specific_data.error.message).strip()  # type: ignore[union-attr]
+            for e in failures
+        )
+    _emit(document, as_json)
+    if not result.success:
+        sys.exit(1)
+
+
+@sync.command()
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@click.pass_context
+def status(ctx: click.Context, as_json: bool) -> None:
+    """Synced position intervals of each fill source (from the lake's state files)."""
+    from polymkt_dagster.lib.sync import sync_status
+
+    _emit(sync_status(_lake(_settings(ctx))), as_json)
+
+
+def s3_client(settings: Settings) -> Any:
+    import boto3
+
+    return boto3.client(
+        "s3",
+        endpoint_url=settings.s3_endpoint_url,
+        region_name=settings.s3_region,
+        aws_access_key_id=settings.s3_access_key_id,
+        aws_secret_access_key=settings.s3_secret_access_key,
+    )
+
+
+@sync.command(name="s3")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@click.pass_context
+def s3_mirror(ctx: click.Context, as_json: bool) -> None:
+    """Mirror the lake to s3://POLYMKT_S3_BUCKET/POLYMKT_S3_PREFIX now (verified)."""
+    from polymkt_dagster.lib.s3_lake import S3LakeError, ensure_bucket, mirror_lake
+
+    settings = _settings(ctx)
+    secrets = [settings.s3_access_key_id, settings.s3_secret_access_key]
+    client = s3_client(settings)
+    try:
+        ensure_bucket(client, settings.s3_bucket, secrets=secrets)
+        report = mirror_lake(client, settings.lake_dir, settings.s3_bucket, settings.s3_prefix,
+                             secrets=secrets, progress=err.print)  # fmt: skip
+    except S3LakeError as exc:
+        _fail(str(exc))
+    _emit({"uploaded": len(report.uploaded), "verified": report.verified,
+           "unchanged": report.skipped, "deleted": len(report.deleted),
+           "bytes_uploaded": report.bytes_uploaded}, as_json)  # fmt: skip
+
+
+def bootstrap_from_s3(settings: Settings) -> None:
+    """`polymkt bootstrap --from-s3`: pull the S3 lake into the local lake, then the catalog."""
+    from polymkt_dagster.lib.catalog import refresh_catalog
+    from polymkt_dagster.lib.s3_lake import S3LakeError, pull_lake
+
+    secrets = [settings.s3_access_key_id, settings.s3_secret_access_key]
+    try:
+        report = pull_lake(s3_client(settings), settings.s3_bucket, settings.s3_prefix,
+                           settings.lake_dir, secrets=secrets, progress=err.print)  # fmt: skip
+    except S3LakeError as exc:
+        _fail(str(exc))
+    refresh_catalog(_lake(settings), settings.catalog_path)
+    err.print(
+        f"Pulled {len(report.downloaded)} files ({report.bytes_downloaded:,} bytes, verified), "
+        f"{report.skipped} already current, from s3://{settings.s3_bucket}/{settings.s3_prefix}"
+    )
