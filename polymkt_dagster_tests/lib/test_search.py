@@ -455,14 +455,15 @@ def test_incremental_bm25_update_equals_a_full_rebuild(tmp_path: Path) -> None:
     assert patched == rebuilt
 
     # The patched index answers like the rebuilt one, deleted markets are gone.
-    for query in ("trump 2028", "fed funds", "xrp", "solana etf", "starship orbit"):
-        got = s.search(query, catalog_path=catalog, mode="bm25", limit=20)
-        want = s.search(query, catalog_path=fresh, mode="bm25", limit=20)
-        assert [(h.market_id, round(h.score, 9)) for h in got.hits] == [
-            (h.market_id, round(h.score, 9)) for h in want.hits
-        ]
-        assert not {"113", "126"} & set(ids(got))
-    hit = s.search("ecb", catalog_path=catalog, mode="bm25", limit=1).hits[0]
+    with s.MarketSearch(catalog) as patched_index, s.MarketSearch(fresh) as rebuilt_index:
+        for query in ("trump 2028", "fed funds", "xrp", "solana etf", "starship orbit"):
+            got = patched_index.search(query, mode="bm25", limit=20)
+            want = rebuilt_index.search(query, mode="bm25", limit=20)
+            assert [(h.market_id, round(h.score, 9)) for h in got.hits] == [
+                (h.market_id, round(h.score, 9)) for h in want.hits
+            ]
+            assert not {"113", "126"} & set(ids(got))
+        hit = patched_index.search("ecb", mode="bm25", limit=1).hits[0]
     assert hit.market_id == "108" and hit.volume == 1.0  # filters see the new volume
 
 
