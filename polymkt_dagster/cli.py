@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table as RichTable
 
 from polymkt_dagster.lib.config import ConfigError, Settings
+from polymkt_dagster.research_cli import backtest, datasets
 
 err = Console(stderr=True)
 DEFAULT_SAMPLE_DIR = Path(__file__).resolve().parent.parent / "data" / "sample"
@@ -61,6 +62,10 @@ def main(ctx: click.Context, data_dir: Path | None) -> None:
     if data_dir is not None:
         settings = replace(settings, data_dir=data_dir)
     ctx.obj = {"settings": settings}
+
+
+main.add_command(datasets)  # polymkt datasets list|create|show|update|delete
+main.add_command(backtest)  # polymkt backtest create|run|show|list
 
 
 @main.command()

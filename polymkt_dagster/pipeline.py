@@ -132,9 +132,22 @@ def run_pipeline(
             )
             or "run failed"
         )
+    success = result.success
+    if success:
+        # signals/favorites (static partitions) and the example backtest (a dynamic
+        # partition) cannot share the daily run: they follow it, so the UI shows them too.
+        from polymkt_dagster.research_runs import run_research_assets
+
+        extra, extra_errors = run_research_assets(
+            settings, instance, {RUN_TAG: tags[RUN_TAG]}, on_event
+        )
+        materialized += extra
+        skipped = [k for k in skipped if not any(m.split("[")[0] == k for m in extra)]
+        if extra_errors:
+            success, error = False, "; ".join(extra_errors)
     return PipelineResult(
         run_id=result.run_id,
-        success=result.success,
+        success=success,
         partition_range=partition_range,
         materialized=materialized,
         failed_checks=failed_checks,

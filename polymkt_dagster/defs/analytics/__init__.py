@@ -1,0 +1,1 @@
+"""Analytics layer assets: price bars, market summary, election groups."""

@@ -1,0 +1,206 @@
+"""Analytics assets: price bars, market summary, election groups (thin wiring over lib/)."""
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import dagster as dg
+from pydantic import Field
+
+from polymkt_dagster.defs.ingest.assets import (
+    EVENTS_KEY,
+    MARKETS_KEY,
+    TRADES_KEY,
+    _check_results,
+    _window_days,
+)
+from polymkt_dagster.defs.ingest.partitions import daily_partitions
+from polymkt_dagster.defs.resources import PolymktResource
+from polymkt_dagster.lib import analytics, election_groups
+from polymkt_dagster.lib.duck import connect, sql_string
+from polymkt_dagster.lib.lake import Lake
+from polymkt_dagster.lib.report import counts_table, markdown_table
+from polymkt_dagster.lib.schemas import Table
+
+PRICES_1H_KEY = dg.AssetKey(["analytics", "prices_1h"])
+PRICES_1D_KEY = dg.AssetKey(["analytics", "prices_1d"])
+MARKET_SUMMARY_KEY = dg.AssetKey(["analytics", "market_summary"])
+ELECTION_GROUPS_KEY = dg.AssetKey(["analytics", "election_groups"])
+
+
+def analytics_automation() -> dg.AutomationCondition | None:
+    """Eager refresh after upstream updates, unless POLYMKT_ANALYTICS_MODE=off."""
+    from polymkt_dagster.lib.config import Settings
+
+    return dg.AutomationCondition.eager() if Settings.from_env().analytics_mode == "on" else None
+
+
+def _bars_preview(lake: Lake, table: Table, files: list[Path]) -> str:
+    with connect() as con:
+        sample = con.execute(
+            f"SELECT * FROM {lake.scan_sql(table, files[:1])} ORDER BY volume_usd DESC LIMIT 10"
+        ).to_arrow_table()
+    return markdown_table(sample, analytics.BAR_PREVIEW)
+
+
+def _bars_result(
+    lake: Lake, table: Table, report: analytics.BarsReport, checks: list
+) -> dg.MaterializeResult:
+    files = [f for p in report.partitions for f in p.files]
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": report.rows,
+            "partitions_written": len(report.partitions),
+            "days_without_trades": report.days_requested - len(report.partitions),
+            "bytes_written": report.bytes,
+            "lake_dir": dg.MetadataValue.path(str(lake.table_dir(table.name))),
+            "preview": dg.MetadataValue.md(_bars_preview(lake, table, files)),
+        },
+        check_results=_check_results(checks, {"ohlc_consistent", "volume_matches_source"}),
+    )
+
+
+def _bar_checks(key: dg.AssetKey) -> list[dg.AssetCheckSpec]:
+    return [
+        dg.AssetCheckSpec("ohlc_consistent", asset=key, blocking=True),
+        dg.AssetCheckSpec("volume_matches_source", asset=key, blocking=True),
+    ]
+
+
+@dg.asset(
+    key=PRICES_1H_KEY,
+    deps=[TRADES_KEY],
+    partitions_def=daily_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    automation_condition=analytics_automation(),
+    group_name="analytics",
+    kinds={"parquet", "duckdb"},
+    description=(
+        "Hourly bars per outcome token: OHLC and last price from every fill; VWAP, USDC "
+        "volume and trade count from taker-side rows only (each match once)."
+    ),
+    check_specs=_bar_checks(PRICES_1H_KEY),
+)
+def prices_1h(context: dg.AssetExecutionContext, polymkt: PolymktResource) -> dg.MaterializeResult:
+    lake = polymkt.lake()
+    days = _window_days(context)
+    with connect() as con:
+        report = analytics.build_hourly_bars(con, lake, days, progress=context.log.debug)
+        checks = analytics.bars_checks(con, lake, analytics.PRICE_BARS_1H, days)
+    return _bars_result(lake, analytics.PRICE_BARS_1H, report, checks)
+
+
+@dg.asset(
+    key=PRICES_1D_KEY,
+    deps=[PRICES_1H_KEY],
+    partitions_def=daily_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    automation_condition=analytics_automation(),
+    group_name="analytics",
+    kinds={"parquet", "duckdb"},
+    description="Daily bars per outcome token, rolled up from the hourly bars of the day.",
+    check_specs=_bar_checks(PRICES_1D_KEY),
+)
+def prices_1d(context: dg.AssetExecutionContext, polymkt: PolymktResource) -> dg.MaterializeResult:
+    lake = polymkt.lake()
+    days = _window_days(context)
+    with connect() as con:
+        report = analytics.build_daily_bars(con, lake, days, progress=context.log.debug)
+        checks = analytics.bars_checks(con, lake, analytics.PRICE_BARS_1D, days)
+    return _bars_result(lake, analytics.PRICE_BARS_1D, report, checks)
+
+
+@dg.asset(
+    key=MARKET_SUMMARY_KEY,
+    deps=[MARKETS_KEY, PRICES_1D_KEY],
+    automation_condition=analytics_automation(),
+    group_name="analytics",
+    kinds={"parquet", "duckdb"},
+    description=(
+        "One row per market: first/last trade, taker-side USDC volume, trades, last price "
+        "per outcome, signed days to expiry, and resolution (resolved / closed_unresolved / "
+        "open kept apart)."
+    ),
+)
+def market_summary(polymkt: PolymktResource) -> dg.MaterializeResult:
+    lake = polymkt.lake()
+    with connect() as con:
+        report = analytics.build_market_summary(con, lake, as_of=datetime.now(UTC))
+        preview = con.execute(
+            f"SELECT * FROM read_parquet({sql_string(report.path)}) "
+            "ORDER BY volume_usd DESC LIMIT 10"
+        ).to_arrow_table()
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": report.markets,
+            "traded_markets": report.traded_markets,
+            "volume_usd": dg.MetadataValue.float(round(report.volume_usd, 2)),
+            "status": dg.MetadataValue.md(
+                counts_table(
+                    {
+                        "resolved": report.resolved,
+                        "closed_unresolved": report.closed_unresolved,
+                        "open": report.open,
+                    },
+                    "status",
+                    "markets",
+                )
+            ),
+            "path": dg.MetadataValue.path(str(report.path)),
+            "preview": dg.MetadataValue.md(markdown_table(preview, analytics.SUMMARY_PREVIEW)),
+        }
+    )
+
+
+class ElectionGroupsConfig(dg.Config):
+    overrides_file: str | None = Field(
+        default=None,
+        description="YAML file of user groups (default: <data dir>/election_groups.yaml).",
+    )
+
+
+@dg.asset(
+    key=ELECTION_GROUPS_KEY,
+    deps=[MARKETS_KEY, EVENTS_KEY],
+    automation_condition=analytics_automation(),
+    group_name="analytics",
+    kinds={"parquet"},
+    description=(
+        "Election groups: negRisk markets by negRiskMarketID, other multi-market events by "
+        "event; one row per candidate with its Yes token, end date and whether it won. "
+        "User groups from election_groups.yaml add to or override them."
+    ),
+    check_specs=[dg.AssetCheckSpec("one_winner_per_resolved_group", asset=ELECTION_GROUPS_KEY)],
+)
+def election_groups_asset(
+    context: dg.AssetExecutionContext, config: ElectionGroupsConfig, polymkt: PolymktResource
+) -> dg.MaterializeResult:
+    settings, lake = polymkt.settings(), polymkt.lake()
+    overrides = Path(
+        config.overrides_file or settings.data_dir / election_groups.OVERRIDES_FILE_NAME
+    )
+    with connect() as con:
+        report = election_groups.build_election_groups(con, lake, overrides)
+    for problem in report.problems:
+        context.log.warning(problem)
+    groups = election_groups.read_groups(lake)
+    table = election_groups.groups_table(groups)
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": report.members,
+            "groups": report.groups,
+            "resolved_groups": report.resolved_groups,
+            "groups_by_source": dg.MetadataValue.md(
+                counts_table(report.by_source, "source", "groups")
+            ),
+            "markets_without_yes_outcome": report.skipped_markets_without_yes,
+            "overrides_file": str(report.overrides_file or f"{overrides} (not present)"),
+            "override_problems": dg.MetadataValue.md(
+                "\n".join(f"- {p}" for p in report.problems) or "_none_"
+            ),
+            "path": dg.MetadataValue.path(str(report.path)),
+            "preview": dg.MetadataValue.md(
+                markdown_table(table, election_groups.GROUP_PREVIEW, limit=15)
+            ),
+        },
+        check_results=_check_results(election_groups.groups_checks(groups), set()),
+    )

@@ -1,0 +1,1 @@
+"""Research assets: favorite signals, datasets, backtest results."""
