@@ -87,7 +87,6 @@ def wallet_positions(
             f"count(*) FILTER (WHERE status = 'open') FROM {relation}"
         ).fetchone()
     rows, negative, oversold, oversold_positions, wallets, open_positions = row or (0,) * 6
-    negative, oversold, oversold_positions, wallets, open_positions = row or (0, 0, 0, 0, 0)
     context.log.info(f"positions: {rows:,} for {wallets:,} wallets")
     return dg.MaterializeResult(
         metadata={
