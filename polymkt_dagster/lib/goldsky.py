@@ -107,7 +107,11 @@ class GoldskySource:
                 {"from": str(position), "to": str(end), "first": self.page_size},
                 cursor=f"timestamp>={position}",
             )
-            if len(page) < self.page_size:
+            full = len(page) >= self.page_size
+            # Only rows inside the asked range count: a row repeated from another page (a
+            # server bug seen in the wild) must not move the cursor.
+            page = [e for e in page if position <= _timestamp(e) < end]
+            if not full:
                 self._add(columns, page)
                 position = end
                 break
@@ -126,10 +130,17 @@ class GoldskySource:
                 {"ts": str(second), "after": after, "first": self.page_size},
                 cursor=f"timestamp={second}, id>{after or '(start)'}",
             )
-            self._add(columns, page)
-            if len(page) < self.page_size:
+            full = len(page) >= self.page_size
+            fresh = [e for e in page if _timestamp(e) == second and str(e.get("id")) > after]
+            self._add(columns, fresh)
+            if not full or not fresh:
                 return
-            after = max(str(e.get("id")) for e in page)
+            # The next page starts after the last row in the server's id order. Not the
+            # largest id seen: a stray row repeated from another page may carry a larger id,
+            # and jumping to it would skip everything in between. Too small a cursor only
+            # re-reads rows, which the merge deduplicates.
+            last = str(page[-1].get("id"))
+            after = last if last > after else max(str(e.get("id")) for e in fresh)
 
     def _events(self, query: str, variables: dict[str, Any], *, cursor: str) -> list[Any]:
         document = self._query(query, variables, cursor=cursor)
