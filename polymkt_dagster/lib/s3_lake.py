@@ -305,13 +305,15 @@ def pull_lake(
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
         try:
-            client.download_file(bucket, key, str(tmp))
-            head = client.head_object(Bucket=bucket, Key=key)
+            answer = client.get_object(Bucket=bucket, Key=key)
+            with tmp.open("wb") as handle:
+                for chunk in answer["Body"].iter_chunks(2**20):
+                    handle.write(chunk)
         except Exception as exc:
             tmp.unlink(missing_ok=True)
             raise guard(f"download of s3://{bucket}/{key} failed", exc) from None
         got = digest_file(tmp)
-        expected_sha = (head.get("Metadata") or {}).get("sha256")
+        expected_sha = (answer.get("Metadata") or {}).get("sha256")
         if got.size != size or (expected_sha and got.sha256 != expected_sha):
             tmp.unlink(missing_ok=True)
             raise S3LakeError(f"download of s3://{bucket}/{key} did not verify (size or sha256)")

@@ -105,7 +105,7 @@ def start_seaweed(workdir: Path, timeout_s: float = 60.0) -> SeaweedS3:
         str(weed_binary()), "server", f"-dir={workdir / 'data'}",
         "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
         f"-master.port={master}", f"-master.port.grpc={master_grpc}",
-        "-master.volumeSizeLimitMB=64", "-volume.max=16",
+        "-master.volumeSizeLimitMB=64", "-volume.max=16", "-volume.preStopSeconds=0",
         f"-volume.port={volume}", f"-volume.port.grpc={volume_grpc}",
         "-filer", f"-filer.port={filer}", f"-filer.port.grpc={filer_grpc}",
         "-s3", f"-s3.port={s3}", f"-s3.port.grpc={s3_grpc}", f"-s3.config={config}",
@@ -132,7 +132,7 @@ def stop_seaweed(server: SeaweedS3) -> None:
     if server.process.poll() is None:
         os.killpg(server.process.pid, signal.SIGTERM)
         try:
-            server.process.wait(timeout=15)
+            server.process.wait(timeout=3)  # a test store: no need for a graceful drain
         except subprocess.TimeoutExpired:
             os.killpg(server.process.pid, signal.SIGKILL)
             server.process.wait(timeout=5)
