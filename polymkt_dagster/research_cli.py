@@ -9,8 +9,10 @@ dynamic partitions so the UI can materialize them.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import click
@@ -86,9 +88,22 @@ def _agent_client(settings: Settings) -> Iterator[Any]:
         yield client
 
 
-def _register(kind: str, key: str, *, remove: bool = False) -> None:
-    from polymkt_dagster.research_runs import existing_instance
+def existing_instance() -> Any:
+    """The instance at DAGSTER_HOME, or at ./.dagster_home once `polymkt pipeline` made it."""
+    import dagster as dg
 
+    from polymkt_dagster.pipeline import prepare_dagster_home
+
+    home = os.environ.get("DAGSTER_HOME")
+    if not home and Path(".dagster_home").is_dir():
+        home = ".dagster_home"
+    if not home:
+        return None
+    prepare_dagster_home(Path(home))
+    return dg.DagsterInstance.get()
+
+
+def _register(kind: str, key: str, *, remove: bool = False) -> None:
     instance = existing_instance()
     if instance is None:
         if not remove:
@@ -476,7 +491,7 @@ def _run_backtest(
     import dagster as dg
 
     from polymkt_dagster.pipeline import prepare_dagster_home
-    from polymkt_dagster.research_runs import existing_instance, materialize_backtest
+    from polymkt_dagster.research_runs import materialize_backtest
 
     settings = _settings(ctx)
     store = _store(settings)

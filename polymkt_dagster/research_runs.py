@@ -6,9 +6,7 @@ DAGSTER_HOME, so a backtest run from the CLI appears in the UI with its metrics 
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -33,19 +31,6 @@ from polymkt_dagster.lib.research_store import ResearchStore
 EXAMPLE_BACKTEST_ID = "example-fav-14d-hold"
 EXAMPLE_STRATEGY = StrategyConfig(days_before=14, min_price=0.5, max_price=0.95, slippage_ticks=1)
 _QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
-
-
-def existing_instance() -> dg.DagsterInstance | None:
-    """The instance at DAGSTER_HOME, or at ./.dagster_home once `polymkt pipeline` made it."""
-    from polymkt_dagster.pipeline import prepare_dagster_home
-
-    home = os.environ.get("DAGSTER_HOME")
-    if not home and Path(".dagster_home").is_dir():
-        home = ".dagster_home"
-    if not home:
-        return None
-    prepare_dagster_home(Path(home))
-    return dg.DagsterInstance.get()
 
 
 def _resources(settings: Settings) -> dict[str, Any]:
