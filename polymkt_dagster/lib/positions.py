@@ -31,7 +31,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
@@ -285,13 +285,17 @@ def token_info_sql(lake: Lake) -> str:
     """
 
 
-def fills_source_sql(lake: Lake, until: datetime | None = None) -> str:
+def fills_source_sql(
+    lake: Lake, until: datetime | None = None, since: datetime | None = None
+) -> str:
     """The trades files up to ``until``'s day with ``file_row_number`` (the in-file order).
 
     Day files are sorted by (market, time, fill id), so for one token and second the row
     number orders fills by fill id: a free, deterministic tie-break within a second.
     """
-    files = lake.files(TRADES.name, end=until.date() if until else None)
+    files = lake.files(
+        TRADES.name, start=since.date() if since else None, end=until.date() if until else None
+    )
     empty = f"SELECT {', '.join(f'CAST(NULL AS {t}) AS {c}' for c, t in TRADES.columns)}"
     empty += ", CAST(NULL AS BIGINT) AS file_row_number WHERE false"
     if not files:
@@ -313,9 +317,12 @@ def own_fills_sql(
     *,
     wallets: Sequence[str] | None = None,
     until: datetime | None = None,
+    since: datetime | None = None,
 ) -> str:
     """The fills each wallet is credited with (maker == wallet), as a filtered relation."""
     where = ["maker IS NOT NULL", "token_id IS NOT NULL", "token_amount > 0"]
+    if since is not None:
+        where.append(f"\"timestamp\" > TIMESTAMPTZ '{since.isoformat()}'")
     if wallets is not None:
         where.append("maker IN (SELECT unnest($wallets))")
     if until is not None:
@@ -330,15 +337,37 @@ def load_sorted_fills(
     wallets: Sequence[str] | None = None,
     until: datetime | None = None,
     prefix: str = "_fills",
+    since: datetime | None = None,
+    opening: str | None = None,
 ) -> pa.Table:
     """Own fills sorted by (wallet, token, time, in-file order) as compact numeric columns.
+
+    With ``since``, only fills after it are read (only the day files from its day on), and
+    ``opening`` (a relation of wallet, token_id, shares, avg_price) opens each position as
+    a synthetic buy of its shares at its average price at ``since``: from an empty
+    position that reproduces the state exactly, so a checkpoint plus the newer fills give
+    the same ledger as the whole history.
 
     Columns: gkey (BIGINT: wallet id << 32 | token id), ts_us, is_buy, shares, price, fee.
     Wallets and tokens are numbered in temp tables ``{prefix}_w(wallet, wid)`` and
     ``{prefix}_t(token_id, tid)``: integer keys sort and join far cheaper than addresses
     and 77-digit token ids over tens of millions of rows (``attach_keys`` maps back).
     """
-    fills = own_fills_sql(fills_source_sql(lake, until), wallets=wallets, until=until)
+    fills = own_fills_sql(
+        fills_source_sql(lake, until, since), wallets=wallets, until=until, since=since
+    )
+    if opening is not None:
+        if since is None:
+            raise ValueError("an opening state needs the time it holds at (since)")
+        fills = f"""(
+            SELECT maker, token_id, "timestamp", maker_direction, token_amount, price, fee,
+                   file_row_number FROM {fills}
+            UNION ALL
+            SELECT wallet AS maker, token_id, TIMESTAMPTZ '{since.isoformat()}' AS "timestamp",
+                   'BUY' AS maker_direction, shares AS token_amount, avg_price AS price,
+                   0.0 AS fee, -1 AS file_row_number
+            FROM {opening} WHERE shares > 0
+        )"""
     params = {"wallets": list(wallets)} if wallets is not None else {}
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE {prefix}_w AS SELECT wallet, "
@@ -465,6 +494,102 @@ POSITION_COLUMNS = (
 )  # fmt: skip
 
 
+def _token_table(
+    con: duckdb.DuckDBPyConnection, lake: Lake, as_of: datetime | None, prefix: str
+) -> pa.Table:
+    """Per token id (dense, in tid order): market, outcome, payout, resolution time, mark."""
+    until_clause = f"AND \"timestamp\" <= TIMESTAMPTZ '{as_of.isoformat()}'" if as_of else ""
+    return con.execute(
+        f"""
+        WITH marks AS (
+            -- last trade by (second, in-file order); an integer key beats a struct here
+            SELECT token_id,
+                   arg_max(price, (epoch_us("timestamp") // 1000000) * 10000000
+                                  + file_row_number) AS mark_price
+            FROM {fills_source_sql(lake, as_of)}
+            WHERE token_id IN (SELECT token_id FROM {prefix}_t) {until_clause}
+            GROUP BY token_id
+        )
+        SELECT t.tid, ti.market_id, ti.outcome_index, ti.outcome, ti.payout,
+               epoch_us(ti.resolved_at) AS resolved_us, m.mark_price
+        FROM {prefix}_t t
+        LEFT JOIN ({token_info_sql(lake)}) ti USING (token_id)
+        LEFT JOIN marks m USING (token_id)
+        ORDER BY t.tid
+        """
+    ).to_arrow_table()
+
+
+def _position_rows(
+    summary: pa.Table,
+    tokens: pa.Table,
+    wallets: pa.Array,
+    token_ids: pa.Array,
+    as_of: datetime | None,
+) -> pa.Table:
+    """Positions from per-group totals and per-token facts, in numpy (no SQL join of
+    millions of string rows, which costs far more than these array takes)."""
+    gkey = summary.column("gkey").to_numpy()
+    tid = pa.array(gkey & 0xFFFFFFFF)
+
+    def token(name: str) -> pa.Array:
+        return tokens.column(name).combine_chunks().take(tid)
+
+    def floats(array: pa.Array) -> np.ndarray:
+        return array.to_numpy(zero_copy_only=False).astype(np.float64)
+
+    payout_arr = token("payout")
+    payout = floats(payout_arr.fill_null(np.nan))
+    resolved_us = token("resolved_us")
+    cutoff = int(as_of.timestamp() * 1_000_000) if as_of else None
+    settled = ~np.isnan(payout)
+    if cutoff is not None:
+        due = resolved_us.fill_null(np.iinfo(np.int64).min).to_numpy()
+        settled &= due <= cutoff
+    mark = floats(token("mark_price").fill_null(np.nan))
+    shares = summary.column("shares").to_numpy()
+    avg = summary.column("avg_price").to_numpy()
+    trading = summary.column("trading_realized").to_numpy()
+    open_shares = np.where(settled, 0.0, shares)
+    settlement = np.where(settled, shares * (np.nan_to_num(payout) - avg), 0.0)
+    unrealized = np.where(settled, 0.0, shares * (mark - avg))
+    status = np.where(settled, "settled", np.where(shares > 0, "open", "closed"))
+    as_of_us = cutoff if cutoff is not None else int(datetime.now(UTC).timestamp() * 1e6)
+    utc = pa.timestamp("us", tz="UTC")
+
+    def ts(values: np.ndarray | pa.Array) -> pa.Array:
+        return pa.array(values, pa.int64()).cast(utc)
+
+    columns: dict[str, pa.Array | np.ndarray] = {
+        "wallet": wallets.take(pa.array(gkey >> 32)),
+        "market_id": token("market_id"),
+        "token_id": token_ids.take(tid),
+        "outcome_index": token("outcome_index"),
+        "outcome": token("outcome"),
+        "status": pa.array(status, pa.string()),
+        "shares": open_shares,
+        "avg_price": avg,
+        "cost_basis": open_shares * avg,
+        "mark_price": pa.array(np.where(settled, payout, mark), from_pandas=True),
+        "exposure": pa.array(np.where(settled, 0.0, shares * mark), from_pandas=True),
+        "realized_pnl": trading + settlement,
+        "unrealized_pnl": pa.array(unrealized, from_pandas=True),
+        "total_pnl": pa.array(trading + settlement + unrealized, from_pandas=True),
+        "settlement_pnl": settlement,
+        "payout": pa.array(np.where(settled, payout, np.nan), from_pandas=True),
+    }
+    for name in (
+        "buys", "sells", "bought_shares", "sold_shares", "bought_usd", "sold_usd", "fees",
+        "oversold_shares", "oversold_fills", "oversold_proceeds",
+    ):  # fmt: skip
+        columns[name] = summary.column(name)
+    columns["first_trade_at"] = ts(summary.column("first_ts_us"))
+    columns["last_trade_at"] = ts(summary.column("last_ts_us"))
+    columns["resolved_at"] = ts(resolved_us)
+    columns["as_of"] = ts(np.full(len(gkey), as_of_us, dtype=np.int64))
+    return pa.table(columns)
+
+
 def compute_positions(
     con: duckdb.DuckDBPyConnection,
     lake: Lake,
@@ -472,85 +597,54 @@ def compute_positions(
     wallets: Sequence[str] | None = None,
     as_of: datetime | None = None,
     output: Path | None = None,
+    chunk_rows: int = 1_000_000,
 ) -> pa.Table | None:
     """Positions of every wallet (or ``wallets``) and token from all fills up to ``as_of``.
 
-    Returned as a table sorted by wallet, or with ``output`` written straight to that
-    Parquet file (atomically) and None returned.
-
-    Markets resolved by ``as_of`` (resolution time at or before it; any resolved market
-    when ``as_of`` is None) settle their remaining shares at the payout. Open positions
-    are marked at the token's last trade price at or before ``as_of``.
+    Returned as a table sorted by wallet, or with ``output`` written to that Parquet file
+    (atomically, in chunks so memory stays bounded) and None returned. Markets resolved by
+    ``as_of`` (resolution time at or before it; any resolved market when ``as_of`` is
+    None) settle their remaining shares at the payout; open positions are marked at the
+    token's last trade price at or before ``as_of`` (NULL when it never traded).
     """
     prefix = "_pos"
-    fills = load_sorted_fills(con, lake, wallets=wallets, until=as_of, prefix=prefix)
-    fills, ledger = ledger_table(fills)
-    summary = attach_keys(con, per_group_summary(fills, ledger), prefix)
-    del fills, ledger
-    con.register("_position_groups", summary)
-    cutoff = f"TIMESTAMPTZ '{as_of.isoformat()}'" if as_of else "NULL::TIMESTAMPTZ"
-    until_clause = f'AND "timestamp" <= {cutoff}' if as_of else ""
     try:
-        sql = f"""
-        WITH keys AS (SELECT * FROM _position_groups),
-        tokens AS ({token_info_sql(lake)}),
-        marks AS (
-            -- last by (second, in-file order); an integer key is cheaper than a struct
-            SELECT token_id,
-                   arg_max(price, (epoch_us("timestamp") // 1000000) * 10000000
-                                  + file_row_number) AS mark_price
-            FROM {fills_source_sql(lake, as_of)}
-            WHERE token_id IN (SELECT token_id FROM {prefix}_t) {until_clause}
-            GROUP BY token_id
-        ),
-        joined AS (
-            SELECT k.*, t.market_id, t.outcome_index, t.outcome,
-                   m.mark_price, t.payout, t.resolved_at,
-                   coalesce(t.resolved, false)
-                     AND ({cutoff} IS NULL OR t.resolved_at IS NULL
-                          OR t.resolved_at <= {cutoff}) AS settled
-            FROM keys k
-            LEFT JOIN tokens t ON t.token_id = k.token_id
-            LEFT JOIN marks m ON m.token_id = k.token_id
-        )
-        SELECT wallet, market_id, token_id, outcome_index, outcome,
-               CASE WHEN settled THEN 'settled'
-                    WHEN shares > 0 THEN 'open' ELSE 'closed' END AS status,
-               CASE WHEN settled THEN 0.0 ELSE shares END AS shares,
-               avg_price,
-               CASE WHEN settled THEN 0.0 ELSE shares * avg_price END AS cost_basis,
-               CASE WHEN settled THEN payout ELSE mark_price END AS mark_price,
-               CASE WHEN settled THEN 0.0 ELSE shares * mark_price END AS exposure,
-               trading_realized
-                 + CASE WHEN settled THEN shares * (payout - avg_price) ELSE 0.0 END
-                 AS realized_pnl,
-               CASE WHEN settled THEN 0.0 ELSE shares * (mark_price - avg_price) END
-                 AS unrealized_pnl,
-               trading_realized
-                 + CASE WHEN settled THEN shares * (payout - avg_price)
-                        ELSE shares * (mark_price - avg_price) END AS total_pnl,
-               CASE WHEN settled THEN shares * (payout - avg_price) ELSE 0.0 END
-                 AS settlement_pnl,
-               CASE WHEN settled THEN payout END AS payout,
-               buys, sells, bought_shares, sold_shares, bought_usd, sold_usd, fees,
-               oversold_shares, oversold_fills, oversold_proceeds,
-               make_timestamptz(first_ts_us) AS first_trade_at,
-               make_timestamptz(last_ts_us) AS last_trade_at,
-               resolved_at,
-               coalesce({cutoff}, now())::TIMESTAMPTZ AS as_of
-        FROM joined
-        """
-        if output is not None:
-            output.parent.mkdir(parents=True, exist_ok=True)
-            tmp = output.parent / f".{output.name}.tmp"
-            # streamed to Parquet by DuckDB: millions of positions never sit in Python
-            con.execute(f"COPY ({sql}) TO {sql_string(tmp)} (FORMAT parquet, COMPRESSION zstd)")
-            os.replace(tmp, output)
-            return None
-        return con.execute(f"{sql} ORDER BY wallet, market_id, outcome_index").to_arrow_table()
+        fills = load_sorted_fills(con, lake, wallets=wallets, until=as_of, prefix=prefix)
+        fills, ledger = ledger_table(fills)
+        summary = per_group_summary(fills, ledger)
+        del fills, ledger
+        tokens = _token_table(con, lake, as_of, prefix)
+        wallet_names = con.execute(f"SELECT wallet FROM {prefix}_w ORDER BY wid").to_arrow_table()
+        token_names = con.execute(f"SELECT token_id FROM {prefix}_t ORDER BY tid").to_arrow_table()
     finally:
-        con.unregister("_position_groups")
         drop_fill_keys(con, prefix)
+    wallet_array = wallet_names.column(0).combine_chunks()
+    token_array = token_names.column(0).combine_chunks()
+    if output is None:
+        table = _position_rows(summary, tokens, wallet_array, token_array, as_of)
+        return table.sort_by([("wallet", "ascending"), ("market_id", "ascending"),
+                              ("outcome_index", "ascending")])  # fmt: skip
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = output.parent / f".{output.name}.{os.getpid()}.tmp"
+    writer: pq.ParquetWriter | None = None
+    try:
+        for start in range(0, max(summary.num_rows, 1), chunk_rows):
+            piece = _position_rows(
+                summary.slice(start, chunk_rows), tokens, wallet_array, token_array, as_of
+            )
+            if writer is None:
+                writer = pq.ParquetWriter(tmp, piece.schema, compression="zstd")
+            writer.write_table(piece, row_group_size=chunk_rows)
+        if writer is not None:
+            writer.close()
+            writer = None
+        os.replace(tmp, output)
+    finally:
+        if writer is not None:
+            writer.close()
+        if tmp.exists():
+            tmp.unlink()
+    return None
 
 
 def wallet_totals(con: duckdb.DuckDBPyConnection, positions: str, limit: int = 20) -> pa.Table:
@@ -582,9 +676,12 @@ def register_ledger_state(
     wallets: Sequence[str] | None,
     until: datetime | None,
     prefix: str,
+    since: datetime | None = None,
+    opening: str | None = None,
 ) -> int:
     """Run the ledger and keep its per-fill state in temp tables ``{prefix}_state`` and
-    ``{prefix}_events``; returns the number of fills.
+    ``{prefix}_events``; returns the number of fills (see ``load_sorted_fills`` for
+    ``since``/``opening``: a checkpoint instead of the whole history).
 
     ``_state``: gkey, wallet, token_id, market_id, ts_us, next_ts_us (the group's next fill,
     max int64 after its last), shares, avg_price (after the fill), realized, payout,
@@ -592,7 +689,9 @@ def register_ledger_state(
     settlement per resolved position (the shares held at resolution x (payout - avg_price)).
     """
     fills, ledger = ledger_table(
-        load_sorted_fills(con, lake, wallets=wallets, until=until, prefix=prefix)
+        load_sorted_fills(
+            con, lake, wallets=wallets, until=until, prefix=prefix, since=since, opening=opening
+        )
     )
     ts = fills.column("ts_us").to_numpy()
     next_ts = np.empty_like(ts)

@@ -12,16 +12,23 @@ time so memory follows one day's (open position x time) pairs, not the whole win
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 import duckdb
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from polymkt_dagster.lib.lake import Lake
-from polymkt_dagster.lib.positions import drop_ledger_state, register_ledger_state
-from polymkt_dagster.lib.schemas import TRADES
+from polymkt_dagster.lib.positions import (
+    drop_ledger_state,
+    fills_source_sql,
+    register_ledger_state,
+)
 
 SNAPSHOT_INTERVAL = timedelta(minutes=5)
 SNAPSHOT_COLUMNS = (
@@ -35,6 +42,19 @@ def day_grid(day: date, interval: timedelta = SNAPSHOT_INTERVAL) -> list[datetim
     start = datetime(day.year, day.month, day.day, tzinfo=UTC)
     steps = int(timedelta(days=1) / interval)
     return [start + i * interval for i in range(steps)]
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """Watched positions at a time: wallet, token_id, shares, avg_price, realized_pnl,
+    mark_price (what the ledger needs to go on without the older fills)."""
+
+    at: datetime
+    positions: pa.Table
+    wallets: tuple[str, ...]
+
+    def covers(self, wallets: Sequence[str]) -> bool:
+        return set(wallets) <= set(self.wallets)
 
 
 @dataclass
@@ -53,36 +73,98 @@ class SnapshotEngine:
         lake: Lake,
         wallets: Sequence[str],
         until: datetime,
+        checkpoint: Checkpoint | None = None,
     ) -> SnapshotEngine:
+        """Ledger of ``wallets`` up to ``until``: from the whole history, or from a
+        checkpoint (positions at an earlier time) plus the fills after it."""
         engine = cls(con, lake, sorted(set(wallets)))
-        # only partitions up to the last snapshot are opened
-        files = lake.files(TRADES.name, end=until.date())
-        trades = lake.scan_sql(TRADES, files)
-        engine.fills = register_ledger_state(
-            con, lake, wallets=engine.wallets, until=until, prefix="_snap"
-        )
-        con.execute(
-            """
-            CREATE OR REPLACE TEMP TABLE _snap_cum AS
-            SELECT wallet, ts_us, sum(sum(amount)) OVER (
-                       PARTITION BY wallet ORDER BY ts_us
-                       ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS cum_realized
-            FROM _snap_events GROUP BY wallet, ts_us
-            """
-        )
-        # last trade price per token and second (any wallet), for the marks
-        con.execute(
-            f"""
-            CREATE OR REPLACE TEMP TABLE _snap_prices AS
-            SELECT token_id, epoch_us("timestamp") AS ts_us,
-                   arg_max(price, order_fill_id) AS price
-            FROM {trades}
-            WHERE token_id IN (SELECT DISTINCT token_id FROM _snap_state)
-              AND "timestamp" <= TIMESTAMPTZ '{until.isoformat()}'
-            GROUP BY ALL
-            """
-        )
+        since = checkpoint.at if checkpoint is not None else None
+        opening = None
+        if checkpoint is not None:
+            con.register("_snap_opening", checkpoint.positions)
+            opening = "_snap_opening"
+        try:
+            engine.fills = register_ledger_state(
+                con, lake, wallets=engine.wallets, until=until, prefix="_snap",
+                since=since, opening=opening,
+            )  # fmt: skip
+            price_base = (
+                "SELECT NULL::VARCHAR AS token_id, 0::BIGINT AS ts_us, 0.0 AS price WHERE false"
+            )
+            if checkpoint is not None:
+                since_us = int(checkpoint.at.timestamp() * 1_000_000)
+                # realized P&L up to the checkpoint, and its marks, enter at its time
+                con.execute(
+                    f"INSERT INTO _snap_events SELECT wallet, NULL, token_id, {since_us}, "
+                    "realized_pnl, 'opening' FROM _snap_opening"
+                )
+                price_base = (
+                    f"SELECT token_id, {since_us}::BIGINT AS ts_us, any_value(mark_price) "
+                    "AS price FROM _snap_opening WHERE mark_price IS NOT NULL GROUP BY token_id"
+                )
+            con.execute(
+                """
+                CREATE OR REPLACE TEMP TABLE _snap_cum AS
+                SELECT wallet, ts_us, sum(sum(amount)) OVER (
+                           PARTITION BY wallet ORDER BY ts_us
+                           ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS cum_realized
+                FROM _snap_events GROUP BY wallet, ts_us
+                """
+            )
+            # last trade price per token and second (any wallet), for the marks; only the
+            # day files after the checkpoint when there is one
+            source = fills_source_sql(lake, until, since)
+            after = f"AND \"timestamp\" > TIMESTAMPTZ '{since.isoformat()}'" if since else ""
+            con.execute(
+                f"""
+                CREATE OR REPLACE TEMP TABLE _snap_prices AS
+                SELECT token_id, epoch_us("timestamp") AS ts_us,
+                       arg_max(price, file_row_number) AS price
+                FROM {source}
+                WHERE token_id IN (SELECT DISTINCT token_id FROM _snap_state)
+                  AND "timestamp" <= TIMESTAMPTZ '{until.isoformat()}' {after}
+                GROUP BY ALL
+                UNION ALL {price_base}
+                """
+            )
+        finally:
+            if checkpoint is not None:
+                con.unregister("_snap_opening")
         return engine
+
+    def checkpoint(self, at: datetime) -> Checkpoint:
+        """Every watched position at ``at`` (shares, avg price, realized P&L, mark): the
+        starting point of the next day's snapshots."""
+        at_us = int(at.timestamp() * 1_000_000)
+        positions = self.con.execute(
+            f"""
+            WITH last_state AS (
+                SELECT DISTINCT ON (gkey) wallet, token_id, shares, avg_price, payout,
+                       resolved_us
+                FROM _snap_state WHERE ts_us <= {at_us}
+                ORDER BY gkey, ts_us DESC
+            ),
+            realized AS (
+                SELECT wallet, token_id, sum(amount) AS realized_pnl
+                FROM _snap_events WHERE ts_us <= {at_us} GROUP BY ALL
+            ),
+            marks AS (
+                SELECT token_id, arg_max(price, ts_us) AS mark_price
+                FROM _snap_prices WHERE ts_us <= {at_us} GROUP BY token_id
+            )
+            SELECT wallet, token_id,
+                   CASE WHEN l.payout IS NOT NULL AND l.resolved_us <= {at_us} THEN 0.0
+                        ELSE coalesce(l.shares, 0.0) END AS shares,
+                   coalesce(l.avg_price, 0.0) AS avg_price,
+                   coalesce(r.realized_pnl, 0.0) AS realized_pnl,
+                   m.mark_price
+            FROM last_state l
+            FULL JOIN realized r USING (wallet, token_id)
+            LEFT JOIN marks m USING (token_id)
+            ORDER BY wallet, token_id
+            """
+        ).to_arrow_table()
+        return Checkpoint(at, positions, tuple(self.wallets))
 
     def at(self, times: Sequence[datetime]) -> pa.Table:
         """Snapshot rows for every watched wallet at each of ``times``."""
@@ -144,6 +226,42 @@ class SnapshotEngine:
             self.con.execute(f"DROP TABLE IF EXISTS {table}")
 
 
+CHECKPOINT_TABLE = "analytics/wallets/position_checkpoints"
+
+
+def day_end(day: date) -> datetime:
+    """The last microsecond of a UTC day: a checkpoint there holds every fill of the day."""
+    return datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(days=1, microseconds=-1)
+
+
+def write_checkpoint(lake: Lake, day: date, checkpoint: Checkpoint) -> Path:
+    """Replace the day's checkpoint file (atomic rename); the watched wallets it covers go
+    into the file's metadata, since wallets without positions have no rows."""
+    target = lake.day_dir(CHECKPOINT_TABLE, day) / "part-0.parquet"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    table = checkpoint.positions.replace_schema_metadata(
+        {"wallets": json.dumps(list(checkpoint.wallets)), "at": checkpoint.at.isoformat()}
+    )
+    tmp = target.parent / f".{target.name}.{os.getpid()}.tmp"
+    pq.write_table(table, tmp, compression="zstd")
+    os.replace(tmp, target)
+    return target
+
+
+def read_checkpoint(lake: Lake, day: date) -> Checkpoint | None:
+    path = lake.day_dir(CHECKPOINT_TABLE, day) / "part-0.parquet"
+    if not path.exists():
+        return None
+    table = pq.read_table(path)
+    meta = table.schema.metadata or {}
+    try:
+        wallets = tuple(json.loads(meta[b"wallets"]))
+        at = datetime.fromisoformat(meta[b"at"].decode())
+    except (KeyError, ValueError):
+        return None  # not one of ours, or damaged: recompute from the history instead
+    return Checkpoint(at, table.replace_schema_metadata(None), wallets)
+
+
 def snapshot_days(
     con: duckdb.DuckDBPyConnection,
     lake: Lake,
@@ -151,22 +269,41 @@ def snapshot_days(
     days: Sequence[date],
     *,
     on_day: Callable[[date, pa.Table], None],
-) -> int:
-    """Compute each day's 288 snapshots and hand them to ``on_day``; returns fills used."""
+    use_checkpoints: bool = True,
+) -> SnapshotRun:
+    """Compute each day's 288 snapshots and hand them to ``on_day``.
+
+    With checkpoints, the ledger starts from the positions saved at the end of the day
+    before the window (when they cover every watched wallet) and reads only newer day
+    files; each computed day saves its own end-of-day checkpoint for the next run. So the
+    sync's re-runs of today cost today's fills, not the wallets' whole history.
+    """
+    run = SnapshotRun()
     if not days or not wallets:
         for day in days:
             on_day(day, pa.Table.from_pylist([], schema=SNAPSHOT_SCHEMA))
-        return 0
-    last = max(days)
-    until = datetime(last.year, last.month, last.day, tzinfo=UTC) + timedelta(days=1)
-    until -= timedelta(microseconds=1)
-    engine = SnapshotEngine.prepare(con, lake, wallets, until)
+        return run
+    days = sorted(days)
+    checkpoint = read_checkpoint(lake, days[0] - timedelta(days=1)) if use_checkpoints else None
+    if checkpoint is not None and not checkpoint.covers(wallets):
+        checkpoint = None
+    run.from_checkpoint = checkpoint is not None
+    engine = SnapshotEngine.prepare(con, lake, wallets, day_end(days[-1]), checkpoint)
+    run.fills = engine.fills
     try:
-        for day in sorted(days):
+        for day in days:
             on_day(day, engine.at(day_grid(day)))
+            if use_checkpoints:
+                write_checkpoint(lake, day, engine.checkpoint(day_end(day)))
     finally:
         engine.close()
-    return engine.fills
+    return run
+
+
+@dataclass
+class SnapshotRun:
+    fills: int = 0
+    from_checkpoint: bool = False
 
 
 SNAPSHOT_SCHEMA = pa.schema(

@@ -147,12 +147,43 @@ def test_snapshot_days_write_every_five_minutes(wallet_lake: Lake) -> None:
     days = [date(2024, 6, 1), date(2024, 6, 2)]
     seen: dict[date, int] = {}
     with connect() as con:
-        snapshot_days(
+        first = snapshot_days(
             con, wallet_lake, wallets, days, on_day=lambda d, t: seen.__setitem__(d, t.num_rows)
         )
     assert seen == {d: 288 * len(wallets) for d in days}
+    assert not first.from_checkpoint  # nothing saved before June 1
     grid = day_grid(days[0])
     assert grid[1] - grid[0] == timedelta(minutes=5) and len(grid) == 288
+
+
+def test_checkpointed_days_equal_the_whole_history(wallet_lake: Lake) -> None:
+    """Day D from day D-1's checkpoint gives the same snapshots as from the full history."""
+    wallets = [*sorted(sharp_wallets()), _busiest_wallet(wallet_lake)]
+    got: dict[str, list[dict]] = {}
+    with connect() as con:
+        snapshot_days(con, wallet_lake, wallets, [date(2024, 8, 30)], on_day=lambda d, t: None)
+        warm = snapshot_days(
+            con, wallet_lake, wallets, [date(2024, 8, 31), date(2024, 9, 1)],
+            on_day=lambda d, t: got.setdefault("warm", []).extend(t.to_pylist()),
+        )  # fmt: skip
+        cold = snapshot_days(
+            con, wallet_lake, wallets, [date(2024, 8, 31), date(2024, 9, 1)],
+            on_day=lambda d, t: got.setdefault("cold", []).extend(t.to_pylist()),
+            use_checkpoints=False,
+        )  # fmt: skip
+        # a checkpoint that does not cover a newly watched wallet is not used
+        other = snapshot_days(
+            con, wallet_lake, [*wallets, "0x" + "9" * 40], [date(2024, 8, 31)],
+            on_day=lambda d, t: None,
+        )  # fmt: skip
+    assert warm.from_checkpoint and not cold.from_checkpoint and not other.from_checkpoint
+    assert warm.fills < cold.fills
+    assert len(got["warm"]) == len(got["cold"]) == 2 * 288 * len(wallets)
+    for a, b in zip(got["warm"], got["cold"], strict=True):
+        assert (a["snapshot_at"], a["wallet"]) == (b["snapshot_at"], b["wallet"])
+        for key in ("realized_pnl", "unrealized_pnl", "exposure"):
+            assert a[key] == pytest.approx(b[key], abs=1e-6)
+        assert a["open_positions"] == b["open_positions"]
 
 
 def _read(lake: Lake, table: str) -> list[dict]:

@@ -170,14 +170,15 @@ def wallet_pnl_snapshots(
             rows += table.num_rows
             preview[:] = [table.slice(table.num_rows - len(wallets), len(wallets))]
 
-        fills = snapshot_days(con, lake, wallets, days, on_day=write_day)
+        run = snapshot_days(con, lake, wallets, days, on_day=write_day)
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": rows,
             "days": len(days),
             "watched_wallets": len(wallets),
             "watchlists": ", ".join(w.name for w in lists) or "none",
-            "fills_in_ledger": fills,
+            "fills_in_ledger": run.fills,
+            "from_checkpoint": run.from_checkpoint,
             "lake_dir": dg.MetadataValue.path(str(lake.table_dir(SNAPSHOTS_TABLE))),
             "last_snapshot": dg.MetadataValue.md(
                 markdown_table(preview[0]) if preview else "_no snapshot_"
