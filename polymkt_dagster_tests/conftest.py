@@ -11,6 +11,7 @@ from polymkt_dagster.lib.bootstrap import import_events, import_markets, import_
 from polymkt_dagster.lib.duck import connect
 from polymkt_dagster.lib.lake import Lake
 from polymkt_dagster.lib.trades import derive_trades
+from polymkt_dagster_tests.servers.polymarket_apis import polymarket_servers  # noqa: F401
 from polymkt_dagster_tests.servers.seaweed import seaweedfs  # noqa: F401  (session S3 server)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
