@@ -34,7 +34,11 @@ class ReferencePosition:
         self.shares -= tracked
 
 
-def test_hand_computed_ledger() -> None:
+ENGINES = ["scan", "loop"]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_hand_computed_ledger(engine: str) -> None:
     # Two tokens of one wallet (groups 1 and 2).
     # Group 1 (will win, payout 1):
     #   buy 100 @ 0.40            -> 100 sh, avg 0.40
@@ -52,7 +56,7 @@ def test_hand_computed_ledger() -> None:
     shares = np.array([100, 300, 100, 100, 500, 50, 200, 50], dtype=float)
     price = np.array([0.40, 0.60, 0.70, 0.35, 0.80, 0.90, 0.30, 0.20])
     fee = np.array([0, 0, 1, 0, 0, 0, 2, 0], dtype=float)
-    ledger = run_ledger(group, is_buy, shares, price, fee)
+    ledger = run_ledger(group, is_buy, shares, price, fee, engine=engine)
 
     np.testing.assert_allclose(ledger.shares_after, [100, 400, 300, 400, 0, 50, 200, 150])
     np.testing.assert_allclose(ledger.avg_after, [0.40, 0.55, 0.55, 0.50, 0.50, 0.90, 0.31, 0.31])
@@ -76,9 +80,10 @@ def test_hand_computed_ledger() -> None:
     assert realized_1 == pytest.approx(519.0 - 300.0)
 
 
-def test_sell_first_is_an_oversell_against_zero_cost() -> None:
+@pytest.mark.parametrize("engine", ENGINES)
+def test_sell_first_is_an_oversell_against_zero_cost(engine: str) -> None:
     ledger = run_ledger(np.array([7, 7]), np.array([False, True]), np.array([10.0, 5.0]),
-                        np.array([0.6, 0.5]))  # fmt: skip
+                        np.array([0.6, 0.5]), engine=engine)  # fmt: skip
     assert ledger.realized[0] == pytest.approx(6.0)
     assert ledger.oversold[0] == pytest.approx(10.0)
     assert ledger.shares_after.tolist() == [0.0, 5.0]
@@ -115,7 +120,13 @@ def test_pnl_equals_cash_flows_plus_marked_value(fills: list, marks: list[float]
     shares = np.array([f[2] for f in fills])
     price = np.array([f[3] for f in fills])
     fee = np.array([f[4] for f in fills])
-    ledger = run_ledger(group, is_buy, shares, price, fee)
+    ledger = run_ledger(group, is_buy, shares, price, fee, engine="scan")
+    compiled = run_ledger(group, is_buy, shares, price, fee, engine="loop")
+    for field in ("shares_after", "avg_after", "realized", "oversold", "tracked_sold"):
+        np.testing.assert_allclose(
+            getattr(compiled, field), getattr(ledger, field), rtol=1e-9, atol=1e-6
+        )
+    assert compiled.group_start.tolist() == ledger.group_start.tolist()
 
     for g in np.unique(group):
         rows = np.flatnonzero(group == g)
@@ -140,3 +151,16 @@ def test_pnl_equals_cash_flows_plus_marked_value(fills: list, marks: list[float]
         assert ledger.oversold[rows].sum() == pytest.approx(ref.oversold, abs=1e-6)
         assert held >= 0
         assert realized + unrealized == pytest.approx(cash + held * mark, rel=1e-9, abs=1e-6)
+
+
+def test_reflected_walk_closed_form_equals_the_scan() -> None:
+    from polymkt_dagster.lib.positions import _reflected_walk, _reflected_walk_scan
+
+    rng = np.random.default_rng(3)
+    group = np.sort(rng.integers(0, 300, 5_000))
+    delta = rng.integers(-5_000_000, 5_000_000, 5_000).astype(float)
+    starts = np.ones(len(group), dtype=bool)
+    starts[1:] = group[1:] != group[:-1]
+    np.testing.assert_array_equal(
+        _reflected_walk(delta, starts), _reflected_walk_scan(delta, starts)
+    )
