@@ -14,7 +14,7 @@ import json
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,7 @@ from polymkt_dagster.lib.gamma_client import GammaClient, GammaPage
 from polymkt_dagster.lib.lake import Lake
 from polymkt_dagster.lib.merge import merge_events, merge_markets
 from polymkt_dagster.lib.schemas import EVENTS, MARKETS, ORDER_FILLED, Table
-from polymkt_dagster.lib.sync_state import sync_lock
+from polymkt_dagster.lib.sync_state import StateFile, sync_lock
 from polymkt_dagster.lib.trades import create_token_map
 
 Progress = Callable[[str], None]
@@ -155,6 +155,16 @@ def sync_gamma(
             "LEFT JOIN before_merge b ON a.k = b.k WHERE b.h IS DISTINCT FROM a.h"
         ).fetchone()
         report.rows_changed = int(changed[0]) if changed else 0
+    StateFile(lake.root, f"{kind}_gamma").save(
+        {
+            "source": "gamma",
+            "updated_at": datetime.now(UTC).isoformat(),
+            "full_listing": full,
+            "rows_in_table": report.rows_in_table,
+            "rows_changed": report.rows_changed,
+            "rejected": report.rejected,
+        }
+    )
     if progress:
         progress(
             f"{kind}: {report.parsed:,} parsed, {report.rejected} rejected, "

@@ -185,6 +185,18 @@ def sync_order_fills(
                         f"{report.batches}; state saved, re-run to continue"
                     )
                 break
+        if not dry_run:
+            # Saved even when nothing was new: updated_at is when the source was last checked
+            # (what `polymkt status` reports as the last sync).
+            state.update(
+                source=source.name,
+                coverage=coverage.to_json(),
+                position_unit=source.position_unit,
+                updated_at=datetime.now(UTC).isoformat(),
+                last_run={"batches": report.batches, "rows_fetched": report.rows_fetched,
+                          "stopped_reason": report.stopped_reason},
+            )  # fmt: skip
+            state_file.save(state)
         report.end_position = position
         report.days_written = sorted(days)
         if coverage.end is not None:

@@ -28,10 +28,12 @@ from polymkt_dagster.defs.ingest.assets import (
 )
 from polymkt_dagster.defs.resources import PolymktResource
 from polymkt_dagster.defs.serving.s3_lake import s3_lake
+from polymkt_dagster.lib.config import Settings
 from polymkt_dagster.lib.duck import connect
 from polymkt_dagster.lib.goldsky import GoldskySource
 from polymkt_dagster.lib.lake import Lake
 from polymkt_dagster.lib.schemas import MARKETS, ORDER_FILLED, TRADES
+from polymkt_dagster.lib.status import sync_status as runtime_status
 from polymkt_dagster.lib.sync import fills_state, sync_order_fills, window_for_days
 from polymkt_dagster_tests.servers.polymarket_apis import PolymarketServers
 from polymkt_dagster_tests.servers.seaweed import SeaweedS3
@@ -130,6 +132,8 @@ def test_live_run_syncs_every_raw_asset_and_mirrors_to_s3(
     assert "raw/polymarket/markets.parquet" in keys
     assert any(k.startswith("raw/polymarket/gamma_api/markets/") for k in keys)
     assert seaweedfs.secret_key not in log_text and seaweedfs.access_key not in log_text
+    freshness = runtime_status(Settings.from_env().with_data_dir(data_dir))
+    assert all(freshness[t]["fresh"] for t in ("markets", "events", "order_filled", "trades"))
 
 
 def test_a_failing_source_fails_the_run_with_advice_and_no_key(

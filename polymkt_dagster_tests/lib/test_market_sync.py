@@ -62,6 +62,8 @@ def test_full_listing_pages_with_after_cursor_and_keeps_the_audit_trail(
     assert report.audit_file.relative_to(lake.root).parts[:4] == (
         "raw", "polymarket", "gamma_api", "markets"
     )  # fmt: skip
+    state = json.loads((lake.root / "_state" / "markets_gamma.json").read_text())
+    assert state["rows_in_table"] == total and state["updated_at"]  # read by polymkt status
     # Duplicates across pages were served and merged away.
     rows = _query(f"SELECT count(*), count(DISTINCT market_id) FROM {lake.scan_sql(MARKETS)}")
     assert rows[0][0] == rows[0][1] == total
