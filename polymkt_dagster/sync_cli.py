@@ -216,16 +216,12 @@ def backfill(
         raise click.BadParameter("--end is before --start", param_hint="--end")
     settings = _settings(ctx)
     home = prepare_dagster_home(dagster_home)
-    from polymkt_dagster.definitions import defs
+    from polymkt_dagster.defs.ingest.assets import raw_order_filled, raw_trades
 
-    keys = [dg.AssetKey(["raw", "order_filled"]), dg.AssetKey(["raw", "trades"])]
-    assets = [defs.resolve_assets_def(key) for key in keys]
-    resources = dict(defs.resources or {})
-    resources["polymkt"] = PolymktResource.from_settings(settings)
     result = dg.materialize(
-        assets,
+        [raw_order_filled, raw_trades],
         instance=dg.DagsterInstance.get(),
-        resources=resources,
+        resources={"polymkt": PolymktResource.from_settings(settings)},
         tags={
             "polymkt/ingest": "live",
             ASSET_PARTITION_RANGE_START_TAG: first.isoformat(),

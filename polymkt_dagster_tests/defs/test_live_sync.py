@@ -347,3 +347,39 @@ def test_a_sync_killed_mid_run_resumes_with_every_fill_exactly_once(
     ids = _ids(lake)
     assert len(ids) == len(set(ids)) == len(live_env.store)
     assert set(ids) == set(live_env.store.ids)
+
+
+def test_sync_verbs_print_one_json_document(
+    tmp_path: Path, live_env: PolymarketServers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    from polymkt_dagster.cli import main
+
+    data_dir = tmp_path / "data"
+    runner = CliRunner()
+
+    def run(*args: str) -> dict:
+        result = runner.invoke(main, ["--data-dir", str(data_dir), *args])
+        assert result.exit_code == 0, result.output
+        return json.loads(result.stdout)
+
+    markets = run("sync", "markets", "--json")
+    assert markets["markets"]["rows_in_table"] > 0 and markets["events"]["rows_in_table"] > 0
+    day = _days(2)[0].isoformat()
+    dry = run("sync", "fills", "--start", day, "--dry-run", "--json")
+    assert dry["fills"]["rows_fetched"] > 0 and dry["fills"]["rows_new"] == 0
+    assert not (data_dir / "parquet" / "raw" / "polymarket" / "order_filled").exists()
+    status = run("sync", "status", "--json")
+    assert status == {}
+    # Catch-up of a gap: one Dagster range run over daily partitions, in DAGSTER_HOME.
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
+    days = _days(3)
+    backfill = run("sync", "backfill", "--start", days[0].isoformat(), "--end",
+                   days[-1].isoformat(), "--json")  # fmt: skip
+    assert backfill["success"] and (tmp_path / "home" / "dagster.yaml").is_file()
+    assert set(_ids(Lake(data_dir / "parquet"))) == _expected(live_env, days)
+    assert run("sync", "status", "--json")["goldsky"]["unit"] == "second"
+    with dg.DagsterInstance.from_config(str(tmp_path / "home")) as instance:
+        run_record = instance.get_run_by_id(backfill["run_id"])
+        assert run_record.tags["polymkt/ingest"] == "live"
