@@ -221,12 +221,86 @@ def _ledger_loop(
         out[3, i] = avg
 
 
+def _summary_loop(
+    gkey: np.ndarray,
+    ts: np.ndarray,
+    frn: np.ndarray,
+    is_buy: np.ndarray,
+    shares: np.ndarray,
+    price: np.ndarray,
+    fee: np.ndarray,
+    micro: float,
+    sums: np.ndarray,
+    counts: np.ndarray,
+    keys: np.ndarray,
+    mark_key: np.ndarray,
+    mark_price: np.ndarray,
+) -> int:
+    """Per (wallet, token) totals in one compiled pass, plus each token's last trade.
+
+    ``sums`` rows: shares, avg, realized, bought/sold shares, bought/sold usd, fees,
+    oversold shares, oversold proceeds, last fill price; ``counts`` rows: buys, sells,
+    oversold fills, first ts, last ts. ``mark_key``/``mark_price`` per token id (the low 32
+    bits of gkey): the latest (second, in-file row) seen and its price. Returns the number
+    of groups. The per-fill ledger never materialises: positions need only its end state.
+    """
+    g = -1
+    held = 0.0
+    avg = 0.0
+    for i in range(len(gkey)):
+        if i == 0 or gkey[i] != gkey[i - 1]:
+            g += 1
+            held = 0.0
+            avg = 0.0
+            keys[g] = gkey[i]
+            for r in range(sums.shape[0]):
+                sums[r, g] = 0.0
+            counts[0, g] = 0
+            counts[1, g] = 0
+            counts[2, g] = 0
+            counts[3, g] = ts[i]
+        q = np.rint(shares[i] * micro)
+        usd = shares[i] * price[i]
+        if is_buy[i]:
+            after = held + q
+            avg = (held * avg + q * price[i] + fee[i] * micro) / after
+            held = after
+            counts[0, g] += 1
+            sums[3, g] += shares[i]
+            sums[5, g] += usd
+        else:
+            sold = q if q < held else held
+            over = q - sold
+            sums[2, g] += (sold * (price[i] - avg) + over * price[i]) / micro - fee[i]
+            held -= sold
+            counts[1, g] += 1
+            sums[4, g] += shares[i]
+            sums[6, g] += usd
+            if over > 0:
+                counts[2, g] += 1
+                sums[8, g] += over / micro
+                sums[9, g] += over / micro * price[i]
+        sums[7, g] += fee[i]
+        sums[0, g] = held / micro
+        sums[1, g] = avg
+        sums[10, g] = price[i]
+        counts[4, g] = ts[i]
+        tid = gkey[i] & 0xFFFFFFFF
+        key = (ts[i] // 1000000) * 10000000 + frn[i]
+        if key >= mark_key[tid]:
+            mark_key[tid] = key
+            mark_price[tid] = price[i]
+    return g + 1
+
+
 try:  # numba compiles the loop once (cached on disk); without it the prefix scans run
     import numba
 
     _compiled_loop = numba.njit(cache=True, nogil=True)(_ledger_loop)
+    _compiled_summary = numba.njit(cache=True, nogil=True)(_summary_loop)
 except ImportError:  # pragma: no cover - numba is a pinned dependency
     _compiled_loop = None
+    _compiled_summary = None
 
 
 def run_ledger(
@@ -429,7 +503,8 @@ def load_sorted_fills(
     position that reproduces the state exactly, so a checkpoint plus the newer fills give
     the same ledger as the whole history.
 
-    Columns: gkey (BIGINT: wallet id << 32 | token id), ts_us, is_buy, shares, price, fee.
+    Columns: gkey (BIGINT: wallet id << 32 | token id), ts_us, is_buy, shares, price, fee,
+    frn (the row's place in its day file: with the second, it orders a token's trades).
     Wallets and tokens are numbered in temp tables ``{prefix}_w(wallet, wid)`` and
     ``{prefix}_t(token_id, tid)``: integer keys sort and join far cheaper than addresses
     and 77-digit token ids over tens of millions of rows (``attach_keys`` maps back).
@@ -465,7 +540,7 @@ def load_sorted_fills(
     sql = f"""
         SELECT (w.wid << 32) | t.tid AS gkey, epoch_us(f."timestamp") AS ts_us,
                f.maker_direction = 'BUY' AS is_buy, f.token_amount AS shares, f.price,
-               coalesce(f.fee, 0.0) AS fee
+               coalesce(f.fee, 0.0) AS fee, f.file_row_number AS frn
         FROM {fills} f
         JOIN {prefix}_w w ON w.wallet = f.maker
         JOIN {prefix}_t t ON t.token_id = f.token_id
@@ -546,6 +621,63 @@ def per_group_summary(fills: pa.Table, ledger: LedgerColumns) -> pa.Table:
     )
 
 
+def summarize_fills(fills: pa.Table, token_count: int) -> tuple[pa.Table, np.ndarray]:
+    """Per-group summary (as ``per_group_summary``) and each token's last trade price
+    (NaN when none), straight from the sorted fills: the compiled pass when numba is there,
+    else the per-fill ledger and numpy reductions."""
+    gkey = fills.column("gkey").to_numpy()
+    n = len(gkey)
+    is_buy = fills.column("is_buy").to_numpy(zero_copy_only=False)
+    shares = fills.column("shares").to_numpy()
+    price = fills.column("price").to_numpy()
+    fee = fills.column("fee").to_numpy()
+    if np.isnan(fee).any():
+        fee = np.nan_to_num(fee, nan=0.0)
+    ts = fills.column("ts_us").to_numpy()
+    frn = fills.column("frn").to_numpy()
+    if _compiled_summary is None or n == 0:
+        _, ledger = ledger_table(fills)
+        summary = per_group_summary(fills, ledger)
+        marks = np.full(token_count, np.nan)
+        tid = gkey & 0xFFFFFFFF
+        order = np.lexsort(((ts // 1_000_000) * 10_000_000 + frn, tid))
+        last = order[np.r_[tid[order][1:] != tid[order][:-1], True]] if n else order
+        marks[tid[last]] = price[last]
+        return summary, marks
+    _validate(gkey, is_buy, np.rint(shares * MICRO), price, fee)
+    sums = np.empty((11, n))
+    counts = np.empty((5, n), dtype=np.int64)
+    keys = np.empty(n, dtype=np.int64)
+    mark_key = np.full(token_count, np.iinfo(np.int64).min, dtype=np.int64)
+    marks = np.full(token_count, np.nan)
+    groups = _compiled_summary(
+        gkey, ts, frn, is_buy, shares, price, fee, MICRO, sums, counts, keys, mark_key, marks
+    )
+    sums, counts = sums[:, :groups], counts[:, :groups]
+    summary = pa.table(
+        {
+            "gkey": keys[:groups],
+            "shares": sums[0],
+            "avg_price": sums[1],
+            "trading_realized": sums[2],
+            "buys": counts[0],
+            "sells": counts[1],
+            "bought_shares": sums[3],
+            "sold_shares": sums[4],
+            "bought_usd": sums[5],
+            "sold_usd": sums[6],
+            "fees": sums[7],
+            "oversold_shares": sums[8],
+            "oversold_fills": counts[2],
+            "oversold_proceeds": sums[9],
+            "first_ts_us": counts[3],
+            "last_ts_us": counts[4],
+            "last_fill_price": sums[10],
+        }
+    )
+    return summary, marks
+
+
 _SUMMARY_TYPES: dict[str, pa.DataType] = {
     "gkey": pa.int64(),
     "shares": pa.float64(),
@@ -576,9 +708,24 @@ POSITION_COLUMNS = (
 
 
 def _token_table(
-    con: duckdb.DuckDBPyConnection, lake: Lake, as_of: datetime | None, prefix: str
+    con: duckdb.DuckDBPyConnection,
+    lake: Lake,
+    as_of: datetime | None,
+    prefix: str,
+    marks: np.ndarray | None = None,
 ) -> pa.Table:
-    """Per token id (dense, in tid order): market, outcome, payout, resolution time, mark."""
+    """Per token id (dense, in tid order): market, outcome, payout, resolution time, mark
+    (``marks`` by tid when known, else the last trade price from the lake)."""
+    if marks is not None:
+        info = con.execute(
+            f"""
+            SELECT t.tid, ti.market_id, ti.outcome_index, ti.outcome, ti.payout,
+                   epoch_us(ti.resolved_at) AS resolved_us
+            FROM {prefix}_t t LEFT JOIN ({token_info_sql(lake)}) ti USING (token_id)
+            ORDER BY t.tid
+            """
+        ).to_arrow_table()
+        return info.append_column("mark_price", pa.array(marks, from_pandas=True))
     until_clause = f"AND \"timestamp\" <= TIMESTAMPTZ '{as_of.isoformat()}'" if as_of else ""
     return con.execute(
         f"""
@@ -634,20 +781,29 @@ def _position_rows(
     open_shares = np.where(settled, 0.0, shares)
     settlement = np.where(settled, shares * (np.nan_to_num(payout) - avg), 0.0)
     unrealized = np.where(settled, 0.0, shares * (mark - avg))
-    status = np.where(settled, "settled", np.where(shares > 0, "open", "closed"))
+    # status and the two big string columns as dictionary arrays over ids we already have:
+    # nothing to hash when Parquet writes them (they read back as plain strings)
+    status_code = np.where(settled, 2, np.where(shares > 0, 1, 0)).astype(np.int8)
+    status = pa.DictionaryArray.from_arrays(
+        pa.array(status_code), pa.array(["closed", "open", "settled"])
+    )
     as_of_us = cutoff if cutoff is not None else int(datetime.now(UTC).timestamp() * 1e6)
     utc = pa.timestamp("us", tz="UTC")
 
-    def ts(values: np.ndarray | pa.Array) -> pa.Array:
-        return pa.array(values, pa.int64()).cast(utc)
+    def ts(values: np.ndarray | pa.Array | pa.ChunkedArray) -> pa.Array:
+        if isinstance(values, pa.ChunkedArray):
+            values = values.combine_chunks()
+        if isinstance(values, np.ndarray):
+            values = pa.array(values, pa.int64())  # zero-copy from numpy
+        return values.cast(pa.int64()).cast(utc)
 
     columns: dict[str, pa.Array | np.ndarray] = {
-        "wallet": wallets.take(pa.array(gkey >> 32)),
+        "wallet": pa.DictionaryArray.from_arrays(pa.array((gkey >> 32).astype(np.int32)), wallets),
         "market_id": token("market_id"),
-        "token_id": token_ids.take(tid),
+        "token_id": pa.DictionaryArray.from_arrays(tid.cast(pa.int32()), token_ids),
         "outcome_index": token("outcome_index"),
         "outcome": token("outcome"),
-        "status": pa.array(status, pa.string()),
+        "status": status,
         "shares": open_shares,
         "avg_price": avg,
         "cost_basis": open_shares * avg,
@@ -691,10 +847,11 @@ def compute_positions(
     prefix = "_pos"
     try:
         fills = load_sorted_fills(con, lake, wallets=wallets, until=as_of, prefix=prefix)
-        fills, ledger = ledger_table(fills)
-        summary = per_group_summary(fills, ledger)
-        del fills, ledger
-        tokens = _token_table(con, lake, as_of, prefix)
+        token_count = int(con.execute(f"SELECT count(*) FROM {prefix}_t").fetchone()[0])
+        summary, fill_marks = summarize_fills(fills, token_count)
+        del fills
+        # with every wallet, the fills are every trade: their last prices are the marks
+        tokens = _token_table(con, lake, as_of, prefix, marks=None if wallets else fill_marks)
         wallet_names = con.execute(f"SELECT wallet FROM {prefix}_w ORDER BY wid").to_arrow_table()
         token_names = con.execute(f"SELECT token_id FROM {prefix}_t ORDER BY tid").to_arrow_table()
     finally:
@@ -703,6 +860,9 @@ def compute_positions(
     token_array = token_names.column(0).combine_chunks()
     if output is None:
         table = _position_rows(summary, tokens, wallet_array, token_array, as_of)
+        for name in ("wallet", "token_id", "status"):
+            index = table.schema.get_field_index(name)
+            table = table.set_column(index, name, table.column(name).cast(pa.string()))
         return table.sort_by([("wallet", "ascending"), ("market_id", "ascending"),
                               ("outcome_index", "ascending")])  # fmt: skip
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -714,7 +874,14 @@ def compute_positions(
                 summary.slice(start, chunk_rows), tokens, wallet_array, token_array, as_of
             )
             if writer is None:
-                writer = pq.ParquetWriter(tmp, piece.schema, compression="zstd")
+                # dictionaries only where values repeat; lz4 keeps the write of millions
+                # of rows quick (the file is rewritten whole on every run)
+                writer = pq.ParquetWriter(
+                    tmp,
+                    piece.schema,
+                    compression="lz4",
+                    use_dictionary=["market_id", "outcome"],
+                )
             writer.write_table(piece, row_group_size=chunk_rows)
         if writer is not None:
             writer.close()

@@ -299,3 +299,25 @@ def test_webhook_down_is_reported_not_raised(wallet_lake: Lake, tmp_path) -> Non
         timeout_s=1.0,
     )  # fmt: skip
     assert report.failed == 1 and report.attempts == 3 and "ConnectError" in report.errors[0]
+
+
+def test_compiled_and_numpy_positions_agree(
+    wallet_lake: Lake, monkeypatch: pytest.MonkeyPatch, tmp_path
+) -> None:
+    """The compiled summary pass and the numpy ledger path give the same positions file."""
+    from polymkt_dagster.lib import positions as p
+
+    with connect() as con:
+        p.compute_positions(con, wallet_lake, output=tmp_path / "compiled.parquet")
+        monkeypatch.setattr(p, "_compiled_summary", None)
+        monkeypatch.setattr(p, "_compiled_loop", None)
+        p.compute_positions(con, wallet_lake, output=tmp_path / "numpy.parquet")
+    compiled = pq.read_table(tmp_path / "compiled.parquet").to_pylist()
+    plain = pq.read_table(tmp_path / "numpy.parquet").to_pylist()
+    assert len(compiled) == len(plain) > 1000
+    for a, b in zip(compiled, plain, strict=True):
+        for key, value in a.items():
+            if isinstance(value, float) and key != "as_of":
+                assert value == pytest.approx(b[key], rel=1e-9, abs=1e-6, nan_ok=True), key
+            elif key != "as_of":
+                assert value == b[key], key
