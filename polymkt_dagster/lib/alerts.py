@@ -156,7 +156,7 @@ def build_alerts(
         reader = con.execute(
             f"SELECT *, CAST(alerted_at AS DATE) AS {DAY_COLUMN} FROM _alerts_new "
             f"ORDER BY {DAY_COLUMN}, alerted_at, alert_id"
-        ).fetch_record_batch(rows_per_batch=65_536)
+        ).to_arrow_reader(65_536)
         report.writes = lake.write_sorted_days(ALERTS_TABLE, reader)
     finally:
         con.unregister("_alerts_new")

@@ -203,7 +203,7 @@ def _write_days(
     reader = con.execute(
         f"SELECT *, CAST(bucket_start AS DATE) AS {DAY_COLUMN} FROM ({sql}) "
         f"ORDER BY {DAY_COLUMN}, bucket_start, {order}"
-    ).fetch_record_batch(rows_per_batch=122_880)
+    ).to_arrow_reader(122_880)
     writes = lake.write_sorted_days(table, reader, row_group_size=ROLLUP_ROW_GROUP)
     written = {w.day for w in writes}
     for day in days:
