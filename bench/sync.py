@@ -1,0 +1,278 @@
+"""Live-sync benchmark: order fills from the local Goldsky / RPC servers into the lake.
+
+Issue targets: sync at least 1 million fills from the local servers (events/s, peak RSS under
+2 GB), trade derivation of a day compared with reading that day's fills, and a 10-minute tick
+of typical volume (about 5,000 new fills, through Dagster: fills sync, token lookups, trades
+of the day, checks) in under 30 s end to end.
+
+    python bench/sync.py            # 1,000,000 fills over 20 days ending now, a few minutes
+    python bench/sync.py --quick    # 100,000 fills over 10 days, well under a minute
+
+The servers (polymkt_dagster_tests/servers/polymarket_apis.py, real HTTP on 127.0.0.1) run in
+this process; every measured step runs in a fresh worker process, whose own peak RSS comes
+from ``os.wait4``. Baselines measured in the same run:
+
+- sync throughput against a fetch-only run (same source, same pages, ``dry_run``: no merge,
+  no state), so the ratio is the cost of landing the rows;
+- trade derivation of the busiest day against reading that day's fills from the lake.
+
+Always exits 0: a missed target is reported, not raised.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import _common as c
+
+SCRIPT = Path(__file__).resolve()
+WORK = Path("/tmp/polymkt_bench_sync")
+TARGET_TICK_S = 30.0
+TARGET_RSS_MB = 2048.0
+TICK_FILLS = 5_000
+
+
+# ---------------------------------------------------------------------------------------------
+# Workers (each in its own process)
+# ---------------------------------------------------------------------------------------------
+
+
+def _emit(result: dict[str, object]) -> None:
+    """Result plus this process's own peak RSS (VmHWM).
+
+    ``ru_maxrss`` from ``wait4`` is no use here: the kernel carries the forking parent's
+    high-water mark (this driver holds a million fills for its servers) into the child at
+    exec, so every worker would report the driver's size. VmHWM belongs to the new image.
+    """
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            result["peak_rss_mb"] = int(line.split()[1]) / 1024
+    c.emit_result(result)
+
+
+def _window(args: argparse.Namespace) -> tuple[datetime, datetime]:
+    return (datetime.fromtimestamp(args.start, UTC), datetime.fromtimestamp(args.end, UTC))
+
+
+def worker_sync(args: argparse.Namespace) -> None:
+    from polymkt_dagster.lib.goldsky import GoldskySource
+    from polymkt_dagster.lib.lake import Lake
+    from polymkt_dagster.lib.rpc import RpcSource
+    from polymkt_dagster.lib.sync import sync_order_fills
+
+    urls = json.loads(args.urls)
+    source = (
+        GoldskySource(urls["goldsky"])
+        if args.source == "goldsky"
+        else RpcSource(urls["rpc"], confirmations=0)
+    )
+    started = time.perf_counter()
+    report = sync_order_fills(
+        Lake(Path(args.root)), source, *_window(args), dry_run=args.dry_run, batch_rows=100_000
+    )
+    seconds = time.perf_counter() - started
+    _emit(
+        {"seconds": seconds, "rows": report.rows_fetched, "rows_new": report.rows_new,
+         "requests": report.requests, "batches": report.batches}
+    )  # fmt: skip
+
+
+def worker_markets(args: argparse.Namespace) -> None:
+    from polymkt_dagster.lib.gamma_client import GammaClient
+    from polymkt_dagster.lib.lake import Lake
+    from polymkt_dagster.lib.market_sync import sync_gamma
+
+    urls = json.loads(args.urls)
+    lake = Lake(Path(args.root))
+    started = time.perf_counter()
+    for kind in ("markets", "events"):
+        sync_gamma(lake, GammaClient(urls["gamma"]), kind, full=True)
+    _emit({"seconds": time.perf_counter() - started})
+
+
+def worker_derive(args: argparse.Namespace) -> None:
+    from polymkt_dagster.lib.duck import connect
+    from polymkt_dagster.lib.lake import Lake
+    from polymkt_dagster.lib.schemas import ORDER_FILLED
+    from polymkt_dagster.lib.trades import derive_trades
+
+    lake = Lake(Path(args.root))
+    days = lake.partition_days(ORDER_FILLED.name)
+    busiest = max(
+        days, key=lambda d: sum(f.stat().st_size for f in lake.day_files("order_filled", d))
+    )
+    files = lake.day_files(ORDER_FILLED.name, busiest)
+    read_s, derive_s, rows = [], [], 0
+    for _ in range(3):
+        with connect() as con:
+            started = time.perf_counter()
+            rows = (
+                con.execute(f"SELECT * FROM {lake.scan_sql(ORDER_FILLED, files)}")
+                .to_arrow_table()
+                .num_rows
+            )
+            read_s.append(time.perf_counter() - started)
+        with connect() as con:
+            started = time.perf_counter()
+            report = derive_trades(con, lake, [busiest])
+            derive_s.append(time.perf_counter() - started)
+    _emit({"day": busiest.isoformat(), "rows": rows, "read_s": min(read_s),
+                   "derive_s": min(derive_s), "trades": report.rows_written,
+                   "unmapped": report.unmapped_fills})  # fmt: skip
+
+
+def worker_tick(args: argparse.Namespace) -> None:
+    """One sensor tick's run, in-process through Dagster, as the sensor would request it."""
+    import dagster as dg
+    from dagster._core.storage.tags import (
+        ASSET_PARTITION_RANGE_END_TAG,
+        ASSET_PARTITION_RANGE_START_TAG,
+    )
+
+    from polymkt_dagster.defs.ingest.assets import raw_order_filled, raw_trades
+    from polymkt_dagster.defs.resources import PolymktResource
+    from polymkt_dagster.lib.sync import days_to_sync
+
+    urls = json.loads(args.urls)
+    os.environ.update({
+        "POLYMKT_GAMMA_API_URL": urls["gamma"], "POLYMKT_GOLDSKY_ORDERBOOK_URL": urls["goldsky"],
+        "POLYMKT_ORDER_FILLED_SOURCE": "goldsky",
+    })  # fmt: skip
+    days = days_to_sync(datetime.now(UTC), datetime.fromtimestamp(args.start, UTC))
+    started = time.perf_counter()
+    with dg.instance_for_test() as instance:
+        result = dg.materialize(
+            [raw_order_filled, raw_trades],
+            instance=instance,
+            resources={"polymkt": PolymktResource(data_dir=str(Path(args.root).parent))},
+            tags={"polymkt/ingest": "live",
+                  ASSET_PARTITION_RANGE_START_TAG: days[0].isoformat(),
+                  ASSET_PARTITION_RANGE_END_TAG: days[-1].isoformat()},
+            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+        )  # fmt: skip
+        seconds = time.perf_counter() - started
+        fills = result.asset_materializations_for_node("raw__order_filled")[0].metadata
+        trades = result.asset_materializations_for_node("raw__trades")[0].metadata
+    _emit({"seconds": seconds, "success": result.success,
+                   "rows_new": fills["rows_new"].value,
+                   "trades": trades["dagster/row_count"].value, "days": len(days)})  # fmt: skip
+
+
+WORKERS = {"sync": worker_sync, "markets": worker_markets, "derive": worker_derive,
+           "tick": worker_tick}  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------------
+# Driver
+# ---------------------------------------------------------------------------------------------
+
+
+def _run(name: str, **options: object) -> c.WorkerRun:
+    argv = ["--worker", name]
+    for key, value in options.items():
+        if value is True:
+            argv.append(f"--{key.replace('_', '-')}")
+        elif value is not None and value is not False:
+            argv += [f"--{key.replace('_', '-')}", str(value)]
+    return c.run_worker(SCRIPT, argv)
+
+
+def main_driver(args: argparse.Namespace) -> None:
+    from polymkt_dagster.lib.sample import SampleConfig, generate_markets, iter_order_fill_batches
+    from polymkt_dagster_tests.servers.polymarket_apis import (
+        FillStore,
+        GammaServer,
+        GoldskyServer,
+        RpcServer,
+    )
+
+    fills_target = 100_000 if args.quick else args.fills
+    days = 10 if args.quick else 20
+    end = datetime.now(UTC) - timedelta(hours=1)
+    config = SampleConfig(scale=fills_target / 10_000 * 1.02, start=end - timedelta(days=days),
+                          end=end)  # fmt: skip
+    c.banner(f"bench/sync: {fills_target:,} fills over {days} days ending {end:%Y-%m-%d %H:%M} UTC")
+    started = time.perf_counter()
+    store = FillStore.from_batches(iter_order_fill_batches(config))
+    markets, events = generate_markets(config)
+    print(f"generated {len(store):,} fills and {len(markets):,} markets in "
+          f"{time.perf_counter() - started:.1f}s")  # fmt: skip
+    servers = [GoldskyServer(store), RpcServer(store, max_block_range=5_000),
+               GammaServer(markets, events)]  # fmt: skip
+    for server in servers:
+        server.start()
+    urls = json.dumps({"goldsky": servers[0].base_url, "rpc": servers[1].base_url,
+                       "gamma": servers[2].base_url})  # fmt: skip
+    first, last = int(store.timestamp.min()), int(store.timestamp.max()) + 1
+    work = c.fresh_dir(WORK)
+    try:
+        base = _run("sync", source="goldsky", urls=urls, root=work / "dry", start=first,
+                    end=last, dry_run=True)  # fmt: skip
+        gold = _run("sync", source="goldsky", urls=urls, root=work / "a" / "parquet",
+                    start=first, end=last)  # fmt: skip
+        rpc = _run("sync", source="rpc", urls=urls, root=work / "b" / "parquet", start=first,
+                   end=last)  # fmt: skip
+        _run("markets", urls=urls, root=work / "a" / "parquet", start=0, end=0)
+        derive = _run("derive", urls=urls, root=work / "a" / "parquet", start=0, end=0)
+        cut = int(store.timestamp[len(store) - TICK_FILLS])
+        _run("sync", source="goldsky", urls=urls, root=work / "c" / "parquet", start=first,
+             end=cut)  # fmt: skip
+        _run("markets", urls=urls, root=work / "c" / "parquet", start=0, end=0)
+        tick = _run("tick", urls=urls, root=work / "c" / "parquet", start=cut, end=0)
+    finally:
+        for server in servers:
+            server.stop()
+
+    rows = []
+    for label, run in (("fetch only (baseline)", base), ("goldsky sync", gold),
+                       ("rpc sync", rpc)):  # fmt: skip
+        r = run.result
+        rows.append([label, r["rows"], r["seconds"], r["rows"] / r["seconds"], r["requests"],
+                     r["peak_rss_mb"], r["seconds"] / base.result["seconds"]])  # fmt: skip
+    c.print_table(["run", "fills", "seconds", "events/s", "requests", "peak RSS MB",
+                   "x fetch-only"], rows)  # fmt: skip
+    d = derive.result
+    print()
+    print(f"trade derivation of {d['day']} ({d['rows']:,} fills): derive {d['derive_s']:.2f}s, "
+          f"read the day's fills {d['read_s']:.2f}s, ratio {d['derive_s'] / d['read_s']:.1f}x; "
+          f"{d['unmapped']} unmapped; peak RSS {d['peak_rss_mb']:,.0f} MB")  # fmt: skip
+    t = tick.result
+    print(f"10-minute tick through Dagster: {t['rows_new']:,} new fills, {t['trades']:,} trades "
+          f"rewritten over {t['days']} day(s) in {t['seconds']:.1f}s (target < "
+          f"{TARGET_TICK_S:g}s: {c.verdict(t['seconds'] < TARGET_TICK_S and t['success'])}); "
+          f"peak RSS {t['peak_rss_mb']:,.0f} MB")  # fmt: skip
+    worst = max(r.result["peak_rss_mb"] for r in (gold, rpc, derive, tick))
+    synced = gold.result["rows"]
+    scale_note = "a --quick smoke run" if args.quick else c.verdict(synced >= 1_000_000)
+    print(f"peak RSS of any sync worker: {worst:,.0f} MB (target < {TARGET_RSS_MB:,.0f} MB: "
+          f"{c.verdict(worst < TARGET_RSS_MB)}); >= 1M fills synced: {scale_note} "
+          f"({synced:,} fills)")  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="100,000 fills: a smoke run")
+    parser.add_argument("--fills", type=int, default=1_000_000)
+    parser.add_argument("--worker", choices=sorted(WORKERS))
+    parser.add_argument("--source", default="goldsky")
+    parser.add_argument("--urls", default="{}")
+    parser.add_argument("--root", default=str(WORK))
+    parser.add_argument("--start", type=int, default=0)
+    parser.add_argument("--end", type=int, default=0)
+    parser.add_argument("--dry-run", action="store_true")
+    args = parser.parse_args()
+    if args.worker:
+        WORKERS[args.worker](args)
+    else:
+        main_driver(args)
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
