@@ -6,13 +6,13 @@ picked up by the eager automation (when POLYMKT_ANALYTICS_MODE=on) and a range b
 is one run (single-run backfill policy).
 """
 
-from datetime import date, timedelta
+from datetime import date
 from typing import Any
 
 import dagster as dg
 import pyarrow as pa
 
-from polymkt_dagster.defs.ingest.assets import MARKETS_KEY, TRADES_KEY
+from polymkt_dagster.defs.ingest.assets import MARKETS_KEY, TRADES_KEY, _window_days
 from polymkt_dagster.defs.ingest.partitions import daily_partitions
 from polymkt_dagster.defs.resources import PolymktResource
 from polymkt_dagster.lib import alerts as alerts_lib
@@ -37,13 +37,6 @@ SNAPSHOTS_TABLE = "analytics/wallets/pnl_snapshots"
 def analytics_automation() -> dg.AutomationCondition | None:
     """Eager (run after upstream updates) when POLYMKT_ANALYTICS_MODE=on, else manual only."""
     return dg.AutomationCondition.eager() if Settings.from_env().analytics_mode == "on" else None
-
-
-def _window_days(context: dg.AssetExecutionContext) -> list[date]:
-    window = context.partition_time_window
-    first = window.start.date()
-    last = (window.end - timedelta(days=1)).date()
-    return [first + timedelta(days=i) for i in range((last - first).days + 1)]
 
 
 def _store(polymkt: PolymktResource) -> WatchlistStore:
