@@ -43,8 +43,8 @@ TARGET_SNAPSHOT_S = 2.0
 
 
 def build(workdir: Path, trades: int, seed: int) -> Path:
-    from query import build_fills, build_trades
-
+    """The trades lake: bench/query.py's CSV-free builders when present, else the project's
+    own path (generate_sample's CSVs, then the bootstrap importers and derive_trades)."""
     from polymkt_dagster.lib.lake import Lake
 
     root = workdir / "lake"
@@ -53,8 +53,30 @@ def build(workdir: Path, trades: int, seed: int) -> Path:
         return root
     c.fresh_dir(workdir)
     started = time.perf_counter()
-    build_fills(root, workdir / "data", trades, seed)
-    build_trades(root, workdir / "data", None)
+    try:
+        from query import build_fills, build_trades
+    except ImportError:
+        from polymkt_dagster.lib.bootstrap import (
+            import_events,
+            import_markets,
+            import_order_filled,
+        )
+        from polymkt_dagster.lib.duck import connect
+        from polymkt_dagster.lib.sample import SampleConfig, generate_sample
+        from polymkt_dagster.lib.trades import derive_trades
+
+        data = workdir / "data"
+        scale, _ = c.scale_for_fills(trades)
+        generate_sample(data, SampleConfig(scale=scale, seed=seed))
+        lake = Lake(root)
+        import_markets(data, lake)
+        import_events(data, lake)
+        fills = import_order_filled(data, lake)
+        with connect(temp_dir=workdir / ".duckdb_tmp") as con:
+            derive_trades(con, lake, [p.day for p in fills.partitions])
+    else:
+        build_fills(root, workdir / "data", trades, seed)
+        build_trades(root, workdir / "data", None)
     print(f"built the lake in {time.perf_counter() - started:,.0f} s", flush=True)
     return root
 
