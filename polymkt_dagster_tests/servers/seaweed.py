@@ -109,6 +109,8 @@ def start_seaweed(workdir: Path, timeout_s: float = 60.0) -> SeaweedS3:
         f"-volume.port={volume}", f"-volume.port.grpc={volume_grpc}",
         "-filer", f"-filer.port={filer}", f"-filer.port.grpc={filer_grpc}",
         "-s3", f"-s3.port={s3}", f"-s3.port.grpc={s3_grpc}", f"-s3.config={config}",
+        # Off: they listen on fixed ports (8181, 9101), so two test sessions would collide.
+        "-s3.port.iceberg=0", "-s3.port.lance=0",
     ]  # fmt: skip
     with log_path.open("wb") as log:
         process = subprocess.Popen(
