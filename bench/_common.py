@@ -35,11 +35,14 @@ class WorkerRun:
 
 
 def run_worker(script: Path, args: Sequence[str]) -> WorkerRun:
-    """Run ``python script --worker ...`` in a fresh process; per-process peak RSS via wait4.
+    """Run ``python script --worker ...`` in a fresh process and return its own peak RSS.
 
-    ``os.wait4`` returns the resource usage of that one child (ru_maxrss in KiB on Linux),
-    so runs do not contaminate each other the way RUSAGE_CHILDREN (a max over all children)
-    would. The worker prints one ``BENCH_RESULT {json}`` line on stdout.
+    The worker prints one ``BENCH_RESULT {json}`` line on stdout (``emit_result``), which
+    carries its ``VmHWM`` from /proc/self/status: the high-water RSS of the worker's own
+    address space. ``ru_maxrss`` cannot be used for this: Linux carries the RSS of the
+    *parent* at fork/vfork time over the exec into the child's ru_maxrss (RUSAGE_SELF,
+    RUSAGE_CHILDREN and wait4 alike), so a 20 MB worker started by a 1.5 GB driver reports
+    1.5 GB. ``ru_maxrss`` from ``os.wait4`` is only the fallback when VmHWM is unavailable.
     """
     cmd = [sys.executable, str(script), *args]
     started = time.perf_counter()
@@ -56,12 +59,30 @@ def run_worker(script: Path, args: Sequence[str]) -> WorkerRun:
     if not lines:
         raise RuntimeError(f"worker {' '.join(args)} printed no result:\n{out}")
     result = json.loads(lines[-1][len(RESULT_PREFIX) :])
-    return WorkerRun(result=result, wall_s=wall, peak_rss_mb=usage.ru_maxrss / 1024)
+    hwm_kb = result.pop(_HWM_KEY, None)
+    peak_kb = hwm_kb if hwm_kb is not None else usage.ru_maxrss
+    return WorkerRun(result=result, wall_s=wall, peak_rss_mb=peak_kb / 1024)
+
+
+_HWM_KEY = "_vm_hwm_kb"
+
+
+def peak_rss_kb() -> int | None:
+    """This process's own peak RSS (VmHWM) in KiB, or None off Linux."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
 
 
 def emit_result(result: dict[str, Any]) -> None:
-    """Worker side of ``run_worker``."""
-    print(RESULT_PREFIX + json.dumps(result, default=str), flush=True)
+    """Worker side of ``run_worker``: print the result, with this process's peak RSS."""
+    payload = {**result, _HWM_KEY: peak_rss_kb()}
+    print(RESULT_PREFIX + json.dumps(payload, default=str), flush=True)
 
 
 def scale_for_fills(target: int) -> tuple[float, int]:
