@@ -105,7 +105,8 @@ def start_seaweed(workdir: Path, timeout_s: float = 60.0) -> SeaweedS3:
         str(weed_binary()), "server", f"-dir={workdir / 'data'}",
         "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
         f"-master.port={master}", f"-master.port.grpc={master_grpc}",
-        "-master.volumeSizeLimitMB=64", "-volume.max=16", "-volume.preStopSeconds=0",
+        # Every bucket is a collection that grows 7 volumes at once: room for ~28 buckets.
+        "-master.volumeSizeLimitMB=16", "-volume.max=200", "-volume.preStopSeconds=0",
         f"-volume.port={volume}", f"-volume.port.grpc={volume_grpc}",
         "-filer", f"-filer.port={filer}", f"-filer.port.grpc={filer_grpc}",
         "-s3", f"-s3.port={s3}", f"-s3.port.grpc={s3_grpc}", f"-s3.config={config}",
