@@ -27,7 +27,7 @@ def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
     raise ConfigError(f"{name}={raw!r} is not a boolean (use true or false)")
 
 
-def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
+def _positive_int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
     raw = env.get(name)
     if raw is None or raw.strip() == "":
         return default
@@ -35,21 +35,8 @@ def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
         value = int(raw)
     except ValueError as exc:
         raise ConfigError(f"{name}={raw!r} is not an integer") from exc
-    if value < 1:
-        raise ConfigError(f"{name}={raw!r} must be at least 1")
-    return value
-
-
-def _non_negative_int(env: Mapping[str, str], name: str, default: int) -> int:
-    raw = env.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError as exc:
-        raise ConfigError(f"{name}={raw!r} is not an integer") from exc
-    if value < 0:
-        raise ConfigError(f"{name}={raw!r} must not be negative")
+    if value < minimum:
+        raise ConfigError(f"{name}={raw!r} must be at least {minimum}")
     return value
 
 
@@ -157,7 +144,7 @@ class Settings:
             or defaults.openai_chat_model,
             clickhouse_user=text("CLICKHOUSE_USER", None),
             clickhouse_password=text("CLICKHOUSE_PASSWORD", None),
-            rpc_confirmations=_non_negative_int(env, "POLYMKT_RPC_CONFIRMATIONS", 32),
+            rpc_confirmations=_positive_int(env, "POLYMKT_RPC_CONFIRMATIONS", 32, minimum=0),
             s3_region=text("S3_REGION", defaults.s3_region) or defaults.s3_region,
             s3_access_key_id=text("S3_ACCESS_KEY_ID", None),
             s3_secret_access_key=text("S3_SECRET_ACCESS_KEY", None),

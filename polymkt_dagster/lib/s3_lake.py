@@ -128,6 +128,13 @@ def list_objects(client: Any, bucket: str, prefix: str) -> dict[str, tuple[int, 
     return found
 
 
+def _listing(client: Any, bucket: str, prefix: str, guard: _Guard) -> dict[str, tuple[int, str]]:
+    try:
+        return list_objects(client, bucket, prefix)
+    except Exception as exc:
+        raise guard(f"cannot list s3://{bucket}/{prefix}", exc) from None
+
+
 def ensure_bucket(client: Any, bucket: str, *, secrets: Iterable[str | None] = ()) -> None:
     guard = _Guard(secrets)
     try:
@@ -218,10 +225,7 @@ def mirror_lake(
     started = time.perf_counter()
     guard = _Guard(secrets)
     report = MirrorReport()
-    try:
-        remote = list_objects(client, bucket, prefix)
-    except Exception as exc:
-        raise guard(f"cannot list s3://{bucket}/{prefix}", exc) from None
+    remote = _listing(client, bucket, prefix, guard)
     manifest = _Manifest(lake_root)
     local: set[str] = set()
     for relative, path in lake_files(lake_root):
@@ -285,10 +289,7 @@ def pull_lake(
     started = time.perf_counter()
     guard = _Guard(secrets)
     report = PullReport()
-    try:
-        remote = list_objects(client, bucket, prefix)
-    except Exception as exc:
-        raise guard(f"cannot list s3://{bucket}/{prefix}", exc) from None
+    remote = _listing(client, bucket, prefix, guard)
     strip = len(object_key(prefix, ""))
     for key, (size, etag) in sorted(remote.items()):
         relative = key[strip:]
