@@ -309,3 +309,30 @@ def test_window_coverage_reports_gaps(tmp_path: Path, chain_store: FillStore) ->
     assert later.gaps == [] and later.rows_new > 0
     coverage = Coverage.from_json(fills_state(lake, "goldsky").load()["coverage"])
     assert coverage.intervals == [(int(start.timestamp()), coverage.end)]
+
+
+def test_days_to_sync_adds_yesterday_after_midnight_or_when_behind() -> None:
+    from polymkt_dagster.lib.sync import days_to_sync
+
+    noon = datetime(2026, 5, 10, 12, 0, tzinfo=UTC)
+    synced = noon - timedelta(minutes=10)
+    assert days_to_sync(noon, synced) == [noon.date()]
+    assert days_to_sync(noon, None) == [noon.date()]
+    after_midnight = datetime(2026, 5, 10, 0, 20, tzinfo=UTC)
+    assert days_to_sync(after_midnight, after_midnight) == [
+        after_midnight.date() - timedelta(days=1), after_midnight.date()
+    ]  # fmt: skip
+    behind = datetime(2026, 5, 9, 23, 0, tzinfo=UTC)
+    assert days_to_sync(noon, behind)[0] == behind.date()
+
+
+def test_coverage_merges_intervals_and_finds_gaps() -> None:
+    coverage = Coverage()
+    coverage.add(10, 20)
+    coverage.add(30, 40)
+    coverage.add(20, 25)  # touches the first: merged
+    assert coverage.intervals == [(10, 25), (30, 40)]
+    assert coverage.first_uncovered(12) == 25 and coverage.first_uncovered(27) == 27
+    assert coverage.next_covered_start(25) == 30 and coverage.next_covered_start(35) is None
+    assert coverage.gaps(0, 50) == [(0, 10), (25, 30), (40, 50)]
+    assert Coverage.from_json(coverage.to_json()).intervals == coverage.intervals
