@@ -225,7 +225,7 @@ def test_fills_sensor_requests_runs_and_advances_only_after_success(
         instance.wipe()
 
         # A failed run: the cursor keeps its watermark and a new run is requested.
-        live_env.goldsky.fail_next(*([500] * 6))  # every attempt of the first request
+        live_env.goldsky.fail_next(400)  # a permanent failure: the run fails at once
         failed = _run_request(instance, request, data_dir, FILL_ASSETS)
         assert not failed.success
         after_failure = _tick(sensors.order_fills_sensor, instance, first.cursor, data_dir)
