@@ -15,11 +15,14 @@ Conventions (README "Analytics layer"):
   ``last_trade_at``, never earlier.
 - Daily bars are rolled up from the hourly bars of the same day (same numbers as building
   them from trades, one pass over the trades instead of two).
+- ``token_key`` is a 63-bit integer from the MD5 of ``token_id`` (``token_key_sql``): price
+  series readers select their tokens by it and never read the 77-digit id strings, which
+  are most of a bars file's decoding cost.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -41,6 +44,7 @@ _BAR_COLUMNS: tuple[tuple[str, str], ...] = (
     ("bucket_start", "TIMESTAMPTZ"),
     ("market_id", "VARCHAR"),
     ("token_id", "VARCHAR"),
+    ("token_key", "BIGINT"),
     ("outcome", "VARCHAR"),
     ("open", "DOUBLE"),
     ("high", "DOUBLE"),
@@ -108,6 +112,11 @@ class BarsReport:
         return sum(p.bytes for p in self.partitions)
 
 
+def token_key_sql(column: str) -> str:
+    """The integer key of a token id (stable: MD5, the same in every DuckDB version)."""
+    return f"CAST(md5_number({column}) % 9223372036854775807 AS BIGINT)"
+
+
 def _hourly_sql(source: str) -> str:
     # Ties on the same second are broken by order_fill_id so rebuilds are byte-stable.
     order_key = '("timestamp", order_fill_id)'
@@ -117,6 +126,7 @@ def _hourly_sql(source: str) -> str:
             date_trunc('hour', "timestamp") AS bucket_start,
             market_id,
             token_id,
+            {token_key_sql("token_id")} AS token_key,
             any_value(outcome) AS outcome,
             arg_min(price, {order_key}) AS open,
             max(price) AS high,
@@ -143,6 +153,7 @@ def _daily_from_hourly_sql(source: str) -> str:
             date_trunc('day', bucket_start) AS bucket_start,
             market_id,
             token_id,
+            any_value(token_key) AS token_key,
             any_value(outcome) AS outcome,
             arg_min(open, first_trade_at) AS open,
             max(high) AS high,
@@ -160,34 +171,60 @@ def _daily_from_hourly_sql(source: str) -> str:
     """
 
 
-def _write_bars(
+# Source Parquet bytes (or days) per query: bars are per day, so a long range is built in
+# chunks of days and DuckDB's memory stays bounded whatever the range.
+CHUNK_BYTES = 128 * 1024 * 1024
+CHUNK_DAYS = 31
+
+
+def _day_chunks(lake: Lake, source: str, days: Sequence[date]) -> Iterator[list[date]]:
+    chunk: list[date] = []
+    size = 0
+    for day in days:
+        day_bytes = sum(f.stat().st_size for f in lake.day_files(source, day))
+        if chunk and (size + day_bytes > CHUNK_BYTES or len(chunk) >= CHUNK_DAYS):
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(day)
+        size += day_bytes
+    if chunk:
+        yield chunk
+
+
+def _build_bars(
     con: duckdb.DuckDBPyConnection,
     lake: Lake,
-    table: Table,
-    select_sql: str,
+    source: Table,
+    target: Table,
+    select_sql: Callable[[str], str],
     days: Sequence[date],
     progress: Progress | None,
 ) -> BarsReport:
-    columns = ", ".join(table.column_names)
-    sql = (
-        f"SELECT {DAY_COLUMN}, {columns} FROM ({select_sql}) "
-        f"ORDER BY {DAY_COLUMN}, market_id, token_id, bucket_start"
-    )
+    columns = ", ".join(target.column_names)
 
     def report(write: PartitionWrite) -> None:
         if progress:
-            progress(f"{table.name} {write.day}: {write.rows:,} bars")
+            progress(f"{target.name} {write.day}: {write.rows:,} bars")
 
-    reader = con.execute(sql).fetch_record_batch(65_536)
-    writes = lake.write_sorted_days(table.name, reader, on_partition=report)
+    writes: list[PartitionWrite] = []
+    for chunk in _day_chunks(lake, source.name, days):
+        files = [f for day in chunk for f in lake.day_files(source.name, day)]
+        if not files:
+            continue
+        sql = (
+            f"SELECT {DAY_COLUMN}, {columns} FROM ({select_sql(lake.scan_sql(source, files))}) "
+            f"ORDER BY {DAY_COLUMN}, market_id, token_id, bucket_start"
+        )
+        reader = con.execute(sql).fetch_record_batch(65_536)
+        writes += lake.write_sorted_days(target.name, reader, on_partition=report)
     written = {w.day for w in writes}
     emptied = 0
     for day in days:
         # A day that lost all its trades must not keep bars from an older build.
-        if day not in written and lake.day_files(table.name, day):
-            lake.remove_day(table.name, day)
+        if day not in written and lake.day_files(target.name, day):
+            lake.remove_day(target.name, day)
             emptied += 1
-    return BarsReport(table.name, len(days), writes, emptied)
+    return BarsReport(target.name, len(days), writes, emptied)
 
 
 def build_hourly_bars(
@@ -198,12 +235,7 @@ def build_hourly_bars(
     progress: Progress | None = None,
 ) -> BarsReport:
     """Rebuild ``analytics/prices_1h`` for ``days`` from ``raw/trades`` (one pass)."""
-    files = [f for day in days for f in lake.day_files(TRADES.name, day)]
-    if not files:
-        return _write_bars(con, lake, PRICE_BARS_1H, _empty_select(PRICE_BARS_1H), days, progress)
-    return _write_bars(
-        con, lake, PRICE_BARS_1H, _hourly_sql(lake.scan_sql(TRADES, files)), days, progress
-    )
+    return _build_bars(con, lake, TRADES, PRICE_BARS_1H, _hourly_sql, days, progress)
 
 
 def build_daily_bars(
@@ -214,21 +246,9 @@ def build_daily_bars(
     progress: Progress | None = None,
 ) -> BarsReport:
     """Rebuild ``analytics/prices_1d`` for ``days`` by rolling up the hourly bars."""
-    files = [f for day in days for f in lake.day_files(PRICES_1H, day)]
-    if not files:
-        return _write_bars(con, lake, PRICE_BARS_1D, _empty_select(PRICE_BARS_1D), days, progress)
-    return _write_bars(
-        con,
-        lake,
-        PRICE_BARS_1D,
-        _daily_from_hourly_sql(lake.scan_sql(PRICE_BARS_1H, files)),
-        days,
-        progress,
+    return _build_bars(
+        con, lake, PRICE_BARS_1H, PRICE_BARS_1D, _daily_from_hourly_sql, days, progress
     )
-
-
-def _empty_select(table: Table) -> str:
-    return f"SELECT CAST(NULL AS DATE) AS {DAY_COLUMN}, * FROM ({table.typed_empty_select()})"
 
 
 def bars_sql(lake: Lake, table: Table, days: Iterable[date] | None = None) -> str:
@@ -366,5 +386,11 @@ def bars_checks(
 
 def newest_bar_time(con: duckdb.DuckDBPyConnection, lake: Lake) -> datetime | None:
     """The last trade time covered by the hourly bars: where the price data stops."""
-    row = con.execute(f"SELECT max(last_trade_at) FROM {bars_sql(lake, PRICE_BARS_1H)}").fetchone()
+    days = lake.partition_days(PRICES_1H)
+    if not days:
+        return None
+    # Bars are day-partitioned by their hour, so the newest one is in the last day.
+    row = con.execute(
+        f"SELECT max(last_trade_at) FROM {bars_sql(lake, PRICE_BARS_1H, days[-1:])}"
+    ).fetchone()
     return row[0] if row else None

@@ -16,8 +16,9 @@ Conventions (README "Backtests"; DESIGN.md section 9):
 - Sizing: a fixed stake per trade, or a fraction of equity (cash plus open positions
   marked at their last price) at the entry time; never more than the cash on hand.
 - Equity is marked at every UTC midnight from the last midnight before the first entry to
-  the first midnight at or after the last exit: cash plus shares x last price at or before
-  that midnight. Returns are per calendar day (markets trade every day); Sharpe =
+  the first midnight at or after the last exit: cash after every entry and exit up to that
+  midnight, plus shares x the last price before it (the day's close). Returns are per
+  calendar day (markets trade every day); Sharpe =
   mean(daily return - risk_free_rate / 365) / sample std (ddof 1) x sqrt(365); max drawdown
   = largest fall of the daily equity below its running peak, as a fraction of the peak.
 - exposure = share of the curve's days during which at least one position was open;
@@ -40,13 +41,8 @@ import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from polymkt_dagster.lib.election_groups import Group
-from polymkt_dagster.lib.signals import (
-    FavoriteSignal,
-    PriceSeries,
-    favorite_signals,
-    from_seconds,
-    to_seconds,
-)
+from polymkt_dagster.lib.price_series import PriceSeries, from_seconds, to_seconds
+from polymkt_dagster.lib.signals import FavoriteSignal, favorite_signals
 
 DAY_S = 86_400
 MIN_STAKE = 0.01  # USDC: below this a trade is skipped as "not enough cash"
@@ -480,7 +476,8 @@ def _equity_curve(
     held_pos = np.repeat(np.arange(len(positions)), counts)
     codes = np.array([p.candidate.code for p in positions], dtype=np.int64)
     shares = np.array([p.shares for p in positions])
-    marks, _ = series.asof(codes[held_pos], days[held_day])
+    # The last price before midnight: the day's close, the same from daily or hourly bars.
+    marks, _ = series.asof(codes[held_pos], days[held_day] - 1)
     values = np.zeros(len(days))
     np.add.at(values, held_day, shares[held_pos] * np.nan_to_num(marks))
     open_count = np.zeros(len(days), dtype=np.int64)
@@ -610,10 +607,19 @@ def run_backtest(
     *,
     dataset_markets: set[str] | None = None,
     data_end: datetime | None = None,
+    signals: Sequence[FavoriteSignal] | None = None,
 ) -> BacktestResult:
-    """Simulate ``config`` over the groups in scope and compute every metric."""
+    """Simulate ``config`` over the groups in scope and compute every metric.
+
+    ``signals`` (the precomputed favorites at ``config.days_before``, any superset of the
+    groups in scope) saves computing them; then ``series`` only needs the favorites' tokens.
+    """
     chosen = select_groups(groups, config, dataset_markets)
-    signals = favorite_signals(chosen, series, config.days_before, data_end=data_end)
+    if signals is None:
+        signals = favorite_signals(chosen, series, config.days_before, data_end=data_end)
+    else:
+        in_scope = {g.group_id for g in chosen}
+        signals = [s for s in signals if s.group_id in in_scope]
     skipped: list[dict[str, str]] = []
     candidates = _candidates(signals, series, config, skipped)
     positions, cash_events = _simulate(candidates, series, config, skipped)
@@ -623,7 +629,7 @@ def run_backtest(
     )
     metrics = compute_metrics(curve, trades, config, groups_considered=len(chosen))
     metrics["groups_skipped"] = len(skipped)
-    return BacktestResult(config, signals, trades, _equity_table(curve), metrics, skipped)
+    return BacktestResult(config, list(signals), trades, _equity_table(curve), metrics, skipped)
 
 
 METRIC_LABELS: dict[str, str] = {

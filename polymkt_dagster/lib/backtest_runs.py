@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from polymkt_dagster.lib.analytics import PRICE_BARS_1H, newest_bar_time
+from polymkt_dagster.lib.analytics import PRICES_1H, newest_bar_time
 from polymkt_dagster.lib.backtest import (
     BacktestResult,
     StrategyConfig,
@@ -32,8 +33,14 @@ from polymkt_dagster.lib.backtest import (
 )
 from polymkt_dagster.lib.election_groups import read_groups
 from polymkt_dagster.lib.lake import Lake
+from polymkt_dagster.lib.price_series import (
+    PriceSeries,
+    daily_series,
+    hourly_windows,
+    signal_series,
+)
 from polymkt_dagster.lib.research_store import BacktestRecord, ResearchStore, check_name
-from polymkt_dagster.lib.signals import PriceSeries, signals_table
+from polymkt_dagster.lib.signals import favorite_signals, read_favorites, signals_table
 
 BACKTESTS_DIR = "analytics/backtests"
 
@@ -102,6 +109,65 @@ def _decisions(result: BacktestResult) -> pa.Table:
     )
 
 
+def compute_backtest(
+    con: duckdb.DuckDBPyConnection,
+    lake: Lake,
+    config: StrategyConfig,
+    dataset_markets: set[str] | None = None,
+) -> BacktestResult:
+    """Simulate ``config`` over the lake: the groups, their hourly prices, the signals.
+
+    When ``signals/favorites`` holds this horizon and is newer than its inputs, its signals
+    are used (the ones the UI shows) and only the favorites' prices are loaded; otherwise
+    the signals are computed here from every candidate's prices. ``metrics`` records which.
+    """
+    groups = read_groups(lake)
+    if not groups:
+        raise BacktestRunError(
+            "analytics/election_groups is empty or not built: run `polymkt pipeline` "
+            "(or materialize analytics/election_groups) first"
+        )
+    if not lake.files(PRICES_1H):
+        raise BacktestRunError(
+            "analytics/prices_1h has no bars: run `polymkt pipeline` (or materialize "
+            "analytics/prices_1h) first"
+        )
+    chosen = select_groups(groups, config, dataset_markets)
+    data_end = newest_bar_time(con, lake)
+    signals = read_favorites(lake, config.days_before, {g.group_id for g in chosen})
+    source = f"signals/favorites partition {config.days_before}"
+    if signals is None:
+        series = signal_series(con, lake, chosen, [config.days_before])
+        signals = favorite_signals(chosen, series, config.days_before, data_end=data_end)
+        source = "computed from analytics/prices_1h and prices_1d"
+    # Daily closes mark positions at day ends; take-profit/stop-loss exits, sizing on
+    # equity at entry times and unresolved exits need each favorite's hourly closes from
+    # its observed price to its end date.
+    entered = [s for s in signals if s.status == "ok" and s.favorite_token_id]
+    series = daily_series(con, lake, [s.favorite_token_id or "" for s in entered])
+    needs_hourly = (
+        config.take_profit is not None
+        or config.stop_loss is not None
+        or config.sizing == "fraction"
+        or not config.require_resolved
+    )
+    if needs_hourly:
+        windows: dict[str, tuple[datetime, datetime]] = {}
+        for s in entered:
+            assert s.favorite_token_id and s.favorite_price_at
+            end = max(s.favorite_end_date or s.favorite_price_at, s.favorite_price_at)
+            start, stop = windows.get(s.favorite_token_id, (s.favorite_price_at, end))
+            windows[s.favorite_token_id] = (min(start, s.favorite_price_at), max(stop, end))
+        detail = hourly_windows(
+            con, lake, [(token, a, b) for token, (a, b) in windows.items()],
+            token_ids=series.token_ids,
+        )  # fmt: skip
+        series = PriceSeries.merge(series, detail)
+    result = run_backtest(config, chosen, series, data_end=data_end, signals=signals)
+    result.metrics["signals_source"] = source
+    return result
+
+
 def execute_backtest(
     store: ResearchStore,
     con: duckdb.DuckDBPyConnection,
@@ -110,30 +176,15 @@ def execute_backtest(
     *,
     run_id: str | None = None,
 ) -> BacktestOutputs:
-    """Run a saved backtest over the lake's groups and hourly prices; record the outcome."""
+    """Run a saved backtest over the lake and record the outcome in the store."""
     record = store.require_backtest(backtest_id)
     store.record_run(backtest_id, status="running", run_id=run_id)
     try:
         config = StrategyConfig.model_validate(record.config)
-        groups = read_groups(lake)
-        if not groups:
-            raise BacktestRunError(
-                "analytics/election_groups is empty or not built: run `polymkt pipeline` "
-                "(or materialize analytics/election_groups) first"
-            )
         dataset_markets = (
             set(store.require_dataset(config.dataset).market_ids) if config.dataset else None
         )
-        chosen = select_groups(groups, config, dataset_markets)
-        series = PriceSeries.from_bars(
-            con, lake, [m.yes_token_id for g in chosen for m in g.members]
-        )
-        if chosen and not len(series) and not lake.files(PRICE_BARS_1H):
-            raise BacktestRunError(
-                "analytics/prices_1h has no bars: run `polymkt pipeline` (or materialize "
-                "analytics/prices_1h) first"
-            )
-        result = run_backtest(config, chosen, series, data_end=newest_bar_time(con, lake))
+        result = compute_backtest(con, lake, config, dataset_markets)
         base = f"{BACKTESTS_DIR}/{backtest_id}"
         paths = {
             "trades": _write(con, lake, f"{base}/trades", result.trades),

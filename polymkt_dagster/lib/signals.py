@@ -1,164 +1,36 @@
 """Favorite signals: at N days before a group ends, which candidate is priced highest.
 
-Everything reads one precomputed price series per Yes token (``PriceSeries``), built once
-from the hourly bars, so signals for thousands of groups and several horizons cost a few
-vectorised look-ups instead of one trades scan per group.
-
-No look-ahead: the price of a token "at" time t is the close of its last hourly bar whose
-last fill happened at or before t (``last_trade_at <= t``), i.e. the last trade price at or
-before t except that trades of an hour in which t itself falls and that also has later
-trades are not seen yet. With hour-aligned times (Polymarket end dates are) this is exactly
-the last trade at or before t. Trade times are rounded up to the second and query times
-down, so rounding can only make a price later, never earlier.
+Everything reads one price series per Yes token (``price_series.signal_series``), loaded
+once from the analytics bars, so signals for thousands of groups and several horizons cost
+a few vectorised as-of look-ups instead of one trades scan per group. The price "at" a
+signal time is known at or before it, never later (see ``price_series`` for the rule).
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
-from datetime import UTC, datetime, timedelta
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import duckdb
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 
-from polymkt_dagster.lib.analytics import PRICE_BARS_1H, bars_sql, newest_bar_time
-from polymkt_dagster.lib.election_groups import Group, read_groups
+from polymkt_dagster.lib.analytics import PRICE_BARS_1H, newest_bar_time
+from polymkt_dagster.lib.election_groups import ELECTION_GROUPS, Group, read_groups
 from polymkt_dagster.lib.lake import Lake
-from polymkt_dagster.lib.schemas import Table
+from polymkt_dagster.lib.price_series import (
+    NO_PRICE,
+    PriceSeries,
+    from_seconds,
+    signal_series,
+    to_seconds,
+)
 
 FAVORITES = "analytics/signals/favorites"
 DAYS_TO_EXPIRY = (1, 3, 7, 14, 30, 60, 90)
-
-_TIME_BITS = 34  # seconds since 1970 up to year 2514; the token code takes the bits above
-NO_PRICE = -1
-
-
-def to_seconds(moment: datetime) -> int:
-    """Whole UTC seconds, rounded down (a query time may only move earlier)."""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return math.floor(moment.timestamp())
-
-
-def from_seconds(seconds: int) -> datetime:
-    return datetime.fromtimestamp(int(seconds), UTC)
-
-
-class PriceSeries:
-    """As-of price look-ups for a set of tokens, sorted by (token, time) in numpy arrays."""
-
-    def __init__(
-        self, token_ids: Sequence[str], codes: np.ndarray, times: np.ndarray, prices: np.ndarray
-    ) -> None:
-        self.token_ids = list(token_ids)
-        self._code_of = {token: code for code, token in enumerate(self.token_ids)}
-        codes = np.asarray(codes, dtype=np.int64)
-        times = np.asarray(times, dtype=np.int64)
-        if len(times) and times.min() < 0:
-            raise ValueError("price times before 1970 are not supported")
-        keys = (codes << _TIME_BITS) | times
-        order = np.argsort(keys, kind="stable")
-        self._keys = keys[order]
-        self.codes = codes[order]
-        self.times = times[order]
-        self.prices = np.asarray(prices, dtype=np.float64)[order]
-        self.offsets = np.searchsorted(self.codes, np.arange(len(self.token_ids) + 1))
-
-    def __len__(self) -> int:
-        return len(self.times)
-
-    @property
-    def newest(self) -> datetime | None:
-        return from_seconds(int(self.times.max())) if len(self.times) else None
-
-    def code(self, token_id: str | None) -> int:
-        if token_id is None:
-            return NO_PRICE
-        return self._code_of.get(token_id, NO_PRICE)
-
-    def asof(self, codes: np.ndarray, seconds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Last price at or before each time, and its time; NaN / -1 where there is none."""
-        codes = np.asarray(codes, dtype=np.int64)
-        seconds = np.asarray(seconds, dtype=np.int64)
-        prices = np.full(len(codes), np.nan)
-        at = np.full(len(codes), NO_PRICE, dtype=np.int64)
-        known = (codes >= 0) & (seconds >= 0)
-        if not len(self._keys) or not known.any():
-            return prices, at
-        query = (codes[known] << _TIME_BITS) | seconds[known]
-        pos = np.searchsorted(self._keys, query, side="right") - 1
-        hit = (pos >= 0) & (self.codes[np.maximum(pos, 0)] == codes[known])
-        index = np.flatnonzero(known)[hit]
-        prices[index] = self.prices[pos[hit]]
-        at[index] = self.times[pos[hit]]
-        return prices, at
-
-    def path(self, code: int, after: int, until: int) -> tuple[np.ndarray, np.ndarray]:
-        """The token's points with after < time <= until."""
-        if code < 0:
-            return np.empty(0, dtype=np.int64), np.empty(0)
-        lo, hi = int(self.offsets[code]), int(self.offsets[code + 1])
-        times = self.times[lo:hi]
-        start = lo + int(np.searchsorted(times, after, side="right"))
-        end = lo + int(np.searchsorted(times, until, side="right"))
-        return self.times[start:end], self.prices[start:end]
-
-    @classmethod
-    def from_points(cls, points: Mapping[str, Iterable[tuple[datetime, float]]]) -> PriceSeries:
-        """Build from explicit (time, price) points per token (tests, small studies)."""
-        tokens = list(points)
-        codes: list[int] = []
-        times: list[int] = []
-        prices: list[float] = []
-        for code, token in enumerate(tokens):
-            for moment, price in points[token]:
-                codes.append(code)
-                times.append(math.ceil(moment.timestamp()))
-                prices.append(float(price))
-        return cls(tokens, np.array(codes), np.array(times), np.array(prices))
-
-    @classmethod
-    def from_bars(
-        cls,
-        con: duckdb.DuckDBPyConnection,
-        lake: Lake,
-        token_ids: Sequence[str],
-        table: Table = PRICE_BARS_1H,
-    ) -> PriceSeries:
-        """Load the closes of ``token_ids`` from a bars table in one scan.
-
-        Tokens are mapped to integer codes inside DuckDB, so the 77-digit ids never cross
-        into Python per row.
-        """
-        tokens = sorted({t for t in token_ids if t})
-        if not tokens:
-            return cls([], np.empty(0), np.empty(0), np.empty(0))
-        mapping = pa.table(
-            {"token_id": tokens, "code": pa.array(np.arange(len(tokens)), pa.int32())}
-        )
-        con.register("price_series_tokens", mapping)
-        try:
-            result = con.execute(
-                f"""
-                SELECT m.code,
-                       CAST(ceil(epoch_us(b.last_trade_at) / 1e6) AS BIGINT) AS t,
-                       b.close
-                FROM {bars_sql(lake, table)} b
-                JOIN price_series_tokens m ON b.token_id = m.token_id
-                WHERE b.close IS NOT NULL
-                """
-            ).to_arrow_table()
-        finally:
-            con.unregister("price_series_tokens")
-        return cls(
-            tokens,
-            result.column("code").to_numpy(),
-            result.column("t").to_numpy(),
-            result.column("close").to_numpy(),
-        )
 
 
 @dataclass
@@ -253,6 +125,9 @@ def favorite_signals(
     )
     prices, at = series.asof(member_codes, member_times)
     first_member = np.searchsorted(member_group, np.arange(len(groups) + 1))
+    priced = np.concatenate([[0], np.cumsum(~np.isnan(prices))])
+    # Plain floats from here: the per-group ranking below is Python, numpy scalars are slow.
+    price_list, at_list = prices.tolist(), at.tolist()
 
     signals: list[FavoriteSignal] = []
     for index, group in enumerate(groups):
@@ -268,7 +143,7 @@ def favorite_signals(
             status="skipped",
             skip_reason=None,
             n_candidates=len(group.members),
-            n_priced=int(np.count_nonzero(~np.isnan(prices[lo:hi]))),
+            n_priced=int(priced[hi] - priced[lo]),
             group_resolved=group.resolved,
             winner_market_id=winner.market_id if winner else None,
             winner_candidate=winner.candidate if winner else None,
@@ -289,22 +164,22 @@ def favorite_signals(
             continue
         # Highest price first; ties go to the fresher price, then to the lower market id.
         ranked = sorted(
-            (i for i in range(lo, hi) if not np.isnan(prices[i])),
-            key=lambda i: (-prices[i], -at[i], group.members[i - lo].market_id),
+            (i for i in range(lo, hi) if price_list[i] == price_list[i]),  # not NaN
+            key=lambda i: (-price_list[i], -at_list[i], group.members[i - lo].market_id),
         )
         favorite = group.members[ranked[0] - lo]
         signal.status = "ok"
         signal.favorite_market_id = favorite.market_id
         signal.favorite_candidate = favorite.candidate
         signal.favorite_token_id = favorite.yes_token_id
-        signal.favorite_price = float(prices[ranked[0]])
-        signal.favorite_price_at = from_seconds(int(at[ranked[0]]))
+        signal.favorite_price = price_list[ranked[0]]
+        signal.favorite_price_at = from_seconds(at_list[ranked[0]])
         signal.favorite_end_date = favorite.end_date or ends[index]
         if len(ranked) > 1:
             runner_up = group.members[ranked[1] - lo]
             signal.runner_up_market_id = runner_up.market_id
             signal.runner_up_candidate = runner_up.candidate
-            signal.runner_up_price = float(prices[ranked[1]])
+            signal.runner_up_price = price_list[ranked[1]]
             signal.margin = signal.favorite_price - signal.runner_up_price
         if group.resolved:
             signal.favorite_won = bool(favorite.won)
@@ -312,7 +187,30 @@ def favorite_signals(
 
 
 def signals_table(signals: Sequence[FavoriteSignal]) -> pa.Table:
-    return pa.Table.from_pylist([asdict(s) for s in signals], schema=SIGNAL_SCHEMA)
+    # vars() rather than asdict(): the fields are flat, and asdict deep-copies each value.
+    return pa.Table.from_pylist([vars(s) for s in signals], schema=SIGNAL_SCHEMA)
+
+
+def read_favorites(
+    lake: Lake, days_before: int, group_ids: set[str] | None = None
+) -> list[FavoriteSignal] | None:
+    """The signals/favorites output for one horizon, if it is newer than its inputs.
+
+    None when the file is missing or older than the election groups or any hourly bars
+    file (a rebuild since): the caller computes the signals itself then.
+    """
+    path = lake.single_file(favorites_table_name(days_before))
+    groups_path = lake.single_file(ELECTION_GROUPS)
+    if not path.exists() or not groups_path.exists():
+        return None
+    built = path.stat().st_mtime
+    inputs = [groups_path, *lake.files(PRICE_BARS_1H.name)]
+    if any(p.stat().st_mtime > built for p in inputs):
+        return None
+    rows = pq.read_table(path).to_pylist()
+    return [
+        FavoriteSignal(**row) for row in rows if group_ids is None or row["group_id"] in group_ids
+    ]
 
 
 def favorites_table_name(days_before: int) -> str:
@@ -345,7 +243,7 @@ def build_favorites(
 ) -> list[FavoritesReport]:
     """Signals of every election group at each horizon, from one price-series load."""
     groups = read_groups(lake)
-    series = PriceSeries.from_bars(con, lake, [m.yes_token_id for g in groups for m in g.members])
+    series = signal_series(con, lake, groups, horizons)
     data_end = newest_bar_time(con, lake)
     reports = []
     for days_before in horizons:

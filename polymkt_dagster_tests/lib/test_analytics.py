@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -12,16 +13,20 @@ import pytest
 
 from polymkt_dagster.lib import analytics
 from polymkt_dagster.lib.backtest import StrategyConfig, run_backtest
+from polymkt_dagster.lib.backtest_runs import compute_backtest
 from polymkt_dagster.lib.duck import connect
 from polymkt_dagster.lib.election_groups import (
+    ELECTION_GROUPS,
     OverridesFileError,
     build_election_groups,
     groups_checks,
+    groups_table,
     read_groups,
 )
 from polymkt_dagster.lib.lake import Lake
+from polymkt_dagster.lib.price_series import PriceSeries, signal_series
 from polymkt_dagster.lib.schemas import TRADES
-from polymkt_dagster.lib.signals import PriceSeries
+from polymkt_dagster.lib.signals import build_favorites, favorite_signals
 from polymkt_dagster_tests.lib import test_backtest as hand
 
 _ARROW_TYPES = {
@@ -128,8 +133,10 @@ def test_hourly_and_daily_bars_count_each_match_once(tmp_path: Path) -> None:
     assert lake.partition_days(analytics.PRICES_1H) == [date(2024, 3, 1)]
 
 
-def test_price_series_from_bars_gives_the_hand_computed_backtest(tmp_path: Path) -> None:
-    """The hand test's prices as trades -> hourly bars -> series: the same metrics."""
+def test_lake_backtest_gives_the_hand_computed_numbers(tmp_path: Path) -> None:
+    """The hand test's prices as trades -> bars -> the lake path of a backtest: the same
+    metrics, whether its series comes from the daily bars' hourly paths, from the hourly
+    bars (daily bars stale), or with the precomputed favorites."""
     lake = Lake(tmp_path / "parquet")
     rows = [
         trade(moment, token, price, 10.0, taker_side=True, fill=f"{token}-{i}")
@@ -137,16 +144,45 @@ def test_price_series_from_bars_gives_the_hand_computed_backtest(tmp_path: Path)
         for i, (moment, price) in enumerate(points)
     ]
     days = write_trades(lake, rows)
-    with connect() as con:
-        analytics.build_hourly_bars(con, lake, days)
-        series = PriceSeries.from_bars(con, lake, list(hand.POINTS))
+    lake.single_file(ELECTION_GROUPS).parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(groups_table(hand.groups()), lake.single_file(ELECTION_GROUPS))
     config = StrategyConfig(
         days_before=2, initial_capital=1000, fee_bps=100, slippage_bps=200, stop_loss=0.2
     )
-    from_bars = run_backtest(config, hand.groups(), series).metrics
-    from_points = run_backtest(config, hand.groups(), PriceSeries.from_points(hand.POINTS)).metrics
-    assert from_bars == from_points
-    assert from_bars["trades"] == 2
+    expected = run_backtest(config, hand.groups(), PriceSeries.from_points(hand.POINTS)).metrics
+    assert expected["trades"] == 2
+    with connect() as con:
+        analytics.build_hourly_bars(con, lake, days)
+        analytics.build_daily_bars(con, lake, days)
+        fresh = compute_backtest(con, lake, config).metrics
+        assert fresh.pop("signals_source").startswith("computed")
+        assert fresh == expected
+        # Hourly bars rebuilt after the daily ones: the daily paths are not trusted.
+        time.sleep(0.05)
+        analytics.build_hourly_bars(con, lake, days)
+        stale = compute_backtest(con, lake, config).metrics
+        stale.pop("signals_source")
+        assert stale == expected
+        analytics.build_daily_bars(con, lake, days)
+        build_favorites(con, lake, [2])
+        reused = compute_backtest(con, lake, config).metrics
+        assert reused.pop("signals_source") == "signals/favorites partition 2"
+        assert reused == expected
+        # Hold to expiry: marks from the daily closes only, still the same numbers.
+        hold = config.model_copy(update={"stop_loss": None})
+        held = compute_backtest(con, lake, hold).metrics
+        held.pop("signals_source")
+        assert (
+            held == run_backtest(hold, hand.groups(), PriceSeries.from_points(hand.POINTS)).metrics
+        )
+        # The full hourly series and the signal series agree at every signal time.
+        tokens = list(hand.POINTS)
+        full = PriceSeries.from_bars(con, lake, tokens)
+        compact = signal_series(con, lake, hand.groups(), [1, 2, 3])
+    for days_before in (1, 2, 3):
+        assert [vars(s) for s in favorite_signals(hand.groups(), full, days_before)] == [
+            vars(s) for s in favorite_signals(hand.groups(), compact, days_before)
+        ]
 
 
 def test_market_summary_on_the_sample(sample_lake: Lake) -> None:

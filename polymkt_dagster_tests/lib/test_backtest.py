@@ -15,7 +15,8 @@ from pydantic import ValidationError
 
 from polymkt_dagster.lib.backtest import StrategyConfig, equity_png, run_backtest
 from polymkt_dagster.lib.election_groups import Group, Member
-from polymkt_dagster.lib.signals import PriceSeries, favorite_signals
+from polymkt_dagster.lib.price_series import PriceSeries
+from polymkt_dagster.lib.signals import favorite_signals
 
 
 def t(day: int, hour: int = 0) -> datetime:

@@ -265,6 +265,8 @@ def _prepare_from_config(
     deps=[
         ELECTION_GROUPS_KEY,
         dg.AssetDep(PRICES_1H_KEY, partition_mapping=dg.AllPartitionMapping()),
+        # A standard horizon reuses its favorites when they are newer than their inputs.
+        dg.AssetDep(FAVORITES_KEY, partition_mapping=dg.AllPartitionMapping()),
         dg.AssetDep(DATASETS_KEY, partition_mapping=dg.AllPartitionMapping()),
     ],
     partitions_def=backtests_partitions,
@@ -307,6 +309,7 @@ def backtest_results(
         metadata={
             "dagster/row_count": metrics["trades"],
             "strategy": result.config.describe(),
+            "signals_source": metrics["signals_source"],
             "config": dg.MetadataValue.json(result.config.model_dump(mode="json")),
             "metrics": dg.MetadataValue.md(metrics_markdown(metrics)),
             "equity_curve": dg.MetadataValue.md(equity_markdown(outputs.png)),

@@ -1,0 +1,416 @@
+"""As-of price series per outcome token, loaded from the analytics bars.
+
+No look-ahead: the price of a token "at" time t is the close of its last bar whose last
+fill happened at or before t (``last_trade_at <= t``). From the hourly bars that is the
+last trade price at or before t, except that trades of the hour in which t falls are not
+seen when that hour also traded after t; with hour-aligned times (Polymarket end dates
+are) it is exactly the last trade at or before t. Trade times are rounded up to the second
+and query times down, so rounding can only make a price known later, never earlier.
+
+Loading is what costs (tens of millions of hourly bars), so readers load only what their
+look-ups can see:
+
+- ``signal_series``: every candidate's daily closes, plus hourly closes only for the
+  (token, day) pairs where a signal time falls strictly inside that day's trading (first
+  trade <= t < last trade). Same answers as the full hourly series at those times.
+- ``daily_series`` and ``hourly_windows`` for backtests: daily closes for marks at day
+  ends, hourly closes between entry and end only when exits or sizing need them.
+
+Tokens are matched by the bars' integer ``token_key``, so the 77-digit ids are neither read
+from the files nor cross into Python per row; sorting happens in numpy.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from polymkt_dagster.lib.analytics import PRICE_BARS_1D, PRICE_BARS_1H, token_key_sql
+from polymkt_dagster.lib.duck import sql_string
+from polymkt_dagster.lib.election_groups import Group
+from polymkt_dagster.lib.lake import Lake
+from polymkt_dagster.lib.schemas import Table
+
+NO_PRICE = -1
+DAY_S = 86_400
+_TIME_BITS = 34  # seconds since 1970 up to year 2514; the token code takes the bits above
+_MICROS_PER_DAY = 86_400_000_000
+
+
+def to_seconds(moment: datetime) -> int:
+    """Whole UTC seconds, rounded down (a query time may only move earlier)."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return math.floor(moment.timestamp())
+
+
+def from_seconds(seconds: int) -> datetime:
+    return datetime.fromtimestamp(int(seconds), UTC)
+
+
+class PriceSeries:
+    """As-of price look-ups for a set of tokens, sorted by (token, time) in numpy arrays."""
+
+    def __init__(
+        self, token_ids: Sequence[str], codes: np.ndarray, times: np.ndarray, prices: np.ndarray
+    ) -> None:
+        self.token_ids = list(token_ids)
+        self._code_of = {token: code for code, token in enumerate(self.token_ids)}
+        codes = np.asarray(codes, dtype=np.int64)
+        times = np.asarray(times, dtype=np.int64)
+        if len(times) and times.min() < 0:
+            raise ValueError("price times before 1970 are not supported")
+        keys = (codes << _TIME_BITS) | times
+        prices = np.asarray(prices, dtype=np.float64)
+        if len(keys) > 1 and not np.all(keys[1:] >= keys[:-1]):
+            order = np.argsort(keys, kind="stable")
+            keys, prices = keys[order], prices[order]
+            codes, times = keys >> _TIME_BITS, keys & ((1 << _TIME_BITS) - 1)
+        self._keys = keys
+        self.codes = codes
+        self.times = times
+        self.prices = prices
+        self.offsets = np.searchsorted(self.codes, np.arange(len(self.token_ids) + 1))
+
+    def __len__(self) -> int:
+        return len(self.times)
+
+    @property
+    def newest(self) -> datetime | None:
+        return from_seconds(int(self.times.max())) if len(self.times) else None
+
+    def code(self, token_id: str | None) -> int:
+        if token_id is None:
+            return NO_PRICE
+        return self._code_of.get(token_id, NO_PRICE)
+
+    def asof(self, codes: np.ndarray, seconds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Last price at or before each time, and its time; NaN / -1 where there is none."""
+        codes = np.asarray(codes, dtype=np.int64)
+        seconds = np.asarray(seconds, dtype=np.int64)
+        prices = np.full(len(codes), np.nan)
+        at = np.full(len(codes), NO_PRICE, dtype=np.int64)
+        known = (codes >= 0) & (seconds >= 0)
+        if not len(self._keys) or not known.any():
+            return prices, at
+        query = (codes[known] << _TIME_BITS) | seconds[known]
+        pos = np.searchsorted(self._keys, query, side="right") - 1
+        hit = (pos >= 0) & (self.codes[np.maximum(pos, 0)] == codes[known])
+        index = np.flatnonzero(known)[hit]
+        prices[index] = self.prices[pos[hit]]
+        at[index] = self.times[pos[hit]]
+        return prices, at
+
+    def path(self, code: int, after: int, until: int) -> tuple[np.ndarray, np.ndarray]:
+        """The token's points with after < time <= until."""
+        if code < 0:
+            return np.empty(0, dtype=np.int64), np.empty(0)
+        lo, hi = int(self.offsets[code]), int(self.offsets[code + 1])
+        times = self.times[lo:hi]
+        start = lo + int(np.searchsorted(times, after, side="right"))
+        end = lo + int(np.searchsorted(times, until, side="right"))
+        return self.times[start:end], self.prices[start:end]
+
+    @classmethod
+    def empty(cls, token_ids: Sequence[str]) -> PriceSeries:
+        return cls(token_ids, np.empty(0), np.empty(0), np.empty(0))
+
+    @classmethod
+    def from_points(cls, points: Mapping[str, Iterable[tuple[datetime, float]]]) -> PriceSeries:
+        """Build from explicit (time, price) points per token (tests, small studies)."""
+        tokens = list(points)
+        codes: list[int] = []
+        times: list[int] = []
+        prices: list[float] = []
+        for code, token in enumerate(tokens):
+            for moment, price in points[token]:
+                codes.append(code)
+                times.append(math.ceil(moment.timestamp()))
+                prices.append(float(price))
+        return cls(tokens, np.array(codes), np.array(times), np.array(prices))
+
+    @classmethod
+    def merge(cls, first: PriceSeries, second: PriceSeries) -> PriceSeries:
+        """The points of both series (same tokens); a point in both changes no answer."""
+        if first.token_ids != second.token_ids:
+            raise ValueError("merging price series of different tokens")
+        return cls(
+            first.token_ids,
+            np.concatenate([first.codes, second.codes]),
+            np.concatenate([first.times, second.times]),
+            np.concatenate([first.prices, second.prices]),
+        )
+
+    @classmethod
+    def from_bars(
+        cls,
+        con: duckdb.DuckDBPyConnection,
+        lake: Lake,
+        token_ids: Sequence[str],
+        table: Table = PRICE_BARS_1H,
+    ) -> PriceSeries:
+        """Every close of ``token_ids`` in a bars table (one scan of all its files)."""
+        tokens = _tokens(token_ids)
+        rows = _query(con, tokens, _relation(con, lake, table, lake.files(table.name)))
+        return _series(tokens, rows)
+
+
+def _tokens(token_ids: Iterable[str | None]) -> list[str]:
+    return sorted({t for t in token_ids if t})
+
+
+# ---- reading bars -----------------------------------------------------------------------
+
+_HAS_COLUMN: dict[tuple[str, int, str], bool] = {}  # (file, mtime_ns, column) -> present
+
+
+def _all_have_column(con: duckdb.DuckDBPyConnection, files: Sequence[Path], name: str) -> bool:
+    """Whether every file has the column (footers read once per file version)."""
+    keys = {f: (str(f), f.stat().st_mtime_ns, name) for f in files}
+    unknown = [f for f, key in keys.items() if key not in _HAS_COLUMN]
+    if unknown:
+        listing = "[" + ", ".join(sql_string(f) for f in unknown) + "]"
+        having = {
+            row[0]
+            for row in con.execute(
+                f"SELECT DISTINCT file_name FROM parquet_schema({listing}) WHERE name = $name",
+                {"name": name},
+            ).fetchall()
+        }
+        for f in unknown:
+            _HAS_COLUMN[keys[f]] = str(f) in having
+    return all(_HAS_COLUMN[key] for key in keys.values())
+
+
+def _relation(
+    con: duckdb.DuckDBPyConnection, lake: Lake, table: Table, files: Sequence[Path]
+) -> str | None:
+    """The narrow columns a series needs, from ``files``; bars written before token_key
+    existed get it computed from their id."""
+    if not files:
+        return None
+    key = "token_key"
+    if not _all_have_column(con, files, "token_key"):
+        key = f"coalesce(token_key, {token_key_sql('token_id')})"
+    return (
+        f"(SELECT {key} AS token_key, bucket_start, first_trade_at, last_trade_at, close "
+        f"FROM {lake.scan_sql(table, files)})"
+    )
+
+
+@dataclass
+class _Rows:
+    """Bars as numpy arrays: token code, UTC day number, first/last trade second, close."""
+
+    codes: np.ndarray
+    days: np.ndarray
+    first: np.ndarray
+    last: np.ndarray
+    closes: np.ndarray
+
+    @classmethod
+    def concat(cls, parts: Sequence[_Rows]) -> _Rows:
+        return cls(*(np.concatenate([getattr(p, f) for p in parts]) for f in cls.__annotations__))
+
+
+def _query(
+    con: duckdb.DuckDBPyConnection,
+    tokens: list[str],
+    relation: str | None,
+    *,
+    windows: pa.Table | None = None,
+    join: str = "b.token_key = w.token_key",
+) -> _Rows:
+    """Bars of ``relation`` whose token is wanted (or matching ``windows`` by ``join``)."""
+    if not tokens or relation is None:
+        empty = np.empty(0, dtype=np.int64)
+        return _Rows(empty, empty, empty, empty, np.empty(0))
+    mapping = pa.table({"token_id": tokens, "code": pa.array(np.arange(len(tokens)), pa.int32())})
+    con.register("price_series_tokens", mapping)
+    if windows is None:
+        wanted = f"SELECT code, {token_key_sql('token_id')} AS token_key FROM price_series_tokens"
+    else:
+        con.register("price_series_windows", windows)
+        wanted = f"""
+            SELECT m.code, {token_key_sql("m.token_id")} AS token_key, x.day, x.start_ts,
+                   x.end_ts
+            FROM price_series_windows x JOIN price_series_tokens m USING (token_id)
+        """
+    try:
+        # epoch_us(...) // day: the day number without a per-row time-zone conversion.
+        table = con.execute(
+            f"""
+            WITH w AS ({wanted})
+            SELECT w.code, epoch_us(b.bucket_start) // {_MICROS_PER_DAY} AS day,
+                   b.first_trade_at, b.last_trade_at, b.close
+            FROM {relation} b JOIN w ON {join}
+            WHERE b.close IS NOT NULL AND b.last_trade_at IS NOT NULL
+            """
+        ).to_arrow_table()
+    finally:
+        con.unregister("price_series_tokens")
+        if windows is not None:
+            con.unregister("price_series_windows")
+
+    def seconds(column: str) -> np.ndarray:
+        micros = table.column(column).cast(pa.timestamp("us", tz="UTC")).cast(pa.int64())
+        filled = pc.fill_null(micros, 0).to_numpy()
+        return -(-filled // 1_000_000)  # rounded up: never known earlier
+
+    return _Rows(
+        table.column("code").to_numpy().astype(np.int64),
+        table.column("day").to_numpy().astype(np.int64),
+        seconds("first_trade_at"),
+        seconds("last_trade_at"),
+        table.column("close").to_numpy(),
+    )
+
+
+def _series(tokens: list[str], *parts: _Rows) -> PriceSeries:
+    rows = _Rows.concat(parts)
+    return PriceSeries(tokens, rows.codes, rows.last, rows.closes)
+
+
+@dataclass(frozen=True)
+class _DailyFreshness:
+    """Which days' daily bars can stand for their hourly bars (built after them)."""
+
+    hourly_days: list[date]
+    fresh_daily_files: list[Path]
+    stale_hourly_files: list[Path]
+
+    @classmethod
+    def of(cls, lake: Lake) -> _DailyFreshness:
+        fresh: list[Path] = []
+        stale: list[Path] = []
+        days = lake.partition_days(PRICE_BARS_1H.name)
+        for day in days:
+            hourly = lake.day_files(PRICE_BARS_1H.name, day)
+            daily = lake.day_files(PRICE_BARS_1D.name, day)
+            newest_hourly = max((f.stat().st_mtime for f in hourly), default=0.0)
+            if daily and min(f.stat().st_mtime for f in daily) >= newest_hourly:
+                fresh += daily
+            else:
+                stale += hourly
+        return cls(days, fresh, stale)
+
+
+def _daily_rows(con: duckdb.DuckDBPyConnection, lake: Lake, tokens: list[str]) -> _Rows:
+    """One row per token and day from prices_1d; a day whose daily bars are missing or
+    older than its hourly bars is read from its hourly bars (finer rows, same answers)."""
+    freshness = _DailyFreshness.of(lake)
+    return _Rows.concat(
+        [
+            _query(con, tokens, _relation(con, lake, PRICE_BARS_1D, freshness.fresh_daily_files)),
+            _query(con, tokens, _relation(con, lake, PRICE_BARS_1H, freshness.stale_hourly_files)),
+        ]
+    )
+
+
+def daily_series(
+    con: duckdb.DuckDBPyConnection, lake: Lake, token_ids: Sequence[str]
+) -> PriceSeries:
+    """Each token's close at the last trade of every day: exact as-of prices at any time
+    that is not inside a day's trading (day ends, or before a day's first trade)."""
+    tokens = _tokens(token_ids)
+    return _series(tokens, _daily_rows(con, lake, tokens))
+
+
+def hourly_windows(
+    con: duckdb.DuckDBPyConnection,
+    lake: Lake,
+    windows: Sequence[tuple[str, datetime, datetime]],
+    *,
+    token_ids: Sequence[str] | None = None,
+    same_day: bool = False,
+) -> PriceSeries:
+    """Hourly closes of each (token, start, end) window, both ends included.
+
+    ``same_day`` windows lie within one UTC day: they are matched on (token, day), so many
+    windows per token cost one pass over those days' bars. Other windows: one per token.
+    """
+    tokens = _tokens(token_ids or [w[0] for w in windows])
+    if not windows:
+        return PriceSeries.empty(tokens)
+    if same_day:
+        days = sorted({w[1].astimezone(UTC).date() for w in windows})
+        files = [f for day in days for f in lake.day_files(PRICE_BARS_1H.name, day)]
+        join = "b.token_key = w.token_key AND epoch_us(b.bucket_start) // {d} = w.day"
+    else:
+        first = min(w[1] for w in windows).astimezone(UTC).date()
+        last = max(w[2] for w in windows).astimezone(UTC).date()
+        files = lake.files(PRICE_BARS_1H.name, start=first, end=last)
+        join = "b.token_key = w.token_key"
+    table = pa.table(
+        {
+            "token_id": [w[0] for w in windows],
+            "day": pa.array([to_seconds(w[1]) // DAY_S for w in windows], pa.int64()),
+            "start_ts": pa.array([w[1] for w in windows], pa.timestamp("us", tz="UTC")),
+            "end_ts": pa.array([w[2] for w in windows], pa.timestamp("us", tz="UTC")),
+        }
+    )
+    rows = _query(
+        con,
+        tokens,
+        _relation(con, lake, PRICE_BARS_1H, files),
+        windows=table,
+        join=(
+            join.format(d=_MICROS_PER_DAY) + " AND b.last_trade_at BETWEEN w.start_ts AND w.end_ts"
+        ),
+    )
+    return _series(tokens, rows)
+
+
+def signal_series(
+    con: duckdb.DuckDBPyConnection, lake: Lake, groups: Sequence[Group], horizons: Sequence[int]
+) -> PriceSeries:
+    """Enough of every candidate's prices to answer "the last price at each signal time".
+
+    Daily closes answer every signal time that is not inside its day's trading; for the
+    (token, day) pairs where it is (first trade <= t < last trade), the hourly closes of
+    that day up to t are added. Same answers as the full hourly series at those times.
+    """
+    tokens = sorted({m.yes_token_id for g in groups for m in g.members if m.yes_token_id})
+    daily = _daily_rows(con, lake, tokens)
+    code_of = {token: code for code, token in enumerate(tokens)}
+    # (code, day) -> its daily row, to see which signal times fall inside a day's trading.
+    row_keys = daily.codes * 1_000_000 + daily.days
+    order = np.argsort(row_keys)
+    sorted_keys = row_keys[order]
+    wanted: dict[tuple[str, int], datetime] = {}
+    for group in groups:
+        if group.end_date is None:
+            continue
+        for days_before in horizons:
+            moment = group.end_date - timedelta(days=days_before)
+            for member in group.members:
+                key = (member.yes_token_id, to_seconds(moment) // DAY_S)
+                wanted[key] = max(wanted.get(key, moment), moment)
+    if wanted:
+        keys = list(wanted)
+        query = np.array([code_of[t] * 1_000_000 + day for t, day in keys], dtype=np.int64)
+        ends = np.array([to_seconds(wanted[k]) for k in keys], dtype=np.int64)
+        pos = np.minimum(np.searchsorted(sorted_keys, query), max(len(sorted_keys) - 1, 0))
+        found = np.zeros(len(keys), dtype=bool)
+        inside = np.zeros(len(keys), dtype=bool)
+        if len(sorted_keys):
+            found = sorted_keys[pos] == query
+            rows = order[pos]
+            inside = found & (daily.first[rows] <= ends) & (ends < daily.last[rows])
+        windows = [
+            (token, datetime.fromtimestamp(day * DAY_S, UTC), wanted[(token, day)])
+            for (token, day), needed in zip(keys, inside, strict=True)
+            if needed
+        ]
+    else:
+        windows = []
+    detail = hourly_windows(con, lake, windows, token_ids=tokens, same_day=True)
+    return PriceSeries.merge(_series(tokens, daily), detail)
