@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import duckdb
@@ -385,32 +385,30 @@ def signal_series(
     row_keys = daily.codes * 1_000_000 + daily.days
     order = np.argsort(row_keys)
     sorted_keys = row_keys[order]
-    wanted: dict[tuple[str, int], datetime] = {}
+    wanted: dict[tuple[str, int], int] = {}  # (token, day) -> latest signal second in it
     for group in groups:
         if group.end_date is None:
             continue
+        end = to_seconds(group.end_date)
         for days_before in horizons:
-            moment = group.end_date - timedelta(days=days_before)
+            moment = end - days_before * DAY_S
+            day = moment // DAY_S
             for member in group.members:
-                key = (member.yes_token_id, to_seconds(moment) // DAY_S)
+                key = (member.yes_token_id, day)
                 wanted[key] = max(wanted.get(key, moment), moment)
-    if wanted:
+    windows: list[tuple[str, datetime, datetime]] = []
+    if wanted and len(sorted_keys):
         keys = list(wanted)
         query = np.array([code_of[t] * 1_000_000 + day for t, day in keys], dtype=np.int64)
-        ends = np.array([to_seconds(wanted[k]) for k in keys], dtype=np.int64)
-        pos = np.minimum(np.searchsorted(sorted_keys, query), max(len(sorted_keys) - 1, 0))
-        found = np.zeros(len(keys), dtype=bool)
-        inside = np.zeros(len(keys), dtype=bool)
-        if len(sorted_keys):
-            found = sorted_keys[pos] == query
-            rows = order[pos]
-            inside = found & (daily.first[rows] <= ends) & (ends < daily.last[rows])
+        ends = np.fromiter(wanted.values(), dtype=np.int64, count=len(keys))
+        pos = np.minimum(np.searchsorted(sorted_keys, query), len(sorted_keys) - 1)
+        rows = order[pos]
+        inside = (
+            (sorted_keys[pos] == query) & (daily.first[rows] <= ends) & (ends < daily.last[rows])
+        )
         windows = [
-            (token, datetime.fromtimestamp(day * DAY_S, UTC), wanted[(token, day)])
-            for (token, day), needed in zip(keys, inside, strict=True)
-            if needed
+            (keys[i][0], from_seconds(keys[i][1] * DAY_S), from_seconds(int(ends[i])))
+            for i in np.flatnonzero(inside)
         ]
-    else:
-        windows = []
     detail = hourly_windows(con, lake, windows, token_ids=tokens, same_day=True)
     return PriceSeries.merge(_series(tokens, daily), detail)

@@ -115,13 +115,9 @@ def favorite_signals(
     member_codes = np.array(
         [series.code(m.yes_token_id) for g in groups for m in g.members], dtype=np.int64
     )
-    member_times = np.array(
-        [
-            to_seconds(signal_times[i]) if signal_times[i] else NO_PRICE
-            for i, g in enumerate(groups)
-            for _ in g.members
-        ],
-        dtype=np.int64,
+    group_seconds = [to_seconds(t) if t else NO_PRICE for t in signal_times]
+    member_times = np.repeat(
+        np.array(group_seconds, dtype=np.int64), [len(g.members) for g in groups]
     )
     prices, at = series.asof(member_codes, member_times)
     first_member = np.searchsorted(member_group, np.arange(len(groups) + 1))
