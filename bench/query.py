@@ -315,7 +315,6 @@ def worker_cold(root: Path, bucket_count: int | None, market: str) -> None:
 def report_layout(label: str, m: dict, cold: c.WorkerRun) -> list[list[object]]:
     t = m["times"]
     p = {k: _ms(v) for k, v in t.items()}
-    print()
     c.banner(f"{label}: {m['files']:,} trade files, {m['markets']:,} markets with trades")
     print("one process, one DuckDB connection reused; timed after warm-up, kinds interleaved")
     labels = {
