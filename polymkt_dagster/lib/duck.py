@@ -7,6 +7,7 @@ downloaded: a fresh machine without network must behave like a developer laptop.
 from __future__ import annotations
 
 import importlib
+import os
 import tempfile
 import time
 from collections.abc import Iterator
@@ -80,7 +81,9 @@ def connect(
             time.sleep(0.2)
     con.execute("SET TimeZone = 'UTC'")
     con.execute(f"SET memory_limit = '{memory_limit}'")
-    spill = temp_dir or Path(tempfile.gettempdir()) / "polymkt-duckdb-spill"
+    # One spill directory per process: DuckDB 1.5 names its spill files the same in every
+    # process, so a shared directory lets concurrent imports clobber each other's files.
+    spill = temp_dir or Path(tempfile.gettempdir()) / "polymkt-duckdb-spill" / str(os.getpid())
     spill.mkdir(parents=True, exist_ok=True)
     con.execute(f"SET temp_directory = '{spill}'")
     con.execute("SET enable_progress_bar = false")
