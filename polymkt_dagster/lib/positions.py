@@ -956,6 +956,7 @@ def register_ledger_state(
                 "shares": ledger.shares_after,
                 "avg_price": ledger.avg_after,
                 "realized": ledger.realized,
+                "seq": np.arange(len(ts), dtype=np.int64),  # ledger order, ties included
             }
         ),
         prefix,
@@ -979,14 +980,12 @@ def register_ledger_state(
         SELECT wallet, market_id, token_id, ts_us, realized AS amount, 'fill' AS kind
         FROM {prefix}_state
         UNION ALL
-        SELECT wallet, market_id, token_id, resolved_us AS ts_us,
-               shares * (payout - avg_price) AS amount, 'settlement' AS kind
-        FROM (
-            SELECT DISTINCT ON (gkey) *
-            FROM {prefix}_state
-            WHERE payout IS NOT NULL AND resolved_us IS NOT NULL AND ts_us <= resolved_us
-            ORDER BY gkey, ts_us DESC
-        )
+        SELECT any_value(wallet), any_value(market_id), any_value(token_id),
+               any_value(resolved_us) AS ts_us,
+               arg_max(shares * (payout - avg_price), seq) AS amount, 'settlement' AS kind
+        FROM {prefix}_state
+        WHERE payout IS NOT NULL AND resolved_us IS NOT NULL AND ts_us <= resolved_us
+        GROUP BY gkey  -- the last state before resolution; aggregates spill, sorts may not
         """
     )
     return fills.num_rows

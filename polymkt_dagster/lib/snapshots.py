@@ -139,10 +139,11 @@ class SnapshotEngine:
         positions = self.con.execute(
             f"""
             WITH last_state AS (
-                SELECT DISTINCT ON (gkey) wallet, token_id, shares, avg_price, payout,
-                       resolved_us
+                SELECT any_value(wallet) AS wallet, any_value(token_id) AS token_id,
+                       arg_max(shares, seq) AS shares, arg_max(avg_price, seq) AS avg_price,
+                       any_value(payout) AS payout, any_value(resolved_us) AS resolved_us
                 FROM _snap_state WHERE ts_us <= {at_us}
-                ORDER BY gkey, ts_us DESC
+                GROUP BY gkey
             ),
             realized AS (
                 SELECT wallet, token_id, sum(amount) AS realized_pnl
@@ -174,9 +175,33 @@ class SnapshotEngine:
         wallets = pa.table({"wallet": pa.array(self.wallets, pa.string())})
         self.con.register("_snap_grid", grid)
         self.con.register("_snap_wallets", wallets)
+        # A few times (the 5-minute tick): plain aggregates over "at or before t". Many
+        # (a day or a month of marks): ASOF joins, on the distinct (token, time) pairs
+        # only, since many wallets hold the same token and ASOF over repeats is slow.
+        if len(times) <= FEW_TIMES:
+            marks_sql = (
+                "SELECT p.token_id, g.t_us, arg_max(p.price, p.ts_us) AS price "
+                "FROM _snap_prices p JOIN _snap_grid g ON p.ts_us <= g.t_us "
+                "WHERE p.token_id IN (SELECT token_id FROM needed) GROUP BY ALL"
+            )
+            realized_sql = (
+                "SELECT b.t_us, b.wallet, coalesce(sum(e.amount), 0.0) AS realized_pnl "
+                "FROM base b LEFT JOIN _snap_events e "
+                "ON e.wallet = b.wallet AND e.ts_us <= b.t_us GROUP BY ALL"
+            )
+        else:
+            marks_sql = (
+                "SELECT n.token_id, n.t_us, p.price FROM needed n ASOF LEFT JOIN _snap_prices p "
+                "ON p.token_id = n.token_id AND p.ts_us <= n.t_us"
+            )
+            realized_sql = (
+                "SELECT b.t_us, b.wallet, coalesce(e.cum_realized, 0.0) AS realized_pnl "
+                "FROM base b ASOF LEFT JOIN _snap_cum e "
+                "ON e.wallet = b.wallet AND e.ts_us <= b.t_us"
+            )
         try:
             return self.con.execute(
-                """
+                f"""
                 WITH open_pairs AS (
                     SELECT g.t_us, s.wallet, s.token_id, s.shares, s.avg_price
                     FROM _snap_state s
@@ -185,12 +210,12 @@ class SnapshotEngine:
                     WHERE s.shares > 0
                       AND NOT coalesce(s.payout IS NOT NULL AND s.resolved_us <= g.t_us, false)
                 ),
+                needed AS (SELECT DISTINCT token_id, t_us FROM open_pairs),
+                marks AS ({marks_sql}),
                 marked AS (
                     SELECT o.t_us, o.wallet, o.shares, o.avg_price,
-                           coalesce(p.price, o.avg_price) AS mark
-                    FROM open_pairs o
-                    ASOF LEFT JOIN _snap_prices p
-                      ON p.token_id = o.token_id AND p.ts_us <= o.t_us
+                           coalesce(m.price, o.avg_price) AS mark
+                    FROM open_pairs o LEFT JOIN marks m USING (token_id, t_us)
                 ),
                 unrealized AS (
                     SELECT t_us, wallet,
@@ -200,11 +225,7 @@ class SnapshotEngine:
                     FROM marked GROUP BY ALL
                 ),
                 base AS (SELECT g.t_us, w.wallet FROM _snap_grid g, _snap_wallets w),
-                realized AS (
-                    SELECT b.t_us, b.wallet, coalesce(e.cum_realized, 0.0) AS realized_pnl
-                    FROM base b
-                    ASOF LEFT JOIN _snap_cum e ON e.wallet = b.wallet AND e.ts_us <= b.t_us
-                )
+                realized AS ({realized_sql})
                 SELECT make_timestamptz(r.t_us) AS snapshot_at, r.wallet,
                        r.realized_pnl,
                        coalesce(u.unrealized_pnl, 0.0) AS unrealized_pnl,
@@ -228,6 +249,7 @@ class SnapshotEngine:
 
 CHECKPOINT_TABLE = "analytics/wallets/position_checkpoints"
 DAYS_PER_QUERY = 31
+FEW_TIMES = 8
 
 
 def day_end(day: date) -> datetime:
