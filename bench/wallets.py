@@ -113,9 +113,7 @@ def worker_scan(root: Path) -> None:
             f'max("timestamp") FROM read_parquet({pattern})'
         ).fetchone()
         seconds = time.perf_counter() - started
-    c.emit_result(
-        {"seconds": seconds, "rows": int(row[0]) if row else 0, "peak_rss_mb": _self_rss_mb()}
-    )
+    c.emit_result({"seconds": seconds, "rows": int(row[0]) if row else 0})
 
 
 def worker_positions(root: Path, out: Path) -> None:
@@ -157,7 +155,6 @@ def worker_positions(root: Path, out: Path) -> None:
             "fills": int(row[2] or 0),
             "negative": row[3],
             "stages": stages,
-            "peak_rss_mb": _self_rss_mb(),
         }
     )
 
@@ -206,15 +203,8 @@ def worker_snapshot(root: Path, positions: Path) -> None:
             "fills": engine.fills,
             "cold_fills": full.fills,
             "at": at.isoformat(),
-            "peak_rss_mb": _self_rss_mb(),
         }
     )
-
-
-def _self_rss_mb() -> float:
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -253,8 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     scan = runs["scan"].result["seconds"]
 
     def rss(name: str) -> float:
-        # the worker's own peak (getrusage SELF): the larger of it and what wait4 reported
-        return max(runs[name].result["peak_rss_mb"], runs[name].peak_rss_mb)
+        return runs[name].peak_rss_mb  # the worker's own high-water RSS (VmHWM)
 
     pos, snap = runs["positions"], runs["snapshot"]
     print(f"trades in the lake: {runs['scan'].result['rows']:,}")
