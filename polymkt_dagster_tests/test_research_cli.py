@@ -8,7 +8,6 @@ import os
 import subprocess
 import sys
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +16,8 @@ import pytest
 from click.testing import CliRunner
 
 from polymkt_dagster.cli import main
-from polymkt_dagster.lib import analytics
-from polymkt_dagster.lib.duck import connect
-from polymkt_dagster.lib.election_groups import build_election_groups
-from polymkt_dagster.lib.schemas import TRADES
-from polymkt_dagster_tests.conftest import build_lake, copy_sample
 from polymkt_dagster_tests.lib.test_agents import chat_route, nulls
+from polymkt_dagster_tests.research_data import build_research_data
 from polymkt_dagster_tests.servers.openai_compat import (  # noqa: F401 (fixture)
     OpenAICompatServer,
     openai_server_fixture,
@@ -34,14 +29,8 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def cli_env(tmp_path_factory: pytest.TempPathFactory, sample_dir: Path) -> dict[str, str]:
     root = tmp_path_factory.mktemp("research_cli")
-    data = copy_sample(sample_dir, root / "data")
-    lake = build_lake(data)
-    days = lake.partition_days(TRADES.name)
-    with connect() as con:
-        analytics.build_hourly_bars(con, lake, days)
-        analytics.build_daily_bars(con, lake, days)
-        analytics.build_market_summary(con, lake, as_of=datetime.now(UTC))
-        build_election_groups(con, lake, None)
+    data = root / "data"
+    build_research_data(sample_dir, data)
     env = {k: v for k, v in os.environ.items() if not k.startswith("POLYMKT_")}
     env.update(
         POLYMKT_DATA_DIR=str(data),

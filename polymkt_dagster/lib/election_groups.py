@@ -66,24 +66,14 @@ ELECTION_GROUPS_TABLE = Table(
     ),
     key=("group_id", "market_id"),
 )
+_ARROW_TYPES = {
+    "VARCHAR": pa.string(),
+    "TIMESTAMPTZ": pa.timestamp("us", tz="UTC"),
+    "BOOLEAN": pa.bool_(),
+    "INTEGER": pa.int32(),
+}
 _ARROW_SCHEMA = pa.schema(
-    [
-        ("group_id", pa.string()),
-        ("group_source", pa.string()),
-        ("group_title", pa.string()),
-        ("event_id", pa.string()),
-        ("group_end_date", pa.timestamp("us", tz="UTC")),
-        ("group_resolved", pa.bool_()),
-        ("n_members", pa.int32()),
-        ("market_id", pa.string()),
-        ("candidate", pa.string()),
-        ("question", pa.string()),
-        ("yes_token_id", pa.string()),
-        ("end_date", pa.timestamp("us", tz="UTC")),
-        ("closed", pa.bool_()),
-        ("resolved", pa.bool_()),
-        ("won", pa.bool_()),
-    ]
+    [(name, _ARROW_TYPES[kind]) for name, kind in ELECTION_GROUPS_TABLE.columns]
 )
 GROUP_PREVIEW = ["group_id", "group_title", "candidate", "end_date", "resolved", "won"]
 

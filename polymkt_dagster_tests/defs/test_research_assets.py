@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,17 +30,16 @@ from polymkt_dagster.defs.backtest.assets import (
 )
 from polymkt_dagster.defs.resources import PolymktResource
 from polymkt_dagster.defs.search.assets import SEMANTIC_SEARCH_DISABLED_KEY
-from polymkt_dagster.lib import analytics
 from polymkt_dagster.lib.backtest import StrategyConfig
 from polymkt_dagster.lib.backtest_runs import prepare_backtest
 from polymkt_dagster.lib.datasets import DatasetFilters, save_dataset
 from polymkt_dagster.lib.duck import connect
-from polymkt_dagster.lib.election_groups import build_election_groups
 from polymkt_dagster.lib.lake import Lake
 from polymkt_dagster.lib.research_store import ResearchStore
 from polymkt_dagster.lib.schemas import TRADES
-from polymkt_dagster_tests.conftest import build_lake, copy_sample
+from polymkt_dagster_tests.conftest import copy_sample
 from polymkt_dagster_tests.lib.test_agents import chat_route, nulls
+from polymkt_dagster_tests.research_data import build_research_data
 from polymkt_dagster_tests.servers.openai_compat import (  # noqa: F401 (fixture)
     OpenAICompatServer,
     openai_server_fixture,
@@ -52,16 +50,9 @@ NO_OPENAI = OpenAIResource(api_key=SEMANTIC_SEARCH_DISABLED_KEY)
 
 @pytest.fixture(scope="module")
 def research_data(tmp_path_factory: pytest.TempPathFactory, sample_dir: Path) -> Path:
-    """The sample's raw layer and analytics, built once for the module without Dagster
-    (the assets' own run over a range is tested below, on a few days)."""
-    data = copy_sample(sample_dir, tmp_path_factory.mktemp("research"))
-    lake = build_lake(data)
-    days = lake.partition_days(TRADES.name)
-    with connect() as con:
-        analytics.build_hourly_bars(con, lake, days)
-        analytics.build_daily_bars(con, lake, days)
-        analytics.build_market_summary(con, lake, as_of=datetime.now(UTC))
-        build_election_groups(con, lake, None)
+    """The sample's raw layer and analytics, built once for the module."""
+    data = tmp_path_factory.mktemp("research") / "data"
+    build_research_data(sample_dir, data)
     return data
 
 

@@ -1,5 +1,6 @@
 """Analytics assets: price bars, market summary, election groups (thin wiring over lib/)."""
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -42,9 +43,18 @@ def _bars_preview(lake: Lake, table: Table, files: list[Path]) -> str:
     return markdown_table(sample, analytics.BAR_PREVIEW)
 
 
-def _bars_result(
-    lake: Lake, table: Table, report: analytics.BarsReport, checks: list
+def _materialize_bars(
+    context: dg.AssetExecutionContext,
+    polymkt: PolymktResource,
+    build: Callable[..., analytics.BarsReport],
+    table: Table,
 ) -> dg.MaterializeResult:
+    """Rebuild the window's day partitions of a bars table, check them, describe them."""
+    lake = polymkt.lake()
+    days = _window_days(context)
+    with connect() as con:
+        report = build(con, lake, days, progress=context.log.debug)
+        checks = analytics.bars_checks(con, lake, table, days)
     files = [f for p in report.partitions for f in p.files]
     return dg.MaterializeResult(
         metadata={
@@ -81,12 +91,7 @@ def _bar_checks(key: dg.AssetKey) -> list[dg.AssetCheckSpec]:
     check_specs=_bar_checks(PRICES_1H_KEY),
 )
 def prices_1h(context: dg.AssetExecutionContext, polymkt: PolymktResource) -> dg.MaterializeResult:
-    lake = polymkt.lake()
-    days = _window_days(context)
-    with connect() as con:
-        report = analytics.build_hourly_bars(con, lake, days, progress=context.log.debug)
-        checks = analytics.bars_checks(con, lake, analytics.PRICE_BARS_1H, days)
-    return _bars_result(lake, analytics.PRICE_BARS_1H, report, checks)
+    return _materialize_bars(context, polymkt, analytics.build_hourly_bars, analytics.PRICE_BARS_1H)
 
 
 @dg.asset(
@@ -101,12 +106,7 @@ def prices_1h(context: dg.AssetExecutionContext, polymkt: PolymktResource) -> dg
     check_specs=_bar_checks(PRICES_1D_KEY),
 )
 def prices_1d(context: dg.AssetExecutionContext, polymkt: PolymktResource) -> dg.MaterializeResult:
-    lake = polymkt.lake()
-    days = _window_days(context)
-    with connect() as con:
-        report = analytics.build_daily_bars(con, lake, days, progress=context.log.debug)
-        checks = analytics.bars_checks(con, lake, analytics.PRICE_BARS_1D, days)
-    return _bars_result(lake, analytics.PRICE_BARS_1D, report, checks)
+    return _materialize_bars(context, polymkt, analytics.build_daily_bars, analytics.PRICE_BARS_1D)
 
 
 @dg.asset(
