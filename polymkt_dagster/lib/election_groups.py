@@ -267,8 +267,8 @@ def _member(row: dict[str, Any]) -> Member:
         closed=row["closed"],
         resolved=row["resolved"],
         won=row["won"],
-        event_id=row["event_id"],
-        event_title=row["event_title"],
+        event_id=row.get("event_id"),
+        event_title=row.get("event_title"),
     )
 
 
@@ -445,18 +445,7 @@ def groups_from_table(table: pa.Table) -> list[Group]:
                 members=[],
                 end_date_override=row["group_end_date"],
             )
-        group.members.append(
-            Member(
-                market_id=row["market_id"],
-                candidate=row["candidate"],
-                question=row["question"],
-                yes_token_id=row["yes_token_id"],
-                end_date=row["end_date"],
-                closed=row["closed"],
-                resolved=row["resolved"],
-                won=row["won"],
-            )
-        )
+        group.members.append(_member(row))
     return list(groups.values())
 
 
