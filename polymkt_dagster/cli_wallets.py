@@ -362,6 +362,7 @@ def _engine(settings: Settings) -> tuple[str, Any]:
         settings.resolved_clickhouse_dsn,
         user=settings.clickhouse_user,
         password=settings.clickhouse_password,
+        read_only=True,
     )
     return "clickhouse", client
 

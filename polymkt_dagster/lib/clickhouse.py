@@ -146,11 +146,18 @@ SERVED_TABLES: dict[str, ServedTable] = {
 PUBLISH_LOG = "_polymkt_publish_log"
 
 
-def get_client(dsn: str, *, user: str | None = None, password: str | None = None) -> Any:
-    """A shared clickhouse-connect client for ``dsn`` (one chdb session per process)."""
+def get_client(
+    dsn: str, *, user: str | None = None, password: str | None = None, read_only: bool = False
+) -> Any:
+    """A shared clickhouse-connect client for ``dsn`` (one chdb data path per process).
+
+    ``read_only`` gives a second client kept for guarded queries: in chdb a query that
+    fails under ``readonly=1`` leaves its session read-only, so guarded reads never share
+    a session with the publisher.
+    """
     import clickhouse_connect
 
-    key = f"{dsn}|{user or ''}"
+    key = f"{dsn}|{user or ''}|{'ro' if read_only else 'rw'}"
     with _LOCK:
         if key in _CLIENTS:
             return _CLIENTS[key]

@@ -177,9 +177,9 @@ def test_duckdb_execution_is_confined_and_times_out(wallet_lake) -> None:  # noq
 
 
 def test_clickhouse_execution_is_read_only(wallet_lake) -> None:  # noqa: F811
-    client = ch.get_client(chdb_dsn())
     database = fresh_database()
-    ch.ensure_tables(client, database)
+    ch.ensure_tables(ch.get_client(chdb_dsn()), database)
+    client = ch.get_client(chdb_dsn(), read_only=True)
     result = run_guarded(
         "SELECT count() AS n FROM wallet_alerts",
         lake=wallet_lake,
@@ -194,6 +194,8 @@ def test_clickhouse_execution_is_read_only(wallet_lake) -> None:  # noqa: F811
             f"CREATE TABLE {database}.x (a Int8) ENGINE = Memory",
             settings={"readonly": 1},
         )
+    # that failure left the read-only session read-only; the publisher's is untouched
+    ch.get_client(chdb_dsn()).command(f"CREATE TABLE {database}.y (a Int8) ENGINE = Memory")
 
 
 from polymkt_dagster_tests.wallet_helpers import (  # noqa: E402, F401 - fixtures
