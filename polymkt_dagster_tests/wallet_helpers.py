@@ -9,7 +9,7 @@ import threading
 import uuid
 from collections import deque
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ import pytest
 
 from polymkt_dagster.lib.lake import Lake
 from polymkt_dagster.lib.sample import SampleConfig, _build_universe
+from polymkt_dagster_tests.servers.local_http import LocalHTTPServer
 
 _CHDB_DIR: list[Path] = []
 
@@ -46,48 +47,35 @@ def wallet_lake(sample_lake: Lake, tmp_path_factory: pytest.TempPathFactory) -> 
     return Lake(data_dir / "parquet")
 
 
-class WebhookReceiver:
+class WebhookReceiver(LocalHTTPServer):
     """A real local HTTP server that records JSON POSTs; can fail the next requests."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.received: list[dict[str, Any]] = []
         self.statuses: list[int] = []
         self._fail: deque[int] = deque()
         self._lock = threading.Lock()
-        receiver = self
+        self.start()
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = json.loads(self.rfile.read(length) or b"{}")
-                with receiver._lock:
-                    status = receiver._fail.popleft() if receiver._fail else 200
-                    receiver.statuses.append(status)
-                    if status == 200:
-                        receiver.received.append(body)
-                self.send_response(status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, format: str, *args: Any) -> None:
-                return
-
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
-        self._thread.start()
+    def handle(self, request: BaseHTTPRequestHandler, body: bytes | None) -> None:
+        document = json.loads(body or b"{}")
+        with self._lock:
+            status = self._fail.popleft() if self._fail else 200
+            self.statuses.append(status)
+            if status == 200:
+                self.received.append(document)
+        request.send_response(status)
+        request.send_header("Content-Length", "0")
+        request.end_headers()
 
     @property
     def url(self) -> str:
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host!s}:{port}/hooks/secret-token-123?key=abc"
+        return f"{self.origin}/hooks/secret-token-123?key=abc"
 
     def fail_next(self, *statuses: int) -> None:
         with self._lock:
             self._fail.extend(statuses)
-
-    def stop(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
 
 
 @pytest.fixture

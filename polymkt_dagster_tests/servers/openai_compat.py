@@ -22,13 +22,15 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import numpy as np
 import pytest
 
 from polymkt_dagster.lib.search import HashingEmbedder
+
+from .local_http import LocalHTTPServer
 
 Handler = Callable[[dict[str, Any]], tuple[int, dict[str, Any]]]
 
@@ -54,10 +56,11 @@ def _error(status: int, message: str, kind: str, code: str | None = None) -> tup
     return status, {"error": {"message": message, "type": kind, "param": None, "code": code}}
 
 
-class OpenAICompatServer:
+class OpenAICompatServer(LocalHTTPServer):
     """Start with ``start()`` or as a context manager; ``base_url`` ends in ``/v1``."""
 
     def __init__(self, *, dim: int = 64, api_key: str | None = None) -> None:
+        super().__init__()
         self.dim = dim
         self.expected_api_key = api_key  # None accepts any non-empty bearer token
         self.routes: dict[str, Handler] = {"/v1/embeddings": self._embeddings}
@@ -65,45 +68,10 @@ class OpenAICompatServer:
         self._injected: deque[_Injected] = deque()
         self._lock = threading.Lock()
         self._embedders: dict[int, HashingEmbedder] = {}
-        self._httpd: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
-
-    # ---- lifecycle -------------------------------------------------------------------
-    def start(self) -> OpenAICompatServer:
-        server = self
-
-        class RequestHandler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                server._handle(self)
-
-            def log_message(self, format: str, *args: Any) -> None:  # quiet test output
-                return
-
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), RequestHandler)
-        self._httpd.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-            self._httpd = None
-
-    def __enter__(self) -> OpenAICompatServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     @property
     def base_url(self) -> str:
-        assert self._httpd is not None, "server not started"
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host!s}:{port}/v1"
+        return f"{self.origin}/v1"
 
     # ---- test controls ---------------------------------------------------------------
     def fail_next(self, *statuses: int, retry_after: float | None = None) -> None:
@@ -137,10 +105,8 @@ class OpenAICompatServer:
         return sum(1 for r in self.requests if r.status != 200)
 
     # ---- HTTP ------------------------------------------------------------------------
-    def _handle(self, request: BaseHTTPRequestHandler) -> None:
+    def handle(self, request: BaseHTTPRequestHandler, raw: bytes | None) -> None:
         path = request.path.split("?", 1)[0].rstrip("/")
-        length = int(request.headers.get("Content-Length") or 0)
-        raw = request.rfile.read(length) if length else b""
         try:
             body = json.loads(raw or b"{}")
         except json.JSONDecodeError:

@@ -27,13 +27,12 @@ import contextlib
 import hashlib
 import json
 import random
-import socket
 import threading
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import parse_qsl, urlsplit
@@ -45,6 +44,8 @@ import pytest
 
 from polymkt_dagster.lib.rpc import V1_ORDER_FILLED, V2_ORDER_FILLED
 from polymkt_dagster.lib.schemas import EXCHANGE_CONTRACTS
+
+from .local_http import LocalHTTPServer
 
 V1_CTF, V1_NEG, V2_CTF, V2_NEG = list(EXCHANGE_CONTRACTS)
 V1_TO_V2 = {V1_CTF: V2_CTF, V1_NEG: V2_NEG}
@@ -74,15 +75,15 @@ class Faults:
             return self.queue.popleft() if self.queue else None
 
 
-class _JsonServer:
+class _JsonServer(LocalHTTPServer):
     """Base: lifecycle, request log, faults, JSON answers. Subclasses implement ``answer``."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.faults = Faults()
         self.requests: list[tuple[str, int]] = []  # (path with query, status)
         self.delay_s = 0.0  # added to every answer (to make a sync slow enough to kill)
         self._lock = threading.Lock()
-        self._httpd: ThreadingHTTPServer | None = None
 
     # ---- controls --------------------------------------------------------------------
     def fail_next(self, *statuses: int, retry_after: str | None = None) -> None:
@@ -101,57 +102,15 @@ class _JsonServer:
     def failed_requests(self) -> int:
         return sum(1 for _, status in self.requests if status != 200)
 
-    # ---- lifecycle -------------------------------------------------------------------
-    def start(self) -> _JsonServer:
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def setup(self) -> None:
-                super().setup()
-                # Headers and body go out in separate writes: without NODELAY, Nagle and
-                # delayed ACKs add 40 ms to every answer.
-                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-            def do_GET(self) -> None:
-                server._handle(self, None)
-
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                server._handle(self, self.rfile.read(length) if length else b"")
-
-            def log_message(self, format: str, *args: Any) -> None:
-                return
-
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._httpd.daemon_threads = True
-        threading.Thread(target=self._httpd.serve_forever, daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-            self._httpd = None
-
-    def __enter__(self) -> _JsonServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
     @property
     def base_url(self) -> str:
-        assert self._httpd is not None, "server not started"
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host!s}:{port}"
+        return self.origin
 
     # ---- HTTP ------------------------------------------------------------------------
     def answer(self, path: str, query: list[tuple[str, str]], body: Any) -> tuple[int, Any]:
         raise NotImplementedError
 
-    def _handle(self, request: BaseHTTPRequestHandler, raw: bytes | None) -> None:
+    def handle(self, request: BaseHTTPRequestHandler, raw: bytes | None) -> None:
         parts = urlsplit(request.path)
         query = parse_qsl(parts.query, keep_blank_values=True)
         fault = self.faults.next()
