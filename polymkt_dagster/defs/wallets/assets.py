@@ -6,10 +6,12 @@ picked up by the eager automation (when POLYMKT_ANALYTICS_MODE=on) and a range b
 is one run (single-run backfill policy).
 """
 
+from collections.abc import Callable
 from datetime import date
 from typing import Any
 
 import dagster as dg
+import duckdb
 import pyarrow as pa
 
 from polymkt_dagster.defs.ingest.assets import MARKETS_KEY, TRADES_KEY, _window_days
@@ -23,7 +25,12 @@ from polymkt_dagster.lib.positions import compute_positions, wallet_totals
 from polymkt_dagster.lib.report import markdown_table
 from polymkt_dagster.lib.rollups import GRAINS, build_rollups, market_table, wallet_table
 from polymkt_dagster.lib.snapshots import SNAPSHOT_SCHEMA, snapshot_days
-from polymkt_dagster.lib.watchlists import WatchlistStore, effective_watchlists, watched_set
+from polymkt_dagster.lib.watchlists import (
+    Watchlist,
+    WatchlistStore,
+    effective_watchlists,
+    watched_set,
+)
 
 POSITIONS_KEY = dg.AssetKey(["wallets", "positions"])
 PNL_SNAPSHOTS_KEY = dg.AssetKey(["wallets", "pnl_snapshots"])
@@ -39,14 +46,31 @@ def analytics_automation() -> dg.AutomationCondition | None:
     return dg.AutomationCondition.eager() if Settings.from_env().analytics_mode == "on" else None
 
 
-def _store(polymkt: PolymktResource) -> WatchlistStore:
+def _watchlists(
+    polymkt: PolymktResource, con: duckdb.DuckDBPyConnection, lake: Lake
+) -> list[Watchlist]:
+    """The watchlists in force (YAML + CLI-managed, else the suggested top wallets)."""
     settings = polymkt.settings()
-    return WatchlistStore.for_data_dir(settings.data_dir, settings.resolved_watchlists_file)
+    store = WatchlistStore.for_data_dir(settings.data_dir, settings.resolved_watchlists_file)
+    positions = lake.single_file(POSITIONS_TABLE)
+    current_positions = f"read_parquet({sql_string(positions)})" if positions.exists() else None
+    return effective_watchlists(store, con, lake, current_positions=current_positions)
 
 
-def _current_positions(lake: Lake) -> str | None:
-    path = lake.single_file(POSITIONS_TABLE)
-    return f"read_parquet({sql_string(path)})" if path.exists() else None
+def _daily_wallet_asset(
+    key: dg.AssetKey, *, deps: list[dg.AssetKey], description: str
+) -> Callable[[Callable[..., dg.MaterializeResult]], dg.AssetsDefinition]:
+    """A day-partitioned wallets asset, one run per backfill, eager in analytics mode."""
+    return dg.asset(
+        key=key,
+        deps=deps,
+        partitions_def=daily_partitions,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        group_name="wallets",
+        kinds={"parquet"},
+        automation_condition=analytics_automation(),
+        description=description,
+    )
 
 
 @dg.asset(
@@ -119,14 +143,9 @@ def wallet_positions(
     )
 
 
-@dg.asset(
-    key=PNL_SNAPSHOTS_KEY,
+@_daily_wallet_asset(
+    PNL_SNAPSHOTS_KEY,
     deps=[TRADES_KEY, MARKETS_KEY, POSITIONS_KEY],
-    partitions_def=daily_partitions,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    group_name="wallets",
-    kinds={"parquet"},
-    automation_condition=analytics_automation(),
     description=(
         "Mark-to-market P&L of every watched wallet every 5 minutes (realized, unrealized at "
         "the last trade price, total, exposure), by UTC day. Without any watchlist the "
@@ -141,9 +160,7 @@ def wallet_pnl_snapshots(
     rows = 0
     preview: list[pa.Table] = []
     with connect() as con:
-        lists = effective_watchlists(
-            _store(polymkt), con, lake, current_positions=_current_positions(lake)
-        )
+        lists = _watchlists(polymkt, con, lake)
         wallets = watched_set(lists).addresses
 
         def write_day(day: date, table: pa.Table) -> None:
@@ -180,14 +197,9 @@ def wallet_pnl_snapshots(
     )
 
 
-@dg.asset(
-    key=ALERTS_KEY,
+@_daily_wallet_asset(
+    ALERTS_KEY,
     deps=[TRADES_KEY, MARKETS_KEY],
-    partitions_def=daily_partitions,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    group_name="wallets",
-    kinds={"parquet"},
-    automation_condition=analytics_automation(),
     description=(
         "An alert per watched-wallet fill at or above the watchlist's size threshold, with a "
         "cooldown per (wallet, market); runs after each sync of raw/trades. Delivered to "
@@ -201,9 +213,7 @@ def wallet_alerts(
     settings = polymkt.settings()
     days = _window_days(context)
     with connect() as con:
-        lists = effective_watchlists(
-            _store(polymkt), con, lake, current_positions=_current_positions(lake)
-        )
+        lists = _watchlists(polymkt, con, lake)
         report = alerts_lib.build_alerts(con, lake, watched_set(lists), days)
     metadata: dict[str, Any] = {
         "dagster/row_count": report.alerts,
