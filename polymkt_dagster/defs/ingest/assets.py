@@ -13,7 +13,7 @@ from polymkt_dagster.lib import bootstrap, quality
 from polymkt_dagster.lib.duck import connect
 from polymkt_dagster.lib.lake import Lake
 from polymkt_dagster.lib.report import counts_table, markdown_table
-from polymkt_dagster.lib.schemas import EVENTS, MARKETS, ORDER_FILLED, TRADES
+from polymkt_dagster.lib.schemas import EVENTS, MARKETS, ORDER_FILLED, TRADES, Table
 from polymkt_dagster.lib.trades import derive_trades
 
 MARKETS_KEY = dg.AssetKey(["raw", "markets"])
@@ -82,6 +82,25 @@ def _window_days(context: dg.AssetExecutionContext) -> list[date]:
     return [first + timedelta(days=i) for i in range((last - first).days + 1)]
 
 
+def _sync_or_import_gamma_table(
+    context: dg.AssetExecutionContext,
+    polymkt: PolymktResource,
+    config: live.IngestConfig,
+    table: Table,
+    preview_columns: list[str],
+) -> dict[str, Any]:
+    """Markets or events: a Gamma sync in live mode, else the bootstrap import of the data dir."""
+    settings, lake = polymkt.settings(), polymkt.lake()
+    if live.is_live(context, config, settings):
+        metadata = live.sync_gamma_kind(context, settings, lake, table.name, config)
+    else:
+        importer = bootstrap.import_markets if table is MARKETS else bootstrap.import_events
+        metadata = _import_metadata(importer(settings.data_dir, lake, progress=context.log.info))
+    metadata["path"] = dg.MetadataValue.path(str(lake.single_file(table.name)))
+    metadata["preview"] = dg.MetadataValue.md(_preview(lake, table, None, preview_columns))
+    return metadata
+
+
 @dg.asset(
     key=MARKETS_KEY,
     group_name="raw",
@@ -95,16 +114,10 @@ def _window_days(context: dg.AssetExecutionContext) -> list[date]:
 def raw_markets(
     context: dg.AssetExecutionContext, polymkt: PolymktResource, config: live.IngestConfig
 ) -> dg.MaterializeResult:
-    settings, lake = polymkt.settings(), polymkt.lake()
-    if live.is_live(context, config, settings):
-        metadata = live.sync_gamma_kind(context, settings, lake, "markets", config)
-    else:
-        report = bootstrap.import_markets(settings.data_dir, lake, progress=context.log.info)
-        metadata = _import_metadata(report)
+    lake = polymkt.lake()
+    metadata = _sync_or_import_gamma_table(context, polymkt, config, MARKETS, MARKET_PREVIEW)
     with connect() as con:
         checks = quality.markets_checks(con, lake)
-    metadata["path"] = dg.MetadataValue.path(str(lake.single_file(MARKETS.name)))
-    metadata["preview"] = dg.MetadataValue.md(_preview(lake, MARKETS, None, MARKET_PREVIEW))
     return dg.MaterializeResult(
         metadata=metadata, check_results=_check_results(checks, {"market_id_unique"})
     )
@@ -120,14 +133,7 @@ def raw_markets(
 def raw_events(
     context: dg.AssetExecutionContext, polymkt: PolymktResource, config: live.IngestConfig
 ) -> dg.MaterializeResult:
-    settings, lake = polymkt.settings(), polymkt.lake()
-    if live.is_live(context, config, settings):
-        metadata = live.sync_gamma_kind(context, settings, lake, "events", config)
-    else:
-        report = bootstrap.import_events(settings.data_dir, lake, progress=context.log.info)
-        metadata = _import_metadata(report)
-    metadata["path"] = dg.MetadataValue.path(str(lake.single_file(EVENTS.name)))
-    metadata["preview"] = dg.MetadataValue.md(_preview(lake, EVENTS, None, EVENT_PREVIEW))
+    metadata = _sync_or_import_gamma_table(context, polymkt, config, EVENTS, EVENT_PREVIEW)
     return dg.MaterializeResult(metadata=metadata)
 
 
