@@ -23,12 +23,14 @@ Measure, in one process:
   - baseline: one scan of the trades (count, sum of price, newest time, token id bytes)
     through ``Lake.scan_sql``, the columns a signal needs;
   - precompute (reported, outside the target): ``analytics/prices_1h``, ``prices_1d`` over
-    every day and ``analytics/election_groups``, the assets the signals read;
+    every day, ``analytics/election_groups`` and ``analytics/price_index`` (every token's
+    hourly and daily closes in one file sorted by token), the assets the signals read;
   - target: ``build_favorites`` for the 7 horizons (what the signals/favorites asset does:
-    loads every candidate's daily closes and the hourly closes of each signal's day once,
-    writes 7 Parquet files) plus a full backtest (``compute_backtest``, what
-    backtest/results does: reuses the fresh 30-day favorites, loads each favorite's hourly
-    closes from its entry to its end, simulates entries, exits and the daily equity curve);
+    reads every candidate's hourly closes from the index in one read of their sorted run
+    of rows, as-of look-ups for every group and horizon, writes 7 Parquet files) plus a
+    full backtest (``compute_backtest``, what backtest/results does: reuses the fresh
+    30-day favorites, reads the favorites' daily closes from the index, simulates entries,
+    resolution and the daily equity curve);
   - (info) the same backtest through ``execute_backtest`` (Parquet outputs and the PNG).
 Always exits 0.
 """
@@ -58,6 +60,7 @@ from polymkt_dagster.lib.backtest_runs import compute_backtest, execute_backtest
 from polymkt_dagster.lib.duck import connect
 from polymkt_dagster.lib.election_groups import build_election_groups
 from polymkt_dagster.lib.lake import Lake
+from polymkt_dagster.lib.price_series import PRICE_INDEX, PriceIndexReport, build_price_index
 from polymkt_dagster.lib.research_store import ResearchStore
 from polymkt_dagster.lib.schemas import MARKETS, TRADES
 
@@ -274,8 +277,16 @@ def precompute(lake: Lake) -> dict[str, Any]:
         bars = analytics.build_hourly_bars(con, lake, days)
         daily = analytics.build_daily_bars(con, lake, days)
         groups = build_election_groups(con, lake, None)
+    index, index_s = timed(lambda: index_prices(lake))
     return {"bars": bars.rows, "daily_bars": daily.rows, "groups": groups.groups,
-            "members": groups.members}  # fmt: skip
+            "members": groups.members, "index_rows": index.hourly_rows + index.daily_rows,
+            "index_s": index_s}  # fmt: skip
+
+
+def index_prices(lake: Lake) -> PriceIndexReport:
+    """The analytics/price_index asset: every token's hourly and daily closes, one file."""
+    with connect() as con:
+        return build_price_index(con, lake)
 
 
 def favorites(lake: Lake) -> list[signals.FavoritesReport]:
@@ -299,7 +310,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rebuild", action="store_true", help="regenerate even if kept")
     parser.add_argument("--keep", action="store_true", help="keep the work dir for reuse")
     parser.add_argument(
-        "--precompute", action="store_true", help="rebuild prices_1h and groups even if cached"
+        "--precompute",
+        action="store_true",
+        help="rebuild prices_1h/1d, groups and the price index even if cached",
     )
     args = parser.parse_args(argv)
     n_groups = args.groups or (QUICK_GROUPS if args.quick else DEFAULT_GROUPS)
@@ -328,8 +341,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     import pandas  # noqa: F401
 
     (rows, _), scan_s = timed(lambda: scan_once(lake), "scan")
-    if cached and not args.precompute and lake.files(analytics.PRICES_1H):
-        pre, pre_s = json.loads(marker.read_text()).get("precompute"), None
+    kept = json.loads(marker.read_text()).get("precompute") if cached else None
+    if kept and not args.precompute and lake.files(analytics.PRICES_1H):
+        pre, pre_s = kept, None
+        if "index_s" not in kept or not lake.single_file(PRICE_INDEX).exists():
+            # Data kept by a run from before the as-of index: build just the index.
+            index, index_s = timed(lambda: index_prices(lake))
+            pre = {**kept, "index_rows": index.hourly_rows + index.daily_rows,
+                   "index_s": index_s}  # fmt: skip
+            stored = json.loads(marker.read_text())
+            stored.update(precompute=pre, precompute_s=stored["precompute_s"] + index_s)
+            marker.write_text(json.dumps(stored))
     else:
         pre, pre_s = timed(lambda: precompute(lake))
         marker.write_text(json.dumps({**json.loads(marker.read_text()), "precompute": pre,
@@ -352,10 +374,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         ["step", "seconds", "x scan", "what"],
         [
             ["scan trades once (baseline)", scan_s, 1.0, f"{rows:,} rows"],
-            ["precompute: prices_1h/1d, groups", pre_s or pre_time, pre_time / scan_s,
+            ["precompute: bars, groups, index", pre_s or pre_time, pre_time / scan_s,
              f"{pre['bars']:,} hourly + {pre['daily_bars']:,} daily bars, {pre['groups']:,} "
              "groups (outside the target)"
              + ("" if pre_s else "; reused, time from the run that built it")],
+            ["  of which the as-of index", pre["index_s"], pre["index_s"] / scan_s,
+             f"{pre['index_rows']:,} hourly + daily closes sorted by token (outside the "
+             "target)"],
             ["signals, 7 horizons", signals_s, signals_s / scan_s,
              f"{sum(r.groups for r in reports):,} group signals, "
              f"{sum(r.ok for r in reports):,} with a favorite"],

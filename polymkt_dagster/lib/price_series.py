@@ -7,8 +7,11 @@ seen when that hour also traded after t; with hour-aligned times (Polymarket end
 are) it is exactly the last trade at or before t. Trade times are rounded up to the second
 and query times down, so rounding can only make a price known later, never earlier.
 
-Loading is what costs (tens of millions of hourly bars), so readers load only what their
-look-ups can see:
+Loading is what costs (tens of millions of hourly bars). With ``analytics/price_index``
+(``build_price_index``: every token's hourly and daily closes in one file sorted by token)
+a reader takes its tokens' contiguous, already sorted rows in one read; the index's footer
+names the hourly files it was built from, and days changed since are read from their bars
+(``PriceIndex``). Without the index, readers load only what their look-ups can see:
 
 - ``signal_series``: every candidate's daily closes, plus hourly closes only for the
   (token, day) pairs where a signal time falls strictly inside that day's trading (first
@@ -22,7 +25,10 @@ from the files nor cross into Python per row; sorting happens in numpy.
 
 from __future__ import annotations
 
+import json
 import math
+import os
+import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -32,11 +38,12 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
-from polymkt_dagster.lib.analytics import PRICE_BARS_1D, PRICE_BARS_1H, token_key_sql
+from polymkt_dagster.lib.analytics import PRICE_BARS_1D, PRICE_BARS_1H, PRICES_1H, token_key_sql
 from polymkt_dagster.lib.duck import sql_string
 from polymkt_dagster.lib.election_groups import Group
-from polymkt_dagster.lib.lake import Lake
+from polymkt_dagster.lib.lake import PARQUET_OPTIONS, Lake
 from polymkt_dagster.lib.schemas import Table
 
 NO_PRICE = -1
@@ -139,12 +146,17 @@ class PriceSeries:
 
     @classmethod
     def merge(cls, first: PriceSeries, second: PriceSeries) -> PriceSeries:
-        """The points of both series (same tokens); a point in both changes no answer."""
+        """The points of both series (same tokens, in any order); a point in both changes
+        no answer."""
+        second_codes = second.codes
         if first.token_ids != second.token_ids:
-            raise ValueError("merging price series of different tokens")
+            if set(first.token_ids) != set(second.token_ids):
+                raise ValueError("merging price series of different tokens")
+            recode = np.array([first.code(t) for t in second.token_ids], dtype=np.int64)
+            second_codes = recode[second.codes]
         return cls(
             first.token_ids,
-            np.concatenate([first.codes, second.codes]),
+            np.concatenate([first.codes, second_codes]),
             np.concatenate([first.times, second.times]),
             np.concatenate([first.prices, second.prices]),
         )
@@ -191,7 +203,12 @@ def _all_have_column(con: duckdb.DuckDBPyConnection, files: Sequence[Path], name
 
 
 def _relation(
-    con: duckdb.DuckDBPyConnection, lake: Lake, table: Table, files: Sequence[Path]
+    con: duckdb.DuckDBPyConnection,
+    lake: Lake,
+    table: Table,
+    files: Sequence[Path],
+    *,
+    extra_columns: str = "",
 ) -> str | None:
     """The narrow columns a series needs, from ``files``; bars written before token_key
     existed get it computed from their id."""
@@ -201,8 +218,8 @@ def _relation(
     if not _all_have_column(con, files, "token_key"):
         key = f"coalesce(token_key, {token_key_sql('token_id')})"
     return (
-        f"(SELECT {key} AS token_key, bucket_start, first_trade_at, last_trade_at, close "
-        f"FROM {lake.scan_sql(table, files)})"
+        f"(SELECT {key} AS token_key, bucket_start, first_trade_at, last_trade_at, close"
+        f"{extra_columns} FROM {lake.scan_sql(table, files)})"
     )
 
 
@@ -320,6 +337,9 @@ def daily_series(
 ) -> PriceSeries:
     """Each token's close at the last trade of every day: exact as-of prices at any time
     that is not inside a day's trading (day ends, or before a day's first trade)."""
+    index = PriceIndex.open(lake)
+    if index is not None:
+        return index.series(con, token_ids, INDEX_DAILY)
     tokens = _tokens(token_ids)
     return _series(tokens, _daily_rows(con, lake, tokens))
 
@@ -377,7 +397,12 @@ def signal_series(
     Daily closes answer every signal time that is not inside its day's trading; for the
     (token, day) pairs where it is (first trade <= t < last trade), the hourly closes of
     that day up to t are added. Same answers as the full hourly series at those times.
+    With the as-of index (``analytics/price_index``) the full hourly series is one read of
+    the candidates' sorted run of rows, cheaper than either.
     """
+    index = PriceIndex.open(lake)
+    if index is not None:
+        return index.series(con, [m.yes_token_id for g in groups for m in g.members], INDEX_HOURLY)
     tokens = sorted({m.yes_token_id for g in groups for m in g.members if m.yes_token_id})
     daily = _daily_rows(con, lake, tokens)
     code_of = {token: code for code, token in enumerate(tokens)}
@@ -412,3 +437,283 @@ def signal_series(
         ]
     detail = hourly_windows(con, lake, windows, token_ids=tokens, same_day=True)
     return PriceSeries.merge(_series(tokens, daily), detail)
+
+
+# ---- the as-of index (analytics/price_index) ---------------------------------------------
+#
+# One Parquet file holding, for every token, its closes sorted by (grain, token_key,
+# last_trade_at): the hourly closes ("1h", one row per hourly bar) and the daily closes
+# ("1d", the last hourly close of each UTC day, what prices_1d's close is). Readers load the
+# contiguous, already sorted run of their tokens in one read instead of opening every day
+# partition and sorting. The file's footer records the hourly files (name, mtime, size,
+# inode) it was built from: a day whose hourly files changed since (re-materialized, added
+# or removed) is "dirty", its index rows are ignored and its hourly bars read directly, so
+# a stale index never changes an answer, only what the answer costs.
+
+PRICE_INDEX = "analytics/price_index"
+INDEX_HOURLY = "1h"
+INDEX_DAILY = "1d"
+_DIRECTORY = "tokens"  # one row per token: its side, so readers know which run to read
+_YES_SIDE, _OTHER_SIDE = 0, 1
+_INDEX_KV_KEY = "polymkt_price_index"
+_INDEX_VERSION = 1
+
+FileStamp = tuple[str, int, int, int]  # file name in its day dir, mtime_ns, size, inode
+
+
+def bar_file_stamps(lake: Lake, table: str = PRICES_1H) -> dict[date, list[FileStamp]]:
+    """Every day's Parquet files of a bars table with what identifies their version.
+
+    One directory walk: cheaper than listing each day's directory separately, and the
+    same files ``Lake.files`` lists (``year=/month=/day=`` directories, no hidden files).
+    """
+    base = lake.table_dir(table)
+    stamps: dict[date, list[FileStamp]] = {}
+    for year_dir in _subdirs(base, "year="):
+        for month_dir in _subdirs(year_dir, "month="):
+            for day_dir in _subdirs(month_dir, "day="):
+                try:
+                    day = date(
+                        int(year_dir.name[5:]), int(month_dir.name[6:]), int(day_dir.name[4:])
+                    )
+                except ValueError:
+                    continue
+                found: list[FileStamp] = []
+                for dirpath, _, names in os.walk(day_dir):
+                    for name in names:
+                        if name.endswith(".parquet") and not name.startswith("."):
+                            path = os.path.join(dirpath, name)
+                            st = os.stat(path)
+                            relative = os.path.relpath(path, day_dir)
+                            found.append((relative, st.st_mtime_ns, st.st_size, st.st_ino))
+                if found:
+                    stamps[day] = sorted(found)
+    return stamps
+
+
+def _subdirs(base: Path, prefix: str) -> list[Path]:
+    try:
+        entries = list(os.scandir(base))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    return sorted(Path(e.path) for e in entries if e.name.startswith(prefix) and e.is_dir())
+
+
+def _stamp_files(lake: Lake, stamps: Mapping[date, Sequence[FileStamp]]) -> list[Path]:
+    return [
+        lake.day_dir(PRICES_1H, day) / name for day in sorted(stamps) for name, *_ in stamps[day]
+    ]
+
+
+@dataclass(frozen=True)
+class PriceIndexReport:
+    path: Path
+    hourly_rows: int
+    daily_rows: int
+    tokens: int
+    days: int
+    source_files: int
+    bytes: int
+    newest_trade_at: datetime | None
+
+
+def build_price_index(con: duckdb.DuckDBPyConnection, lake: Lake) -> PriceIndexReport:
+    """Rebuild ``analytics/price_index`` from every hourly bars file (one file, atomic)."""
+    # Stamped before reading: a file rewritten meanwhile has a newer stamp than the one
+    # recorded, so readers treat its day as dirty instead of trusting the index for it.
+    stamps = bar_file_stamps(lake)
+    target = lake.single_file(PRICE_INDEX)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    manifest = json.dumps(
+        {
+            "version": _INDEX_VERSION,
+            "source": PRICES_1H,
+            "days": {day.isoformat(): [list(s) for s in files] for day, files in stamps.items()},
+        },
+        separators=(",", ":"),
+    )
+    select = (
+        "SELECT NULL::VARCHAR AS grain, NULL::UTINYINT AS side, NULL::BIGINT AS token_key, "
+        "NULL::TIMESTAMPTZ AS last_trade_at, NULL::DOUBLE AS close WHERE false"
+    )
+    relation = _relation(
+        con, lake, PRICE_BARS_1H, _stamp_files(lake, stamps), extra_columns=", outcome"
+    )
+    if relation is not None:
+        select = f"""
+            WITH h AS (
+                SELECT token_key, bucket_start, last_trade_at, close, outcome FROM {relation}
+                WHERE close IS NOT NULL AND last_trade_at IS NOT NULL AND token_key IS NOT NULL
+            ),
+            sides AS (
+                SELECT token_key,
+                       CAST(CASE WHEN bool_or(lower(trim(outcome)) = 'yes') THEN {_YES_SIDE}
+                                 ELSE {_OTHER_SIDE} END AS UTINYINT) AS side
+                FROM h GROUP BY token_key
+            ),
+            closes AS (
+                SELECT '{INDEX_HOURLY}' AS grain, token_key, last_trade_at, close FROM h
+                UNION ALL
+                SELECT '{INDEX_DAILY}', token_key, max(last_trade_at),
+                       arg_max(close, last_trade_at)
+                FROM h GROUP BY token_key, epoch_us(bucket_start) // {_MICROS_PER_DAY}
+            )
+            SELECT c.grain, s.side, c.token_key, c.last_trade_at, c.close
+            FROM closes c JOIN sides s USING (token_key)
+            UNION ALL
+            SELECT '{_DIRECTORY}', side, token_key, NULL, NULL FROM sides
+            ORDER BY grain, side, token_key, last_trade_at
+        """
+    tmp = target.parent / f".{target.name}.{uuid.uuid4().hex}.tmp"
+    try:
+        kv = manifest.replace("'", "''")
+        con.execute(
+            f"COPY ({select}) TO {sql_string(tmp)} "
+            f"({PARQUET_OPTIONS}, KV_METADATA {{{_INDEX_KV_KEY}: '{kv}'}})"
+        )
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    counts = dict(
+        con.execute(
+            f"SELECT grain, count(*) FROM read_parquet({sql_string(target)}) GROUP BY grain"
+        ).fetchall()
+    )
+    newest = con.execute(
+        f"SELECT max(last_trade_at) FROM read_parquet({sql_string(target)}) "
+        f"WHERE grain = '{INDEX_DAILY}'"
+    ).fetchone()
+    return PriceIndexReport(
+        path=target,
+        hourly_rows=int(counts.get(INDEX_HOURLY, 0)),
+        daily_rows=int(counts.get(INDEX_DAILY, 0)),
+        tokens=int(counts.get(_DIRECTORY, 0)),
+        days=len(stamps),
+        source_files=sum(len(files) for files in stamps.values()),
+        bytes=target.stat().st_size,
+        newest_trade_at=newest[0] if newest else None,
+    )
+
+
+class PriceIndex:
+    """The as-of index as readers see it: its file plus the days it cannot answer for."""
+
+    def __init__(self, lake: Lake, path: Path, dirty_days: list[date]) -> None:
+        self.lake = lake
+        self.path = path
+        self.dirty_days = dirty_days  # hourly files changed, added or removed since the build
+
+    @classmethod
+    def open(cls, lake: Lake) -> PriceIndex | None:
+        """The index, or None when it was never built (or is unreadable / another version)."""
+        path = lake.single_file(PRICE_INDEX)
+        try:
+            kv = pq.read_metadata(path).metadata or {}
+            manifest = json.loads(kv[_INDEX_KV_KEY.encode()])
+        except (FileNotFoundError, KeyError, ValueError, OSError, pa.ArrowException):
+            return None
+        if manifest.get("version") != _INDEX_VERSION:
+            return None
+        built = {
+            date.fromisoformat(day): [tuple(s) for s in files]
+            for day, files in manifest["days"].items()
+        }
+        now = bar_file_stamps(lake)
+        dirty = sorted(day for day in built.keys() | now.keys() if built.get(day) != now.get(day))
+        return cls(lake, path, dirty)
+
+    def series(
+        self, con: duckdb.DuckDBPyConnection, token_ids: Iterable[str | None], grain: str
+    ) -> PriceSeries:
+        """Every ``grain`` close of the tokens (dirty days from their hourly bars)."""
+        tokens, keys, sides = self._place(con, _tokens(token_ids))
+        parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        for side in (_YES_SIDE, _OTHER_SIDE):
+            # Codes follow (side, key) order, the file's: the rows come out sorted.
+            first = int(np.searchsorted(sides, side))
+            wanted = keys[first : int(np.searchsorted(sides, side, side="right"))]
+            if not len(wanted):
+                continue
+            table = con.execute(
+                f"""
+                SELECT token_key, epoch_us(last_trade_at) AS micros, close
+                FROM read_parquet({sql_string(self.path)})
+                WHERE grain = $grain AND side = $side AND token_key BETWEEN $lo AND $hi
+                """,
+                {"grain": grain, "side": side, "lo": int(wanted[0]), "hi": int(wanted[-1])},
+            ).to_arrow_table()
+            codes = _codes_of_sorted(table.column("token_key").to_numpy(), wanted)
+            keep = codes >= 0
+            micros = table.column("micros").to_numpy()
+            if self.dirty_days:
+                dirty = np.array([(d - _EPOCH).days for d in self.dirty_days], dtype=np.int64)
+                keep &= ~np.isin(micros // _MICROS_PER_DAY, dirty)
+            parts.append(
+                (codes[keep] + first, micros[keep], table.column("close").to_numpy()[keep])
+            )
+        if parts:
+            codes, micros, closes = (np.concatenate(column) for column in zip(*parts, strict=True))
+        else:
+            codes, micros, closes = (np.empty(0, dtype=np.int64),) * 2 + (np.empty(0),)
+        # Rounded up: a close is never known earlier than its last trade.
+        series = PriceSeries(tokens, codes, -(-micros // 1_000_000), closes)
+        if not self.dirty_days:
+            return series
+        files = [f for day in self.dirty_days for f in self.lake.day_files(PRICES_1H, day)]
+        relation = _relation(con, self.lake, PRICE_BARS_1H, files)
+        return PriceSeries.merge(series, _series(tokens, _query(con, tokens, relation)))
+
+    def _place(
+        self, con: duckdb.DuckDBPyConnection, tokens: list[str]
+    ) -> tuple[list[str], np.ndarray, np.ndarray]:
+        """The tokens in the file's (side, key) order with their keys and sides; tokens
+        without bars at build time go last (side 2: no rows to read)."""
+        ordered, keys = _token_keys(con, tokens)
+        directory = con.execute(
+            f"SELECT token_key, side FROM read_parquet({sql_string(self.path)}) "
+            f"WHERE grain = '{_DIRECTORY}' ORDER BY token_key"
+        ).fetchnumpy()
+        known_keys = np.asarray(directory["token_key"], dtype=np.int64)
+        known_sides = np.asarray(directory["side"], dtype=np.int64)
+        sides = np.full(len(keys), 2, dtype=np.int64)
+        if len(known_keys) and len(keys):
+            pos = np.minimum(np.searchsorted(known_keys, keys), len(known_keys) - 1)
+            found = known_keys[pos] == keys
+            sides[found] = known_sides[pos[found]]
+        order = np.lexsort((keys, sides))
+        return [ordered[i] for i in order], keys[order], sides[order]
+
+
+_EPOCH = date(1970, 1, 1)
+
+
+def _token_keys(con: duckdb.DuckDBPyConnection, tokens: list[str]) -> tuple[list[str], np.ndarray]:
+    """The tokens ordered by their integer key, and the keys (the index's sort order)."""
+    if not tokens:
+        return [], np.empty(0, dtype=np.int64)
+    con.register("price_index_tokens", pa.table({"token_id": tokens}))
+    try:
+        table = con.execute(
+            f"SELECT token_id, {token_key_sql('token_id')} AS token_key "
+            "FROM price_index_tokens ORDER BY token_key, token_id"
+        ).to_arrow_table()
+    finally:
+        con.unregister("price_index_tokens")
+    return table.column("token_id").to_pylist(), table.column("token_key").to_numpy()
+
+
+def _codes_of_sorted(row_keys: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    """For rows sorted by key, the position of each row's key in ``wanted`` (-1: not wanted).
+
+    Works per run of equal keys (a token's rows), so the cost is one pass over the rows
+    plus a search per distinct token, and codes come out non-decreasing like the rows.
+    """
+    if not len(row_keys):
+        return np.empty(0, dtype=np.int64)
+    starts = np.flatnonzero(np.concatenate([[True], row_keys[1:] != row_keys[:-1]]))
+    distinct = row_keys[starts]
+    pos = np.searchsorted(wanted, distinct)
+    clipped = np.minimum(pos, len(wanted) - 1)
+    code_of_run = np.where(wanted[clipped] == distinct, clipped, -1)
+    return np.repeat(code_of_run, np.diff(np.append(starts, len(row_keys))))

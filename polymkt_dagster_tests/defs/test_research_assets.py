@@ -19,6 +19,7 @@ from dagster_openai import OpenAIResource
 from polymkt_dagster.defs.analytics.assets import (
     election_groups_asset,
     market_summary,
+    price_index,
     prices_1d,
     prices_1h,
 )
@@ -34,9 +35,18 @@ from polymkt_dagster.lib.backtest import StrategyConfig
 from polymkt_dagster.lib.backtest_runs import prepare_backtest
 from polymkt_dagster.lib.datasets import DatasetFilters, save_dataset
 from polymkt_dagster.lib.duck import connect
+from polymkt_dagster.lib.election_groups import read_groups
 from polymkt_dagster.lib.lake import Lake
+from polymkt_dagster.lib.price_series import (
+    PRICE_INDEX,
+    PriceIndex,
+    PriceSeries,
+    signal_series,
+)
 from polymkt_dagster.lib.research_store import ResearchStore
 from polymkt_dagster.lib.schemas import TRADES
+from polymkt_dagster.lib.signals import DAYS_TO_EXPIRY
+from polymkt_dagster.lib.signals import favorite_signals as signals_at
 from polymkt_dagster_tests.conftest import copy_sample
 from polymkt_dagster_tests.lib.test_agents import chat_route, nulls
 from polymkt_dagster_tests.research_data import build_research_data
@@ -242,3 +252,38 @@ def test_registry_sensor_adds_partitions_for_saved_items(
     assert added == {"datasets": ["crypto"], "backtests": ["bt-7"]}
     assert [r.partition_key for r in result.run_requests] == ["crypto"]
     assert json.dumps(added)  # plain data, shown in the sensor's tick log
+
+
+def test_price_index_asset_serves_the_same_signals_as_the_bars(
+    research_data: Path, tmp_path: Path
+) -> None:
+    data = tmp_path / "data"
+    shutil.copytree(research_data / "parquet", data / "parquet")
+    lake = Lake(data / "parquet")
+    with dg.instance_for_test() as instance:
+        result = dg.materialize(
+            [price_index],
+            instance=instance,
+            resources={"polymkt": PolymktResource(data_dir=str(data))},
+        )
+    assert result.success
+    metadata = result.asset_materializations_for_node("analytics__price_index")[0].metadata
+    hourly_days = lake.partition_days("analytics/prices_1h")
+    assert metadata["days_indexed"].value == metadata["source_files"].value == len(hourly_days)
+    assert metadata["hourly_closes"].value > metadata["daily_closes"].value > 0
+    assert metadata["dagster/row_count"].value == (
+        metadata["hourly_closes"].value + metadata["daily_closes"].value
+    )
+    assert metadata["path"].value == str(lake.single_file(PRICE_INDEX))
+    index = PriceIndex.open(lake)
+    assert index is not None and index.dirty_days == []
+    groups = read_groups(lake)
+    tokens = [m.yes_token_id for g in groups for m in g.members]
+    with connect() as con:
+        through_index = signal_series(con, lake, groups, DAYS_TO_EXPIRY)
+        bars = PriceSeries.from_bars(con, lake, tokens)
+    assert through_index.token_ids != bars.token_ids  # the index's (side, key) order
+    for days in DAYS_TO_EXPIRY:
+        assert [vars(s) for s in signals_at(groups, through_index, days)] == [
+            vars(s) for s in signals_at(groups, bars, days)
+        ]

@@ -16,7 +16,7 @@ from polymkt_dagster.defs.ingest.assets import (
 )
 from polymkt_dagster.defs.ingest.partitions import daily_partitions
 from polymkt_dagster.defs.resources import PolymktResource
-from polymkt_dagster.lib import analytics, election_groups
+from polymkt_dagster.lib import analytics, election_groups, price_series
 from polymkt_dagster.lib.duck import connect, sql_string
 from polymkt_dagster.lib.lake import Lake
 from polymkt_dagster.lib.report import counts_table, markdown_table
@@ -25,6 +25,7 @@ from polymkt_dagster.lib.schemas import Table
 PRICES_1H_KEY = dg.AssetKey(["analytics", "prices_1h"])
 PRICES_1D_KEY = dg.AssetKey(["analytics", "prices_1d"])
 MARKET_SUMMARY_KEY = dg.AssetKey(["analytics", "market_summary"])
+PRICE_INDEX_KEY = dg.AssetKey(["analytics", "price_index"])
 ELECTION_GROUPS_KEY = dg.AssetKey(["analytics", "election_groups"])
 
 
@@ -107,6 +108,38 @@ def prices_1h(context: dg.AssetExecutionContext, polymkt: PolymktResource) -> dg
 )
 def prices_1d(context: dg.AssetExecutionContext, polymkt: PolymktResource) -> dg.MaterializeResult:
     return _materialize_bars(context, polymkt, analytics.build_daily_bars, analytics.PRICE_BARS_1D)
+
+
+@dg.asset(
+    key=PRICE_INDEX_KEY,
+    deps=[dg.AssetDep(PRICES_1H_KEY, partition_mapping=dg.AllPartitionMapping())],
+    automation_condition=analytics_automation(),
+    group_name="analytics",
+    kinds={"parquet", "duckdb"},
+    description=(
+        "As-of index of every token's closes (hourly, and the last close of each day) in one "
+        "file sorted by token, for signals and backtests. Readers ignore the rows of any day "
+        "whose hourly bars changed since the build and read those bars directly."
+    ),
+)
+def price_index(polymkt: PolymktResource) -> dg.MaterializeResult:
+    lake = polymkt.lake()
+    with connect() as con:
+        report = price_series.build_price_index(con, lake)
+    newest = report.newest_trade_at
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": report.hourly_rows + report.daily_rows,
+            "hourly_closes": report.hourly_rows,
+            "daily_closes": report.daily_rows,
+            "tokens": report.tokens,
+            "days_indexed": report.days,
+            "source_files": report.source_files,
+            "bytes": report.bytes,
+            "newest_trade_at": newest.isoformat() if newest else "no bars",
+            "path": dg.MetadataValue.path(str(report.path)),
+        }
+    )
 
 
 @dg.asset(

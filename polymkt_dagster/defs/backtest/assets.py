@@ -17,6 +17,7 @@ from pydantic import Field, ValidationError
 
 from polymkt_dagster.defs.analytics.assets import (
     ELECTION_GROUPS_KEY,
+    PRICE_INDEX_KEY,
     PRICES_1H_KEY,
     analytics_automation,
 )
@@ -66,6 +67,9 @@ def _log_interpretation(context: dg.AssetExecutionContext, interpretation: Any) 
     deps=[
         ELECTION_GROUPS_KEY,
         dg.AssetDep(PRICES_1H_KEY, partition_mapping=dg.AllPartitionMapping()),
+        # Read through the as-of index when present (days changed since it are read
+        # from the hourly bars, so a stale index costs time, never correctness).
+        PRICE_INDEX_KEY,
     ],
     partitions_def=favorites_partitions,
     backfill_policy=dg.BackfillPolicy.single_run(),
@@ -265,6 +269,7 @@ def _prepare_from_config(
     deps=[
         ELECTION_GROUPS_KEY,
         dg.AssetDep(PRICES_1H_KEY, partition_mapping=dg.AllPartitionMapping()),
+        PRICE_INDEX_KEY,
         # A standard horizon reuses its favorites when they are newer than their inputs.
         dg.AssetDep(FAVORITES_KEY, partition_mapping=dg.AllPartitionMapping()),
         dg.AssetDep(DATASETS_KEY, partition_mapping=dg.AllPartitionMapping()),
