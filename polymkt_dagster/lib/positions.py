@@ -29,14 +29,17 @@ micro-share integers held in float64, exact below 2^53), so they are numerically
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import duckdb
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from polymkt_dagster.lib.duck import sql_string
@@ -66,27 +69,31 @@ class LedgerColumns:
 
 
 def _validate(
-    group: np.ndarray, is_buy: np.ndarray, shares: np.ndarray, price: np.ndarray, fee: np.ndarray
+    group: np.ndarray,
+    is_buy: np.ndarray,
+    shares: np.ndarray,
+    price: np.ndarray,
+    fee: np.ndarray,
+    first_row: int = 0,
 ) -> None:
+    """Raise PositionsInputError naming the first bad row (counted from ``first_row``, the
+    place of these arrays in a larger input)."""
     n = len(group)
     for name, arr in (("is_buy", is_buy), ("shares", shares), ("price", price), ("fee", fee)):
         if len(arr) != n:
             raise PositionsInputError(f"{name} has {len(arr)} rows, group has {n}")
     if n and np.any(group[1:] < group[:-1]):
         row = int(np.flatnonzero(group[1:] < group[:-1])[0]) + 1
-        raise PositionsInputError(f"fills are not sorted by group (row {row})")
-    bad = ~(np.isfinite(shares) & (shares > 0))
-    if bad.any():
-        row = int(np.flatnonzero(bad)[0])
-        raise PositionsInputError(f"row {row}: shares must be positive, got {shares[row]!r}")
-    bad = ~(np.isfinite(price) & (price >= 0))
-    if bad.any():
-        row = int(np.flatnonzero(bad)[0])
-        raise PositionsInputError(f"row {row}: price must be >= 0, got {price[row]!r}")
-    bad = ~(np.isfinite(fee) & (fee >= 0))
-    if bad.any():
-        row = int(np.flatnonzero(bad)[0])
-        raise PositionsInputError(f"row {row}: fee must be >= 0, got {fee[row]!r}")
+        raise PositionsInputError(f"fills are not sorted by group (row {row + first_row})")
+    for name, values, ok in (
+        ("shares", shares, "must be positive"),
+        ("price", price, "must be >= 0"),
+        ("fee", fee, "must be >= 0"),
+    ):
+        bad = ~(np.isfinite(values) & ((values > 0) if name == "shares" else (values >= 0)))
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise PositionsInputError(f"row {row + first_row}: {name} {ok}, got {values[row]!r}")
 
 
 def _longest_run(starts: np.ndarray) -> int:
@@ -224,7 +231,6 @@ def _ledger_loop(
 def _summary_loop(
     gkey: np.ndarray,
     ts: np.ndarray,
-    frn: np.ndarray,
     is_buy: np.ndarray,
     shares: np.ndarray,
     price: np.ndarray,
@@ -233,16 +239,13 @@ def _summary_loop(
     sums: np.ndarray,
     counts: np.ndarray,
     keys: np.ndarray,
-    mark_key: np.ndarray,
-    mark_price: np.ndarray,
 ) -> int:
-    """Per (wallet, token) totals in one compiled pass, plus each token's last trade.
+    """Per (wallet, token) totals in one compiled pass.
 
     ``sums`` rows: shares, avg, realized, bought/sold shares, bought/sold usd, fees,
     oversold shares, oversold proceeds, last fill price; ``counts`` rows: buys, sells,
-    oversold fills, first ts, last ts. ``mark_key``/``mark_price`` per token id (the low 32
-    bits of gkey): the latest (second, in-file row) seen and its price. Returns the number
-    of groups. The per-fill ledger never materialises: positions need only its end state.
+    oversold fills, first ts, last ts. Returns the number of groups. The per-fill ledger
+    never materialises: positions need only its end state.
     """
     g = -1
     held = 0.0
@@ -285,12 +288,90 @@ def _summary_loop(
         sums[1, g] = avg
         sums[10, g] = price[i]
         counts[4, g] = ts[i]
+    return g + 1
+
+
+def _last_trade_loop(
+    gkey: np.ndarray,
+    ts: np.ndarray,
+    frn: np.ndarray,
+    price: np.ndarray,
+    mark_key: np.ndarray,
+    mark_price: np.ndarray,
+) -> None:
+    """Each token's last trade (``mark_key``/``mark_price`` per token id, the low 32 bits of
+    gkey): the latest (second, in-file row) seen and its price; later rows win ties."""
+    for i in range(len(gkey)):
         tid = gkey[i] & 0xFFFFFFFF
         key = (ts[i] // 1000000) * 10000000 + frn[i]
         if key >= mark_key[tid]:
             mark_key[tid] = key
             mark_price[tid] = price[i]
-    return g + 1
+
+
+def _group_order_loop(
+    wid: np.ndarray,
+    tid: np.ndarray,
+    keep: np.ndarray,
+    wallet_count: int,
+    token_count: int,
+    order: np.ndarray,
+) -> None:
+    """The kept rows ordered by (wallet id, token id), stable: two counting-sort passes
+    (token, then wallet) over dense ids, O(n) where a comparison sort is O(n log n)."""
+    kept = len(order)
+    by_token = np.empty(kept, dtype=np.int64)
+    count = np.zeros(token_count + 1, dtype=np.int64)
+    for i in range(len(wid)):
+        if keep[i]:
+            count[tid[i] + 1] += 1
+    for k in range(token_count):
+        count[k + 1] += count[k]
+    for i in range(len(wid)):
+        if keep[i]:
+            t = tid[i]
+            by_token[count[t]] = i
+            count[t] += 1
+    count = np.zeros(wallet_count + 1, dtype=np.int64)
+    for j in range(kept):
+        count[wid[by_token[j]] + 1] += 1
+    for k in range(wallet_count):
+        count[k + 1] += count[k]
+    for j in range(kept):
+        i = by_token[j]
+        w = wid[i]
+        order[count[w]] = i
+        count[w] += 1
+
+
+def _gather_loop(
+    order: np.ndarray,
+    wid: np.ndarray,
+    tid: np.ndarray,
+    columns: tuple[np.ndarray, ...],
+    gkey: np.ndarray,
+    out: tuple[np.ndarray, ...],
+) -> bool:
+    """Rows in ``order`` into the ``out`` arrays (ts, frn, is_buy, shares, price, fee, as
+    ``columns``), with gkey; True when every group is in (time, file row) order."""
+    ts, frn, is_buy, shares, price, fee = columns
+    ts_out, frn_out, buy_out, shares_out, price_out, fee_out = out
+    in_order = True
+    for j in range(len(order)):
+        i = order[j]
+        gkey[j] = (np.int64(wid[i]) << 32) | np.int64(tid[i])
+        ts_out[j] = ts[i]
+        frn_out[j] = frn[i]
+        buy_out[j] = is_buy[i]
+        shares_out[j] = shares[i]
+        price_out[j] = price[i]
+        fee_out[j] = fee[i]
+        earlier = ts_out[j] < ts_out[j - 1] or (
+            ts_out[j] == ts_out[j - 1] and frn_out[j] < frn_out[j - 1]
+        )
+        if j > 0 and gkey[j] == gkey[j - 1] and earlier:
+            in_order = False
+    return in_order
 
 
 try:  # numba compiles the loop once (cached on disk); without it the prefix scans run
@@ -298,9 +379,15 @@ try:  # numba compiles the loop once (cached on disk); without it the prefix sca
 
     _compiled_loop = numba.njit(cache=True, nogil=True)(_ledger_loop)
     _compiled_summary = numba.njit(cache=True, nogil=True)(_summary_loop)
+    _compiled_last_trade = numba.njit(cache=True, nogil=True)(_last_trade_loop)
+    _compiled_group_order = numba.njit(cache=True, nogil=True)(_group_order_loop)
+    _compiled_gather = numba.njit(cache=True, nogil=True)(_gather_loop)
 except ImportError:  # pragma: no cover - numba is a pinned dependency
     _compiled_loop = None
     _compiled_summary = None
+    _compiled_last_trade = None
+    _compiled_group_order = None
+    _compiled_gather = None
 
 
 def run_ledger(
@@ -467,22 +554,219 @@ def fills_source_sql(
     return f"(SELECT * FROM {scan} UNION ALL BY NAME {empty})"
 
 
-def own_fills_sql(
-    source: str,
-    *,
-    wallets: Sequence[str] | None = None,
-    until: datetime | None = None,
-    since: datetime | None = None,
-) -> str:
-    """The fills each wallet is credited with (maker == wallet), as a filtered relation."""
-    where = ["maker IS NOT NULL", "token_id IS NOT NULL", "token_amount > 0"]
-    if since is not None:
-        where.append(f"\"timestamp\" > TIMESTAMPTZ '{since.isoformat()}'")
-    if wallets is not None:
-        where.append("maker IN (SELECT unnest($wallets))")
-    if until is not None:
-        where.append(f"\"timestamp\" <= TIMESTAMPTZ '{until.isoformat()}'")
-    return f"(SELECT * FROM {source} WHERE {' AND '.join(where)})"
+_FILL_COLUMNS = ("maker", "token_id", "timestamp", "maker_direction", "token_amount", "price",
+                 "fee")  # fmt: skip
+
+
+@dataclass
+class _RawFills:
+    """Own-fill candidates in lake order (opening rows first, then every row of every file,
+    at the file's offset), before ids and sorting. ``wid``/``tid`` hold each row's entry in
+    its row group's dictionaries until ``assign_ids`` makes them global ids; ``keep`` marks
+    the rows that are own fills in the window."""
+
+    wid: np.ndarray
+    tid: np.ndarray
+    keep: np.ndarray
+    ts: np.ndarray
+    frn: np.ndarray
+    is_buy: np.ndarray
+    shares: np.ndarray
+    price: np.ndarray
+    fee: np.ndarray
+    # per row group: first row, end row, maker dictionary, token dictionary
+    groups: list[tuple[int, int, pa.Array, pa.Array]]
+
+    @classmethod
+    def allocate(cls, rows: int) -> _RawFills:
+        return cls(
+            wid=np.zeros(rows, np.int32), tid=np.zeros(rows, np.int32),
+            keep=np.zeros(rows, bool), ts=np.empty(rows, np.int64),
+            frn=np.empty(rows, np.int64), is_buy=np.empty(rows, bool),
+            shares=np.empty(rows, np.float64), price=np.empty(rows, np.float64),
+            fee=np.empty(rows, np.float64), groups=[],
+        )  # fmt: skip
+
+    def assign_ids(self) -> tuple[pa.Array, pa.Array]:
+        """Replace dictionary entries by global ids (sorted wallets and tokens, numbered);
+        returns the sorted wallets and tokens."""
+        wallets, wallet_ids = _dense_ids([g[2] for g in self.groups])
+        tokens, token_ids = _dense_ids([g[3] for g in self.groups])
+        for (lo, hi, _, _), w_ids, t_ids in zip(self.groups, wallet_ids, token_ids, strict=True):
+            if len(w_ids) and len(t_ids):  # else no row of the group is kept
+                self.wid[lo:hi] = w_ids[self.wid[lo:hi]]
+                self.tid[lo:hi] = t_ids[self.tid[lo:hi]]
+        return wallets, tokens
+
+
+def _dictionary_parts(column: pa.Array) -> tuple[pa.Array, np.ndarray, np.ndarray]:
+    """(dictionary, index per row, valid per row) of a string column, dictionary or not."""
+    if not pa.types.is_dictionary(column.type):
+        column = pc.dictionary_encode(column)
+    dictionary = column.dictionary.cast(pa.string())
+    valid = column.indices.is_valid().to_numpy(zero_copy_only=False)
+    idx = column.indices.fill_null(0).to_numpy(zero_copy_only=False).astype(np.int32)
+    if dictionary.null_count and len(idx):
+        valid &= dictionary.is_valid().to_numpy(zero_copy_only=False)[idx]
+    return dictionary, idx, valid
+
+
+def _read_fill_file(
+    path: Path,
+    names: set[str],
+    offset: int,
+    raw: _RawFills,
+    wallets: pa.Array | None,
+    since_us: int | None,
+    until_us: int | None,
+) -> list[tuple[int, int, pa.Array, pa.Array]]:
+    """One trades file's rows into ``raw`` from ``offset`` on, with ``keep`` set on its own
+    fills (maker, token and a positive amount present; in the time window; of ``wallets``
+    when given); returns its row groups (rows and dictionaries)."""
+    if not {"maker", "token_id", "token_amount", "timestamp"} <= names:
+        return []
+    table = pq.read_table(
+        path,
+        columns=[c for c in _FILL_COLUMNS if c in names],
+        read_dictionary=["maker", "token_id", "maker_direction"],
+        use_threads=False,  # files are read two at a time instead
+    )
+    groups: list[tuple[int, int, pa.Array, pa.Array]] = []
+    lo = offset
+    for batch in table.to_batches():
+        rows = batch.num_rows
+        hi = lo + rows
+        makers, raw.wid[lo:hi], keep = _dictionary_parts(batch.column("maker"))
+        tokens, raw.tid[lo:hi], token_valid = _dictionary_parts(batch.column("token_id"))
+        keep &= token_valid
+        if wallets is not None:
+            watched = pc.is_in(makers, value_set=wallets).to_numpy(zero_copy_only=False)
+            keep &= watched[raw.wid[lo:hi]]
+        shares = batch.column("token_amount").cast(pa.float64()).fill_null(0.0).to_numpy()
+        keep &= shares > 0
+        ts = batch.column("timestamp").cast(pa.timestamp("us", tz="UTC"), safe=False)
+        keep &= ts.is_valid().to_numpy(zero_copy_only=False)
+        raw.ts[lo:hi] = ts.cast(pa.int64()).fill_null(0).to_numpy()
+        if since_us is not None:
+            keep &= raw.ts[lo:hi] > since_us
+        if until_us is not None:
+            keep &= raw.ts[lo:hi] <= until_us
+        raw.keep[lo:hi] = keep
+        raw.shares[lo:hi] = shares
+        if "maker_direction" in names:
+            # a missing direction counts as a sell, as the SQL ``= 'BUY'`` did
+            is_buy = pc.equal(batch.column("maker_direction").cast(pa.string()), "BUY")
+            raw.is_buy[lo:hi] = is_buy.fill_null(False).to_numpy(zero_copy_only=False)
+        else:
+            raw.is_buy[lo:hi] = False
+        # a missing price stays NaN (the ledger then names the row); a missing fee is none
+        if "price" in names:
+            price = batch.column("price").cast(pa.float64())
+            raw.price[lo:hi] = price.to_numpy(zero_copy_only=False)
+        else:
+            raw.price[lo:hi] = np.nan
+        if "fee" in names:
+            raw.fee[lo:hi] = batch.column("fee").cast(pa.float64()).fill_null(0.0).to_numpy()
+        else:
+            raw.fee[lo:hi] = 0.0
+        raw.frn[lo:hi] = np.arange(lo - offset, hi - offset, dtype=np.int64)
+        groups.append((lo, hi, makers, tokens))
+        lo = hi
+    return groups
+
+
+def _opening_fills(
+    con: duckdb.DuckDBPyConnection, opening: str | None, since_us: int | None
+) -> pa.Table:
+    """The open positions of ``opening`` (wallet, token_id, shares, avg_price)."""
+    if opening is None or since_us is None:
+        return pa.table({"wallet": pa.array([], pa.string())})
+    return con.execute(
+        f"SELECT wallet, token_id, shares, avg_price FROM {opening} "
+        "WHERE shares > 0 AND wallet IS NOT NULL AND token_id IS NOT NULL"
+    ).to_arrow_table()
+
+
+def _read_raw_fills(
+    files: list[Path],
+    opening: pa.Table,
+    since_us: int | None,
+    until_us: int | None,
+    wallets: pa.Array | None,
+) -> _RawFills:
+    """The opening rows (as buys at ``since``), then every row of ``files``, two files at a
+    time, each at its offset in the preallocated arrays."""
+    metas = [pq.ParquetFile(f) for f in files]
+    first = opening.num_rows
+    offsets = np.cumsum([first] + [m.metadata.num_rows for m in metas])
+    names = [set(m.schema_arrow.names) for m in metas]
+    del metas
+    raw = _RawFills.allocate(int(offsets[-1]))
+    if first:
+        makers, raw.wid[:first], _ = _dictionary_parts(opening.column("wallet").combine_chunks())
+        tokens, raw.tid[:first], _ = _dictionary_parts(opening.column("token_id").combine_chunks())
+        raw.keep[:first] = True
+        raw.ts[:first] = since_us
+        raw.frn[:first] = -1  # before any fill of that time
+        raw.is_buy[:first] = True
+        raw.shares[:first] = opening.column("shares").to_numpy()
+        raw.price[:first] = opening.column("avg_price").to_numpy()
+        raw.fee[:first] = 0.0
+        raw.groups.append((0, first, makers, tokens))
+
+    def read(index: int) -> list[tuple[int, int, pa.Array, pa.Array]]:
+        return _read_fill_file(
+            files[index], names[index], int(offsets[index]), raw, wallets, since_us, until_us
+        )
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        for groups in pool.map(read, range(len(files))):
+            raw.groups.extend(groups)
+    return raw
+
+
+def _dense_ids(dictionaries: list[pa.Array]) -> tuple[pa.Array, list[np.ndarray]]:
+    """The sorted distinct values of many dictionaries, and per dictionary the id (place in
+    that sorted list) of each of its entries: one hash pass over the dictionaries, never
+    over the rows."""
+    if not dictionaries:
+        return pa.array([], pa.string()), []
+    encoded = pc.dictionary_encode(pa.concat_arrays(dictionaries))
+    order = pc.array_sort_indices(encoded.dictionary).to_numpy()
+    rank = np.empty(len(order), dtype=np.int32)
+    rank[order] = np.arange(len(order), dtype=np.int32)
+    ids = rank[encoded.indices.to_numpy()]
+    bounds = np.cumsum([len(d) for d in dictionaries])[:-1]
+    return encoded.dictionary.take(pa.array(order)), np.split(ids, bounds)
+
+
+def _sorted_fills(raw: _RawFills, wallet_count: int, token_count: int) -> dict[str, np.ndarray]:
+    """The kept rows by (wallet, token, time, file row), as load_sorted_fills' columns.
+
+    Rows are in lake order (day files in turn, each sorted by market and time), so a
+    stable order by (wallet, token) alone is already by time within each group whenever
+    the files are sorted as written; that is checked while gathering, and a full sort is
+    the fallback.
+    """
+    kept = int(np.count_nonzero(raw.keep))
+    columns = (raw.ts, raw.frn, raw.is_buy, raw.shares, raw.price, raw.fee)
+    if _compiled_group_order is not None and _compiled_gather is not None:
+        order = np.empty(kept, dtype=np.int64)
+        _compiled_group_order(raw.wid, raw.tid, raw.keep, wallet_count, token_count, order)
+        gkey = np.empty(kept, dtype=np.int64)
+        out = tuple(np.empty(kept, dtype=c.dtype) for c in columns)
+        if _compiled_gather(order, raw.wid, raw.tid, columns, gkey, out):
+            return dict(zip(("gkey", *_SORTED_COLUMNS), (gkey, *out), strict=True))
+        del order, gkey, out
+    rows = np.flatnonzero(raw.keep)
+    order = rows[np.lexsort((raw.frn[rows], raw.ts[rows], raw.tid[rows], raw.wid[rows]))]
+    gkey = (raw.wid[order].astype(np.int64) << 32) | raw.tid[order]
+    return {"gkey": gkey} | {
+        name: column[order] for name, column in zip(_SORTED_COLUMNS, columns, strict=True)
+    }
+
+
+_SORTED_COLUMNS = ("ts_us", "frn", "is_buy", "shares", "price", "fee")
 
 
 def load_sorted_fills(
@@ -497,56 +781,69 @@ def load_sorted_fills(
 ) -> pa.Table:
     """Own fills sorted by (wallet, token, time, in-file order) as compact numeric columns.
 
-    With ``since``, only fills after it are read (only the day files from its day on), and
-    ``opening`` (a relation of wallet, token_id, shares, avg_price) opens each position as
-    a synthetic buy of its shares at its average price at ``since``: from an empty
-    position that reproduces the state exactly, so a checkpoint plus the newer fills give
-    the same ledger as the whole history.
+    A wallet is credited with the fills where it is the maker (maker, token and a positive
+    amount present). With ``since``, only fills after it are read (only the day files from
+    its day on), and ``opening`` (a relation of wallet, token_id, shares, avg_price) opens
+    each position as a synthetic buy of its shares at its average price at ``since``: from
+    an empty position that reproduces the state exactly, so a checkpoint plus the newer
+    fills give the same ledger as the whole history.
 
-    Columns: gkey (BIGINT: wallet id << 32 | token id), ts_us, is_buy, shares, price, fee,
-    frn (the row's place in its day file: with the second, it orders a token's trades).
-    Wallets and tokens are numbered in temp tables ``{prefix}_w(wallet, wid)`` and
-    ``{prefix}_t(token_id, tid)``: integer keys sort and join far cheaper than addresses
-    and 77-digit token ids over tens of millions of rows (``attach_keys`` maps back).
+    Columns: gkey (wallet id << 32 | token id), ts_us, is_buy, shares, price, fee, frn (the
+    row's place in its day file: with the second, it orders a token's trades). Wallets and
+    tokens are numbered in sorted order, kept in temp tables ``{prefix}_w(wallet, wid)``
+    and ``{prefix}_t(token_id, tid)`` (``attach_keys`` maps back).
+
+    The files are read with pyarrow, two at a time, straight into preallocated arrays,
+    keeping the Parquet dictionaries of maker and token: ids come from hashing the
+    dictionaries, not tens of millions of addresses and 77-digit token ids, and rows are
+    ordered by a counting sort on the ids.
     """
-    fills = own_fills_sql(
-        fills_source_sql(lake, until, since), wallets=wallets, until=until, since=since
+    if opening is not None and since is None:
+        raise ValueError("an opening state needs the time it holds at (since)")
+    since_us = _epoch_us(since) if since is not None else None
+    until_us = _epoch_us(until) if until is not None else None
+    watched = pa.array(sorted(set(wallets)), pa.string()) if wallets is not None else None
+    files = lake.files(
+        TRADES.name, start=since.date() if since else None, end=until.date() if until else None
     )
-    if opening is not None:
-        if since is None:
-            raise ValueError("an opening state needs the time it holds at (since)")
-        fills = f"""(
-            SELECT maker, token_id, "timestamp", maker_direction, token_amount, price, fee,
-                   file_row_number FROM {fills}
-            UNION ALL
-            SELECT wallet AS maker, token_id, TIMESTAMPTZ '{since.isoformat()}' AS "timestamp",
-                   'BUY' AS maker_direction, shares AS token_amount, avg_price AS price,
-                   0.0 AS fee, -1 AS file_row_number
-            FROM {opening} WHERE shares > 0
-        )"""
-    params = {"wallets": list(wallets)} if wallets is not None else {}
-    con.execute(
-        f"CREATE OR REPLACE TEMP TABLE {prefix}_w AS SELECT wallet, "
-        f"CAST(row_number() OVER (ORDER BY wallet) - 1 AS BIGINT) AS wid "
-        f"FROM (SELECT DISTINCT maker AS wallet FROM {fills})",
-        params,
+    raw = _read_raw_fills(
+        files, _opening_fills(con, opening, since_us), since_us, until_us, watched
     )
-    con.execute(
-        f"CREATE OR REPLACE TEMP TABLE {prefix}_t AS SELECT token_id, "
-        f"CAST(row_number() OVER (ORDER BY token_id) - 1 AS BIGINT) AS tid "
-        f"FROM (SELECT DISTINCT token_id FROM {fills})",
-        params,
-    )
-    sql = f"""
-        SELECT (w.wid << 32) | t.tid AS gkey, epoch_us(f."timestamp") AS ts_us,
-               f.maker_direction = 'BUY' AS is_buy, f.token_amount AS shares, f.price,
-               coalesce(f.fee, 0.0) AS fee, f.file_row_number AS frn
-        FROM {fills} f
-        JOIN {prefix}_w w ON w.wallet = f.maker
-        JOIN {prefix}_t t ON t.token_id = f.token_id
-        ORDER BY gkey, ts_us, f.file_row_number
-    """
-    return con.execute(sql, params).to_arrow_table()
+    wallet_names, token_names = raw.assign_ids()
+    columns = _sorted_fills(raw, len(wallet_names), len(token_names))
+    del raw
+    _register_keys(con, prefix, wallet_names, token_names)
+    return pa.table({name: columns[name] for name in _FILL_TABLE_COLUMNS})
+
+
+_FILL_TABLE_COLUMNS = ("gkey", "ts_us", "is_buy", "shares", "price", "fee", "frn")
+_UNIX_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _epoch_us(moment: datetime) -> int:
+    """Exact microseconds since the epoch (a naive time is UTC, as DuckDB reads it here)."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return (moment - _UNIX_EPOCH) // timedelta(microseconds=1)
+
+
+def _register_keys(
+    con: duckdb.DuckDBPyConnection, prefix: str, wallets: pa.Array, tokens: pa.Array
+) -> None:
+    """The id dictionaries as temp tables ``{prefix}_w`` and ``{prefix}_t`` (SQL joins by
+    token id, and ``attach_keys``, read them)."""
+    for suffix, name, values in (("w", "wallet", wallets), ("t", "token_id", tokens)):
+        key = "wid" if suffix == "w" else "tid"
+        arrow_name = f"{prefix}_{suffix}_arrow"
+        con.register(
+            arrow_name, pa.table({name: values, key: np.arange(len(values), dtype=np.int64)})
+        )
+        try:
+            con.execute(
+                f"CREATE OR REPLACE TEMP TABLE {prefix}_{suffix} AS SELECT * FROM {arrow_name}"
+            )
+        finally:
+            con.unregister(arrow_name)
 
 
 def attach_keys(con: duckdb.DuckDBPyConnection, table: pa.Table, prefix: str) -> pa.Table:
@@ -621,42 +918,65 @@ def per_group_summary(fills: pa.Table, ledger: LedgerColumns) -> pa.Table:
     )
 
 
-def summarize_fills(fills: pa.Table, token_count: int) -> tuple[pa.Table, np.ndarray]:
-    """Per-group summary (as ``per_group_summary``) and each token's last trade price
-    (NaN when none), straight from the sorted fills: the compiled pass when numba is there,
-    else the per-fill ledger and numpy reductions."""
-    gkey = fills.column("gkey").to_numpy()
+@dataclass(frozen=True)
+class _FillArrays:
+    """The sorted fills' columns as numpy arrays (a missing fee is no fee)."""
+
+    gkey: np.ndarray
+    ts: np.ndarray
+    frn: np.ndarray
+    is_buy: np.ndarray
+    shares: np.ndarray
+    price: np.ndarray
+    fee: np.ndarray
+
+    @classmethod
+    def of(cls, fills: pa.Table) -> _FillArrays:
+        fee = fills.column("fee").to_numpy()
+        return cls(
+            gkey=fills.column("gkey").to_numpy(),
+            ts=fills.column("ts_us").to_numpy(),
+            frn=fills.column("frn").to_numpy(),
+            is_buy=fills.column("is_buy").to_numpy(zero_copy_only=False),
+            shares=fills.column("shares").to_numpy(),
+            price=fills.column("price").to_numpy(),
+            fee=np.nan_to_num(fee, nan=0.0) if np.isnan(fee).any() else fee,
+        )
+
+
+def _group_chunks(gkey: np.ndarray, groups_per_chunk: int) -> list[tuple[int, int, int]]:
+    """(first row, end row, groups) of consecutive runs of ``groups_per_chunk`` whole
+    groups; one empty chunk when there are no fills."""
     n = len(gkey)
-    is_buy = fills.column("is_buy").to_numpy(zero_copy_only=False)
-    shares = fills.column("shares").to_numpy()
-    price = fills.column("price").to_numpy()
-    fee = fills.column("fee").to_numpy()
-    if np.isnan(fee).any():
-        fee = np.nan_to_num(fee, nan=0.0)
-    ts = fills.column("ts_us").to_numpy()
-    frn = fills.column("frn").to_numpy()
-    if _compiled_summary is None or n == 0:
-        _, ledger = ledger_table(fills)
-        summary = per_group_summary(fills, ledger)
-        marks = np.full(token_count, np.nan)
-        tid = gkey & 0xFFFFFFFF
-        order = np.lexsort(((ts // 1_000_000) * 10_000_000 + frn, tid))
-        last = order[np.r_[tid[order][1:] != tid[order][:-1], True]] if n else order
-        marks[tid[last]] = price[last]
-        return summary, marks
-    _validate(gkey, is_buy, np.rint(shares * MICRO), price, fee)
-    sums = np.empty((11, n))
-    counts = np.empty((5, n), dtype=np.int64)
-    keys = np.empty(n, dtype=np.int64)
-    mark_key = np.full(token_count, np.iinfo(np.int64).min, dtype=np.int64)
-    marks = np.full(token_count, np.nan)
-    groups = _compiled_summary(
-        gkey, ts, frn, is_buy, shares, price, fee, MICRO, sums, counts, keys, mark_key, marks
-    )
-    sums, counts = sums[:, :groups], counts[:, :groups]
-    summary = pa.table(
+    if n == 0:
+        return [(0, 0, 0)]
+    starts = np.flatnonzero(np.r_[True, gkey[1:] != gkey[:-1]])
+    bounds = np.append(starts, n)
+    return [
+        (int(bounds[g]), int(bounds[min(g + groups_per_chunk, len(starts))]),
+         min(groups_per_chunk, len(starts) - g))
+        for g in range(0, len(starts), groups_per_chunk)
+    ]  # fmt: skip
+
+
+def _summarize_rows(fills: pa.Table, arrays: _FillArrays, chunk: tuple[int, int, int]) -> pa.Table:
+    """Per-group summary (as ``per_group_summary``) of the whole groups in rows [lo, hi):
+    the compiled pass when numba is there, else the per-fill ledger and numpy reductions."""
+    lo, hi, groups = chunk
+    if _compiled_summary is None or hi == lo:
+        piece, ledger = ledger_table(fills.slice(lo, hi - lo))
+        return per_group_summary(piece, ledger)
+    gkey, ts = arrays.gkey[lo:hi], arrays.ts[lo:hi]
+    is_buy, shares = arrays.is_buy[lo:hi], arrays.shares[lo:hi]
+    price, fee = arrays.price[lo:hi], arrays.fee[lo:hi]
+    _validate(gkey, is_buy, np.rint(shares * MICRO), price, fee, first_row=lo)
+    sums = np.empty((11, groups))
+    counts = np.empty((5, groups), dtype=np.int64)
+    keys = np.empty(groups, dtype=np.int64)
+    _compiled_summary(gkey, ts, is_buy, shares, price, fee, MICRO, sums, counts, keys)
+    return pa.table(
         {
-            "gkey": keys[:groups],
+            "gkey": keys,
             "shares": sums[0],
             "avg_price": sums[1],
             "trading_realized": sums[2],
@@ -675,7 +995,29 @@ def summarize_fills(fills: pa.Table, token_count: int) -> tuple[pa.Table, np.nda
             "last_fill_price": sums[10],
         }
     )
-    return summary, marks
+
+
+def _last_trade_prices(arrays: _FillArrays, token_count: int) -> np.ndarray:
+    """Each token id's last trade price among the fills (NaN when none)."""
+    marks = np.full(token_count, np.nan)
+    gkey, ts, frn, price = arrays.gkey, arrays.ts, arrays.frn, arrays.price
+    if _compiled_last_trade is not None:
+        mark_key = np.full(token_count, np.iinfo(np.int64).min, dtype=np.int64)
+        _compiled_last_trade(gkey, ts, frn, price, mark_key, marks)
+        return marks
+    tid = gkey & 0xFFFFFFFF
+    order = np.lexsort(((ts // 1_000_000) * 10_000_000 + frn, tid))
+    last = order[np.r_[tid[order][1:] != tid[order][:-1], True]] if len(gkey) else order
+    marks[tid[last]] = price[last]
+    return marks
+
+
+def summarize_fills(fills: pa.Table, token_count: int) -> tuple[pa.Table, np.ndarray]:
+    """Per-group summary (as ``per_group_summary``) and each token's last trade price
+    (NaN when none), straight from the sorted fills."""
+    arrays = _FillArrays.of(fills)
+    chunk = _group_chunks(arrays.gkey, max(len(arrays.gkey), 1))[0]
+    return _summarize_rows(fills, arrays, chunk), _last_trade_prices(arrays, token_count)
 
 
 _SUMMARY_TYPES: dict[str, pa.DataType] = {
@@ -847,18 +1189,35 @@ def compute_positions(
     prefix = "_pos"
     try:
         fills = load_sorted_fills(con, lake, wallets=wallets, until=as_of, prefix=prefix)
-        token_count = int(con.execute(f"SELECT count(*) FROM {prefix}_t").fetchone()[0])
-        summary, fill_marks = summarize_fills(fills, token_count)
-        del fills
-        # with every wallet, the fills are every trade: their last prices are the marks
-        tokens = _token_table(con, lake, as_of, prefix, marks=None if wallets else fill_marks)
+        arrays = _FillArrays.of(fills)
+        marks = None
+        if not wallets:
+            # with every wallet, the fills are every trade: their last prices are the marks
+            token_count = int(con.execute(f"SELECT count(*) FROM {prefix}_t").fetchone()[0])
+            marks = _last_trade_prices(arrays, token_count)
+        tokens = _token_table(con, lake, as_of, prefix, marks=marks)
         wallet_names = con.execute(f"SELECT wallet FROM {prefix}_w ORDER BY wid").to_arrow_table()
         token_names = con.execute(f"SELECT token_id FROM {prefix}_t ORDER BY tid").to_arrow_table()
     finally:
         drop_fill_keys(con, prefix)
     wallet_array = wallet_names.column(0).combine_chunks()
     token_array = token_names.column(0).combine_chunks()
+    chunks = _group_chunks(arrays.gkey, chunk_rows)
+
+    def summaries() -> Iterator[pa.Table]:
+        # the ledger of the next chunk runs (numba, without the GIL) while this one's rows
+        # are built and written: the two cores work at once, one chunk ahead at most
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            ahead: deque[Future[pa.Table]] = deque()
+            for chunk in chunks:
+                ahead.append(pool.submit(_summarize_rows, fills, arrays, chunk))
+                if len(ahead) > 1:
+                    yield ahead.popleft().result()
+            while ahead:
+                yield ahead.popleft().result()
+
     if output is None:
+        summary = pa.concat_tables(list(summaries()))
         table = _position_rows(summary, tokens, wallet_array, token_array, as_of)
         for name in ("wallet", "token_id", "status"):
             index = table.schema.get_field_index(name)
@@ -869,19 +1228,10 @@ def compute_positions(
     tmp = output.parent / f".{output.name}.{os.getpid()}.tmp"
     writer: pq.ParquetWriter | None = None
     try:
-        for start in range(0, max(summary.num_rows, 1), chunk_rows):
-            piece = _position_rows(
-                summary.slice(start, chunk_rows), tokens, wallet_array, token_array, as_of
-            )
+        for summary in summaries():
+            piece = _position_rows(summary, tokens, wallet_array, token_array, as_of)
             if writer is None:
-                # dictionaries only where values repeat; lz4 keeps the write of millions
-                # of rows quick (the file is rewritten whole on every run)
-                writer = pq.ParquetWriter(
-                    tmp,
-                    piece.schema,
-                    compression="lz4",
-                    use_dictionary=["market_id", "outcome"],
-                )
+                writer = pq.ParquetWriter(tmp, piece.schema, **_POSITIONS_PARQUET)
             writer.write_table(piece, row_group_size=chunk_rows)
         if writer is not None:
             writer.close()
@@ -893,6 +1243,19 @@ def compute_positions(
         if tmp.exists():
             tmp.unlink()
     return None
+
+
+# Wallet and token id are written as the Parquet dictionaries of the ids we hold (nothing
+# to hash, a fraction of the bytes of 77-digit strings); the dictionary page limit is
+# raised so a large token dictionary never falls back to plain strings. Statistics only
+# where a reader prunes by them (the file is sorted by wallet). lz4 keeps the write of
+# millions of rows quick: the file is rewritten whole on every run.
+_POSITIONS_PARQUET: dict[str, object] = {
+    "compression": "lz4",
+    "use_dictionary": ["wallet", "token_id", "market_id", "outcome", "status"],
+    "dictionary_pagesize_limit": 1 << 30,
+    "write_statistics": ["wallet"],
+}
 
 
 def wallet_totals(con: duckdb.DuckDBPyConnection, positions: str, limit: int = 20) -> pa.Table:

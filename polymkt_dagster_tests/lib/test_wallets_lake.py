@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import itertools
+import shutil
 from collections import defaultdict
 from datetime import UTC, date, datetime, timedelta
 
@@ -311,6 +312,8 @@ def test_compiled_and_numpy_positions_agree(
         p.compute_positions(con, wallet_lake, output=tmp_path / "compiled.parquet")
         monkeypatch.setattr(p, "_compiled_summary", None)
         monkeypatch.setattr(p, "_compiled_loop", None)
+        monkeypatch.setattr(p, "_compiled_last_trade", None)
+        monkeypatch.setattr(p, "_compiled_group_order", None)  # the full sort instead
         p.compute_positions(con, wallet_lake, output=tmp_path / "numpy.parquet")
     compiled = pq.read_table(tmp_path / "compiled.parquet").to_pylist()
     plain = pq.read_table(tmp_path / "numpy.parquet").to_pylist()
@@ -321,3 +324,34 @@ def test_compiled_and_numpy_positions_agree(
                 assert value == pytest.approx(b[key], rel=1e-9, abs=1e-6, nan_ok=True), key
             elif key != "as_of":
                 assert value == b[key], key
+
+
+def test_positions_do_not_depend_on_the_row_order_of_day_files(wallet_lake: Lake, tmp_path) -> None:
+    """Day files are written sorted by market and time, which the loader's counting sort
+    relies on. A file whose seconds run backwards within each token (rows of one second
+    keep their order, so every tie-break by file row is the same) must give the same
+    positions, through the full sort that the order check falls back to."""
+    import numpy as np
+    import pyarrow as pa
+
+    reordered = Lake(tmp_path / "reordered")
+    shutil.copytree(wallet_lake.root, reordered.root)
+    busiest = max(reordered.files(TRADES.name), key=lambda f: pq.read_metadata(f).num_rows)
+    table = pq.read_table(busiest)
+    seconds = table.column("timestamp").cast(pa.int64()).to_numpy() // 1_000_000
+    keys = table.append_column("_s", pa.array(seconds)).append_column(
+        "_i", pa.array(np.arange(table.num_rows))
+    )
+    order = keys.sort_by([("token_id", "ascending"), ("_s", "descending"), ("_i", "ascending")])
+    rows = order.column("_i").to_numpy()
+    backwards = (
+        order.column("token_id").to_numpy(zero_copy_only=False)[1:]
+        == order.column("token_id").to_numpy(zero_copy_only=False)[:-1]
+    ) & (seconds[rows][1:] < seconds[rows][:-1])
+    assert backwards.any()  # a token's fills now run back in time in file order
+    pq.write_table(table.take(order.column("_i")), busiest)
+    with connect() as con:
+        expected = compute_positions(con, wallet_lake).drop_columns(["as_of"])
+        got = compute_positions(con, reordered).drop_columns(["as_of"])
+    assert got.num_rows == expected.num_rows > 1000
+    assert got.equals(expected)
