@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -434,7 +434,13 @@ def read_groups(lake: Lake) -> list[Group]:
 
 def groups_from_table(table: pa.Table) -> list[Group]:
     groups: dict[str, Group] = {}
-    for row in table.to_pylist():
+    columns = {
+        name: _utc_datetimes(column) if _is_utc_timestamp(column.type) else column.to_pylist()
+        for name, column in zip(table.column_names, table.columns, strict=True)
+    }
+    names = list(columns)
+    for values in zip(*columns.values(), strict=True):
+        row = dict(zip(names, values, strict=True))
         group = groups.get(row["group_id"])
         if group is None:
             group = groups[row["group_id"]] = Group(
@@ -447,6 +453,32 @@ def groups_from_table(table: pa.Table) -> list[Group]:
             )
         group.members.append(_member(row))
     return list(groups.values())
+
+
+def _is_utc_timestamp(kind: pa.DataType) -> bool:
+    return pa.types.is_timestamp(kind) and kind.tz == "UTC"
+
+
+def _utc_datetimes(column: pa.ChunkedArray) -> list[datetime | None]:
+    """The column's datetimes, each distinct value converted once: members of a group share
+    end dates, and pyarrow's per-value conversion was most of reading the groups."""
+    per_second = {"s": 1_000_000, "ms": 1_000, "us": 1}.get(column.type.unit)
+    if per_second is None:  # nanoseconds: let pyarrow convert them
+        return column.to_pylist()
+    seen: dict[int, datetime] = {}
+    out: list[datetime | None] = []
+    for value in column.cast(pa.int64()).to_pylist():
+        if value is None:
+            out.append(None)
+            continue
+        moment = seen.get(value)
+        if moment is None:
+            moment = seen[value] = _UNIX_EPOCH + timedelta(microseconds=value * per_second)
+        out.append(moment)
+    return out
+
+
+_UNIX_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def groups_checks(groups: list[Group]) -> list[CheckOutcome]:

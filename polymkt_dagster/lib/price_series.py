@@ -441,20 +441,22 @@ def signal_series(
 
 # ---- the as-of index (analytics/price_index) ---------------------------------------------
 #
-# One Parquet file holding, for every token, its closes sorted by (grain, token_key,
-# last_trade_at): the hourly closes ("1h", one row per hourly bar) and the daily closes
-# ("1d", the last hourly close of each UTC day, what prices_1d's close is). Readers load the
-# contiguous, already sorted run of their tokens in one read instead of opening every day
-# partition and sorting. The file's footer records the hourly files (name, mtime, size,
-# inode) it was built from: a day whose hourly files changed since (re-materialized, added
-# or removed) is "dirty", its index rows are ignored and its hourly bars read directly, so
-# a stale index never changes an answer, only what the answer costs.
+# One Parquet file holding every token's closes: the hourly closes ("1h", one row per
+# hourly bar) and the daily closes ("1d", the last hourly close of each UTC day, what
+# prices_1d's close is), each row keyed by ``key = ordinal << 34 | second`` where
+# ``ordinal`` numbers the tokens (Yes tokens first, what signals and backtests ask for) and
+# ``second`` is the last trade's time rounded up. Rows are sorted by (grain, key): a
+# reader's tokens are one contiguous run whose keys are ``PriceSeries`` keys already, so
+# loading is one read of two columns, with no per-row mapping or sorting. The "tokens" rows
+# are the directory: token id and ordinal. The file's footer records the hourly files
+# (name, mtime, size, inode) it was built from: a day whose hourly files changed since
+# (re-materialized, added or removed) is "dirty", its index rows are ignored and its hourly
+# bars read directly, so a stale index never changes an answer, only what it costs.
 
 PRICE_INDEX = "analytics/price_index"
 INDEX_HOURLY = "1h"
 INDEX_DAILY = "1d"
-_DIRECTORY = "tokens"  # one row per token: its side, so readers know which run to read
-_YES_SIDE, _OTHER_SIDE = 0, 1
+_DIRECTORY = "tokens"
 _INDEX_KV_KEY = "polymkt_price_index"
 _INDEX_VERSION = 1
 
@@ -533,23 +535,27 @@ def build_price_index(con: duckdb.DuckDBPyConnection, lake: Lake) -> PriceIndexR
         separators=(",", ":"),
     )
     select = (
-        "SELECT NULL::VARCHAR AS grain, NULL::UTINYINT AS side, NULL::BIGINT AS token_key, "
-        "NULL::TIMESTAMPTZ AS last_trade_at, NULL::DOUBLE AS close WHERE false"
+        "SELECT NULL::VARCHAR AS grain, NULL::BIGINT AS key, NULL::DOUBLE AS close, "
+        "NULL::TIMESTAMPTZ AS last_trade_at, NULL::VARCHAR AS token_id WHERE false"
     )
     relation = _relation(
-        con, lake, PRICE_BARS_1H, _stamp_files(lake, stamps), extra_columns=", outcome"
+        con, lake, PRICE_BARS_1H, _stamp_files(lake, stamps), extra_columns=", token_id, outcome"
     )
     if relation is not None:
         select = f"""
             WITH h AS (
-                SELECT token_key, bucket_start, last_trade_at, close, outcome FROM {relation}
+                SELECT token_key, token_id, bucket_start, last_trade_at, close, outcome
+                FROM {relation}
                 WHERE close IS NOT NULL AND last_trade_at IS NOT NULL AND token_key IS NOT NULL
             ),
-            sides AS (
-                SELECT token_key,
-                       CAST(CASE WHEN bool_or(lower(trim(outcome)) = 'yes') THEN {_YES_SIDE}
-                                 ELSE {_OTHER_SIDE} END AS UTINYINT) AS side
-                FROM h GROUP BY token_key
+            tokens AS (
+                SELECT token_key, token_id,
+                       row_number() OVER (ORDER BY is_other, token_id) - 1 AS ordinal
+                FROM (
+                    SELECT token_key, any_value(token_id) AS token_id,
+                           NOT bool_or(lower(trim(outcome)) = 'yes') AS is_other
+                    FROM h GROUP BY token_key
+                )
             ),
             closes AS (
                 SELECT '{INDEX_HOURLY}' AS grain, token_key, last_trade_at, close FROM h
@@ -558,11 +564,14 @@ def build_price_index(con: duckdb.DuckDBPyConnection, lake: Lake) -> PriceIndexR
                        arg_max(close, last_trade_at)
                 FROM h GROUP BY token_key, epoch_us(bucket_start) // {_MICROS_PER_DAY}
             )
-            SELECT c.grain, s.side, c.token_key, c.last_trade_at, c.close
-            FROM closes c JOIN sides s USING (token_key)
+            SELECT c.grain,
+                   (t.ordinal << {_TIME_BITS})
+                   | ((epoch_us(c.last_trade_at) + 999999) // 1000000) AS key,
+                   c.close, c.last_trade_at, NULL AS token_id
+            FROM closes c JOIN tokens t USING (token_key)
             UNION ALL
-            SELECT '{_DIRECTORY}', side, token_key, NULL, NULL FROM sides
-            ORDER BY grain, side, token_key, last_trade_at
+            SELECT '{_DIRECTORY}', ordinal << {_TIME_BITS}, NULL, NULL, token_id FROM tokens
+            ORDER BY grain, key, last_trade_at
         """
     tmp = target.parent / f".{target.name}.{uuid.uuid4().hex}.tmp"
     try:
@@ -626,94 +635,49 @@ class PriceIndex:
     def series(
         self, con: duckdb.DuckDBPyConnection, token_ids: Iterable[str | None], grain: str
     ) -> PriceSeries:
-        """Every ``grain`` close of the tokens (dirty days from their hourly bars)."""
-        tokens, keys, sides = self._place(con, _tokens(token_ids))
-        parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-        for side in (_YES_SIDE, _OTHER_SIDE):
-            # Codes follow (side, key) order, the file's: the rows come out sorted.
-            first = int(np.searchsorted(sides, side))
-            wanted = keys[first : int(np.searchsorted(sides, side, side="right"))]
-            if not len(wanted):
-                continue
+        """Every ``grain`` close of the tokens (dirty days from their hourly bars).
+
+        The series' codes are the index's ordinals (tokens it has never seen go after
+        them), and it reads the run from the lowest to the highest wanted ordinal: other
+        tokens' rows inside that run come along and change no answer for these tokens
+        (only ``newest``, which then covers them too: signal callers pass ``data_end``).
+        """
+        wanted = _tokens(token_ids)
+        directory = con.execute(
+            f"SELECT token_id FROM read_parquet({sql_string(self.path)}) "
+            f"WHERE grain = '{_DIRECTORY}' ORDER BY key"
+        ).fetchnumpy()["token_id"]
+        tokens = [str(t) for t in directory]
+        ordinal = {token: i for i, token in enumerate(tokens)}
+        tokens += [t for t in wanted if t not in ordinal]
+        indexed = [ordinal[t] for t in wanted if t in ordinal]
+        if not indexed:
+            keys, closes = np.empty(0, dtype=np.int64), np.empty(0)
+        else:
+            dirty_day = f"epoch_us(last_trade_at) // {_MICROS_PER_DAY}"
             table = con.execute(
                 f"""
-                SELECT token_key, epoch_us(last_trade_at) AS micros, close
+                SELECT key, close{", " + dirty_day + " AS day" if self.dirty_days else ""}
                 FROM read_parquet({sql_string(self.path)})
-                WHERE grain = $grain AND side = $side AND token_key BETWEEN $lo AND $hi
+                WHERE grain = $grain AND key BETWEEN $lo AND $hi
                 """,
-                {"grain": grain, "side": side, "lo": int(wanted[0]), "hi": int(wanted[-1])},
+                {
+                    "grain": grain,
+                    "lo": min(indexed) << _TIME_BITS,
+                    "hi": ((max(indexed) + 1) << _TIME_BITS) - 1,
+                },
             ).to_arrow_table()
-            codes = _codes_of_sorted(table.column("token_key").to_numpy(), wanted)
-            keep = codes >= 0
-            micros = table.column("micros").to_numpy()
+            keys, closes = table.column("key").to_numpy(), table.column("close").to_numpy()
             if self.dirty_days:
                 dirty = np.array([(d - _EPOCH).days for d in self.dirty_days], dtype=np.int64)
-                keep &= ~np.isin(micros // _MICROS_PER_DAY, dirty)
-            parts.append(
-                (codes[keep] + first, micros[keep], table.column("close").to_numpy()[keep])
-            )
-        if parts:
-            codes, micros, closes = (np.concatenate(column) for column in zip(*parts, strict=True))
-        else:
-            codes, micros, closes = (np.empty(0, dtype=np.int64),) * 2 + (np.empty(0),)
-        # Rounded up: a close is never known earlier than its last trade.
-        series = PriceSeries(tokens, codes, -(-micros // 1_000_000), closes)
+                keep = ~np.isin(table.column("day").to_numpy(), dirty)
+                keys, closes = keys[keep], closes[keep]
+        series = PriceSeries(tokens, keys >> _TIME_BITS, keys & ((1 << _TIME_BITS) - 1), closes)
         if not self.dirty_days:
             return series
         files = [f for day in self.dirty_days for f in self.lake.day_files(PRICES_1H, day)]
         relation = _relation(con, self.lake, PRICE_BARS_1H, files)
         return PriceSeries.merge(series, _series(tokens, _query(con, tokens, relation)))
 
-    def _place(
-        self, con: duckdb.DuckDBPyConnection, tokens: list[str]
-    ) -> tuple[list[str], np.ndarray, np.ndarray]:
-        """The tokens in the file's (side, key) order with their keys and sides; tokens
-        without bars at build time go last (side 2: no rows to read)."""
-        ordered, keys = _token_keys(con, tokens)
-        directory = con.execute(
-            f"SELECT token_key, side FROM read_parquet({sql_string(self.path)}) "
-            f"WHERE grain = '{_DIRECTORY}' ORDER BY token_key"
-        ).fetchnumpy()
-        known_keys = np.asarray(directory["token_key"], dtype=np.int64)
-        known_sides = np.asarray(directory["side"], dtype=np.int64)
-        sides = np.full(len(keys), 2, dtype=np.int64)
-        if len(known_keys) and len(keys):
-            pos = np.minimum(np.searchsorted(known_keys, keys), len(known_keys) - 1)
-            found = known_keys[pos] == keys
-            sides[found] = known_sides[pos[found]]
-        order = np.lexsort((keys, sides))
-        return [ordered[i] for i in order], keys[order], sides[order]
-
 
 _EPOCH = date(1970, 1, 1)
-
-
-def _token_keys(con: duckdb.DuckDBPyConnection, tokens: list[str]) -> tuple[list[str], np.ndarray]:
-    """The tokens ordered by their integer key, and the keys (the index's sort order)."""
-    if not tokens:
-        return [], np.empty(0, dtype=np.int64)
-    con.register("price_index_tokens", pa.table({"token_id": tokens}))
-    try:
-        table = con.execute(
-            f"SELECT token_id, {token_key_sql('token_id')} AS token_key "
-            "FROM price_index_tokens ORDER BY token_key, token_id"
-        ).to_arrow_table()
-    finally:
-        con.unregister("price_index_tokens")
-    return table.column("token_id").to_pylist(), table.column("token_key").to_numpy()
-
-
-def _codes_of_sorted(row_keys: np.ndarray, wanted: np.ndarray) -> np.ndarray:
-    """For rows sorted by key, the position of each row's key in ``wanted`` (-1: not wanted).
-
-    Works per run of equal keys (a token's rows), so the cost is one pass over the rows
-    plus a search per distinct token, and codes come out non-decreasing like the rows.
-    """
-    if not len(row_keys):
-        return np.empty(0, dtype=np.int64)
-    starts = np.flatnonzero(np.concatenate([[True], row_keys[1:] != row_keys[:-1]]))
-    distinct = row_keys[starts]
-    pos = np.searchsorted(wanted, distinct)
-    clipped = np.minimum(pos, len(wanted) - 1)
-    code_of_run = np.where(wanted[clipped] == distinct, clipped, -1)
-    return np.repeat(code_of_run, np.diff(np.append(starts, len(row_keys))))

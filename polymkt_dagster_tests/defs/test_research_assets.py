@@ -31,6 +31,7 @@ from polymkt_dagster.defs.backtest.assets import (
 )
 from polymkt_dagster.defs.resources import PolymktResource
 from polymkt_dagster.defs.search.assets import SEMANTIC_SEARCH_DISABLED_KEY
+from polymkt_dagster.lib.analytics import newest_bar_time
 from polymkt_dagster.lib.backtest import StrategyConfig
 from polymkt_dagster.lib.backtest_runs import prepare_backtest
 from polymkt_dagster.lib.datasets import DatasetFilters, save_dataset
@@ -282,8 +283,9 @@ def test_price_index_asset_serves_the_same_signals_as_the_bars(
     with connect() as con:
         through_index = signal_series(con, lake, groups, DAYS_TO_EXPIRY)
         bars = PriceSeries.from_bars(con, lake, tokens)
-    assert through_index.token_ids != bars.token_ids  # the index's (side, key) order
+        data_end = newest_bar_time(con, lake)  # as build_favorites passes it
+    assert through_index.token_ids != bars.token_ids  # the index's token numbers
     for days in DAYS_TO_EXPIRY:
-        assert [vars(s) for s in signals_at(groups, through_index, days)] == [
-            vars(s) for s in signals_at(groups, bars, days)
+        assert [vars(s) for s in signals_at(groups, through_index, days, data_end=data_end)] == [
+            vars(s) for s in signals_at(groups, bars, days, data_end=data_end)
         ]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ from polymkt_dagster.lib.election_groups import (
     OverridesFileError,
     build_election_groups,
     groups_checks,
+    groups_from_table,
     groups_table,
     read_groups,
 )
@@ -270,3 +271,16 @@ exclude: ["{groups[2].group_id}", "not-a-group"]
     overrides.write_text("groups: [unclosed")
     with connect() as con, pytest.raises(OverridesFileError, match=r"election_groups\.yaml"):
         build_election_groups(con, lake, overrides)
+
+
+def test_groups_read_back_equal_to_what_was_written() -> None:
+    groups = hand.groups()
+    groups[0].members[1].end_date = None  # a member without an end date
+    groups[1].end_date_override = datetime(2024, 3, 11, 12, 30, 15, 250_000, tzinfo=UTC)
+    groups[2].members[0].won = None
+    back = groups_from_table(groups_table(groups))
+    assert [g.members for g in back] == [g.members for g in groups]
+    assert [g.end_date for g in back] == [g.end_date for g in groups]
+    assert back[0].members[1].end_date is None
+    assert back[1].end_date == datetime(2024, 3, 11, 12, 30, 15, 250_000, tzinfo=UTC)
+    assert back[1].end_date.utcoffset() == timedelta(0)
