@@ -538,39 +538,41 @@ def build_price_index(con: duckdb.DuckDBPyConnection, lake: Lake) -> PriceIndexR
         "SELECT NULL::VARCHAR AS grain, NULL::BIGINT AS key, NULL::DOUBLE AS close, "
         "NULL::TIMESTAMPTZ AS last_trade_at, NULL::VARCHAR AS token_id WHERE false"
     )
-    relation = _relation(
-        con, lake, PRICE_BARS_1H, _stamp_files(lake, stamps), extra_columns=", token_id, outcome"
-    )
+    files = _stamp_files(lake, stamps)
+    relation = _relation(con, lake, PRICE_BARS_1H, files, extra_columns=", token_id, outcome")
     if relation is not None:
-        select = f"""
-            WITH h AS (
-                SELECT token_key, token_id, bucket_start, last_trade_at, close, outcome
-                FROM {relation}
-                WHERE close IS NOT NULL AND last_trade_at IS NOT NULL AND token_key IS NOT NULL
-            ),
-            tokens AS (
-                SELECT token_key, token_id,
-                       row_number() OVER (ORDER BY is_other, token_id) - 1 AS ordinal
-                FROM (
-                    SELECT token_key, any_value(token_id) AS token_id,
-                           NOT bool_or(lower(trim(outcome)) = 'yes') AS is_other
-                    FROM h GROUP BY token_key
-                )
-            ),
-            closes AS (
-                SELECT '{INDEX_HOURLY}' AS grain, token_key, last_trade_at, close FROM h
-                UNION ALL
-                SELECT '{INDEX_DAILY}', token_key, max(last_trade_at),
-                       arg_max(close, last_trade_at)
-                FROM h GROUP BY token_key, epoch_us(bucket_start) // {_MICROS_PER_DAY}
+        # The directory first (one row per token, small), then each grain from its own scan
+        # of the bars: no wide intermediate is kept, only the final sort, which spills to
+        # disk under DuckDB's memory limit.
+        valid = "close IS NOT NULL AND last_trade_at IS NOT NULL AND token_key IS NOT NULL"
+        con.execute(
+            f"""
+            CREATE OR REPLACE TEMP TABLE price_index_tokens AS
+            SELECT token_key, token_id,
+                   row_number() OVER (ORDER BY is_other, token_id) - 1 AS ordinal
+            FROM (
+                SELECT token_key, any_value(token_id) AS token_id,
+                       NOT bool_or(lower(trim(outcome)) = 'yes') AS is_other
+                FROM {relation} WHERE {valid} GROUP BY token_key
             )
-            SELECT c.grain,
-                   (t.ordinal << {_TIME_BITS})
-                   | ((epoch_us(c.last_trade_at) + 999999) // 1000000) AS key,
-                   c.close, c.last_trade_at, NULL AS token_id
-            FROM closes c JOIN tokens t USING (token_key)
+            """
+        )
+        narrow = _relation(con, lake, PRICE_BARS_1H, files)
+        bars = (
+            f"(SELECT * FROM {narrow} WHERE {valid}) b JOIN price_index_tokens t USING (token_key)"
+        )
+        select = f"""
+            SELECT '{INDEX_HOURLY}' AS grain, {_index_key_sql("b.last_trade_at")} AS key,
+                   b.close, b.last_trade_at, NULL AS token_id
+            FROM {bars}
             UNION ALL
-            SELECT '{_DIRECTORY}', ordinal << {_TIME_BITS}, NULL, NULL, token_id FROM tokens
+            SELECT '{INDEX_DAILY}', {_index_key_sql("max(b.last_trade_at)")},
+                   arg_max(b.close, b.last_trade_at), max(b.last_trade_at), NULL
+            FROM {bars}
+            GROUP BY t.ordinal, epoch_us(b.bucket_start) // {_MICROS_PER_DAY}
+            UNION ALL
+            SELECT '{_DIRECTORY}', ordinal << {_TIME_BITS}, NULL, NULL, token_id
+            FROM price_index_tokens
             ORDER BY grain, key, last_trade_at
         """
     tmp = target.parent / f".{target.name}.{uuid.uuid4().hex}.tmp"
@@ -584,6 +586,7 @@ def build_price_index(con: duckdb.DuckDBPyConnection, lake: Lake) -> PriceIndexR
     finally:
         if tmp.exists():
             tmp.unlink()
+        con.execute("DROP TABLE IF EXISTS price_index_tokens")
     counts = dict(
         con.execute(
             f"SELECT grain, count(*) FROM read_parquet({sql_string(target)}) GROUP BY grain"
@@ -603,6 +606,11 @@ def build_price_index(con: duckdb.DuckDBPyConnection, lake: Lake) -> PriceIndexR
         bytes=target.stat().st_size,
         newest_trade_at=newest[0] if newest else None,
     )
+
+
+def _index_key_sql(last_trade_at: str) -> str:
+    """A row's key: its token's number, then its last trade's second rounded up."""
+    return f"(t.ordinal << {_TIME_BITS}) | ((epoch_us({last_trade_at}) + 999999) // 1000000)"
 
 
 class PriceIndex:
