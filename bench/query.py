@@ -8,7 +8,7 @@ full-scan query without partition pruning. Single market p50 < 20 ms, 100 market
     python bench/query.py --buckets 8 # also a bucket=8 lake (a second derive_trades)
 
 Build (no CSV on the way): ``iter_order_fill_batches`` streams the generated fills, DuckDB
-maps each batch to the canonical order_filled columns exactly as ``stage_order_fills`` does
+maps each batch to the canonical order_filled columns exactly as ``order_fill_rows_sql`` does
 (id = tx || '_' || md5 digest, lower-cased addresses, ...), ``Lake.write_sorted_days`` writes
 the day partitions, then the project's ``import_markets`` (generated markets.json) and
 ``derive_trades`` (a month of days per call) write the trades lake. With ``--buckets K`` a
@@ -58,7 +58,7 @@ DEFAULT_BUDGET_S = 40.0
 def _canonical_fills_sql(relation: str) -> str:
     """poly_data orderFilled columns -> canonical order_filled + __day.
 
-    The same mapping as ``bootstrap.stage_order_fills`` (id = tx || '_' || 16 hex digits of
+    The same mapping as ``order_fill_csv.order_fill_rows_sql`` (id = tx || '_' || 16 hex digits of
     md5 over the fill's content, lower-cased addresses, unix seconds -> TIMESTAMPTZ, v1/csv),
     without its per-cell validation regexes: the generated data is valid by construction
     (token ids are canonical decimals, "0" is USDC), and the regexes would double build time.

@@ -9,7 +9,8 @@ Sources in the data dir:
 
 Order fills are merged into their day partitions (union with what is there, deduplicated
 on the fill id), so importing the same file twice, or a file overlapping a live sync,
-never duplicates a row; each partition is replaced atomically.
+never duplicates a row; each partition is replaced atomically. orderFilled.csv is read
+once, streamed day by day (``order_fill_csv``), with memory bounded whatever its size.
 """
 
 from __future__ import annotations
@@ -31,13 +32,15 @@ from polymkt_dagster.lib.csv_source import (
     Rejects,
     SourceFileError,
     physical_line,
+    reject_expressions,
     scan_csv,
     structural_rejects,
 )
 from polymkt_dagster.lib.duck import connect, sql_string
 from polymkt_dagster.lib.gamma import GammaShapeError, load_payloads, parse_event, parse_many
 from polymkt_dagster.lib.lake import Lake, PartitionWrite
-from polymkt_dagster.lib.merge import merge_events, merge_markets, merge_order_fills
+from polymkt_dagster.lib.merge import merge_events, merge_markets
+from polymkt_dagster.lib.order_fill_csv import import_fill_csv
 from polymkt_dagster.lib.schemas import (
     EVENTS,
     MARKETS,
@@ -48,7 +51,6 @@ from polymkt_dagster.lib.schemas import (
 )
 
 Progress = Callable[[str], None]
-Check = tuple[str, str, str]  # (field, failing condition, reason expression)
 
 MARKETS_CSV = "markets.csv"
 MARKETS_JSON = ("markets.json", "markets.jsonl")
@@ -73,6 +75,8 @@ class ImportReport:
     rejects_by_field: dict[str, int] = field(default_factory=dict)
     partitions: list[PartitionWrite] = field(default_factory=list)
     output_path: Path | None = None
+    # wall seconds per stage of a streaming import (overlapping: threads)
+    stage_seconds: dict[str, float] = field(default_factory=dict)
 
     def absorb_rejects(self, rejects: Rejects, target: Path) -> None:
         self.rows_rejected = len(rejects)
@@ -96,134 +100,6 @@ def _first_existing(data_dir: Path, names: Sequence[str]) -> Path | None:
 # ---------------------------------------------------------------------------------------
 
 
-def _order_fill_checks() -> list[Check]:
-    """(field, failing condition, reason) in the order they are reported."""
-    return [
-        ("timestamp", "ts IS NULL", "format('unparsable timestamp \"{}\"', raw_timestamp)"),
-        (
-            "timestamp",
-            f"NOT {n.sql_timestamp_in_range('ts')}",
-            "format('timestamp {} is outside the plausible range', ts)",
-        ),
-        ("maker", "maker IS NULL", "format('invalid address \"{}\"', raw_maker)"),
-        ("taker", "taker IS NULL", "format('invalid address \"{}\"', raw_taker)"),
-        (
-            "makerAssetId",
-            "maker_asset_id IS NULL",
-            "format('invalid asset id \"{}\"', raw_maker_asset_id)",
-        ),
-        (
-            "takerAssetId",
-            "taker_asset_id IS NULL",
-            "format('invalid asset id \"{}\"', raw_taker_asset_id)",
-        ),
-        (
-            "makerAmountFilled",
-            "maker_amount_filled IS NULL",
-            "format('amount \"{}\" is not a positive integer', raw_maker_amount)",
-        ),
-        (
-            "takerAmountFilled",
-            "taker_amount_filled IS NULL",
-            "format('amount \"{}\" is not a positive integer', raw_taker_amount)",
-        ),
-        (
-            "transactionHash",
-            "transaction_hash IS NULL",
-            "format('invalid transaction hash \"{}\"', raw_tx)",
-        ),
-        (
-            "price",
-            "implied_price > 1.000001",
-            "format('implied price {} (USDC per share) is outside [0, 1]', "
-            "round(implied_price, 6))",
-        ),
-    ]
-
-
-def _reject_expressions(checks: list[Check], header: list[str]) -> tuple[str, str, str]:
-    """SQL for the first failing check's field and reason, and the raw line of a row."""
-    field_case = "CASE " + " ".join(f"WHEN {c} THEN '{f}'" for f, c, _ in checks) + " END"
-    reason_case = "CASE " + " ".join(f"WHEN {c} THEN {r}" for _, c, r in checks) + " END"
-    raw_line = "concat_ws(',', " + ", ".join(f'"{c}"' for c in header) + ")"
-    return field_case, reason_case, raw_line
-
-
-def _collect_rejects(
-    con: duckdb.DuckDBPyConnection, scan: CsvScan, staged: str, rejects: Rejects
-) -> int:
-    """Record structural and validation rejects of a staged scan; returns rows read."""
-    broken = structural_rejects(con, scan, rejects)
-    for record_no, field_name, reason, raw in con.execute(
-        f"SELECT record_no, reject_field, reject_reason, raw_line FROM {staged} "
-        "WHERE reject_field IS NOT NULL ORDER BY record_no"
-    ).fetchall():
-        line = physical_line(int(record_no), broken)
-        rejects.add(str(scan.path), line, field_name, reason, raw)
-    return _count(con, f"SELECT count(*) FROM {staged}") + len(broken)
-
-
-def stage_order_fills(con: duckdb.DuckDBPyConnection, path: Path, rejects: Rejects) -> int:
-    """Read orderFilled.csv into temp table ``staged_fills``; returns rows read."""
-    scan = scan_csv(con, path, POLY_DATA_ORDER_FILLED_COLUMNS)
-    field_case, reason_case, raw_line = _reject_expressions(_order_fill_checks(), scan.header)
-    con.execute(
-        f"""
-        CREATE OR REPLACE TEMP TABLE staged_fills AS
-        WITH src AS (SELECT * FROM {scan.relation}),
-        norm AS (
-            SELECT
-                record_no,
-                {n.sql_timestamp('"timestamp"')} AS ts,
-                {n.sql_address("maker")} AS maker,
-                {n.sql_address("taker")} AS taker,
-                {n.sql_token_id('"makerAssetId"')} AS maker_asset_id,
-                {n.sql_token_id('"takerAssetId"')} AS taker_asset_id,
-                {n.sql_positive_bigint('"makerAmountFilled"')} AS maker_amount_filled,
-                {n.sql_positive_bigint('"takerAmountFilled"')} AS taker_amount_filled,
-                {n.sql_tx_hash('"transactionHash"')} AS transaction_hash,
-                "timestamp" AS raw_timestamp, maker AS raw_maker, taker AS raw_taker,
-                "makerAssetId" AS raw_maker_asset_id, "takerAssetId" AS raw_taker_asset_id,
-                "makerAmountFilled" AS raw_maker_amount,
-                "takerAmountFilled" AS raw_taker_amount,
-                "transactionHash" AS raw_tx,
-                {raw_line} AS raw_line
-            FROM src
-        ),
-        checked AS (
-            SELECT *,
-                CASE WHEN maker_asset_id = '0'
-                     THEN maker_amount_filled / taker_amount_filled
-                     ELSE taker_amount_filled / maker_amount_filled END AS implied_price
-            FROM norm
-        )
-        SELECT
-            record_no,
-            -- Without an order hash in the CSV, the id is the transaction plus a digest of
-            -- the fill's content: stable across re-imports, so re-imports deduplicate.
-            transaction_hash || '_' || substr(md5(concat_ws('|', maker, taker,
-                maker_asset_id, taker_asset_id, maker_amount_filled, taker_amount_filled)),
-                1, 16) AS id,
-            ts AS "timestamp",
-            CAST(NULL AS BIGINT) AS block_number,
-            CAST(NULL AS INTEGER) AS log_index,
-            transaction_hash,
-            CAST(NULL AS VARCHAR) AS order_hash,
-            maker, taker, maker_asset_id, taker_asset_id,
-            maker_amount_filled, taker_amount_filled,
-            CAST(NULL AS BIGINT) AS fee,
-            CAST(NULL AS VARCHAR) AS exchange,
-            'v1' AS contract_version,
-            'csv' AS source,
-            {field_case} AS reject_field,
-            {reason_case} AS reject_reason,
-            CASE WHEN {field_case} IS NOT NULL THEN raw_line END AS raw_line
-        FROM checked
-        """
-    )
-    return _collect_rejects(con, scan, "staged_fills", rejects)
-
-
 def import_order_filled(
     data_dir: Path,
     lake: Lake,
@@ -240,25 +116,24 @@ def import_order_filled(
     report.source_files.append(str(source))
     rejects = Rejects()
     with _import_connection(data_dir) as con:
-        report.rows_read = stage_order_fills(con, source, rejects)
-        report.absorb_rejects(rejects, rejects_file(data_dir, ORDER_FILLED.name, source))
-        where = ["reject_field IS NULL"]
-        if start:
-            where.append(f"\"timestamp\" >= TIMESTAMPTZ '{start.isoformat()}'")
-        if end:
-            where.append(f"\"timestamp\" < TIMESTAMPTZ '{end.isoformat()}' + INTERVAL 1 DAY")
-        good = " AND ".join(where)
-        accepted = con.execute(f"SELECT count(*) FROM staged_fills WHERE {good}").fetchone()
-        report.rows_accepted = int(accepted[0]) if accepted else 0
-        columns = ", ".join(f'"{c}"' for c in ORDER_FILLED.column_names)
-        report.partitions = merge_order_fills(
-            con, lake, f"SELECT {columns} FROM staged_fills WHERE {good}", progress=progress
+        scan = scan_csv(con, source, POLY_DATA_ORDER_FILLED_COLUMNS)
+        imported = import_fill_csv(
+            con,
+            scan,
+            lake,
+            rejects,
+            start=start,
+            end=end,
+            spill_dir=data_dir / ".duckdb_tmp",
+            progress=progress,
         )
-        report.rows_written = sum(p.rows for p in report.partitions)
-        dupes = con.execute(
-            f"SELECT count(*) - count(DISTINCT id) FROM staged_fills WHERE {good}"
-        ).fetchone()
-        report.duplicates_dropped = int(dupes[0]) if dupes else 0
+    report.absorb_rejects(rejects, rejects_file(data_dir, ORDER_FILLED.name, source))
+    report.rows_read = imported.rows_read
+    report.rows_accepted = imported.rows_accepted
+    report.duplicates_dropped = imported.duplicates_dropped
+    report.stage_seconds = imported.stage_seconds
+    report.partitions = [imported.partitions[day] for day in sorted(imported.partitions)]
+    report.rows_written = sum(p.rows for p in report.partitions)
     return report
 
 
@@ -273,6 +148,20 @@ def _arrow_table(
     """Rows as an Arrow table with the canonical DuckDB types (via a typed empty select)."""
     schema = con.execute(table.typed_empty_select()).arrow().schema
     return pa.Table.from_pylist(rows, schema=schema)
+
+
+def _collect_rejects(
+    con: duckdb.DuckDBPyConnection, scan: CsvScan, staged: str, rejects: Rejects
+) -> int:
+    """Record structural and validation rejects of a staged scan; returns rows read."""
+    broken = structural_rejects(con, scan, rejects)
+    for record_no, field_name, reason, raw in con.execute(
+        f"SELECT record_no, reject_field, reject_reason, raw_line FROM {staged} "
+        "WHERE reject_field IS NOT NULL ORDER BY record_no"
+    ).fetchall():
+        line = physical_line(int(record_no), broken)
+        rejects.add(str(scan.path), line, field_name, reason, raw)
+    return _count(con, f"SELECT count(*) FROM {staged}") + len(broken)
 
 
 def _stage_markets_csv(con: duckdb.DuckDBPyConnection, path: Path, rejects: Rejects) -> int:
@@ -310,7 +199,7 @@ def _stage_markets_csv(con: duckdb.DuckDBPyConnection, path: Path, rejects: Reje
             "format('volume \"{}\" is not a number', raw_volume)",
         ),
     ]
-    field_case, reason_case, raw_line = _reject_expressions(checks, scan.header)
+    field_case, reason_case, raw_line = reject_expressions(checks, scan.header)
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE staged_markets_csv AS

@@ -84,10 +84,15 @@ def read_header(path: Path, required: Sequence[str]) -> list[str]:
 
 @dataclass(frozen=True)
 class CsvScan:
-    """A registered scan: ``relation`` yields ``record_no`` plus every column as text."""
+    """A registered scan of a CSV file, every column as text.
+
+    ``source`` is the bare ``read_csv`` call (rows in file order); ``relation`` adds
+    ``record_no``, the ordinal of the row among the structurally accepted rows.
+    """
 
     path: Path
     header: list[str]
+    source: str
     relation: str
     errors_table: str
 
@@ -100,14 +105,27 @@ def scan_csv(con: duckdb.DuckDBPyConnection, path: Path, required: Sequence[str]
     # record_no is the ordinal of the row among the rows DuckDB accepted structurally, in
     # file order (a streaming window preserves insertion order); structurally broken lines
     # go to errors_table with their physical line number.
-    relation = (
-        "(SELECT row_number() OVER () AS record_no, * FROM read_csv("
-        f"{sql_string(path)}, header = true, columns = {columns}, auto_detect = false, "
-        "delim = ',', quote = '\"', escape = '\"', strict_mode = true, "
+    source = (
+        f"read_csv({sql_string(path)}, header = true, columns = {columns}, "
+        "auto_detect = false, delim = ',', quote = '\"', escape = '\"', strict_mode = true, "
         f"store_rejects = true, rejects_table = '{errors_table}', "
-        f"rejects_scan = 'csv_scans_{suffix}'))"
+        f"rejects_scan = 'csv_scans_{suffix}')"
     )
-    return CsvScan(path, header, relation, errors_table)
+    relation = f"(SELECT row_number() OVER () AS record_no, * FROM {source})"
+    return CsvScan(path, header, source, relation, errors_table)
+
+
+def reject_expressions(
+    checks: Sequence[tuple[str, str, str]], header: Sequence[str]
+) -> tuple[str, str, str]:
+    """SQL for the first failing check's field and reason, and the raw line of a row.
+
+    ``checks`` are (field, failing condition, reason expression) in reporting order.
+    """
+    field_case = "CASE " + " ".join(f"WHEN {c} THEN '{f}'" for f, c, _ in checks) + " END"
+    reason_case = "CASE " + " ".join(f"WHEN {c} THEN {r}" for _, c, r in checks) + " END"
+    raw_line = "concat_ws(',', " + ", ".join(f'"{c}"' for c in header) + ")"
+    return field_case, reason_case, raw_line
 
 
 def structural_rejects(

@@ -1,0 +1,864 @@
+"""Streaming import of poly_data's orderFilled.csv into the order_filled day partitions.
+
+One pass over the file, memory bounded by a few batches and the days waiting to be written:
+
+1. DuckDB scans the CSV (every cell as text, structural errors to its rejects table) and
+   computes per row what the canonical row holds *if the row is well formed*: the md5 of
+   the fill id (parallel in DuckDB), the integer amounts and the unix timestamp. It hands
+   these and the raw cells on in file order, in Arrow batches, from a background thread.
+2. Per batch, vectorised byte checks (numpy over the Arrow buffers, no regex) pick the rows
+   in the plain form a dump has: hex addresses (either case) and a lower-case hex hash of
+   the right width, decimal ids and amounts without leading zeros, digits-only timestamps
+   in range, price within [0, 1]. For those rows the values of step 1 are exactly what the
+   canonical SQL rules give (the rules change nothing but the addresses' case).
+3. Every other row (rare: bad, padded, upper-case hash, ISO or fractional timestamps,
+   leading zeros) goes through the canonical SQL rules (``order_fill_rows_sql``), on just
+   those rows: they either normalise it or reject it with its field and reason. One set of
+   rules decides; the fast path only skips work whose result it knows.
+4. Good rows are grouped by UTC day. A dump is ordered by time, so a day is complete when
+   the stream has moved on to another day. A writer thread then drops repeated fill ids,
+   merges the day with what the lake already holds for it (stored rows win; only when the
+   day has files), sorts by (timestamp, transaction_hash, id) and writes it atomically.
+   Rows of a day already written (a file not grouped by day) or of a day too large to
+   hold are spilled to a temporary Parquet file and merged at the end by
+   ``merge.merge_order_fills`` (DuckDB's external sort): any order gives the same lake
+   with bounded memory, only slower.
+
+Duplicates are found among the rows of one day: a fill id embeds its transaction hash, and
+a transaction has one block time, so the rows of one fill share a day.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import queue
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from polymkt_dagster.lib import normalize as n
+from polymkt_dagster.lib.csv_source import (
+    CsvScan,
+    Rejects,
+    physical_line,
+    reject_expressions,
+    structural_rejects,
+)
+from polymkt_dagster.lib.duck import sql_string
+from polymkt_dagster.lib.lake import PART_FILE, Lake, PartitionWrite
+from polymkt_dagster.lib.merge import merge_order_fills
+from polymkt_dagster.lib.schemas import ORDER_FILLED
+
+Progress = Callable[[str], None]
+
+BATCH_ROWS = 122_880
+# A day holding more good rows than this is assembled by DuckDB's external sort instead of
+# in memory (about 400 bytes a row in Arrow: ~400 MB).
+MAX_DAY_ROWS = 1_000_000
+PREFETCH_BATCHES = 3
+MAX_PENDING_DAYS = 16
+SORT_KEYS = [("timestamp", "ascending"), ("transaction_hash", "ascending"), ("id", "ascending")]
+# Columns whose values repeat (wallets, tokens, constants): dictionary-encoded. Fill ids,
+# hashes, amounts and timestamps are nearly unique per day; a dictionary only costs time.
+DICTIONARY_COLUMNS = [
+    "block_number", "log_index", "order_hash", "maker", "taker", "maker_asset_id",
+    "taker_asset_id", "fee", "exchange", "contract_version", "source",
+]  # fmt: skip
+MAX_PRICE = 1.000001  # the canonical check: implied price above this is rejected
+
+MICROS_PER_DAY = 86_400_000_000
+EARLIEST_MICROS = int(
+    (datetime.fromisoformat(n.EARLIEST_TIMESTAMP).replace(tzinfo=UTC)).timestamp() * 1e6
+)
+
+# Computed columns of the scan; the raw CSV cells keep their header names.
+FAST_TS = "__fast_ts"
+FAST_MAKER_AMOUNT = "__fast_maker_amount"
+FAST_TAKER_AMOUNT = "__fast_taker_amount"
+FAST_DIGEST = "__fast_digest"
+
+_HEX_DIGITS = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+TX_HASH_WIDTH = 66
+ADDRESS_WIDTH = 42
+_ZERO, _LOWER_X = ord("0"), ord("x")
+
+
+def order_fill_rows_sql(relation: str, header: list[str]) -> str:
+    """The canonical rules: canonical fill columns plus ``reject_field``/``reject_reason``.
+
+    ``relation`` yields ``record_no`` and the CSV cells as text under their header names.
+    This is the definition of a valid row and of its normalised values; the streaming
+    import's fast path only takes rows for which it provably gives the same result.
+    """
+    field_case, reason_case, raw_line = reject_expressions(_order_fill_checks(), header)
+    return f"""
+        WITH norm AS (
+            SELECT
+                record_no,
+                {n.sql_timestamp('"timestamp"')} AS ts,
+                {n.sql_address("maker")} AS maker,
+                {n.sql_address("taker")} AS taker,
+                {n.sql_token_id('"makerAssetId"')} AS maker_asset_id,
+                {n.sql_token_id('"takerAssetId"')} AS taker_asset_id,
+                {n.sql_positive_bigint('"makerAmountFilled"')} AS maker_amount_filled,
+                {n.sql_positive_bigint('"takerAmountFilled"')} AS taker_amount_filled,
+                {n.sql_tx_hash('"transactionHash"')} AS transaction_hash,
+                "timestamp" AS raw_timestamp, maker AS raw_maker, taker AS raw_taker,
+                "makerAssetId" AS raw_maker_asset_id, "takerAssetId" AS raw_taker_asset_id,
+                "makerAmountFilled" AS raw_maker_amount,
+                "takerAmountFilled" AS raw_taker_amount,
+                "transactionHash" AS raw_tx,
+                {raw_line} AS raw_line
+            FROM {relation}
+        ),
+        checked AS (
+            SELECT *,
+                CASE WHEN maker_asset_id = '0'
+                     THEN maker_amount_filled / taker_amount_filled
+                     ELSE taker_amount_filled / maker_amount_filled END AS implied_price
+            FROM norm
+        )
+        SELECT
+            record_no,
+            -- Without an order hash in the CSV, the id is the transaction plus a digest of
+            -- the fill's content: stable across re-imports, so re-imports deduplicate.
+            {
+        _fill_id_sql(
+            "transaction_hash",
+            "maker",
+            "taker",
+            "maker_asset_id",
+            "taker_asset_id",
+            "maker_amount_filled",
+            "taker_amount_filled",
+        )
+    }
+                AS id,
+            ts AS "timestamp",
+            CAST(NULL AS BIGINT) AS block_number,
+            CAST(NULL AS INTEGER) AS log_index,
+            transaction_hash,
+            CAST(NULL AS VARCHAR) AS order_hash,
+            maker, taker, maker_asset_id, taker_asset_id,
+            maker_amount_filled, taker_amount_filled,
+            CAST(NULL AS BIGINT) AS fee,
+            CAST(NULL AS VARCHAR) AS exchange,
+            'v1' AS contract_version,
+            'csv' AS source,
+            {field_case} AS reject_field,
+            {reason_case} AS reject_reason,
+            CASE WHEN {field_case} IS NOT NULL THEN raw_line END AS raw_line
+        FROM checked
+    """
+
+
+def _fill_id_sql(tx: str, *content: str) -> str:
+    return f"{tx} || '_' || substr(md5(concat_ws('|', {', '.join(content)})), 1, 16)"
+
+
+def _order_fill_checks() -> list[tuple[str, str, str]]:
+    """(field, failing condition, reason) in the order they are reported."""
+    return [
+        ("timestamp", "ts IS NULL", "format('unparsable timestamp \"{}\"', raw_timestamp)"),
+        (
+            "timestamp",
+            f"NOT {n.sql_timestamp_in_range('ts')}",
+            "format('timestamp {} is outside the plausible range', ts)",
+        ),
+        ("maker", "maker IS NULL", "format('invalid address \"{}\"', raw_maker)"),
+        ("taker", "taker IS NULL", "format('invalid address \"{}\"', raw_taker)"),
+        (
+            "makerAssetId",
+            "maker_asset_id IS NULL",
+            "format('invalid asset id \"{}\"', raw_maker_asset_id)",
+        ),
+        (
+            "takerAssetId",
+            "taker_asset_id IS NULL",
+            "format('invalid asset id \"{}\"', raw_taker_asset_id)",
+        ),
+        (
+            "makerAmountFilled",
+            "maker_amount_filled IS NULL",
+            "format('amount \"{}\" is not a positive integer', raw_maker_amount)",
+        ),
+        (
+            "takerAmountFilled",
+            "taker_amount_filled IS NULL",
+            "format('amount \"{}\" is not a positive integer', raw_taker_amount)",
+        ),
+        (
+            "transactionHash",
+            "transaction_hash IS NULL",
+            "format('invalid transaction hash \"{}\"', raw_tx)",
+        ),
+        (
+            "price",
+            f"implied_price > {MAX_PRICE}",
+            "format('implied price {} (USDC per share) is outside [0, 1]', "
+            "round(implied_price, 6))",
+        ),
+    ]
+
+
+def _fast_scan_sql(scan: CsvScan) -> str:
+    """Raw cells plus the values a well-formed row normalises to, computed in one pass.
+
+    For a row the fast checks accept (``_fast_rows``: hex addresses and a lower-case hex
+    hash of the right width, decimal ids and amounts without leading zeros, digits-only
+    timestamp) the canonical rules change no cell but the case of the addresses, so these
+    are exactly the canonical values: the cells (addresses lower-cased), the amounts cast
+    to BIGINT, the numeric branch of ``sql_timestamp``,
+    and the first 8 bytes of the fill id's md5 (``md5_number_upper`` holds them in
+    little-endian order; ``_fill_ids`` renders them as the 16 hex digits of the id). The
+    UBIGINT guard keeps ``to_timestamp`` from overflowing on absurd numbers; such rows
+    fail the fast checks and get the canonical rules.
+    """
+    number = 'TRY_CAST("timestamp" AS DOUBLE)'
+    content = (
+        'lower(maker), lower(taker), "makerAssetId", "takerAssetId", '
+        '"makerAmountFilled", "takerAmountFilled"'
+    )
+    return f"""
+        SELECT *,
+            CASE WHEN TRY_CAST("timestamp" AS UBIGINT) < 1000000000000000 THEN
+                CASE WHEN {number} >= 1e11 THEN to_timestamp({number} / 1000)
+                ELSE to_timestamp({number}) END
+            END AS {FAST_TS},
+            TRY_CAST("makerAmountFilled" AS BIGINT) AS {FAST_MAKER_AMOUNT},
+            TRY_CAST("takerAmountFilled" AS BIGINT) AS {FAST_TAKER_AMOUNT},
+            md5_number_upper(concat_ws('|', {content})) AS {FAST_DIGEST}
+        FROM {scan.source}
+    """
+
+
+# ---------------------------------------------------------------------------------------
+# Vectorised checks over Arrow string buffers
+# ---------------------------------------------------------------------------------------
+
+
+def _string_buffers(array: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """Absolute value offsets (n + 1) and the data bytes of a string array."""
+    offset_type = np.int64 if pa.types.is_large_string(array.type) else np.int32
+    buffers = array.buffers()
+    offsets = np.frombuffer(buffers[1], dtype=offset_type)[
+        array.offset : array.offset + len(array) + 1
+    ].astype(np.int64)
+    data = (
+        np.frombuffer(buffers[2], dtype=np.uint8)
+        if buffers[2] is not None
+        else np.zeros(0, dtype=np.uint8)
+    )
+    return offsets, data
+
+
+def _valid(array: pa.Array) -> np.ndarray:
+    if array.null_count == 0:
+        return np.ones(len(array), dtype=bool)
+    bits = np.frombuffer(array.buffers()[0], dtype=np.uint8)
+    return np.unpackbits(bits, bitorder="little")[array.offset : array.offset + len(array)].astype(
+        bool
+    )
+
+
+def _is_zero_text(array: pa.Array) -> np.ndarray:
+    """Values that are exactly the text ``0`` (the USDC side's asset id)."""
+    offsets, data = _string_buffers(array)
+    single = (np.diff(offsets) == 1) & _valid(array)
+    first = data[np.where(single, offsets[:-1], 0)] if len(data) else np.zeros(len(single))
+    return single & (first == _ZERO)
+
+
+def _digit_bytes(span: np.ndarray) -> np.ndarray:
+    # uint8 arithmetic wraps, so one comparison checks the range '0'..'9'
+    return (span - np.uint8(48)) < 10
+
+
+def _hex_bytes(span: np.ndarray, *, any_case: bool) -> np.ndarray:
+    letters = (span | np.uint8(32)) if any_case else span  # 'A'..'F' -> 'a'..'f'
+    return _digit_bytes(span) | ((letters - np.uint8(97)) < 6)
+
+
+def _all_bytes_ok(
+    offsets: np.ndarray, data: np.ndarray, byte_ok: Callable[[np.ndarray], np.ndarray]
+) -> np.ndarray:
+    """Per value: ``byte_ok`` holds for each of its bytes."""
+    span = data[offsets[0] : offsets[-1]]
+    good = byte_ok(span)
+    if good.all():
+        return np.ones(len(offsets) - 1, dtype=bool)
+    bad_before = np.zeros(len(span) + 1, dtype=np.int64)
+    np.cumsum(~good, out=bad_before[1:])
+    return bad_before[offsets[1:] - offsets[0]] == bad_before[offsets[:-1] - offsets[0]]
+
+
+def _hex_ok(array: pa.Array, width: int, *, any_case: bool) -> np.ndarray:
+    """``0x`` plus hex digits (lower-case unless ``any_case``), exactly ``width`` long."""
+    offsets, data = _string_buffers(array)
+    ok = _valid(array) & (np.diff(offsets) == width)
+    rows = np.flatnonzero(ok)
+    if len(rows) == 0:
+        return ok
+    if len(rows) == len(ok):  # the usual case: one contiguous block of fixed-width values
+        block = data[offsets[0] : offsets[-1]].reshape(len(rows), width)
+    else:
+        block = data[offsets[rows][:, None] + np.arange(width)]
+    # Classify every byte of the contiguous block at once (strided slices are far slower),
+    # then discount the two prefix columns, checked on their own.
+    digits_ok = _hex_bytes(block, any_case=any_case)
+    digits_ok[:, :2] = True
+    prefix_ok = (block[:, 0] == _ZERO) & (block[:, 1] == _LOWER_X)
+    ok[rows] = prefix_ok if digits_ok.all() else prefix_ok & digits_ok.all(axis=1)
+    return ok
+
+
+def _digits_ok(array: pa.Array, max_length: int, *, canonical: bool) -> np.ndarray:
+    """Decimal digits only, 1..max_length of them; ``canonical``: no leading zero."""
+    offsets, data = _string_buffers(array)
+    lengths = np.diff(offsets)
+    ok = _valid(array) & (lengths >= 1) & (lengths <= max_length)
+    if not ok.any():
+        return ok
+    if canonical:
+        first = data[np.where(ok, offsets[:-1], 0)]
+        ok &= (first != _ZERO) | (lengths == 1)
+    return ok & _all_bytes_ok(offsets, data, _digit_bytes)
+
+
+def _int64_values(array: pa.Array) -> np.ndarray:
+    """The 64-bit values of an integer or timestamp array, read from its buffer.
+
+    (``Array.to_numpy`` would import pandas, about a second, on first use.)
+    """
+    buffer = array.buffers()[1]
+    return np.frombuffer(buffer, dtype=np.int64)[array.offset : array.offset + len(array)]
+
+
+def _numbers(array: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """Values (anything where null) and validity of an integer or timestamp column."""
+    return _int64_values(array), _valid(array)
+
+
+def _fast_rows(batch: pa.RecordBatch, latest_micros: int) -> np.ndarray:
+    """Rows whose precomputed values are exactly what the canonical rules give (and pass)."""
+    col = batch.column
+    # Addresses come in mixed case (EIP-55) as often as not: lower-cased on the way out.
+    ok = _hex_ok(col("maker"), ADDRESS_WIDTH, any_case=True)
+    ok &= _hex_ok(col("taker"), ADDRESS_WIDTH, any_case=True)
+    ok &= _hex_ok(col("transactionHash"), TX_HASH_WIDTH, any_case=False)
+    ok &= _digits_ok(col("makerAssetId"), 80, canonical=True)
+    ok &= _digits_ok(col("takerAssetId"), 80, canonical=True)
+    ok &= _digits_ok(col("makerAmountFilled"), 19, canonical=True)
+    ok &= _digits_ok(col("takerAmountFilled"), 19, canonical=True)
+    ok &= _digits_ok(col("timestamp"), 40, canonical=False)
+    micros, has_ts = _numbers(col(FAST_TS))
+    ok &= has_ts & (micros >= EARLIEST_MICROS) & (micros < latest_micros)
+    maker_amount, has_maker = _numbers(col(FAST_MAKER_AMOUNT))
+    taker_amount, has_taker = _numbers(col(FAST_TAKER_AMOUNT))
+    ok &= has_maker & has_taker & (maker_amount > 0) & (taker_amount > 0)
+    if not ok.any():
+        return ok
+    usdc_is_maker = _is_zero_text(col("makerAssetId"))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        maker_f, taker_f = maker_amount.astype(np.float64), taker_amount.astype(np.float64)
+        price = np.where(usdc_is_maker, maker_f / taker_f, taker_f / maker_f)
+    return ok & (price <= MAX_PRICE)
+
+
+# ---------------------------------------------------------------------------------------
+# Streaming import
+# ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class FillImport:
+    """What the streaming import counted and wrote."""
+
+    rows_read: int = 0
+    rows_accepted: int = 0
+    duplicates_dropped: int = 0
+    partitions: dict[date, PartitionWrite] = field(default_factory=dict)
+    # Wall seconds each stage was busy; the stages overlap (three threads), so they add up
+    # to more than the import took. For benchmarks and logs.
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+
+    def timed(self, stage: str, started: float) -> None:
+        elapsed = time.perf_counter() - started
+        self.stage_seconds[stage] = self.stage_seconds.get(stage, 0.0) + elapsed
+
+
+def import_fill_csv(
+    con: duckdb.DuckDBPyConnection,
+    scan: CsvScan,
+    lake: Lake,
+    rejects: Rejects,
+    *,
+    start: date | None = None,
+    end: date | None = None,
+    spill_dir: Path,
+    progress: Progress | None = None,
+    batch_rows: int = BATCH_ROWS,
+    max_day_rows: int = MAX_DAY_ROWS,
+) -> FillImport:
+    """Validate, normalise and merge the scanned orderFilled.csv into its day partitions.
+
+    ``batch_rows`` and ``max_day_rows`` trade memory for speed (tests make them tiny to
+    drive the spill path with a few rows).
+    """
+    result = FillImport()
+    side = _side_connection(con)
+    schema = side.execute(ORDER_FILLED.typed_empty_select()).to_arrow_table().schema
+    days = _DayAssembler(lake, side, schema, spill_dir, result, max_day_rows)
+    latest = datetime.now(UTC) + timedelta(days=2)
+    latest_micros = int(latest.timestamp() * 1e6)
+    first_day = (start - date(1970, 1, 1)).days if start else None
+    last_day = (end - date(1970, 1, 1)).days if end else None
+    validation_rejects: list[tuple[int, str, str, str]] = []
+
+    def good_rows(batch: pa.RecordBatch) -> tuple[pa.Table, np.ndarray]:
+        """The batch's canonical good rows inside [start, end] and their day numbers."""
+        started = time.perf_counter()
+        record_base = result.rows_read
+        result.rows_read += batch.num_rows
+        fast = _fast_rows(batch, latest_micros)
+        good = _canonical_fast(batch if fast.all() else batch.filter(fast), schema)
+        if not fast.all():
+            record_no = np.flatnonzero(~fast) + record_base + 1
+            checked = _canonical_rules(side, batch.filter(~fast), record_no, scan.header)
+            rejected = checked.filter(pc.is_valid(checked["reject_field"]))
+            validation_rejects.extend(
+                zip(
+                    rejected["record_no"].to_pylist(),
+                    rejected["reject_field"].to_pylist(),
+                    rejected["reject_reason"].to_pylist(),
+                    rejected["raw_line"].to_pylist(),
+                    strict=True,
+                )
+            )
+            accepted = checked.filter(pc.is_null(checked["reject_field"]))
+            good = pa.concat_tables([good, accepted.select(schema.names).cast(schema)])
+            good = good.combine_chunks()
+        micros = np.concatenate([_int64_values(c) for c in good.column("timestamp").chunks])
+        day_numbers = (micros // MICROS_PER_DAY).astype(np.int32)
+        keep = np.ones(len(day_numbers), dtype=bool)
+        if first_day is not None:
+            keep &= day_numbers >= first_day
+        if last_day is not None:
+            keep &= day_numbers <= last_day
+        if not keep.all():
+            good, day_numbers = good.filter(keep), day_numbers[keep]
+        result.rows_accepted += good.num_rows
+        result.timed("checks and normalisation (main thread)", started)
+        return good, day_numbers
+
+    def on_partition(write: PartitionWrite) -> None:
+        result.partitions[write.day] = write
+        if progress and len(result.partitions) % 50 == 0:
+            progress(
+                f"order_filled: {len(result.partitions)} day partitions written, "
+                f"{result.rows_read:,} rows read"
+            )
+
+    scanned = _prefetched(
+        con.execute(_fast_scan_sql(scan)).to_arrow_reader(batch_rows), PREFETCH_BATCHES, result
+    )
+
+    def on_written(write: PartitionWrite, duplicates: int) -> None:
+        result.duplicates_dropped += duplicates
+        on_partition(write)
+
+    writer_con = _side_connection(con)
+    writer = _DayWriter(lake, writer_con, schema, on_written, result)
+    try:
+        for batch in scanned:
+            for day, table in days.add(*good_rows(batch)):
+                writer.submit(day, table)
+        for day, table in days.finish():
+            writer.submit(day, table)
+        writer.drain()
+        started = time.perf_counter()
+        days.merge_spilled(on_partition)
+        result.timed("merge of spilled rows", started)
+    finally:
+        # stops the scanning thread before the connection is used or closed again
+        scanned.close()
+        writer.close()
+        days.close()
+        writer_con.close()
+        side.close()
+
+    broken = structural_rejects(con, scan, rejects)
+    result.rows_read += len(broken)
+    for record_no, field_name, reason, raw in validation_rejects:
+        rejects.add(str(scan.path), physical_line(record_no, broken), field_name, reason, raw)
+    if progress:
+        progress(f"order_filled: {len(result.partitions)} day partitions written")
+    return result
+
+
+def _side_connection(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
+    """A second connection to the same database: the scan streams on ``con`` meanwhile.
+
+    Memory limit and spill directory are database-wide; session settings are not.
+    """
+    side = con.cursor()
+    side.execute("SET TimeZone = 'UTC'")
+    side.execute("SET enable_progress_bar = false")
+    return side
+
+
+def _canonical_fast(batch: pa.RecordBatch, schema: pa.Schema) -> pa.Table:
+    """Canonical fill rows from fast-checked rows (values precomputed by the scan)."""
+    rows = batch.num_rows
+    columns = {
+        "id": _fill_ids(batch.column("transactionHash"), batch.column(FAST_DIGEST)),
+        "timestamp": batch.column(FAST_TS),
+        "transaction_hash": batch.column("transactionHash"),
+        "maker": pc.ascii_lower(batch.column("maker")),
+        "taker": pc.ascii_lower(batch.column("taker")),
+        "maker_asset_id": batch.column("makerAssetId"),
+        "taker_asset_id": batch.column("takerAssetId"),
+        "maker_amount_filled": batch.column(FAST_MAKER_AMOUNT),
+        "taker_amount_filled": batch.column(FAST_TAKER_AMOUNT),
+        "contract_version": _constant_text("v1", rows),
+        "source": _constant_text("csv", rows),
+    }
+    arrays = [
+        columns[f.name].cast(f.type) if f.name in columns else pa.nulls(rows, f.type)
+        for f in schema
+    ]
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def _fill_ids(tx_hashes: pa.Array, digests: pa.Array) -> pa.Array:
+    """``<tx hash>_<16 hex digits of the md5>`` for fast rows (every hash 66 characters)."""
+    rows = len(tx_hashes)
+    offsets, data = _string_buffers(tx_hashes)
+    width = TX_HASH_WIDTH + 1 + 16
+    ids = np.empty((rows, width), dtype=np.uint8)
+    ids[:, :TX_HASH_WIDTH] = data[offsets[0] : offsets[-1]].reshape(rows, TX_HASH_WIDTH)
+    ids[:, TX_HASH_WIDTH] = ord("_")
+    digest_bytes = _int64_values(digests).astype("<u8", copy=False).view(np.uint8)
+    digest_bytes = digest_bytes.reshape(rows, 8)
+    ids[:, TX_HASH_WIDTH + 1 :: 2] = _HEX_DIGITS[digest_bytes >> 4]
+    ids[:, TX_HASH_WIDTH + 2 :: 2] = _HEX_DIGITS[digest_bytes & 15]
+    id_offsets = np.arange(rows + 1, dtype=np.int32) * width
+    return pa.Array.from_buffers(
+        pa.string(), rows, [None, pa.py_buffer(id_offsets), pa.py_buffer(ids)]
+    )
+
+
+def _primitive(values: np.ndarray, arrow_type: pa.DataType) -> pa.Array:
+    """A null-free Arrow array over a numpy buffer (``pa.array`` would import pandas)."""
+    values = np.ascontiguousarray(values)
+    return pa.Array.from_buffers(arrow_type, len(values), [None, pa.py_buffer(values)])
+
+
+def _constant_text(text: str, rows: int) -> pa.Array:
+    """A string column holding ``text`` in every row, built from buffers (no per-row work)."""
+    encoded = text.encode()
+    offsets = np.arange(rows + 1, dtype=np.int32) * len(encoded)
+    return pa.Array.from_buffers(
+        pa.string(), rows, [None, pa.py_buffer(offsets), pa.py_buffer(encoded * rows)]
+    )
+
+
+def _canonical_rules(
+    con: duckdb.DuckDBPyConnection, rows: pa.RecordBatch, record_no: np.ndarray, header: list[str]
+) -> pa.Table:
+    """Apply ``order_fill_rows_sql`` to rows the fast checks did not take."""
+    raw = pa.Table.from_batches([rows]).select(header)
+    raw = raw.add_column(0, "record_no", _primitive(record_no.astype(np.int64), pa.int64()))
+    view = f"slow_fills_{uuid.uuid4().hex[:8]}"
+    con.register(view, raw)
+    try:
+        return con.execute(order_fill_rows_sql(view, header)).to_arrow_table()
+    finally:
+        con.unregister(view)
+
+
+class _DayAssembler:
+    """Groups good rows by day; yields each day's rows once the stream has left the day."""
+
+    def __init__(
+        self,
+        lake: Lake,
+        con: duckdb.DuckDBPyConnection,
+        schema: pa.Schema,
+        spill_dir: Path,
+        result: FillImport,
+        max_day_rows: int,
+    ) -> None:
+        self.lake = lake
+        self.con = con
+        self.schema = schema
+        self.result = result
+        self.max_day_rows = max_day_rows
+        self.pieces: dict[int, list[pa.Table]] = {}
+        self.buffered_rows: dict[int, int] = {}
+        self.written: set[int] = set()
+        self.spilled_days: set[int] = set()
+        self.spill_path = spill_dir / f"order_filled_spill_{uuid.uuid4().hex}.parquet"
+        self.spill_dir = spill_dir
+        self.spill: pq.ParquetWriter | None = None
+
+    def add(self, good: pa.Table, day_numbers: np.ndarray) -> Iterator[tuple[date, list[pa.Table]]]:
+        if good.num_rows == 0:
+            return
+        if np.any(day_numbers[1:] < day_numbers[:-1]):
+            order = np.argsort(day_numbers, kind="stable")
+            good, day_numbers = good.take(order), day_numbers[order]
+        cuts = np.flatnonzero(day_numbers[1:] != day_numbers[:-1]) + 1
+        bounds = np.concatenate([[0], cuts, [len(day_numbers)]])
+        for begin, stop in itertools.pairwise(bounds):
+            day = int(day_numbers[begin])
+            piece = good.slice(begin, stop - begin)
+            if day in self.written or day in self.spilled_days:
+                self._spill(day, piece)
+                continue
+            self.pieces.setdefault(day, []).append(piece)
+            self.buffered_rows[day] = self.buffered_rows.get(day, 0) + piece.num_rows
+            if self.buffered_rows[day] > self.max_day_rows:
+                for held in self.pieces.pop(day):
+                    self._spill(day, held)
+                del self.buffered_rows[day]
+        # Days other than the one the stream is in are complete unless the file is not
+        # grouped by day (then their late rows are spilled and merged at the end).
+        current = int(day_numbers[-1])
+        for day in sorted(d for d in self.pieces if d != current):
+            yield self._emit(day)
+
+    def finish(self) -> Iterator[tuple[date, list[pa.Table]]]:
+        for day in sorted(self.pieces):
+            yield self._emit(day)
+
+    def _emit(self, day: int) -> tuple[date, list[pa.Table]]:
+        del self.buffered_rows[day]
+        self.written.add(day)
+        return date(1970, 1, 1) + timedelta(days=day), self.pieces.pop(day)
+
+    def _spill(self, day: int, piece: pa.Table) -> None:
+        self.spilled_days.add(day)
+        if self.spill is None:
+            self.spill_dir.mkdir(parents=True, exist_ok=True)
+            self.spill = pq.ParquetWriter(self.spill_path, self.schema, compression="lz4")
+        self.spill.write_table(piece)
+
+    def merge_spilled(self, on_partition: Callable[[PartitionWrite], None]) -> None:
+        """Merge spilled rows into their days (union, dedup, external sort in DuckDB)."""
+        if self.spill is None:
+            return
+        self.spill.close()
+        self.spill = None
+        days = sorted(date(1970, 1, 1) + timedelta(days=d) for d in self.spilled_days)
+        before = sum(
+            self.result.partitions[d].rows for d in days if d in self.result.partitions
+        ) + sum(self._stored_rows(d) for d in days if d not in self.result.partitions)
+        spilled = pq.ParquetFile(self.spill_path).metadata.num_rows
+        writes = merge_order_fills(
+            self.con, self.lake, f"SELECT * FROM read_parquet({sql_string(self.spill_path)})"
+        )
+        for write in writes:
+            on_partition(write)
+        # Spilled rows that did not add a row: duplicates of rows of the same day.
+        self.result.duplicates_dropped += before + spilled - sum(w.rows for w in writes)
+
+    def _stored_rows(self, day: date) -> int:
+        files = self.lake.day_files(ORDER_FILLED.name, day)
+        return sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+
+    def close(self) -> None:
+        if self.spill is not None:
+            self.spill.close()
+            self.spill = None
+        self.spill_path.unlink(missing_ok=True)
+
+
+class _DayWriter:
+    """Finishes and writes complete days in a background thread, each atomically.
+
+    Per day: duplicates of a fill id dropped (the first row stays), the union with the
+    rows the lake already holds for the day (a stored fill id keeps its stored row), the
+    sort by (timestamp, transaction_hash, id). The file is written under a temporary name
+    in its final directory and renamed into place, then files of the day's previous
+    version that were not rewritten are removed: the contract of
+    ``Lake.write_sorted_days``. Sorting and Parquet compression run without the GIL, so
+    they overlap the checks of the next batch; at most ``MAX_PENDING_DAYS`` days wait for
+    the writer, which bounds memory.
+    """
+
+    def __init__(
+        self,
+        lake: Lake,
+        con: duckdb.DuckDBPyConnection,
+        schema: pa.Schema,
+        on_written: Callable[[PartitionWrite, int], None],
+        result: FillImport,
+    ) -> None:
+        self.lake = lake
+        self.result = result
+        self.con = con  # used by the writer thread only
+        self.schema = schema
+        self.stored_days = set(lake.partition_days(ORDER_FILLED.name))
+        self.on_written = on_written
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fill-day-writer")
+        self.pending: deque[Future[tuple[PartitionWrite, int]]] = deque()
+
+    def submit(self, day: date, pieces: list[pa.Table]) -> None:
+        while len(self.pending) >= MAX_PENDING_DAYS:
+            self._collect()
+        self.pending.append(self.pool.submit(self._finish, day, pieces))
+
+    def drain(self) -> None:
+        while self.pending:
+            self._collect()
+
+    def _collect(self) -> None:
+        started = time.perf_counter()
+        write, duplicates = self.pending.popleft().result()
+        self.result.timed("waiting for the writer (main thread)", started)
+        self.on_written(write, duplicates)
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+    def _finish(self, day: date, pieces: list[pa.Table]) -> tuple[PartitionWrite, int]:
+        started = time.perf_counter()
+        try:
+            return self._finish_day(day, pieces)
+        finally:
+            self.result.timed("dedup, sort, Parquet write (writer thread)", started)
+
+    def _finish_day(self, day: date, pieces: list[pa.Table]) -> tuple[PartitionWrite, int]:
+        table = pa.concat_tables(pieces).combine_chunks()
+        duplicates = table.num_rows - pc.count_distinct(table.column("id")).as_py()
+        if duplicates:
+            table = _first_per_id(table)
+        if day in self.stored_days:
+            table = self._merge_stored(day, table)
+        else:
+            table = table.take(pc.sort_indices(table, SORT_KEYS))
+        return self._write(day, table), duplicates
+
+    def _merge_stored(self, day: date, fresh: pa.Table) -> pa.Table:
+        """The union with the day's stored rows; a stored fill id keeps its stored row."""
+        columns = ", ".join(f'"{c}"' for c in ORDER_FILLED.column_names)
+        view = f"fresh_day_{uuid.uuid4().hex[:8]}"
+        self.con.register(view, fresh)
+        try:
+            stored = self.lake.scan_sql(ORDER_FILLED, self.lake.day_files(ORDER_FILLED.name, day))
+            return (
+                self.con.execute(
+                    f"SELECT {columns} FROM (SELECT {columns}, 0 AS priority FROM {view} "
+                    f"UNION ALL SELECT {columns}, 1 AS priority FROM {stored}) "
+                    "QUALIFY row_number() OVER (PARTITION BY id ORDER BY priority DESC) = 1 "
+                    'ORDER BY "timestamp", transaction_hash, id'
+                )
+                .to_arrow_table()
+                .cast(self.schema)
+            )
+        finally:
+            self.con.unregister(view)
+
+    def _write(self, day: date, table: pa.Table) -> PartitionWrite:
+        target = self.lake.day_dir(ORDER_FILLED.name, day) / PART_FILE
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.parent / f".{target.name}.{uuid.uuid4().hex}.tmp"
+        try:
+            pq.write_table(
+                table,
+                tmp,
+                compression="zstd",
+                row_group_size=BATCH_ROWS,
+                use_dictionary=DICTIONARY_COLUMNS,
+            )
+            os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
+        for stale in self.lake.day_files(ORDER_FILLED.name, day):
+            if stale != target:
+                stale.unlink()
+        return PartitionWrite(
+            day=day, rows=table.num_rows, files=(target,), bytes=target.stat().st_size
+        )
+
+
+def _first_per_id(table: pa.Table) -> pa.Table:
+    """The first row of each fill id, in table order (a repeated fill lands once)."""
+    by_id = pc.sort_indices(table, [("id", "ascending")])  # stable: firsts lead
+    ids = table.column("id").take(by_id)
+    starts = pc.not_equal(ids.slice(1), ids.slice(0, len(ids) - 1))
+    keep = pa.concat_arrays([pa.array([True]), starts.combine_chunks()])
+    firsts = by_id.filter(keep)
+    return table.take(firsts.take(pc.sort_indices(firsts)))
+
+
+_END = object()
+
+
+def _prefetched(
+    reader: pa.RecordBatchReader, depth: int, result: FillImport
+) -> Iterator[pa.RecordBatch]:
+    """Iterate ``reader`` with up to ``depth`` batches produced ahead in another thread.
+
+    DuckDB releases the GIL while it parses and hashes, so the next batch is computed
+    while this thread checks and writes the previous one.
+    """
+    batches: queue.Queue[object] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        batch_iter = iter(reader)
+        try:
+            while True:
+                started = time.perf_counter()
+                batch = next(batch_iter, None)
+                result.timed("CSV scan and hashing in DuckDB (scan thread)", started)
+                if batch is None:
+                    break
+                while not stop.is_set():
+                    try:
+                        batches.put(batch, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            item: object = _END
+        except BaseException as exc:  # handed to the consumer, which re-raises it
+            item = exc
+        while not stop.is_set():
+            try:
+                batches.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    worker = threading.Thread(target=produce, name="fill-csv-scan", daemon=True)
+    worker.start()
+    try:
+        while True:
+            started = time.perf_counter()
+            item = batches.get()
+            result.timed("waiting for the scan (main thread)", started)
+            if item is _END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item  # type: ignore[misc]
+    finally:
+        stop.set()
+        worker.join()

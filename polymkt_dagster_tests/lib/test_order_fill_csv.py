@@ -1,0 +1,167 @@
+"""Streaming orderFilled.csv import: the fast path agrees with the canonical SQL rules."""
+
+import csv
+from datetime import date
+from pathlib import Path
+
+from polymkt_dagster.lib.bootstrap import import_order_filled
+from polymkt_dagster.lib.csv_source import Rejects, scan_csv
+from polymkt_dagster.lib.duck import connect
+from polymkt_dagster.lib.lake import Lake
+from polymkt_dagster.lib.order_fill_csv import import_fill_csv, order_fill_rows_sql
+from polymkt_dagster.lib.schemas import ORDER_FILLED, POLY_DATA_ORDER_FILLED_COLUMNS
+
+HEADER = ",".join(POLY_DATA_ORDER_FILLED_COLUMNS)
+TOKEN = "7" * 77
+MAKER = "0x" + "ab" * 20
+TAKER = "0x" + "cd" * 20
+CHECKSUMMED = "0x" + "aB" * 20
+
+
+def _tx(n: int) -> str:
+    return "0x" + f"{n:064x}"
+
+
+def _fill(
+    ts: str = "1717200000",
+    n: int = 1,
+    *,
+    maker: str = MAKER,
+    taker: str = TAKER,
+    maker_asset: str = "0",
+    taker_asset: str = TOKEN,
+    usdc: str = "500000",
+    shares: str = "1000000",
+    tx: str | None = None,
+) -> str:
+    return ",".join([ts, maker, maker_asset, usdc, taker, taker_asset, shares, tx or _tx(n)])
+
+
+# Rows the fast path takes, rows only the canonical rules can normalise, and bad rows.
+MIXED_ROWS = [
+    _fill(n=1),
+    _fill(n=2, maker=CHECKSUMMED),  # EIP-55 case: lower-cased
+    _fill(n=3, maker="0X" + "ab" * 20),  # upper-case prefix
+    _fill(n=4, taker=f" {TAKER} "),  # padded
+    _fill(n=5, tx=_tx(5).upper().replace("0X", "0x")),  # upper-case hash
+    _fill(n=6, taker_asset="000" + TOKEN),  # leading zeros in a token id
+    _fill(n=7, maker_asset="00"),  # "00" is the USDC side "0"
+    _fill(n=8, usdc="0500000"),  # leading zero in an amount
+    _fill(n=9, shares=" 1000000"),  # padded amount
+    _fill("1717200000123", 10),  # unix milliseconds
+    _fill("2024-06-01 10:00:00+00", 11),  # ISO 8601
+    _fill("1717200000.5", 12),  # fractional seconds
+    _fill(n=13, maker_asset=TOKEN, taker_asset="0", usdc="2000000", shares="900000"),  # sell
+    _fill("1717286400", 14),  # next day
+    _fill(n=15, maker="0x" + "ag" * 20),  # bad: not hex
+    _fill(n=16, tx=_tx(16)[:-1]),  # bad: short hash
+    _fill("1500000000", 17),  # bad: 2017, before Polymarket
+    _fill(n=18, usdc="0"),  # bad: zero amount
+    _fill(n=19, usdc="3000000"),  # bad: price 3
+    _fill(n=20, taker=""),  # bad: empty address
+    _fill(n=21, taker_asset="1" * 81),  # bad: token id too long
+    _fill(n=1),  # duplicate of the first row
+]
+
+
+def _write(path: Path, lines: list[str]) -> Path:
+    path.write_text("\n".join([HEADER, *lines]) + "\n")
+    return path
+
+
+def _lake_rows(lake: Lake) -> list[tuple]:
+    """Every stored row in storage order (partitions by day, rows as written)."""
+    rows: list[tuple] = []
+    with connect() as con:
+        for path in lake.files(ORDER_FILLED.name):
+            rows += con.execute(
+                f"SELECT * FROM read_parquet('{path}', hive_partitioning = false)"
+            ).fetchall()
+    return rows
+
+
+def _rules_reference(source: Path) -> tuple[list[tuple], dict[int, str]]:
+    """Good rows (first per id, sorted) and rejected lines by the canonical rules alone."""
+    columns = ", ".join(f'"{c}"' for c in ORDER_FILLED.column_names)
+    with connect() as con:
+        scan = scan_csv(con, source, POLY_DATA_ORDER_FILLED_COLUMNS)
+        con.execute(
+            "CREATE TEMP TABLE checked AS " + order_fill_rows_sql(scan.relation, scan.header)
+        )
+        good = con.execute(
+            f"SELECT {columns} FROM checked WHERE reject_field IS NULL "
+            "QUALIFY row_number() OVER (PARTITION BY id ORDER BY record_no) = 1 "
+            'ORDER BY CAST("timestamp" AS DATE), "timestamp", transaction_hash, id'
+        ).fetchall()
+        rejected = dict(
+            con.execute(
+                "SELECT record_no + 1, reject_field FROM checked WHERE reject_field IS NOT NULL"
+            ).fetchall()
+        )
+    return good, rejected
+
+
+def test_fast_path_gives_exactly_what_the_canonical_rules_give(tmp_path: Path) -> None:
+    source = _write(tmp_path / "orderFilled.csv", MIXED_ROWS)
+    lake = Lake(tmp_path / "parquet")
+    report = import_order_filled(tmp_path, lake)
+
+    expected_rows, expected_rejects = _rules_reference(source)
+    assert _lake_rows(lake) == expected_rows
+    with report.rejects_path.open() as handle:
+        rejects = {int(r["line"]): r["field"] for r in csv.DictReader(handle)}
+    assert rejects == expected_rejects
+    assert set(rejects.values()) >= {"maker", "transactionHash", "timestamp", "price"}
+    assert report.rows_read == len(MIXED_ROWS)
+    assert report.rows_accepted == len(MIXED_ROWS) - len(expected_rejects)
+    assert report.duplicates_dropped == 1
+    assert report.rows_written == len(expected_rows)
+    stored = {r[0]: r for r in expected_rows}
+    checksummed = next(r for r in stored.values() if r[4] == _tx(2))
+    assert checksummed[6] == CHECKSUMMED.lower()
+
+
+def test_file_not_grouped_by_day_lands_the_same_as_a_sorted_one(tmp_path: Path) -> None:
+    days = ["1717200000", "1717286400", "1717372800"]  # 2024-06-01, -02, -03
+    # Days interleave across batches of 2 rows, a day outgrows the in-memory limit, and
+    # a late row repeats a fill already written: all of it goes through the spill.
+    order = [0, 0, 1, 1, 0, 2, 1, 0, 0, 0, 2, 1]
+    lines = [_fill(days[d], 100 + i) for i, d in enumerate(order)]
+    lines.append(_fill(days[0], 100))  # late duplicate of the first fill
+    shuffled = tmp_path / "shuffled"
+    shuffled.mkdir()
+    source = _write(shuffled / "orderFilled.csv", lines)
+    reference = tmp_path / "reference"
+    reference.mkdir()
+    _write(reference / "orderFilled.csv", sorted(lines, key=lambda line: line[:10]))
+
+    expected_lake = Lake(reference / "parquet")
+    expected = import_order_filled(reference, expected_lake)
+
+    lake = Lake(shuffled / "parquet")
+    spill_dir = shuffled / "spill"
+    with connect() as con:
+        scan = scan_csv(con, source, POLY_DATA_ORDER_FILLED_COLUMNS)
+        result = import_fill_csv(
+            con, scan, lake, Rejects(), spill_dir=spill_dir, batch_rows=2, max_day_rows=3
+        )
+    assert _lake_rows(lake) == _lake_rows(expected_lake)
+    assert sorted(result.partitions) == [date(2024, 6, 1), date(2024, 6, 2), date(2024, 6, 3)]
+    assert sum(p.rows for p in result.partitions.values()) == expected.rows_written
+    assert result.duplicates_dropped == expected.duplicates_dropped == 1
+    assert list(spill_dir.iterdir()) == []  # the spill file is gone
+
+
+def test_reimport_into_stored_days_keeps_stored_rows_and_sort_order(tmp_path: Path) -> None:
+    _write(tmp_path / "orderFilled.csv", [_fill(n=1), _fill("1717200100", 2)])
+    lake = Lake(tmp_path / "parquet")
+    import_order_filled(tmp_path, lake)
+    # A later dump: one fill again, one earlier in the day, one on a new day.
+    _write(
+        tmp_path / "orderFilled.csv",
+        [_fill("1717200100", 2), _fill("1717199990", 3), _fill("1717286400", 4)],
+    )
+    report = import_order_filled(tmp_path, lake)
+    rows = _lake_rows(lake)
+    assert [r[4] for r in rows] == [_tx(3), _tx(1), _tx(2), _tx(4)]
+    assert report.rows_written == 4 and report.duplicates_dropped == 0
