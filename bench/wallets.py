@@ -100,7 +100,7 @@ def warm_compiled_ledger() -> None:
     p.summarize_fills(fills, 2)
     p.run_ledger(np.array([1]), np.array([True]), np.array([1.0]), np.array([0.5]))
     raw = p._RawFills.allocate(2)  # the counting sort and gather of load_sorted_fills
-    raw.keep[:], raw.tid[:], raw.ts[:], raw.frn[:] = True, [1, 0], [1, 2], [0, 1]
+    raw.keep[:], raw.wid[:], raw.tid[:], raw.payload["ts"] = True, 0, [1, 0], [1, 2]
     p._sorted_fills(raw, 1, 2)
     print(f"compiled ledger ready in {time.perf_counter() - started:.1f} s", flush=True)
 
@@ -148,7 +148,7 @@ def worker_positions(root: Path, out: Path) -> None:
             f"count(*) FILTER (WHERE shares < 0) FROM read_parquet('{out}')"
         ).fetchone()
     # the ledger runs beside the rows and the write, so the stages overlap after the load
-    stages["after load: marks, ledger || rows + write"] = seconds - stages.get("load+sort", 0.0)
+    stages["after load: marks, ledger + rows || write"] = seconds - stages.get("load+sort", 0.0)
     c.emit_result(
         {
             "seconds": seconds,

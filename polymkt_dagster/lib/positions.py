@@ -316,50 +316,56 @@ def _group_order_loop(
     wallet_count: int,
     token_count: int,
     order: np.ndarray,
+    gkey: np.ndarray,
+    by_token: np.ndarray,
+    by_token_wallet: np.ndarray,
 ) -> None:
-    """The kept rows ordered by (wallet id, token id), stable: two counting-sort passes
-    (token, then wallet) over dense ids, O(n) where a comparison sort is O(n log n)."""
-    kept = len(order)
-    by_token = np.empty(kept, dtype=np.int64)
-    count = np.zeros(token_count + 1, dtype=np.int64)
+    """The kept rows ordered by (wallet id, token id), stable, into ``order`` with their
+    ``gkey``: two counting-sort passes (token, then wallet) over dense ids, O(n) where a
+    comparison sort is O(n log n). The wallet id travels with the first pass's output and
+    the token id is its bucket, so the second pass reads sequentially (``by_token*`` are
+    scratch arrays of the kept size)."""
+    start = np.zeros(token_count + 1, dtype=np.int64)
     for i in range(len(wid)):
         if keep[i]:
-            count[tid[i] + 1] += 1
+            start[tid[i] + 1] += 1
     for k in range(token_count):
-        count[k + 1] += count[k]
+        start[k + 1] += start[k]
+    fill = start.copy()
     for i in range(len(wid)):
         if keep[i]:
             t = tid[i]
-            by_token[count[t]] = i
-            count[t] += 1
+            p = fill[t]
+            by_token[p] = i
+            by_token_wallet[p] = wid[i]
+            fill[t] = p + 1
     count = np.zeros(wallet_count + 1, dtype=np.int64)
-    for j in range(kept):
-        count[wid[by_token[j]] + 1] += 1
+    for j in range(len(order)):
+        count[by_token_wallet[j] + 1] += 1
     for k in range(wallet_count):
         count[k + 1] += count[k]
-    for j in range(kept):
-        i = by_token[j]
-        w = wid[i]
-        order[count[w]] = i
-        count[w] += 1
+    for t in range(token_count):
+        for j in range(start[t], start[t + 1]):
+            w = by_token_wallet[j]
+            p = count[w]
+            order[p] = by_token[j]
+            gkey[p] = (np.int64(w) << 32) | t
+            count[w] = p + 1
 
 
 def _gather_loop(
     order: np.ndarray,
-    wid: np.ndarray,
-    tid: np.ndarray,
-    columns: tuple[np.ndarray, ...],
     gkey: np.ndarray,
+    columns: tuple[np.ndarray, ...],
     out: tuple[np.ndarray, ...],
 ) -> bool:
     """Rows in ``order`` into the ``out`` arrays (ts, frn, is_buy, shares, price, fee, as
-    ``columns``), with gkey; True when every group is in (time, file row) order."""
+    ``columns``); True when every group is in (time, file row) order."""
     ts, frn, is_buy, shares, price, fee = columns
     ts_out, frn_out, buy_out, shares_out, price_out, fee_out = out
     in_order = True
     for j in range(len(order)):
         i = order[j]
-        gkey[j] = (np.int64(wid[i]) << 32) | np.int64(tid[i])
         ts_out[j] = ts[i]
         frn_out[j] = frn[i]
         buy_out[j] = is_buy[i]
@@ -558,34 +564,40 @@ _FILL_COLUMNS = ("maker", "token_id", "timestamp", "maker_direction", "token_amo
                  "fee")  # fmt: skip
 
 
+# frn is a row of one day file: int32 is ample, and 80 MB less per 20 million fills
+_PAYLOAD = np.dtype(
+    [("ts", np.int64), ("frn", np.int32), ("shares", np.float64), ("price", np.float64),
+     ("fee", np.float64), ("is_buy", np.bool_)]
+)  # fmt: skip
+
+
 @dataclass
 class _RawFills:
     """Own-fill candidates in lake order (opening rows first, then every row of every file,
     at the file's offset), before ids and sorting. ``wid``/``tid`` hold each row's entry in
     its row group's dictionaries until ``assign_ids`` makes them global ids; ``keep`` marks
-    the rows that are own fills in the window."""
+    the rows that are own fills in the window. The columns the ledger reads sit together
+    per row (``payload``): the sort gathers a row with one memory access, not six."""
 
     wid: np.ndarray
     tid: np.ndarray
     keep: np.ndarray
-    ts: np.ndarray
-    frn: np.ndarray
-    is_buy: np.ndarray
-    shares: np.ndarray
-    price: np.ndarray
-    fee: np.ndarray
+    payload: np.ndarray
     # per row group: first row, end row, maker dictionary, token dictionary
     groups: list[tuple[int, int, pa.Array, pa.Array]]
 
     @classmethod
     def allocate(cls, rows: int) -> _RawFills:
+        # np.empty, then written: np.zeros' calloc pages fault in 4 KiB at a time
+        keep = np.empty(rows, bool)
+        keep.fill(False)
         return cls(
-            wid=np.zeros(rows, np.int32), tid=np.zeros(rows, np.int32),
-            keep=np.zeros(rows, bool), ts=np.empty(rows, np.int64),
-            frn=np.empty(rows, np.int64), is_buy=np.empty(rows, bool),
-            shares=np.empty(rows, np.float64), price=np.empty(rows, np.float64),
-            fee=np.empty(rows, np.float64), groups=[],
+            wid=np.empty(rows, np.int32), tid=np.empty(rows, np.int32), keep=keep,
+            payload=np.empty(rows, _PAYLOAD), groups=[],
         )  # fmt: skip
+
+    def column(self, name: str) -> np.ndarray:
+        return self.payload[name]
 
     def assign_ids(self) -> tuple[pa.Array, pa.Array]:
         """Replace dictionary entries by global ids (sorted wallets and tokens, numbered);
@@ -596,6 +608,7 @@ class _RawFills:
             if len(w_ids) and len(t_ids):  # else no row of the group is kept
                 self.wid[lo:hi] = w_ids[self.wid[lo:hi]]
                 self.tid[lo:hi] = t_ids[self.tid[lo:hi]]
+        self.groups = []
         return wallets, tokens
 
 
@@ -631,47 +644,53 @@ def _read_fill_file(
         read_dictionary=["maker", "token_id", "maker_direction"],
         use_threads=False,  # files are read two at a time instead
     )
+    lo, hi = offset, offset + table.num_rows
+    keep = np.empty(table.num_rows, bool)
     groups: list[tuple[int, int, pa.Array, pa.Array]] = []
-    lo = offset
-    for batch in table.to_batches():
-        rows = batch.num_rows
-        hi = lo + rows
-        makers, raw.wid[lo:hi], keep = _dictionary_parts(batch.column("maker"))
-        tokens, raw.tid[lo:hi], token_valid = _dictionary_parts(batch.column("token_id"))
-        keep &= token_valid
+    start = lo
+    # maker and token per row group, each with its own dictionaries
+    for batch in table.select(["maker", "token_id"]).to_batches():
+        end = start + batch.num_rows
+        makers, raw.wid[start:end], maker_valid = _dictionary_parts(batch.column(0))
+        tokens, raw.tid[start:end], token_valid = _dictionary_parts(batch.column(1))
+        valid = maker_valid & token_valid
         if wallets is not None:
-            watched = pc.is_in(makers, value_set=wallets).to_numpy(zero_copy_only=False)
-            keep &= watched[raw.wid[lo:hi]]
-        shares = batch.column("token_amount").cast(pa.float64()).fill_null(0.0).to_numpy()
-        keep &= shares > 0
-        ts = batch.column("timestamp").cast(pa.timestamp("us", tz="UTC"), safe=False)
-        keep &= ts.is_valid().to_numpy(zero_copy_only=False)
-        raw.ts[lo:hi] = ts.cast(pa.int64()).fill_null(0).to_numpy()
-        if since_us is not None:
-            keep &= raw.ts[lo:hi] > since_us
-        if until_us is not None:
-            keep &= raw.ts[lo:hi] <= until_us
-        raw.keep[lo:hi] = keep
-        raw.shares[lo:hi] = shares
-        if "maker_direction" in names:
-            # a missing direction counts as a sell, as the SQL ``= 'BUY'`` did
-            is_buy = pc.equal(batch.column("maker_direction").cast(pa.string()), "BUY")
-            raw.is_buy[lo:hi] = is_buy.fill_null(False).to_numpy(zero_copy_only=False)
-        else:
-            raw.is_buy[lo:hi] = False
-        # a missing price stays NaN (the ledger then names the row); a missing fee is none
-        if "price" in names:
-            price = batch.column("price").cast(pa.float64())
-            raw.price[lo:hi] = price.to_numpy(zero_copy_only=False)
-        else:
-            raw.price[lo:hi] = np.nan
-        if "fee" in names:
-            raw.fee[lo:hi] = batch.column("fee").cast(pa.float64()).fill_null(0.0).to_numpy()
-        else:
-            raw.fee[lo:hi] = 0.0
-        raw.frn[lo:hi] = np.arange(lo - offset, hi - offset, dtype=np.int64)
-        groups.append((lo, hi, makers, tokens))
-        lo = hi
+            valid &= pc.is_in(makers, value_set=wallets).to_numpy(zero_copy_only=False)[
+                raw.wid[start:end]
+            ]
+        keep[start - lo : end - lo] = valid
+        groups.append((start, end, makers, tokens))
+        start = end
+    # the other columns whole-file: a few calls per file, not per row group
+    shares = table.column("token_amount").cast(pa.float64()).fill_null(0.0).to_numpy()
+    keep &= shares > 0
+    ts = table.column("timestamp").cast(pa.timestamp("us", tz="UTC"), safe=False)
+    keep &= ts.is_valid().to_numpy()
+    ts_us = ts.cast(pa.int64()).fill_null(0).to_numpy()
+    if since_us is not None:
+        keep &= ts_us > since_us
+    if until_us is not None:
+        keep &= ts_us <= until_us
+    raw.keep[lo:hi] = keep
+    row = raw.payload[lo:hi]
+    row["ts"] = ts_us
+    row["shares"] = shares
+    row["frn"] = np.arange(hi - lo, dtype=np.int32)
+    if "maker_direction" in names:
+        # a missing direction counts as a sell, as the SQL ``= 'BUY'`` did
+        is_buy = pc.equal(table.column("maker_direction").cast(pa.string()), "BUY")
+        row["is_buy"] = is_buy.fill_null(False).to_numpy()
+    else:
+        row["is_buy"] = False
+    # a missing price stays NaN (the ledger then names the row); a missing fee is none
+    if "price" in names:
+        row["price"] = table.column("price").cast(pa.float64()).to_numpy()
+    else:
+        row["price"] = np.nan
+    if "fee" in names:
+        row["fee"] = table.column("fee").cast(pa.float64()).fill_null(0.0).to_numpy()
+    else:
+        row["fee"] = 0.0
     return groups
 
 
@@ -706,12 +725,13 @@ def _read_raw_fills(
         makers, raw.wid[:first], _ = _dictionary_parts(opening.column("wallet").combine_chunks())
         tokens, raw.tid[:first], _ = _dictionary_parts(opening.column("token_id").combine_chunks())
         raw.keep[:first] = True
-        raw.ts[:first] = since_us
-        raw.frn[:first] = -1  # before any fill of that time
-        raw.is_buy[:first] = True
-        raw.shares[:first] = opening.column("shares").to_numpy()
-        raw.price[:first] = opening.column("avg_price").to_numpy()
-        raw.fee[:first] = 0.0
+        row = raw.payload[:first]
+        row["ts"] = since_us
+        row["frn"] = -1  # before any fill of that time
+        row["is_buy"] = True
+        row["shares"] = opening.column("shares").to_numpy()
+        row["price"] = opening.column("avg_price").to_numpy()
+        row["fee"] = 0.0
         raw.groups.append((0, first, makers, tokens))
 
     def read(index: int) -> list[tuple[int, int, pa.Array, pa.Array]]:
@@ -749,23 +769,29 @@ def _sorted_fills(raw: _RawFills, wallet_count: int, token_count: int) -> dict[s
     the fallback.
     """
     kept = int(np.count_nonzero(raw.keep))
-    columns = (raw.ts, raw.frn, raw.is_buy, raw.shares, raw.price, raw.fee)
+    columns = tuple(raw.column(name) for name in _PAYLOAD_ORDER)
     if _compiled_group_order is not None and _compiled_gather is not None:
         order = np.empty(kept, dtype=np.int64)
-        _compiled_group_order(raw.wid, raw.tid, raw.keep, wallet_count, token_count, order)
         gkey = np.empty(kept, dtype=np.int64)
+        _compiled_group_order(
+            raw.wid, raw.tid, raw.keep, wallet_count, token_count, order, gkey,
+            np.empty(kept, dtype=np.int64), np.empty(kept, dtype=np.int32),
+        )  # fmt: skip
         out = tuple(np.empty(kept, dtype=c.dtype) for c in columns)
-        if _compiled_gather(order, raw.wid, raw.tid, columns, gkey, out):
+        if _compiled_gather(order, gkey, columns, out):
             return dict(zip(("gkey", *_SORTED_COLUMNS), (gkey, *out), strict=True))
         del order, gkey, out
     rows = np.flatnonzero(raw.keep)
-    order = rows[np.lexsort((raw.frn[rows], raw.ts[rows], raw.tid[rows], raw.wid[rows]))]
+    ts, frn = raw.column("ts")[rows], raw.column("frn")[rows]
+    order = rows[np.lexsort((frn, ts, raw.tid[rows], raw.wid[rows]))]
+    del rows, ts, frn
     gkey = (raw.wid[order].astype(np.int64) << 32) | raw.tid[order]
     return {"gkey": gkey} | {
         name: column[order] for name, column in zip(_SORTED_COLUMNS, columns, strict=True)
     }
 
 
+_PAYLOAD_ORDER = ("ts", "frn", "is_buy", "shares", "price", "fee")
 _SORTED_COLUMNS = ("ts_us", "frn", "is_buy", "shares", "price", "fee")
 
 
@@ -1204,21 +1230,24 @@ def compute_positions(
     token_array = token_names.column(0).combine_chunks()
     chunks = _group_chunks(arrays.gkey, chunk_rows)
 
-    def summaries() -> Iterator[pa.Table]:
-        # the ledger of the next chunk runs (numba, without the GIL) while this one's rows
-        # are built and written: the two cores work at once, one chunk ahead at most
+    def piece(chunk: tuple[int, int, int]) -> pa.Table:
+        summary = _summarize_rows(fills, arrays, chunk)
+        return _position_rows(summary, tokens, wallet_array, token_array, as_of)
+
+    def pieces() -> Iterator[pa.Table]:
+        # the next chunk's ledger and rows (numba and numpy, mostly without the GIL) are
+        # computed while this one is written: the two cores work at once, one chunk ahead
         with ThreadPoolExecutor(max_workers=1) as pool:
             ahead: deque[Future[pa.Table]] = deque()
             for chunk in chunks:
-                ahead.append(pool.submit(_summarize_rows, fills, arrays, chunk))
+                ahead.append(pool.submit(piece, chunk))
                 if len(ahead) > 1:
                     yield ahead.popleft().result()
             while ahead:
                 yield ahead.popleft().result()
 
     if output is None:
-        summary = pa.concat_tables(list(summaries()))
-        table = _position_rows(summary, tokens, wallet_array, token_array, as_of)
+        table = pa.concat_tables(list(pieces()))
         for name in ("wallet", "token_id", "status"):
             index = table.schema.get_field_index(name)
             table = table.set_column(index, name, table.column(name).cast(pa.string()))
@@ -1228,11 +1257,10 @@ def compute_positions(
     tmp = output.parent / f".{output.name}.{os.getpid()}.tmp"
     writer: pq.ParquetWriter | None = None
     try:
-        for summary in summaries():
-            piece = _position_rows(summary, tokens, wallet_array, token_array, as_of)
+        for rows in pieces():
             if writer is None:
-                writer = pq.ParquetWriter(tmp, piece.schema, **_POSITIONS_PARQUET)
-            writer.write_table(piece, row_group_size=chunk_rows)
+                writer = pq.ParquetWriter(tmp, rows.schema, **_POSITIONS_PARQUET)
+            writer.write_table(rows, row_group_size=chunk_rows)
         if writer is not None:
             writer.close()
             writer = None

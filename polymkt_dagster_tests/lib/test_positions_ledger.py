@@ -175,15 +175,15 @@ def test_sorted_fills_order_groups_by_time_and_fall_back_when_files_are_unsorted
     raw.wid[:] = [1, 0, 1, 0, 1, 0]
     raw.tid[:] = [0, 0, 0, 0, 0, 0]
     raw.keep[:] = [True, True, True, True, True, False]
-    raw.ts[:] = [10, 10, 20, 30, 20, 5]
-    raw.frn[:] = [0, 1, 2, 3, 1, 0]
-    raw.is_buy[:] = True
-    raw.shares[:] = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
-    raw.price[:] = 0.5
-    raw.fee[:] = 0.0
+    raw.column("ts")[:] = [10, 10, 20, 30, 20, 5]
+    raw.column("frn")[:] = [0, 1, 2, 3, 1, 0]
+    raw.column("is_buy")[:] = True
+    raw.column("shares")[:] = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
+    raw.column("price")[:] = 0.5
+    raw.column("fee")[:] = 0.0
     rows = _sorted_fills(raw, wallet_count=2, token_count=1)
     # wallet 1: (20, row 1) sorts before (20, row 2) although it came later in the lake
     assert rows["shares"].tolist() == [2.0, 4.0, 1.0, 5.0, 3.0]
     assert rows["gkey"].tolist() == [0, 0, 1 << 32, 1 << 32, 1 << 32]
-    raw.ts[4] = 25  # now lake order is time order within every group
+    raw.column("ts")[4] = 25  # now lake order is time order within every group
     assert _sorted_fills(raw, 2, 1)["shares"].tolist() == [2.0, 4.0, 1.0, 3.0, 5.0]
