@@ -101,27 +101,30 @@ def test_index_answers_like_the_bars_fresh_stale_and_after_rebuild(tmp_path: Pat
         # Yes tokens come first: the No token's rows are a run of their own at the end.
         assert len(index.series(con, [NO_TOKEN], INDEX_HOURLY)) == 2
 
-        # Day 03-08 re-materialized with new prices, and 03-10 lost its trades: the index
-        # is now stale for exactly those days, and still answers like the bars.
+        # Day 03-08 re-materialized with new prices, 03-10 lost its trades and 03-11 is
+        # new: the index is now stale for exactly those days, and still answers like the
+        # bars.
         time.sleep(0.01)
         rows = [
             trade(hand.t(8, 1), "tokA2", 0.33, 10.0, taker_side=True, fill="new-1"),
             trade(hand.t(8, 23), "tokB2", 0.66, 10.0, taker_side=True, fill="new-2"),
+            trade(hand.t(11, 5), "tokB1", 0.05, 10.0, taker_side=True, fill="new-3"),
         ]
         for path in lake.day_files(TRADES.name, date(2024, 3, 8)):
             path.unlink()
         for path in lake.day_files(TRADES.name, date(2024, 3, 10)):
             path.unlink()
         write_trades(lake, rows)
-        analytics.build_hourly_bars(con, lake, [date(2024, 3, 8), date(2024, 3, 10)])
+        changed = [date(2024, 3, 8), date(2024, 3, 10), date(2024, 3, 11)]
+        analytics.build_hourly_bars(con, lake, changed)
         stale = PriceIndex.open(lake)
         assert stale is not None
-        assert stale.dirty_days == [date(2024, 3, 8), date(2024, 3, 10)]
+        assert stale.dirty_days == changed
         bars = PriceSeries.from_bars(con, lake, TOKENS)
         assert answers(stale.series(con, TOKENS, INDEX_HOURLY)) == answers(bars)
         assert answers(bars) != answers(index.series(con, TOKENS, INDEX_HOURLY))
         # Daily closes of a dirty day come from its hourly bars: same answers at day ends.
-        analytics.build_daily_bars(con, lake, [date(2024, 3, 8), date(2024, 3, 10)])
+        analytics.build_daily_bars(con, lake, changed)
         daily = PriceSeries.from_bars(con, lake, TOKENS, analytics.PRICE_BARS_1D)
         ends = np.array(
             [int(datetime(2024, 3, d, tzinfo=UTC).timestamp()) - 1 for d in range(6, 14)]
@@ -134,7 +137,7 @@ def test_index_answers_like_the_bars_fresh_stale_and_after_rebuild(tmp_path: Pat
             np.testing.assert_array_equal(have[1], want[1])
 
         rebuilt = build_price_index(con, lake)
-        assert rebuilt.days == len(days) - 1
+        assert rebuilt.days == len(days)  # one day gone, one new
         fresh = PriceIndex.open(lake)
         assert fresh is not None and fresh.dirty_days == []
         assert answers(fresh.series(con, TOKENS, INDEX_HOURLY)) == answers(bars)
