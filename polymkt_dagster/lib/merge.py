@@ -19,14 +19,18 @@ from polymkt_dagster.lib.schemas import EVENTS, MARKETS, ORDER_FILLED, Table
 STREAM_BATCH_ROWS = 122_880
 
 
-def days_of(con: duckdb.DuckDBPyConnection, relation: str) -> list[date]:
-    """Distinct UTC days of the ``timestamp`` column of a relation, ascending."""
-    return [
-        d
-        for (d,) in con.execute(
-            f'SELECT DISTINCT CAST("timestamp" AS DATE) AS d FROM ({relation}) ORDER BY d'
-        ).fetchall()
-    ]
+def _days_and_duplicates(con: duckdb.DuckDBPyConnection, relation: str) -> tuple[list[date], int]:
+    """Distinct UTC days of the ``timestamp`` column, ascending, and how many rows repeat an id.
+
+    One pass over the relation for both (it may be an expensive SELECT).
+    """
+    row = con.execute(
+        f'SELECT list(DISTINCT CAST("timestamp" AS DATE) ORDER BY CAST("timestamp" AS DATE)), '
+        f"count(*) - count(DISTINCT id) FROM ({relation})"
+    ).fetchone()
+    if not row or row[0] is None:
+        return [], 0
+    return list(row[0]), int(row[1])
 
 
 def merge_order_fills(
@@ -39,20 +43,28 @@ def merge_order_fills(
     """Merge the canonical fills of ``fresh`` (a SELECT) into their day partitions.
 
     Only the days present in ``fresh`` are rewritten, each atomically, with the union of
-    its old and new rows; a fill id already present keeps its stored row.
+    its old and new rows; a fill id already present keeps its stored row. When those days
+    hold nothing yet and the fresh ids are unique, there is nothing to deduplicate and the
+    rows are only sorted.
     """
     columns = ", ".join(f'"{c}"' for c in ORDER_FILLED.column_names)
-    days = days_of(con, fresh)
+    days, repeated = _days_and_duplicates(con, fresh)
+    if not days:
+        return []
     existing = [f for day in days for f in lake.day_files(ORDER_FILLED.name, day)]
-    rows = f"SELECT {columns}, 0 AS priority FROM ({fresh})"
-    if existing:
-        old = lake.scan_sql(ORDER_FILLED, existing)
-        rows += f" UNION ALL SELECT {columns}, 1 AS priority FROM {old}"
-    merged = (
-        f'SELECT {columns}, CAST("timestamp" AS DATE) AS {DAY_COLUMN} FROM ({rows}) '
-        "QUALIFY row_number() OVER (PARTITION BY id ORDER BY priority DESC) = 1 "
-        f'ORDER BY {DAY_COLUMN}, "timestamp", transaction_hash, id'
-    )
+    day_key = f'CAST("timestamp" AS DATE) AS {DAY_COLUMN}'
+    order = f'ORDER BY {DAY_COLUMN}, "timestamp", transaction_hash, id'
+    if not existing and not repeated:
+        merged = f"SELECT {columns}, {day_key} FROM ({fresh}) {order}"
+    else:
+        rows = f"SELECT {columns}, 0 AS priority FROM ({fresh})"
+        if existing:
+            old = lake.scan_sql(ORDER_FILLED, existing)
+            rows += f" UNION ALL SELECT {columns}, 1 AS priority FROM {old}"
+        merged = (
+            f"SELECT {columns}, {day_key} FROM ({rows}) "
+            f"QUALIFY row_number() OVER (PARTITION BY id ORDER BY priority DESC) = 1 {order}"
+        )
     writes: list[PartitionWrite] = []
 
     def on_partition(write: PartitionWrite) -> None:

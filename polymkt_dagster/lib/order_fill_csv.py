@@ -85,7 +85,11 @@ EARLIEST_MICROS = int(
 )
 
 # Computed columns of the scan; the raw CSV cells keep their header names.
-FAST_TS = "__fast_ts"
+FAST_SECONDS = "__fast_seconds"
+# Digits-only timestamps at or above this are milliseconds to the canonical rules: such
+# (rare) rows take the rules' path.
+MILLISECONDS_FROM = 100_000_000_000
+MICROS_PER_SECOND = 1_000_000
 FAST_MAKER_AMOUNT = "__fast_maker_amount"
 FAST_TAKER_AMOUNT = "__fast_taker_amount"
 FAST_DIGEST = "__fast_digest"
@@ -218,26 +222,21 @@ def _fast_scan_sql(scan: CsvScan) -> str:
     """Raw cells plus the values a well-formed row normalises to, computed in one pass.
 
     For a row the fast checks accept (``_fast_rows``: hex addresses and a lower-case hex
-    hash of the right width, decimal ids and amounts without leading zeros, digits-only
-    timestamp) the canonical rules change no cell but the case of the addresses, so these
-    are exactly the canonical values: the cells (addresses lower-cased), the amounts cast
-    to BIGINT, the numeric branch of ``sql_timestamp``,
-    and the first 8 bytes of the fill id's md5 (``md5_number_upper`` holds them in
-    little-endian order; ``_fill_ids`` renders them as the 16 hex digits of the id). The
-    UBIGINT guard keeps ``to_timestamp`` from overflowing on absurd numbers; such rows
-    fail the fast checks and get the canonical rules.
+    hash of the right width, decimal ids and amounts without leading zeros, a digits-only
+    timestamp in unix seconds) the canonical rules change no cell but the case of the
+    addresses, so these are exactly the canonical values: the cells (addresses lower-cased
+    later), the amounts and the seconds cast to BIGINT (``sql_timestamp``'s numeric branch
+    gives exactly those seconds), and the first 8 bytes of the fill id's md5
+    (``md5_number_upper`` holds them in little-endian order; ``_fill_ids`` renders them as
+    the 16 hex digits of the id).
     """
-    number = 'TRY_CAST("timestamp" AS DOUBLE)'
     content = (
         'lower(maker), lower(taker), "makerAssetId", "takerAssetId", '
         '"makerAmountFilled", "takerAmountFilled"'
     )
     return f"""
         SELECT *,
-            CASE WHEN TRY_CAST("timestamp" AS UBIGINT) < 1000000000000000 THEN
-                CASE WHEN {number} >= 1e11 THEN to_timestamp({number} / 1000)
-                ELSE to_timestamp({number}) END
-            END AS {FAST_TS},
+            TRY_CAST("timestamp" AS BIGINT) AS {FAST_SECONDS},
             TRY_CAST("makerAmountFilled" AS BIGINT) AS {FAST_MAKER_AMOUNT},
             TRY_CAST("takerAmountFilled" AS BIGINT) AS {FAST_TAKER_AMOUNT},
             md5_number_upper(concat_ws('|', {content})) AS {FAST_DIGEST}
@@ -364,8 +363,10 @@ def _fast_rows(batch: pa.RecordBatch, latest_micros: int) -> np.ndarray:
     ok &= _digits_ok(col("makerAmountFilled"), 19, canonical=True)
     ok &= _digits_ok(col("takerAmountFilled"), 19, canonical=True)
     ok &= _digits_ok(col("timestamp"), 40, canonical=False)
-    micros, has_ts = _numbers(col(FAST_TS))
-    ok &= has_ts & (micros >= EARLIEST_MICROS) & (micros < latest_micros)
+    seconds, has_seconds = _numbers(col(FAST_SECONDS))
+    ok &= has_seconds & (seconds < MILLISECONDS_FROM)
+    micros = np.where(ok, seconds, 0) * MICROS_PER_SECOND
+    ok &= (micros >= EARLIEST_MICROS) & (micros < latest_micros)
     maker_amount, has_maker = _numbers(col(FAST_MAKER_AMOUNT))
     taker_amount, has_taker = _numbers(col(FAST_TAKER_AMOUNT))
     ok &= has_maker & has_taker & (maker_amount > 0) & (taker_amount > 0)
@@ -525,7 +526,10 @@ def _canonical_fast(batch: pa.RecordBatch, schema: pa.Schema) -> pa.Table:
     rows = batch.num_rows
     columns = {
         "id": _fill_ids(batch.column("transactionHash"), batch.column(FAST_DIGEST)),
-        "timestamp": batch.column(FAST_TS),
+        "timestamp": _primitive(
+            _int64_values(batch.column(FAST_SECONDS)) * MICROS_PER_SECOND,
+            schema.field("timestamp").type,
+        ),
         "transaction_hash": batch.column("transactionHash"),
         "maker": pc.ascii_lower(batch.column("maker")),
         "taker": pc.ascii_lower(batch.column("taker")),
@@ -743,7 +747,7 @@ class _DayWriter:
             self.result.timed("dedup, sort, Parquet write (writer thread)", started)
 
     def _finish_day(self, day: date, pieces: list[pa.Table]) -> tuple[PartitionWrite, int]:
-        table = pa.concat_tables(pieces).combine_chunks()
+        table = pa.concat_tables(pieces)  # take() below copies once; no need to combine first
         duplicates = table.num_rows - pc.count_distinct(table.column("id")).as_py()
         if duplicates:
             table = _first_per_id(table)
