@@ -24,6 +24,12 @@ longest history L, no Python loop per fill):
 
 Both compositions only multiply by numbers in [0, 1] or add exact integers (shares are
 micro-share integers held in float64, exact below 2^53), so they are numerically stable.
+With numba (a pinned dependency) one compiled pass per chunk of positions does the same.
+
+Reading all wallets' positions is bound by moving tens of millions of rows, so the load
+avoids strings per row: the trades files are read with pyarrow into preallocated arrays,
+maker and token kept as their Parquet dictionaries (ids come from hashing the dictionaries),
+and a counting sort on those ids groups the fills (``load_sorted_fills``).
 """
 
 from __future__ import annotations
@@ -771,13 +777,18 @@ def _sorted_fills(raw: _RawFills, wallet_count: int, token_count: int) -> dict[s
     kept = int(np.count_nonzero(raw.keep))
     columns = tuple(raw.column(name) for name in _PAYLOAD_ORDER)
     if _compiled_group_order is not None and _compiled_gather is not None:
-        order = np.empty(kept, dtype=np.int64)
+        # fresh memory is slow to fault in, so the sort's scratch arrays become the
+        # gathered ts and frn columns (same types), and row numbers are int32 when they fit
+        order = np.empty(kept, dtype=np.int32 if len(raw.keep) < 2**31 else np.int64)
         gkey = np.empty(kept, dtype=np.int64)
+        ts_out = np.empty(kept, dtype=np.int64)
+        frn_out = np.empty(kept, dtype=np.int32)
+        by_token = ts_out if order.dtype == np.int64 else ts_out.view(np.int32)[:kept]
         _compiled_group_order(
-            raw.wid, raw.tid, raw.keep, wallet_count, token_count, order, gkey,
-            np.empty(kept, dtype=np.int64), np.empty(kept, dtype=np.int32),
-        )  # fmt: skip
-        out = tuple(np.empty(kept, dtype=c.dtype) for c in columns)
+            raw.wid, raw.tid, raw.keep, wallet_count, token_count, order, gkey, by_token, frn_out
+        )
+        del by_token
+        out = (ts_out, frn_out, *(np.empty(kept, dtype=c.dtype) for c in columns[2:]))
         if _compiled_gather(order, gkey, columns, out):
             return dict(zip(("gkey", *_SORTED_COLUMNS), (gkey, *out), strict=True))
         del order, gkey, out
