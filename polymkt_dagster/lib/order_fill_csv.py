@@ -824,6 +824,16 @@ def _prefetched(
     batches: queue.Queue[object] = queue.Queue(maxsize=depth)
     stop = threading.Event()
 
+    def offer(item: object) -> bool:
+        """Queue ``item`` unless the consumer has stopped (then False)."""
+        while not stop.is_set():
+            try:
+                batches.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
     def produce() -> None:
         batch_iter = iter(reader)
         try:
@@ -833,23 +843,12 @@ def _prefetched(
                 result.timed("CSV scan and hashing in DuckDB (scan thread)", started)
                 if batch is None:
                     break
-                while not stop.is_set():
-                    try:
-                        batches.put(batch, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
+                if not offer(batch):
                     return
             item: object = _END
         except BaseException as exc:  # handed to the consumer, which re-raises it
             item = exc
-        while not stop.is_set():
-            try:
-                batches.put(item, timeout=0.1)
-                return
-            except queue.Full:
-                continue
+        offer(item)
 
     worker = threading.Thread(target=produce, name="fill-csv-scan", daemon=True)
     worker.start()

@@ -1,8 +1,11 @@
 """Streaming orderFilled.csv import: the fast path agrees with the canonical SQL rules."""
 
 import csv
+import threading
 from datetime import date
 from pathlib import Path
+
+import pytest
 
 from polymkt_dagster.lib.bootstrap import import_order_filled
 from polymkt_dagster.lib.csv_source import Rejects, scan_csv
@@ -165,3 +168,18 @@ def test_reimport_into_stored_days_keeps_stored_rows_and_sort_order(tmp_path: Pa
     rows = _lake_rows(lake)
     assert [r[4] for r in rows] == [_tx(3), _tx(1), _tx(2), _tx(4)]
     assert report.rows_written == 4 and report.duplicates_dropped == 0
+
+
+def test_a_failing_write_stops_the_import_and_its_threads(tmp_path: Path) -> None:
+    lines = [_fill(str(1717200000 + 86_400 * d), d) for d in range(40)]
+    _write(tmp_path / "orderFilled.csv", lines)
+    (tmp_path / "parquet").write_text("not a directory")  # every day write fails
+    threads_before = {t.name for t in threading.enumerate()}
+    with connect() as con, pytest.raises(OSError):
+        # two rows a batch: the scan thread is still producing when the writer fails
+        scan = scan_csv(con, tmp_path / "orderFilled.csv", POLY_DATA_ORDER_FILLED_COLUMNS)
+        import_fill_csv(
+            con, scan, Lake(tmp_path / "parquet"), Rejects(), spill_dir=tmp_path, batch_rows=2
+        )
+    names = {t.name for t in threading.enumerate()} - threads_before
+    assert not {n for n in names if n.startswith(("fill-csv-scan", "fill-day-writer"))}
