@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
+from typing import NamedTuple
 
 import duckdb
 import numpy as np
@@ -70,6 +72,26 @@ class PartitionWrite:
     bytes: int
 
 
+class PartitionFile(NamedTuple):
+    """One Parquet file of a day partition and the identity of its current version.
+
+    Plain strings rather than ``Path``: a query lists every file of the table, and
+    building a Path per file costs more than the directory walk itself.
+    """
+
+    day: date
+    path: str
+    bucket_dir: str | None  # "bucket=K" with hash bucketing, else None
+    inode: int
+    size: int
+    mtime_ns: int
+
+    @property
+    def identity(self) -> str:
+        """Changes whenever the file is replaced (a replacement is always a new file)."""
+        return f"{self.path}|{self.inode}|{self.size}|{self.mtime_ns}"
+
+
 class Lake:
     """A local Parquet lake rooted at ``root`` (DATA_DIR/parquet)."""
 
@@ -95,10 +117,7 @@ class Lake:
         )
 
     def day_files(self, table: str, day: date) -> list[Path]:
-        base = self.day_dir(table, day)
-        if not base.exists():
-            return []
-        return sorted(p for p in base.rglob("*.parquet") if not p.name.startswith("."))
+        return [Path(f.path) for f in _files_under(str(self.day_dir(table, day)), day)]
 
     def files(
         self,
@@ -109,44 +128,39 @@ class Lake:
         buckets: Iterable[int] | None = None,
     ) -> list[Path]:
         """Parquet files of a day-partitioned table, optionally pruned by day and bucket."""
-        base = self.table_dir(table)
-        if not base.exists():
-            return []
+        return [Path(f.path) for f in self.listing(table, start=start, end=end, buckets=buckets)]
+
+    def listing(
+        self,
+        table: str,
+        *,
+        start: date | None = None,
+        end: date | None = None,
+        buckets: Iterable[int] | None = None,
+    ) -> list[PartitionFile]:
+        """Like ``files``, with each file's day and identity (inode, size, mtime).
+
+        One ``os.scandir`` walk (a glob per day costs ~20 ms over a year of days, paid by
+        every query); the identity tells a rewritten partition from the one a derived copy
+        was built from, since a replacement is always a new file moved into place.
+        """
         wanted_buckets = None if buckets is None else {f"bucket={b}" for b in buckets}
-        found: list[Path] = []
-        for day in self.partition_days(table):
+        found: list[PartitionFile] = []
+        for day, day_dir in _day_dirs(self.table_dir(table)):
             if (start and day < start) or (end and day > end):
                 continue
-            for path in self.day_files(table, day):
-                in_bucket_dir = path.parent.name.startswith("bucket=")
+            for file in _files_under(day_dir, day):
                 if (
                     wanted_buckets is not None
-                    and in_bucket_dir
-                    and (path.parent.name not in wanted_buckets)
+                    and file.bucket_dir is not None
+                    and file.bucket_dir not in wanted_buckets
                 ):
                     continue
-                found.append(path)
+                found.append(file)
         return found
 
     def partition_days(self, table: str) -> list[date]:
-        base = self.table_dir(table)
-        days: list[date] = []
-        if not base.exists():
-            return days
-        for year_dir in sorted(base.glob("year=*")):
-            for month_dir in sorted(year_dir.glob("month=*")):
-                for day_dir in sorted(month_dir.glob("day=*")):
-                    try:
-                        days.append(
-                            date(
-                                int(year_dir.name[5:]),
-                                int(month_dir.name[6:]),
-                                int(day_dir.name[4:]),
-                            )
-                        )
-                    except ValueError:
-                        continue
-        return days
+        return [day for day, _ in _day_dirs(self.table_dir(table))]
 
     # ---- writes ----------------------------------------------------------------------
     def write_single(self, table: str, con: duckdb.DuckDBPyConnection, select_sql: str) -> Path:
@@ -217,6 +231,92 @@ class Lake:
             f"hive_partitioning = false) UNION ALL BY NAME {empty})"
         )
         return f"({table.canonical_select(source)})"
+
+
+#: Directory -> (inode, mtime_ns, sorted subdirectory names, sorted visible *.parquet names).
+_DIRECTORIES: dict[str, tuple[int, int, list[str], list[str]]] = {}
+# A directory's mtime moves whenever an entry is added, removed or renamed in it, but only at
+# the clock's tick: a listing is kept only once its mtime is older than this, so a change in
+# the same tick as the listing cannot hide behind an equal mtime (git's "racy" rule).
+_SETTLED_NS = 2_000_000_000
+
+
+def _entries(directory: str) -> tuple[list[str], list[str]]:
+    """(subdirectories, visible parquet files) of a directory, re-read only when it changed.
+
+    One stat instead of a scandir per directory: listing a year of day partitions is part
+    of every query.
+    """
+    try:
+        st = os.stat(directory)
+    except (FileNotFoundError, NotADirectoryError):
+        _DIRECTORIES.pop(directory, None)
+        return [], []
+    cached = _DIRECTORIES.get(directory)
+    if cached is not None and cached[0] == st.st_ino and cached[1] == st.st_mtime_ns:
+        return cached[2], cached[3]
+    subdirs: list[str] = []
+    files: list[str] = []
+    try:
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                if entry.is_dir():
+                    subdirs.append(entry.name)
+                elif entry.name.endswith(".parquet") and not entry.name.startswith("."):
+                    files.append(entry.name)
+    except (FileNotFoundError, NotADirectoryError):
+        return [], []
+    subdirs.sort()
+    files.sort()
+    if time.time_ns() - st.st_mtime_ns > _SETTLED_NS:
+        _DIRECTORIES[directory] = (st.st_ino, st.st_mtime_ns, subdirs, files)
+    return subdirs, files
+
+
+def _day_dirs(base: Path) -> Iterator[tuple[date, str]]:
+    """(day, directory) of every year=/month=/day= partition under ``base``, in day order."""
+    root = str(base)
+    for year in _entries(root)[0]:
+        if not year.startswith("year="):
+            continue
+        year_dir = f"{root}/{year}"
+        for month in _entries(year_dir)[0]:
+            if not month.startswith("month="):
+                continue
+            month_dir = f"{year_dir}/{month}"
+            for day_name in _entries(month_dir)[0]:
+                if not day_name.startswith("day="):
+                    continue
+                try:
+                    day = date(int(year[5:]), int(month[6:]), int(day_name[4:]))
+                except ValueError:
+                    continue
+                yield day, f"{month_dir}/{day_name}"
+
+
+def _files_under(directory: str, day: date) -> list[PartitionFile]:
+    """Visible ``*.parquet`` files below a day directory (any depth), sorted by path."""
+    found: list[PartitionFile] = []
+    pending = [directory]
+    while pending:
+        current = pending.pop()
+        name = os.path.basename(current)
+        bucket_dir = name if name.startswith("bucket=") else None
+        subdirs, files = _entries(current)
+        pending.extend(f"{current}/{d}" for d in subdirs)
+        for file_name in files:
+            path = f"{current}/{file_name}"
+            try:
+                # every query stats every file: a file replaced in place is noticed too
+                st = os.stat(path)
+            except (FileNotFoundError, NotADirectoryError):  # removed while listing
+                continue
+            found.append(
+                PartitionFile(day, path, bucket_dir, st.st_ino, st.st_size, st.st_mtime_ns)
+            )
+    if len(found) > 1:
+        found.sort(key=lambda f: Path(f.path))
+    return found
 
 
 def _copy_atomically(con: duckdb.DuckDBPyConnection, select_sql: str, target: Path) -> None:

@@ -1,0 +1,38 @@
+"""serving/trades_by_market through Dagster: builds the copy, then rebuilds nothing unchanged."""
+
+import shutil
+from pathlib import Path
+
+import dagster as dg
+import pyarrow.parquet as pq
+
+from polymkt_dagster.defs.resources import PolymktResource
+from polymkt_dagster.defs.serving.trades_by_market import trades_by_market
+from polymkt_dagster.lib.lake import Lake
+from polymkt_dagster.lib.queries import query_trades
+from polymkt_dagster.lib.schemas import TRADES
+from polymkt_dagster.lib.trades_by_market import read_markets, serving_dir
+
+
+def test_asset_builds_the_copy_and_queries_use_it(sample_lake: Lake, tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    shutil.copytree(sample_lake.root, data_dir / "parquet")
+    lake = Lake(data_dir / "parquet")
+    resources = {"polymkt": PolymktResource(data_dir=str(data_dir))}
+    with dg.instance_for_test() as instance:
+        first = dg.materialize([trades_by_market], instance=instance, resources=resources)
+        again = dg.materialize([trades_by_market], instance=instance, resources=resources)
+    assert first.success and again.success
+    built = first.asset_materializations_for_node("serving__trades_by_market")[0].metadata
+    total = sum(pq.read_metadata(p).num_rows for p in lake.files(TRADES.name))
+    assert built["dagster/row_count"].value == total
+    assert built["years_rebuilt"].value != "none"
+    unchanged = again.asset_materializations_for_node("serving__trades_by_market")[0].metadata
+    assert unchanged["years_rebuilt"].value == "none"
+    assert unchanged["dagster/row_count"].value == 0
+
+    assert any(serving_dir(lake).rglob("*.arrow"))
+    # every day partition is answered by the copy the asset wrote
+    served = read_markets(lake, ["no-such-market"], lake.listing(TRADES.name))
+    assert served.raw_days == set()
+    assert query_trades(lake, ["no-such-market"]).num_rows == 0
