@@ -46,6 +46,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from polymkt_dagster.lib.duck import sql_string
@@ -630,76 +631,6 @@ def _dictionary_parts(column: pa.Array) -> tuple[pa.Array, np.ndarray, np.ndarra
     return dictionary, idx, valid
 
 
-def _read_fill_file(
-    path: Path,
-    names: set[str],
-    offset: int,
-    raw: _RawFills,
-    wallets: pa.Array | None,
-    since_us: int | None,
-    until_us: int | None,
-) -> list[tuple[int, int, pa.Array, pa.Array]]:
-    """One trades file's rows into ``raw`` from ``offset`` on, with ``keep`` set on its own
-    fills (maker, token and a positive amount present; in the time window; of ``wallets``
-    when given); returns its row groups (rows and dictionaries)."""
-    if not {"maker", "token_id", "token_amount", "timestamp"} <= names:
-        return []
-    table = pq.read_table(
-        path,
-        columns=[c for c in _FILL_COLUMNS if c in names],
-        read_dictionary=["maker", "token_id", "maker_direction"],
-        use_threads=False,  # files are read two at a time instead
-    )
-    lo, hi = offset, offset + table.num_rows
-    keep = np.empty(table.num_rows, bool)
-    groups: list[tuple[int, int, pa.Array, pa.Array]] = []
-    start = lo
-    # maker and token per row group, each with its own dictionaries
-    for batch in table.select(["maker", "token_id"]).to_batches():
-        end = start + batch.num_rows
-        makers, raw.wid[start:end], maker_valid = _dictionary_parts(batch.column(0))
-        tokens, raw.tid[start:end], token_valid = _dictionary_parts(batch.column(1))
-        valid = maker_valid & token_valid
-        if wallets is not None:
-            valid &= pc.is_in(makers, value_set=wallets).to_numpy(zero_copy_only=False)[
-                raw.wid[start:end]
-            ]
-        keep[start - lo : end - lo] = valid
-        groups.append((start, end, makers, tokens))
-        start = end
-    # the other columns whole-file: a few calls per file, not per row group
-    shares = table.column("token_amount").cast(pa.float64()).fill_null(0.0).to_numpy()
-    keep &= shares > 0
-    ts = table.column("timestamp").cast(pa.timestamp("us", tz="UTC"), safe=False)
-    keep &= ts.is_valid().to_numpy()
-    ts_us = ts.cast(pa.int64()).fill_null(0).to_numpy()
-    if since_us is not None:
-        keep &= ts_us > since_us
-    if until_us is not None:
-        keep &= ts_us <= until_us
-    raw.keep[lo:hi] = keep
-    row = raw.payload[lo:hi]
-    row["ts"] = ts_us
-    row["shares"] = shares
-    row["frn"] = np.arange(hi - lo, dtype=np.int32)
-    if "maker_direction" in names:
-        # a missing direction counts as a sell, as the SQL ``= 'BUY'`` did
-        is_buy = pc.equal(table.column("maker_direction").cast(pa.string()), "BUY")
-        row["is_buy"] = is_buy.fill_null(False).to_numpy()
-    else:
-        row["is_buy"] = False
-    # a missing price stays NaN (the ledger then names the row); a missing fee is none
-    if "price" in names:
-        row["price"] = table.column("price").cast(pa.float64()).to_numpy()
-    else:
-        row["price"] = np.nan
-    if "fee" in names:
-        row["fee"] = table.column("fee").cast(pa.float64()).fill_null(0.0).to_numpy()
-    else:
-        row["fee"] = 0.0
-    return groups
-
-
 def _opening_fills(
     con: duckdb.DuckDBPyConnection, opening: str | None, since_us: int | None
 ) -> pa.Table:
@@ -712,6 +643,75 @@ def _opening_fills(
     ).to_arrow_table()
 
 
+def _take_batch(
+    batch: pa.RecordBatch,
+    lo: int,
+    file_row: int,
+    raw: _RawFills,
+    wallets: pa.Array | None,
+    since_us: int | None,
+    until_us: int | None,
+) -> tuple[int, int, pa.Array, pa.Array]:
+    """One record batch of a trades file into ``raw`` at ``lo``, with ``keep`` set on its
+    own fills (maker, token and a positive amount present; in the time window; of
+    ``wallets`` when given); returns its rows and dictionaries. A column missing from the
+    lake is null: no maker or token, no fill; no direction, a sell (as the SQL ``= 'BUY'``
+    was); no price, NaN (the ledger then names the row); no fee, none."""
+    rows = batch.num_rows
+    hi = lo + rows
+    makers, raw.wid[lo:hi], keep = _dictionary_parts(batch.column("maker"))
+    tokens, raw.tid[lo:hi], token_valid = _dictionary_parts(batch.column("token_id"))
+    keep &= token_valid
+    if wallets is not None:
+        keep &= pc.is_in(makers, value_set=wallets).to_numpy(zero_copy_only=False)[raw.wid[lo:hi]]
+    shares = batch.column("token_amount").cast(pa.float64()).fill_null(0.0).to_numpy()
+    keep &= shares > 0
+    ts = batch.column("timestamp").cast(pa.timestamp("us", tz="UTC"), safe=False)
+    keep &= ts.is_valid().to_numpy(zero_copy_only=False)
+    ts_us = ts.cast(pa.int64()).fill_null(0).to_numpy()
+    if since_us is not None:
+        keep &= ts_us > since_us
+    if until_us is not None:
+        keep &= ts_us <= until_us
+    raw.keep[lo:hi] = keep
+    row = raw.payload[lo:hi]
+    row["ts"] = ts_us
+    row["shares"] = shares
+    row["frn"] = np.arange(file_row, file_row + rows, dtype=np.int32)
+    is_buy = pc.equal(batch.column("maker_direction").cast(pa.string()), "BUY")
+    row["is_buy"] = is_buy.fill_null(False).to_numpy(zero_copy_only=False)
+    row["price"] = batch.column("price").cast(pa.float64()).to_numpy(zero_copy_only=False)
+    row["fee"] = batch.column("fee").cast(pa.float64()).fill_null(0.0).to_numpy()
+    return lo, hi, makers, tokens
+
+
+def _fill_dataset(files: list[Path]) -> tuple[ds.Dataset, int]:
+    """The trades files as one dataset of the columns the ledger reads (maker, token and
+    direction as their Parquet dictionaries; a column some files lack is null there), and
+    their total rows."""
+    metas = [pq.ParquetFile(f) for f in files]
+    rows = sum(m.metadata.num_rows for m in metas)
+    types: dict[str, pa.DataType] = {}
+    for meta in metas:
+        for field in meta.schema_arrow:
+            types.setdefault(field.name, field.type)
+    del metas
+    defaults = {"timestamp": pa.timestamp("us", tz="UTC"), "maker_direction": pa.string()}
+    fields = []
+    for name in _FILL_COLUMNS:
+        if name in _DICTIONARY_COLUMNS:
+            fields.append(pa.field(name, pa.dictionary(pa.int32(), pa.string())))
+        else:
+            fields.append(pa.field(name, types.get(name, defaults.get(name, pa.float64()))))
+    file_format = ds.ParquetFileFormat(
+        read_options=ds.ParquetReadOptions(dictionary_columns=set(_DICTIONARY_COLUMNS))
+    )
+    return ds.dataset([str(f) for f in files], schema=pa.schema(fields), format=file_format), rows
+
+
+_DICTIONARY_COLUMNS = ("maker", "token_id", "maker_direction")
+
+
 def _read_raw_fills(
     files: list[Path],
     opening: pa.Table,
@@ -719,14 +719,13 @@ def _read_raw_fills(
     until_us: int | None,
     wallets: pa.Array | None,
 ) -> _RawFills:
-    """The opening rows (as buys at ``since``), then every row of ``files``, two files at a
-    time, each at its offset in the preallocated arrays."""
-    metas = [pq.ParquetFile(f) for f in files]
+    """The opening rows (as buys at ``since``), then every row of ``files`` in lake order.
+
+    Arrow's scanner decodes the files on its own threads, in order, while this thread
+    copies each decoded batch into the preallocated arrays."""
+    dataset, rows = _fill_dataset(files) if files else (None, 0)
     first = opening.num_rows
-    offsets = np.cumsum([first] + [m.metadata.num_rows for m in metas])
-    names = [set(m.schema_arrow.names) for m in metas]
-    del metas
-    raw = _RawFills.allocate(int(offsets[-1]))
+    raw = _RawFills.allocate(first + rows)
     if first:
         makers, raw.wid[:first], _ = _dictionary_parts(opening.column("wallet").combine_chunks())
         tokens, raw.tid[:first], _ = _dictionary_parts(opening.column("token_id").combine_chunks())
@@ -739,15 +738,18 @@ def _read_raw_fills(
         row["price"] = opening.column("avg_price").to_numpy()
         row["fee"] = 0.0
         raw.groups.append((0, first, makers, tokens))
-
-    def read(index: int) -> list[tuple[int, int, pa.Array, pa.Array]]:
-        return _read_fill_file(
-            files[index], names[index], int(offsets[index]), raw, wallets, since_us, until_us
-        )
-
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        for groups in pool.map(read, range(len(files))):
-            raw.groups.extend(groups)
+    if dataset is None:
+        return raw
+    lo, path, file_row = first, None, 0
+    scanner = dataset.scanner(use_threads=True, batch_readahead=4, fragment_readahead=2)
+    for tagged in scanner.scan_batches():
+        batch = tagged.record_batch
+        if tagged.fragment.path != path:
+            path, file_row = tagged.fragment.path, 0
+        if batch.num_rows:
+            raw.groups.append(_take_batch(batch, lo, file_row, raw, wallets, since_us, until_us))
+        lo += batch.num_rows
+        file_row += batch.num_rows
     return raw
 
 
@@ -830,7 +832,7 @@ def load_sorted_fills(
     tokens are numbered in sorted order, kept in temp tables ``{prefix}_w(wallet, wid)``
     and ``{prefix}_t(token_id, tid)`` (``attach_keys`` maps back).
 
-    The files are read with pyarrow, two at a time, straight into preallocated arrays,
+    The files are read with an Arrow dataset scanner straight into preallocated arrays,
     keeping the Parquet dictionaries of maker and token: ids come from hashing the
     dictionaries, not tens of millions of addresses and 77-digit token ids, and rows are
     ordered by a counting sort on the ids.

@@ -355,3 +355,26 @@ def test_positions_do_not_depend_on_the_row_order_of_day_files(wallet_lake: Lake
         got = compute_positions(con, reordered).drop_columns(["as_of"])
     assert got.num_rows == expected.num_rows > 1000
     assert got.equals(expected)
+
+
+def test_a_day_file_without_the_fee_column_counts_no_fee(wallet_lake: Lake, tmp_path) -> None:
+    """Older partitions may lack newer columns: the loader reads them as null (no fee)."""
+    import pyarrow as pa
+
+    lakes = {}
+    for name in ("no_fee_column", "zero_fees"):
+        lake = Lake(tmp_path / name)
+        shutil.copytree(wallet_lake.root, lake.root)
+        busiest = max(lake.files(TRADES.name), key=lambda f: pq.read_metadata(f).num_rows)
+        table = pq.read_table(busiest)
+        index = table.schema.get_field_index("fee")
+        if name == "no_fee_column":
+            table = table.remove_column(index)
+        else:
+            table = table.set_column(index, "fee", pa.array([0.0] * table.num_rows))
+        pq.write_table(table, busiest)
+        lakes[name] = lake
+    with connect() as con:
+        without = compute_positions(con, lakes["no_fee_column"]).drop_columns(["as_of"])
+        zero = compute_positions(con, lakes["zero_fees"]).drop_columns(["as_of"])
+    assert without.num_rows > 1000 and without.equals(zero)
