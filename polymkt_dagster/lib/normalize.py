@@ -52,12 +52,17 @@ def sql_token_id(column: str) -> str:
 
 
 def sql_timestamp(column: str) -> str:
-    """UTC TIMESTAMPTZ from unix seconds, unix milliseconds or ISO 8601 text; else NULL."""
+    """UTC TIMESTAMPTZ from unix seconds, unix milliseconds or ISO 8601 text; else NULL.
+
+    Numbers of 1e11 and up are milliseconds; from 1e13 (the year 2286 in milliseconds) they
+    are no date at all and give NULL, since ``to_timestamp`` raises past its range instead.
+    """
     value = f"trim({column})"
     number = f"TRY_CAST({value} AS DOUBLE)"
     return (
         f"CASE WHEN regexp_full_match({value}, '[0-9]+(\\.[0-9]+)?') THEN "
-        f"CASE WHEN {number} >= 1e11 THEN to_timestamp({number} / 1000) "
+        f"CASE WHEN {number} >= 1e13 THEN NULL "
+        f"WHEN {number} >= 1e11 THEN to_timestamp({number} / 1000) "
         f"ELSE to_timestamp({number}) END "
         f"ELSE TRY_CAST(regexp_replace({value}, '([+-][0-9]{{2}})$', '\\1:00') AS TIMESTAMPTZ) END"
     )

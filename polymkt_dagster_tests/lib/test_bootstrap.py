@@ -223,3 +223,21 @@ def test_markets_csv_alone_with_bad_rows(tmp_path: Path, sample_dir: Path) -> No
     with connect() as con:
         rows = con.execute(f"SELECT * FROM {lake.scan_sql(MARKETS)}").arrow().read_all()
     assert all(r["outcomes"] and r["token_ids"] for r in rows.to_pylist())
+
+
+def test_absurd_numeric_timestamps_are_rejected_not_fatal(tmp_path: Path) -> None:
+    """Digits too large for any date (seconds or milliseconds) are a bad row, not a crash."""
+    _write(
+        tmp_path / "orderFilled.csv",
+        [
+            _fill("99999999999999999", 1),  # line 2: past any millisecond date
+            _fill("99999999999999999999999999", 2),  # line 3: past BIGINT too
+            _fill("1717200000000", 3),  # line 4: milliseconds, ok
+            _fill("1717200001", 4),  # line 5: seconds, ok
+        ],
+    )
+    report = import_order_filled(tmp_path, Lake(tmp_path / "parquet"))
+    assert report.rows_accepted == 2 and report.rows_rejected == 2
+    with report.rejects_path.open() as handle:
+        rejects = {int(r["line"]): r["field"] for r in csv.DictReader(handle)}
+    assert rejects == {2: "timestamp", 3: "timestamp"}
