@@ -98,7 +98,7 @@ class _Index:
     first_markets: list[str]  # per record batch
     last_markets: list[str]
     days: dict[date, str]  # the raw day partitions it holds, with their fingerprints
-    key: bytes  # the metadata as stored: equal bytes, equal index
+    key: bytes  # the day fingerprints serialised: equal keys, equal days
 
     def fresh_days(self, current: dict[date, str]) -> set[date]:
         """Days this file holds as the raw partitions are now (same file identities)."""
@@ -116,32 +116,46 @@ class _Index:
         return found[::-1]
 
 
-_INDEXES: dict[bytes, _Index] = {}
+_OPEN: dict[str, tuple[tuple[int, int, int], pa.ipc.RecordBatchFileReader, _Index]] = {}
+
+
+def _open(path: Path) -> tuple[pa.ipc.RecordBatchFileReader, _Index]:
+    """A tier file's reader and index, kept open while the file is not replaced.
+
+    Memory-mapped, so a batch is read without a copy. A reader stays bound to the version
+    it opened, and its index comes from that same version, so the two always agree even
+    when a refresh replaces the file meanwhile; the stat only picks up newer versions.
+    """
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        _OPEN.pop(str(path), None)  # let go of the removed version's map
+        raise
+    identity = (st.st_ino, st.st_size, st.st_mtime_ns)
+    cached = _OPEN.get(str(path))
+    if cached is not None and cached[0] == identity:
+        return cached[1], cached[2]
+    # one read per file; the reads of many files run side by side in _POOL instead
+    options = pa.ipc.IpcReadOptions(use_threads=False)
+    reader = pa.ipc.open_file(pa.memory_map(str(path)), options=options)
+    index = _index_of(reader)
+    _OPEN[str(path)] = (identity, reader, index)
+    return reader, index
 
 
 def _index_of(reader: pa.ipc.RecordBatchFileReader) -> _Index:
-    """The index of an open tier file, parsed once per version of the file.
-
-    Taken from the open file itself, so it always describes the batches being read even
-    when a refresh replaces the file meanwhile.
-    """
-    key = (reader.schema.metadata or {}).get(INDEX_KEY, b"{}")
-    index = _INDEXES.get(key)
-    if index is None:
-        recorded = json.loads(key)
-        if recorded.get("version") != LAYOUT_VERSION:
-            recorded = {}  # another layout: hold nothing, every day is read from raw
-        batches = recorded.get("batches", [])
-        index = _Index(
-            [b[0] for b in batches],
-            [b[1] for b in batches],
-            {date.fromisoformat(d): fp for d, fp in recorded.get("days", {}).items()},
-            key,
-        )
-        if len(_INDEXES) > 4096:  # files rewritten many times in a long-lived process
-            _INDEXES.clear()
-        _INDEXES[key] = index
-    return index
+    """The batch index and day fingerprints a tier file carries in its schema metadata."""
+    recorded = json.loads((reader.schema.metadata or {}).get(INDEX_KEY, b"{}"))
+    if recorded.get("version") != LAYOUT_VERSION:
+        recorded = {}  # another layout: holds nothing, every day is read from raw
+    batches = recorded.get("batches", [])
+    days = recorded.get("days", {})
+    return _Index(
+        [b[0] for b in batches],
+        [b[1] for b in batches],
+        {date.fromisoformat(d): fp for d, fp in days.items()},
+        json.dumps(days, sort_keys=True).encode(),
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -194,13 +208,10 @@ def read_markets(
         fresh = set(days)
         for bucket, wanted in buckets.items():
             try:
-                # memory-mapped: a batch is read without copying, and stays the version
-                # opened even if a refresh replaces the file meanwhile
-                reader = pa.ipc.open_file(pa.memory_map(str(tier_path(lake, tier, bucket))))
+                reader, index = _open(tier_path(lake, tier, bucket))
             except (FileNotFoundError, pa.ArrowInvalid):  # none, or not ours: use raw
                 fresh.clear()
                 break
-            index = _index_of(reader)
             if index.key not in fresh_by_key:  # the same for every bucket file of a tier
                 fresh_by_key[index.key] = index.fresh_days(current)
             fresh &= fresh_by_key[index.key]
@@ -223,7 +234,8 @@ def read_markets(
     order = pc.filter(order, pc.take(table.column(_WANTED), order))
     if limit is not None:
         order = order.slice(0, limit)
-    rows = table.drop_columns([DAY_COLUMN, _WANTED]).take(order)
+    # the indices come from sort_indices over this very table: no bounds to check
+    rows = pc.take(table.drop_columns([DAY_COLUMN, _WANTED]), order, boundscheck=False)
     return ServedRead(rows.cast(TRADES_ARROW_SCHEMA), raw_days)
 
 
@@ -348,10 +360,10 @@ def _tier_is_fresh(lake: Lake, tier: str, wanted: dict[date, str]) -> bool:
     for bucket in range(BUCKETS):
         path = tier_path(lake, tier, bucket)
         try:
-            reader = pa.ipc.open_file(pa.memory_map(str(path)))
+            _, index = _open(path)
         except (FileNotFoundError, pa.ArrowInvalid):
             return False
-        if _index_of(reader).days != wanted:
+        if index.days != wanted:
             return False
     return True
 
