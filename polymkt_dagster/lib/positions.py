@@ -38,7 +38,7 @@ import os
 from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -579,19 +579,52 @@ _PAYLOAD = np.dtype(
 
 
 @dataclass
+class _Numbering:
+    """Strings numbered in the order first seen, a batch of dictionaries at a time: only the
+    distinct strings are kept, not every row group's dictionary until the end."""
+
+    values: pa.Array = field(default_factory=lambda: pa.array([], pa.string()))
+
+    def add(self, dictionaries: list[pa.Array]) -> list[np.ndarray]:
+        """The number of each entry of each dictionary (new strings take the next ones:
+        dictionary_encode numbers by first occurrence, so earlier numbers stand)."""
+        if not dictionaries:
+            return []
+        seen = len(self.values)
+        encoded = pc.dictionary_encode(pa.concat_arrays([self.values, *dictionaries]))
+        self.values = encoded.dictionary
+        ids = encoded.indices.to_numpy()[seen:].astype(np.int32)
+        return np.split(ids, np.cumsum([len(d) for d in dictionaries])[:-1])
+
+    def sorted(self) -> tuple[pa.Array, np.ndarray]:
+        """The strings in sorted order, and each number's place in it."""
+        order = pc.array_sort_indices(self.values).to_numpy()
+        rank = np.empty(len(order), dtype=np.int32)
+        rank[order] = np.arange(len(order), dtype=np.int32)
+        return self.values.take(pa.array(order)), rank
+
+
+_PENDING_ENTRIES = 1_000_000  # dictionary entries held before they are numbered
+
+
+@dataclass
 class _RawFills:
     """Own-fill candidates in lake order (opening rows first, then every row of every file,
     at the file's offset), before ids and sorting. ``wid``/``tid`` hold each row's entry in
-    its row group's dictionaries until ``assign_ids`` makes them global ids; ``keep`` marks
-    the rows that are own fills in the window. The columns the ledger reads sit together
-    per row (``payload``): the sort gathers a row with one memory access, not six."""
+    its row group's dictionaries, then its number in ``wallets``/``tokens``, until
+    ``assign_ids`` makes them sorted ids; ``keep`` marks the rows that are own fills in the
+    window. The columns the ledger reads sit together per row (``payload``): the sort
+    gathers a row with one memory access, not six."""
 
     wid: np.ndarray
     tid: np.ndarray
     keep: np.ndarray
     payload: np.ndarray
-    # per row group: first row, end row, maker dictionary, token dictionary
-    groups: list[tuple[int, int, pa.Array, pa.Array]]
+    wallets: _Numbering = field(default_factory=_Numbering)
+    tokens: _Numbering = field(default_factory=_Numbering)
+    # row groups not numbered yet: first row, end row, maker and token dictionaries
+    pending: list[tuple[int, int, pa.Array, pa.Array]] = field(default_factory=list)
+    pending_entries: int = 0
 
     @classmethod
     def allocate(cls, rows: int) -> _RawFills:
@@ -600,22 +633,38 @@ class _RawFills:
         keep.fill(False)
         return cls(
             wid=np.empty(rows, np.int32), tid=np.empty(rows, np.int32), keep=keep,
-            payload=np.empty(rows, _PAYLOAD), groups=[],
+            payload=np.empty(rows, _PAYLOAD),
         )  # fmt: skip
 
     def column(self, name: str) -> np.ndarray:
         return self.payload[name]
 
-    def assign_ids(self) -> tuple[pa.Array, pa.Array]:
-        """Replace dictionary entries by global ids (sorted wallets and tokens, numbered);
-        returns the sorted wallets and tokens."""
-        wallets, wallet_ids = _dense_ids([g[2] for g in self.groups])
-        tokens, token_ids = _dense_ids([g[3] for g in self.groups])
-        for (lo, hi, _, _), w_ids, t_ids in zip(self.groups, wallet_ids, token_ids, strict=True):
+    def add_group(self, lo: int, hi: int, makers: pa.Array, tokens: pa.Array) -> None:
+        """Rows [lo, hi) hold entries of these dictionaries."""
+        self.pending.append((lo, hi, makers, tokens))
+        self.pending_entries += len(makers) + len(tokens)
+        if self.pending_entries >= _PENDING_ENTRIES:
+            self._number_pending()
+
+    def _number_pending(self) -> None:
+        wallet_ids = self.wallets.add([g[2] for g in self.pending])
+        token_ids = self.tokens.add([g[3] for g in self.pending])
+        for (lo, hi, _, _), w_ids, t_ids in zip(self.pending, wallet_ids, token_ids, strict=True):
             if len(w_ids) and len(t_ids):  # else no row of the group is kept
                 self.wid[lo:hi] = w_ids[self.wid[lo:hi]]
                 self.tid[lo:hi] = t_ids[self.tid[lo:hi]]
-        self.groups = []
+        self.pending, self.pending_entries = [], 0
+
+    def assign_ids(self) -> tuple[pa.Array, pa.Array]:
+        """Make ``wid``/``tid`` the ids of the sorted wallets and tokens; returns those."""
+        self._number_pending()
+        wallets, wallet_rank = self.wallets.sorted()
+        tokens, token_rank = self.tokens.sorted()
+        # rows that are not kept may hold any number: clip keeps the lookup in range
+        if len(wallet_rank):
+            np.take(wallet_rank, self.wid, out=self.wid, mode="clip")
+        if len(token_rank):
+            np.take(token_rank, self.tid, out=self.tid, mode="clip")
         return wallets, tokens
 
 
@@ -693,8 +742,8 @@ def _fill_dataset(files: list[Path]) -> tuple[ds.Dataset, int]:
     rows = sum(m.metadata.num_rows for m in metas)
     types: dict[str, pa.DataType] = {}
     for meta in metas:
-        for field in meta.schema_arrow:
-            types.setdefault(field.name, field.type)
+        for column in meta.schema_arrow:
+            types.setdefault(column.name, column.type)
     del metas
     defaults = {"timestamp": pa.timestamp("us", tz="UTC"), "maker_direction": pa.string()}
     fields = []
@@ -737,7 +786,7 @@ def _read_raw_fills(
         row["shares"] = opening.column("shares").to_numpy()
         row["price"] = opening.column("avg_price").to_numpy()
         row["fee"] = 0.0
-        raw.groups.append((0, first, makers, tokens))
+        raw.add_group(0, first, makers, tokens)
     if dataset is None:
         return raw
     lo, path, file_row = first, None, 0
@@ -747,25 +796,10 @@ def _read_raw_fills(
         if tagged.fragment.path != path:
             path, file_row = tagged.fragment.path, 0
         if batch.num_rows:
-            raw.groups.append(_take_batch(batch, lo, file_row, raw, wallets, since_us, until_us))
+            raw.add_group(*_take_batch(batch, lo, file_row, raw, wallets, since_us, until_us))
         lo += batch.num_rows
         file_row += batch.num_rows
     return raw
-
-
-def _dense_ids(dictionaries: list[pa.Array]) -> tuple[pa.Array, list[np.ndarray]]:
-    """The sorted distinct values of many dictionaries, and per dictionary the id (place in
-    that sorted list) of each of its entries: one hash pass over the dictionaries, never
-    over the rows."""
-    if not dictionaries:
-        return pa.array([], pa.string()), []
-    encoded = pc.dictionary_encode(pa.concat_arrays(dictionaries))
-    order = pc.array_sort_indices(encoded.dictionary).to_numpy()
-    rank = np.empty(len(order), dtype=np.int32)
-    rank[order] = np.arange(len(order), dtype=np.int32)
-    ids = rank[encoded.indices.to_numpy()]
-    bounds = np.cumsum([len(d) for d in dictionaries])[:-1]
-    return encoded.dictionary.take(pa.array(order)), np.split(ids, bounds)
 
 
 def _sorted_fills(raw: _RawFills, wallet_count: int, token_count: int) -> dict[str, np.ndarray]:

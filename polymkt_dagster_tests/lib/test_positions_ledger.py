@@ -187,3 +187,18 @@ def test_sorted_fills_order_groups_by_time_and_fall_back_when_files_are_unsorted
     assert rows["gkey"].tolist() == [0, 0, 1 << 32, 1 << 32, 1 << 32]
     raw.column("ts")[4] = 25  # now lake order is time order within every group
     assert _sorted_fills(raw, 2, 1)["shares"].tolist() == [2.0, 4.0, 1.0, 3.0, 5.0]
+
+
+def test_numbering_keeps_earlier_numbers_and_sorts_at_the_end() -> None:
+    import pyarrow as pa
+
+    from polymkt_dagster.lib.positions import _Numbering
+
+    numbering = _Numbering()
+    first = numbering.add([pa.array(["b", "a"]), pa.array(["c", "b"])])
+    second = numbering.add([pa.array(["d", "a"])])
+    assert [ids.tolist() for ids in first] == [[0, 1], [2, 0]]
+    assert second[0].tolist() == [3, 1]  # "a" keeps its number
+    values, rank = numbering.sorted()
+    assert values.to_pylist() == ["a", "b", "c", "d"]
+    assert rank.tolist() == [1, 0, 2, 3]  # b, a, c, d in sorted places

@@ -378,3 +378,17 @@ def test_a_day_file_without_the_fee_column_counts_no_fee(wallet_lake: Lake, tmp_
         without = compute_positions(con, lakes["no_fee_column"]).drop_columns(["as_of"])
         zero = compute_positions(con, lakes["zero_fees"]).drop_columns(["as_of"])
     assert without.num_rows > 1000 and without.equals(zero)
+
+
+def test_numbering_dictionaries_in_many_rounds_gives_the_same_positions(
+    wallet_lake: Lake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Wallets and tokens are numbered a batch of row groups at a time (memory); numbering
+    after every row group must give the same ids, hence the same positions."""
+    from polymkt_dagster.lib import positions as p
+
+    with connect() as con:
+        once = compute_positions(con, wallet_lake).drop_columns(["as_of"])
+        monkeypatch.setattr(p, "_PENDING_ENTRIES", 1)
+        every_group = compute_positions(con, wallet_lake).drop_columns(["as_of"])
+    assert once.num_rows > 1000 and every_group.equals(once)
