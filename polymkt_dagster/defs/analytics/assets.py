@@ -11,10 +11,9 @@ from polymkt_dagster.defs.ingest.assets import (
     EVENTS_KEY,
     MARKETS_KEY,
     TRADES_KEY,
-    _check_results,
-    _window_days,
+    check_results,
 )
-from polymkt_dagster.defs.ingest.partitions import daily_partitions
+from polymkt_dagster.defs.ingest.partitions import daily_partitions, window_days
 from polymkt_dagster.defs.resources import PolymktResource
 from polymkt_dagster.lib import analytics, election_groups, price_series
 from polymkt_dagster.lib.duck import connect, sql_string
@@ -52,7 +51,7 @@ def _materialize_bars(
 ) -> dg.MaterializeResult:
     """Rebuild the window's day partitions of a bars table, check them, describe them."""
     lake = polymkt.lake()
-    days = _window_days(context)
+    days = window_days(context)
     with connect() as con:
         report = build(con, lake, days, progress=context.log.debug)
         checks = analytics.bars_checks(con, lake, table, days)
@@ -66,7 +65,7 @@ def _materialize_bars(
             "lake_dir": dg.MetadataValue.path(str(lake.table_dir(table.name))),
             "preview": dg.MetadataValue.md(_bars_preview(lake, table, files)),
         },
-        check_results=_check_results(checks, {"ohlc_consistent", "volume_matches_source"}),
+        check_results=check_results(checks, {"ohlc_consistent", "volume_matches_source"}),
     )
 
 
@@ -235,5 +234,5 @@ def election_groups_asset(
                 markdown_table(table, election_groups.GROUP_PREVIEW, limit=15)
             ),
         },
-        check_results=_check_results(election_groups.groups_checks(groups), set()),
+        check_results=check_results(election_groups.groups_checks(groups), set()),
     )

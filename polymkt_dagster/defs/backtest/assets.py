@@ -26,7 +26,7 @@ from polymkt_dagster.defs.backtest.partitions import (
     datasets_partitions,
     favorites_partitions,
 )
-from polymkt_dagster.defs.ingest.assets import _check_results
+from polymkt_dagster.defs.ingest.assets import check_results
 from polymkt_dagster.defs.resources import PolymktResource
 from polymkt_dagster.defs.search.assets import semantic_search_enabled
 from polymkt_dagster.lib import backtest_runs, datasets, signals
@@ -116,7 +116,7 @@ def favorite_signals(
                 + markdown_table(first.table, signals.SIGNAL_PREVIEW)
             ),
         },
-        check_results=_check_results(
+        check_results=check_results(
             [
                 CheckOutcome(
                     "no_look_ahead",

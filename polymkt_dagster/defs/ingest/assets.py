@@ -1,13 +1,13 @@
 """Raw layer assets: markets, events, order_filled and trades (thin wiring over lib/)."""
 
-from datetime import date, timedelta
+from datetime import date
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
 
 from polymkt_dagster.defs.ingest import live
-from polymkt_dagster.defs.ingest.partitions import daily_partitions
+from polymkt_dagster.defs.ingest.partitions import daily_partitions, window_days
 from polymkt_dagster.defs.resources import PolymktResource
 from polymkt_dagster.lib import bootstrap, quality
 from polymkt_dagster.lib.duck import connect
@@ -58,7 +58,7 @@ def _import_metadata(report: bootstrap.ImportReport) -> dict[str, Any]:
     }
 
 
-def _check_results(
+def check_results(
     outcomes: list[quality.CheckOutcome], blocking: set[str]
 ) -> list[dg.AssetCheckResult]:
     return [
@@ -73,13 +73,6 @@ def _check_results(
         )
         for o in outcomes
     ]
-
-
-def _window_days(context: dg.AssetExecutionContext) -> list[date]:
-    window = context.partition_time_window
-    first = window.start.date()
-    last = (window.end - timedelta(days=1)).date()
-    return [first + timedelta(days=i) for i in range((last - first).days + 1)]
 
 
 def _sync_or_import_gamma_table(
@@ -119,7 +112,7 @@ def raw_markets(
     with connect() as con:
         checks = quality.markets_checks(con, lake)
     return dg.MaterializeResult(
-        metadata=metadata, check_results=_check_results(checks, {"market_id_unique"})
+        metadata=metadata, check_results=check_results(checks, {"market_id_unique"})
     )
 
 
@@ -153,7 +146,7 @@ def raw_order_filled(
     context: dg.AssetExecutionContext, polymkt: PolymktResource, config: live.IngestConfig
 ) -> dg.MaterializeResult:
     settings, lake = polymkt.settings(), polymkt.lake()
-    days = _window_days(context)
+    days = window_days(context)
     if live.is_live(context, config, settings):
         return _live_order_filled(context, settings, lake, days, config)
     report = bootstrap.import_order_filled(
@@ -176,7 +169,7 @@ def raw_order_filled(
     )
     return dg.MaterializeResult(
         metadata=metadata,
-        check_results=_check_results(checks, {"fill_id_unique", "amounts_positive"}),
+        check_results=check_results(checks, {"fill_id_unique", "amounts_positive"}),
     )
 
 
@@ -198,7 +191,7 @@ def _live_order_filled(
     metadata["preview"] = dg.MetadataValue.md(preview)
     return dg.MaterializeResult(
         metadata=metadata,
-        check_results=_check_results(checks, {"fill_id_unique", "amounts_positive"}),
+        check_results=check_results(checks, {"fill_id_unique", "amounts_positive"}),
     )
 
 
@@ -224,7 +217,7 @@ def raw_trades(
     context: dg.AssetExecutionContext, polymkt: PolymktResource, config: live.IngestConfig
 ) -> dg.MaterializeResult:
     settings, lake = polymkt.settings(), polymkt.lake()
-    days = _window_days(context)
+    days = window_days(context)
     lookup: dict[str, Any] = {}
     if live.is_live(context, config, settings):
         # Unknown tokens are looked up on Gamma first, so fills map to their markets.
@@ -246,7 +239,7 @@ def raw_trades(
             "preview": dg.MetadataValue.md(_preview(lake, TRADES, trade_files[:1], TRADE_PREVIEW)),
             **lookup,
         },
-        check_results=_check_results(
+        check_results=check_results(
             checks,
             {
                 "price_in_unit_interval",

@@ -14,8 +14,8 @@ import dagster as dg
 import duckdb
 import pyarrow as pa
 
-from polymkt_dagster.defs.ingest.assets import MARKETS_KEY, TRADES_KEY, _window_days
-from polymkt_dagster.defs.ingest.partitions import daily_partitions
+from polymkt_dagster.defs.ingest.assets import MARKETS_KEY, TRADES_KEY
+from polymkt_dagster.defs.ingest.partitions import daily_partitions, window_days
 from polymkt_dagster.defs.resources import PolymktResource
 from polymkt_dagster.lib import alerts as alerts_lib
 from polymkt_dagster.lib.config import Settings
@@ -156,7 +156,7 @@ def wallet_pnl_snapshots(
     context: dg.AssetExecutionContext, polymkt: PolymktResource
 ) -> dg.MaterializeResult:
     lake = polymkt.lake()
-    days = _window_days(context)
+    days = window_days(context)
     rows = 0
     preview: list[pa.Table] = []
     with connect() as con:
@@ -211,7 +211,7 @@ def wallet_alerts(
 ) -> dg.MaterializeResult:
     lake = polymkt.lake()
     settings = polymkt.settings()
-    days = _window_days(context)
+    days = window_days(context)
     with connect() as con:
         lists = _watchlists(polymkt, con, lake)
         report = alerts_lib.build_alerts(con, lake, watched_set(lists), days)
@@ -286,7 +286,7 @@ def wallet_alerts(
 )
 def metric_rollups(context: dg.AssetExecutionContext, polymkt: PolymktResource):
     lake = polymkt.lake()
-    days = _window_days(context)
+    days = window_days(context)
     with connect() as con:
         report = build_rollups(con, lake, days, progress=context.log.info)
     for grain in GRAINS:
