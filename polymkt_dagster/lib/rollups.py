@@ -56,6 +56,17 @@ def _window(days: Sequence[date]) -> tuple[datetime, datetime]:
     return start, end
 
 
+def _exact_sum(column: str, where: str | None = None) -> str:
+    """A sum that does not depend on the order DuckDB's threads add the rows in.
+
+    A parallel DOUBLE sum can differ in the last bit from run to run, which would make a
+    re-run write different rows; a DECIMAL sum is exact. Ten decimals keep every cent of
+    amounts that are 6-decimal USDC or average-cost products of them.
+    """
+    only = f" FILTER (WHERE {where})" if where else ""
+    return f"CAST(sum(CAST({column} AS DECIMAL(38, 10))){only} AS DOUBLE)"
+
+
 def _wallet_sql(window_trades: str, unit: str, start_us: int, end_us: int) -> str:
     return f"""
         WITH own AS (
@@ -63,7 +74,7 @@ def _wallet_sql(window_trades: str, unit: str, start_us: int, end_us: int) -> st
                    count(*) AS trades,
                    count(*) FILTER (WHERE maker_direction = 'BUY') AS buys,
                    count(*) FILTER (WHERE maker_direction = 'SELL') AS sells,
-                   sum(usd_amount) AS volume_usd,
+                   {_exact_sum("usd_amount")} AS volume_usd,
                    count(DISTINCT market_id) AS markets,
                    arg_max(price, ("timestamp", order_fill_id)) AS last_price
             FROM {window_trades} WHERE maker IS NOT NULL GROUP BY ALL
@@ -82,7 +93,7 @@ def _wallet_sql(window_trades: str, unit: str, start_us: int, end_us: int) -> st
         ),
         pnl AS (
             SELECT date_trunc('{unit}', make_timestamptz(ts_us)) AS bucket_start, wallet,
-                   sum(amount) AS realized_pnl
+                   {_exact_sum("amount")} AS realized_pnl
             FROM _rollup_events WHERE ts_us >= {start_us} AND ts_us < {end_us}
             GROUP BY ALL
         )
@@ -106,7 +117,7 @@ def _market_sql(window_trades: str, unit: str, start_us: int, end_us: int) -> st
                    count(*) FILTER (WHERE is_taker_side) AS trades,
                    count(*) FILTER (WHERE is_taker_side AND maker_direction = 'BUY') AS buys,
                    count(*) FILTER (WHERE is_taker_side AND maker_direction = 'SELL') AS sells,
-                   coalesce(sum(usd_amount) FILTER (WHERE is_taker_side), 0.0) AS volume_usd,
+                   coalesce({_exact_sum("usd_amount", "is_taker_side")}, 0.0) AS volume_usd,
                    count(*) AS fills,
                    count(DISTINCT maker) AS counterparties,
                    arg_max(CASE WHEN nonusdc_side = 'token2' THEN 1.0 - price ELSE price END,
@@ -115,7 +126,7 @@ def _market_sql(window_trades: str, unit: str, start_us: int, end_us: int) -> st
         ),
         pnl AS (
             SELECT date_trunc('{unit}', make_timestamptz(ts_us)) AS bucket_start, market_id,
-                   sum(amount) AS realized_pnl
+                   {_exact_sum("amount")} AS realized_pnl
             FROM _rollup_events
             WHERE ts_us >= {start_us} AND ts_us < {end_us} AND market_id IS NOT NULL
             GROUP BY ALL
