@@ -14,7 +14,8 @@ the day partitions, then the project's ``import_markets`` (generated markets.jso
 ``derive_trades`` (a month of days per call) write the trades lake. With ``--buckets K`` a
 second trades lake with ``bucket=K`` directories is derived from the same fills. Then
 ``trades_by_market.refresh`` builds the market-clustered serving copy that ``query_trades``
-reads (the serving/trades_by_market asset; with ``--reuse`` it only rebuilds what changed).
+reads, as the daily run of the serving/trades_by_market asset leaves it (years folded, no
+delta tier; with ``--reuse`` it only rebuilds what changed).
 
 Measure: one process, one DuckDB connection (``duck.connect``) reused as a service would,
 ``--queries`` timed queries of each kind, interleaved round-robin so noise hits all kinds
@@ -24,7 +25,10 @@ alike, after a short warm-up:
   - baselines: the same market filter and ORDER BY over
     ``read_parquet('<trades>/**/*.parquet')`` (a glob of every file, no day/bucket pruning)
   - (info) single market with a 30-day window, where day pruning applies
-and once, a cold ``query_trades`` in a fresh process (CLI-like). Always exits 0.
+and once, a cold ``query_trades`` in a fresh process (CLI-like). Then, as after a sync, the
+last day's files are replaced (same bytes, new files): single and 100 markets are timed with
+that day stale (read from raw), then ``refresh`` (the asset's run after a sync: only the delta
+tier is rebuilt) is timed and the two kinds again. Always exits 0.
 """
 
 from __future__ import annotations
@@ -184,21 +188,43 @@ def build_trades(root: Path, data_dir: Path, bucket_count: int | None) -> dict[s
     }
 
 
-def refresh_copy(label: str, root: Path, bucket_count: int | None) -> list[object]:
-    """Bring the market-clustered copy up to date (what the serving asset runs)."""
+def refresh_copy(
+    label: str, root: Path, bucket_count: int | None, *, fold: bool = True
+) -> list[object]:
+    """Bring the market-clustered copy up to date (what the serving asset runs).
+
+    fold: as the daily run (every changed year rebuilt, no delta tier); else as a run after
+    a sync within the day (changed days into the delta tier only).
+    """
     from polymkt_dagster.lib.lake import Lake
     from polymkt_dagster.lib.trades_by_market import refresh, serving_dir
 
     lake = Lake(root, bucket_count=bucket_count)
     started = time.perf_counter()
-    report = refresh(lake)
-    rebuilt = ", ".join(report.tiers_rebuilt) or "none (up to date)"
+    report = refresh(lake, fold_after=timedelta(0) if fold else None)
+    rebuilt = ", ".join(report.tiers_rebuilt) or "none"
+    delta = ", ".join(d.isoformat() for d in report.delta_days) or "none"
     return [
-        f"trades_by_market refresh ({label})",
+        f"trades_by_market refresh ({label}{'' if fold else ', after a sync'})",
         time.perf_counter() - started,
-        f"years rebuilt: {rebuilt}, {report.rows_written:,} rows, "
+        f"years rebuilt: {rebuilt}, delta {'rebuilt' if report.delta_rebuilt else 'kept'} "
+        f"(days: {delta}), {report.rows_written:,} rows, "
         f"{c.fmt_mb(c.dir_size(serving_dir(lake)))}",
     ]
+
+
+def replace_last_day(root: Path, bucket_count: int | None) -> date:
+    """What a sync does to today's partition: new files (same rows here) for the last day."""
+    from polymkt_dagster.lib.lake import Lake
+    from polymkt_dagster.lib.schemas import TRADES
+
+    lake = Lake(root, bucket_count=bucket_count)
+    last = lake.partition_days(TRADES.name)[-1]
+    for path in lake.day_files(TRADES.name, last):
+        copy = path.with_name(f".{path.name}.sync.tmp")
+        shutil.copyfile(path, copy)
+        copy.replace(path)
+    return last
 
 
 def share_fills(src_root: Path, dst_root: Path) -> None:
@@ -224,7 +250,13 @@ def _ms(samples: list[float]) -> tuple[float, float]:
 
 
 def measure(
-    root: Path, bucket_count: int | None, n_queries: int, warmup: int, budget_s: float, seed: int
+    root: Path,
+    bucket_count: int | None,
+    n_queries: int,
+    warmup: int,
+    budget_s: float,
+    seed: int,
+    only: set[str] | None = None,
 ) -> dict:
     from polymkt_dagster.lib.duck import connect
     from polymkt_dagster.lib.lake import Lake
@@ -271,6 +303,8 @@ def measure(
         "window": lambda one, _: windowed(one),
         "files": lambda one, _: len(lake.files(TRADES.name)),
     }
+    if only is not None:  # a subset, e.g. the query_trades kinds alone after a sync
+        kinds = {k: fn for k, fn in kinds.items() if k in only}
     times: dict[str, list[float]] = {k: [] for k in kinds}
     rows: dict[str, list[int]] = {k: [] for k in kinds}
     spent = dict.fromkeys(kinds, 0.0)
@@ -386,6 +420,61 @@ def report_layout(label: str, m: dict, cold: c.WorkerRun) -> list[list[object]]:
     ]
 
 
+def measure_after_sync(
+    label: str,
+    root: Path,
+    bucket_count: int | None,
+    args: tuple[int, int, float, int],
+) -> tuple[list[list[object]], list[list[object]]]:
+    """The last day replaced as by a sync: queries with it stale, then after a delta refresh.
+
+    The same two kinds are timed first on the fresh copy, so the three states compare like
+    with like (the main measurement interleaves full scans, which slow the others down).
+    Returns the printed rows (state, kind, p50, p95, n) and the target rows.
+    """
+    n_queries, warmup, budget_s, seed = args
+    kinds = {"single", "multi"}
+    fresh = measure(root, bucket_count, n_queries, warmup, budget_s, seed, only=kinds)
+    day = replace_last_day(root, bucket_count)
+    stale = measure(root, bucket_count, n_queries, warmup, budget_s, seed, only=kinds)
+    refreshed = refresh_copy(label, root, bucket_count, fold=False)
+    after = measure(root, bucket_count, n_queries, warmup, budget_s, seed, only=kinds)
+    c.banner(f"{label}: last day ({day.isoformat()}) replaced as by a sync")
+    print(f"delta refresh: {refreshed[1]:.1f} s, {refreshed[2]}")
+    names = {"single": "single market", "multi": f"{MULTI} markets"}
+    printed: list[list[object]] = []
+    verdicts: list[list[object]] = []
+    states = (
+        ("fresh copy (year tiers)", fresh),
+        ("day stale (raw read)", stale),
+        ("after delta refresh", after),
+    )
+    for state, m in states:
+        for kind in ("single", "multi"):
+            p50, p95 = _ms(m["times"][kind])
+            printed.append([state, names[kind], p50, p95, len(m["times"][kind])])
+        if state.startswith("after"):
+            single, multi = _ms(m["times"]["single"])[0], _ms(m["times"]["multi"])[0]
+            verdicts += [
+                [
+                    f"{label}, after a sync + delta refresh: single market p50",
+                    f"{single:.1f} ms",
+                    "",
+                    f"< {TARGET_SINGLE_MS:.0f} ms",
+                    c.verdict(single < TARGET_SINGLE_MS),
+                ],
+                [
+                    f"{label}, after a sync + delta refresh: {MULTI} markets p50",
+                    f"{multi:.1f} ms",
+                    "",
+                    f"< {TARGET_MULTI_MS:.0f} ms",
+                    c.verdict(multi < TARGET_MULTI_MS),
+                ],
+            ]
+    c.print_table(["state", "query", "p50 ms", "p95 ms", "n"], printed)
+    return printed, verdicts
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trades", type=int, default=DEFAULT_TRADES, help="trades to generate")
@@ -481,6 +570,10 @@ def main(argv: list[str] | None = None) -> int:
                 ],
             )  # fmt: skip
             verdicts += report_layout(label, m, cold)
+            print(f"measuring ({label}) after a sync ...", flush=True)
+            verdicts += measure_after_sync(
+                label, root, buckets, (n_queries, warmup, args.budget_s, args.seed)
+            )[1]
 
         c.banner("Targets")
         c.print_table(["target", "measured", "vs full scan p50", "limit", "result"], verdicts)

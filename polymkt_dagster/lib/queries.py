@@ -34,10 +34,11 @@ def query_trades(
 ) -> pa.Table:
     """Trades of the given markets in [start, end), newest first (then by order_fill_id).
 
-    Served from the market-clustered copy (``trades_by_market``) for every day it holds
-    fresh: a few small row groups per market instead of one row group in every day file.
-    Days the copy does not hold as they are now (rewritten by a sync since its last
-    refresh, or no copy at all) are read from the raw day partitions with DuckDB: only
+    Served from the market-clustered copy (``trades_by_market``: its year tiers, and its
+    delta tier for days changed since) for every day it holds fresh: a few small record
+    batches per market instead of one row group in every day file. Days the copy does not
+    hold as they are now (rewritten by a sync since its last refresh, or no copy at all)
+    are read from the raw day partitions with DuckDB: only
     the days inside the window, with hash bucketing on only the markets' buckets, and
     row-group statistics on the sorted market_id column skipping the rest of each file.
     """

@@ -4,22 +4,30 @@ The raw trades are day partitions sorted by market: a market's rows sit in every
 traded on, so asking for one market over all days opens a year of files and decodes a row
 group in each. This copy holds the same rows clustered by market:
 
-    <lake root>/serving/trades_by_market/year=YYYY/bucket=KK.arrow
+    <lake root>/serving/trades_by_market/year=YYYY/bucket=KK.arrow   # year tiers
+    <lake root>/serving/trades_by_market/recent/bucket=KK.arrow       # delta tier
 
-one Arrow IPC file (LZ4) per calendar year and hash bucket of market_id (``bucket_of``,
-BUCKETS of them), rows sorted by market_id, newest first. A record batch holds whole markets:
-it is cut only at a market boundary once it would pass BATCH_ROWS rows (a bigger market gets
-batches of its own), so a market is one or a few batches of a file. Each row also carries
+one Arrow IPC file per tier and hash bucket of market_id (``bucket_of``, BUCKETS of them),
+rows sorted by market_id, newest first. A record batch holds whole markets: it is cut only at
+a market boundary once it would pass BATCH_ROWS rows (a bigger market gets batches of its
+own), so a market is one or a few batches of a file. Year tiers are LZ4-compressed; the delta
+is uncompressed, in batches of DELTA_BATCH_ROWS. Each row also carries
 the day partition it came from (``__day``).
 
 Freshness: every file records in its schema metadata its batch index and the identity (path,
 inode, size, mtime of each file) of the raw day partitions it was built from. Readers
 (``read_markets``) list the raw partitions anyway, and use the copy only for the days whose
-identity still matches; a day rewritten since (the 10-minute sync rewrites today), added, or
-removed is read from the raw partitions instead, and the copy's rows of that day are
-ignored. A stale copy therefore costs speed, never correctness, and with no copy at all every
-day is read from the raw lake. ``refresh`` rebuilds only the years whose days changed (the
-``serving/trades_by_market`` asset runs it).
+identity still matches: per day, its year tier if that holds the day as it is now, else the
+delta tier if that does, else the raw partitions (a day rewritten since both were built, or
+added); a removed day is simply no longer asked for, and a tier's rows of a day it does not
+serve are ignored. A stale copy therefore costs speed, never correctness, and with no copy at
+all every day is read from the raw lake.
+
+``refresh`` (the ``serving/trades_by_market`` asset, eager after every sync) keeps the copy
+fresh cheaply: the days changed since their year tier was built (today's partition, rewritten
+by every 10-minute sync) go to the small delta tier, rebuilt alone in about a second; a year is
+rebuilt (folding its days out of the delta) only when it has none, when its changes grow large
+(FOLD_DAYS days or FOLD_SHARE of its bytes), or once its build is FOLD_AFTER old (daily).
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 import uuid
 from bisect import bisect_right
 from collections.abc import Iterable, Sequence
@@ -55,6 +64,18 @@ _WANTED = "__wanted"
 #: ``query_trades`` order: newest first, ties by fill id (nulls last, as DuckDB's ORDER BY).
 NEWEST_FIRST = [("timestamp", "descending"), ("order_fill_id", "ascending")]
 LAYOUT_VERSION = 1
+#: The delta tier: days changed since their year tier was built, whatever their year.
+DELTA_TIER = "recent"
+# A year is folded (rebuilt, its days leaving the delta) once its changes pass either bound,
+# so the delta, rebuilt whole after every sync, stays a small fraction of a year's work ...
+FOLD_DAYS = 31
+FOLD_SHARE = 0.1
+# ... and at the latest a day after the year tier was built: one ~3-minute rebuild a day.
+FOLD_AFTER = timedelta(hours=24)
+# The delta is read beside the year tiers by every query touching its days, with at most a day
+# or a few of rows per market: small uncompressed batches are mapped without a decode, and
+# bring few other markets' rows into the sort (a day at 20M trades a year is ~20 MB this way).
+DELTA_BATCH_ROWS = 128
 
 _ARROW_TYPES = {
     "TIMESTAMPTZ": pa.timestamp("us", tz="UTC"),
@@ -75,7 +96,9 @@ def tier_key(day: date) -> str:
 
 
 def tier_path(lake: Lake, tier: str, bucket: int) -> Path:
-    return serving_dir(lake) / f"year={tier}" / f"bucket={bucket:02d}.arrow"
+    """A bucket file of a year tier ("2024") or of the delta tier (DELTA_TIER)."""
+    folder = DELTA_TIER if tier == DELTA_TIER else f"year={tier}"
+    return serving_dir(lake) / folder / f"bucket={bucket:02d}.arrow"
 
 
 def day_fingerprints(files: Iterable[PartitionFile]) -> dict[date, str]:
@@ -99,6 +122,7 @@ class _Index:
     last_markets: list[str]
     days: dict[date, str]  # the raw day partitions it holds, with their fingerprints
     key: bytes  # the day fingerprints serialised: equal keys, equal days
+    built_at: float  # unix seconds of the build (0 when not recorded)
 
     def fresh_days(self, current: dict[date, str]) -> set[date]:
         """Days this file holds as the raw partitions are now (same file identities)."""
@@ -155,6 +179,7 @@ def _index_of(reader: pa.ipc.RecordBatchFileReader) -> _Index:
         [b[1] for b in batches],
         {date.fromisoformat(d): fp for d, fp in days.items()},
         json.dumps(days, sort_keys=True).encode(),
+        float(recorded.get("built_at", 0.0)),
     )
 
 
@@ -169,6 +194,7 @@ class ServedRead:
 
     table: pa.Table | None
     raw_days: set[date] = field(default_factory=set)
+    delta_days: set[date] = field(default_factory=set)  # answered by the delta tier
 
 
 def read_markets(
@@ -193,40 +219,24 @@ def read_markets(
     if not by_day or not serving_dir(lake).is_dir():
         return ServedRead(None, set(by_day))
     current = day_fingerprints(raw)
-    tiers: dict[str, list[date]] = {}
-    for day in by_day:
-        tiers.setdefault(tier_key(day), []).append(day)
     buckets: dict[int, list[str]] = {}
     for market in markets:
         buckets.setdefault(bucket_of(market, BUCKETS), []).append(market)
 
     jobs: list[_ReadJob] = []
-    raw_days: set[date] = set()
     fresh_by_key: dict[bytes, set[date]] = {}
-    for tier, days in tiers.items():
-        opened: list[tuple[pa.ipc.RecordBatchFileReader, _Index, list[str]]] = []
-        fresh = set(days)
-        for bucket, wanted in buckets.items():
-            try:
-                reader, index = _open(tier_path(lake, tier, bucket))
-            except (FileNotFoundError, pa.ArrowInvalid):  # none, or not ours: use raw
-                fresh.clear()
-                break
-            if index.key not in fresh_by_key:  # the same for every bucket file of a tier
-                fresh_by_key[index.key] = index.fresh_days(current)
-            fresh &= fresh_by_key[index.key]
-            opened.append((reader, index, wanted))
-        raw_days.update(d for d in days if d not in fresh)
-        for reader, index, wanted in opened:
-            batches = sorted({i for m in wanted for i in index.batches_of(m)})
-            if fresh and batches:
-                # filters only where needed: most batches hold one market, most reads all days
-                mixed = any(index.first_markets[i] != index.last_markets[i] for i in batches)
-                days_filter = None if fresh >= index.days.keys() else frozenset(fresh)
-                jobs.append(_ReadJob(reader, batches, wanted if mixed else None, days_filter))
+    remaining = set(by_day)
+    for tier in sorted({tier_key(day) for day in by_day}):
+        days = {d for d in remaining if tier_key(d) == tier}
+        remaining -= _plan_tier(lake, tier, days, buckets, current, fresh_by_key, jobs)
+    delta_days: set[date] = set()
+    if remaining and tier_path(lake, DELTA_TIER, 0).parent.is_dir():
+        delta_days = _plan_tier(lake, DELTA_TIER, remaining, buckets, current, fresh_by_key, jobs)
+        remaining -= delta_days
+    raw_days = remaining
     pieces = [job.run(start, end) for job in jobs] if len(jobs) < 2 else _run_all(jobs, start, end)
     if not pieces:
-        return ServedRead(None, raw_days)
+        return ServedRead(None, raw_days, delta_days)
     table = pa.concat_tables(pieces)
     # order every row read (a few are other markets'), keep the wanted ones, and copy each
     # kept row once: rows are ~350 bytes, a filter before the sort would copy them twice
@@ -236,7 +246,46 @@ def read_markets(
         order = order.slice(0, limit)
     # the indices come from sort_indices over this very table: no bounds to check
     rows = pc.take(table.drop_columns([DAY_COLUMN, _WANTED]), order, boundscheck=False)
-    return ServedRead(rows.cast(TRADES_ARROW_SCHEMA), raw_days)
+    return ServedRead(rows.cast(TRADES_ARROW_SCHEMA), raw_days, delta_days)
+
+
+def _plan_tier(
+    lake: Lake,
+    tier: str,
+    days: set[date],
+    buckets: dict[int, list[str]],
+    current: dict[date, str],
+    fresh_by_key: dict[bytes, set[date]],
+    jobs: list[_ReadJob],
+) -> set[date]:
+    """Queue the reads of one tier for those of ``days`` it holds fresh; returns those days.
+
+    A tier's rows of any other day (stale, removed, or served by another tier) are masked
+    out, so each day's rows come from exactly one place.
+    """
+    if not days:
+        return set()
+    opened: list[tuple[pa.ipc.RecordBatchFileReader, _Index, list[str]]] = []
+    fresh = set(days)
+    for bucket, wanted in buckets.items():
+        try:
+            reader, index = _open(tier_path(lake, tier, bucket))
+        except (FileNotFoundError, pa.ArrowInvalid):  # none, or not ours: use another source
+            return set()
+        if index.key not in fresh_by_key:  # the same for every bucket file of a tier
+            fresh_by_key[index.key] = index.fresh_days(current)
+        fresh &= fresh_by_key[index.key]
+        opened.append((reader, index, wanted))
+    if not fresh:
+        return set()
+    for reader, index, wanted in opened:
+        batches = sorted({i for m in wanted for i in index.batches_of(m)})
+        if batches:
+            # filters only where needed: most batches hold one market, most reads all days
+            mixed = any(index.first_markets[i] != index.last_markets[i] for i in batches)
+            days_filter = None if fresh >= index.days.keys() else frozenset(fresh)
+            jobs.append(_ReadJob(reader, batches, wanted if mixed else None, days_filter))
+    return fresh
 
 
 @dataclass(frozen=True)
@@ -316,15 +365,29 @@ def _utc_scalar(value: datetime) -> pa.Scalar:
 
 @dataclass
 class RefreshReport:
-    tiers_rebuilt: list[str] = field(default_factory=list)
+    tiers_rebuilt: list[str] = field(default_factory=list)  # years rebuilt (delta folded in)
     tiers_fresh: int = 0
     tiers_removed: list[str] = field(default_factory=list)
+    delta_rebuilt: bool = False
+    delta_days: list[date] = field(default_factory=list)  # what the delta holds afterwards
     rows_written: int = 0
     bytes: int = 0
 
 
-def refresh(lake: Lake, con: duckdb.DuckDBPyConnection | None = None) -> RefreshReport:
-    """Bring the copy up to date with the raw trades: rebuild only the changed tiers."""
+def refresh(
+    lake: Lake,
+    con: duckdb.DuckDBPyConnection | None = None,
+    *,
+    fold_after: timedelta | None = FOLD_AFTER,
+) -> RefreshReport:
+    """Bring the copy up to date with the raw trades, rebuilding as little as it can.
+
+    Per year: nothing when its tier holds every day as it is now; else its changed and new
+    days go to the delta tier, unless the year must be folded (no tier yet, FOLD_DAYS or
+    FOLD_SHARE passed, or its tier built ``fold_after`` ago or more; None: never by age),
+    which rebuilds the whole year. Then the delta is rebuilt if what it should hold changed,
+    and removed when it should hold nothing.
+    """
     report = RefreshReport()
     listing = lake.listing(TRADES.name)
     fingerprints = day_fingerprints(listing)
@@ -332,21 +395,39 @@ def refresh(lake: Lake, con: duckdb.DuckDBPyConnection | None = None) -> Refresh
     for f in listing:
         tiers.setdefault(tier_key(f.day), []).append(f)
     base = serving_dir(lake)
+    delta_files: list[PartitionFile] = []
+    delta_wanted: dict[date, str] = {}
     owned = con is None
     con = con or connect()
     try:
-        for tier, files in tiers.items():
+        for tier, files in sorted(tiers.items()):
             wanted = {d: fingerprints[d] for d in {f.day for f in files}}
-            if _tier_is_fresh(lake, tier, wanted):
+            built = _built_index(lake, tier)
+            if built is not None and built.days == wanted:
                 report.tiers_fresh += 1
+                continue
+            if built is not None and not _must_fold(built, wanted, files, fold_after):
+                changed = {d for d, fp in wanted.items() if built.days.get(d) != fp}
+                delta_files += [f for f in files if f.day in changed]
+                delta_wanted.update((d, wanted[d]) for d in changed)
+                report.tiers_fresh += 1  # still serves its unchanged days
                 continue
             rows, size = _rebuild_tier(con, lake, tier, files, wanted)
             report.tiers_rebuilt.append(tier)
             report.rows_written += rows
             report.bytes += size
+        delta = _built_index(lake, DELTA_TIER)
+        if delta_wanted and (delta is None or delta.days != delta_wanted):
+            rows, size = _rebuild_tier(con, lake, DELTA_TIER, delta_files, delta_wanted)
+            report.delta_rebuilt = True
+            report.rows_written += rows
+            report.bytes += size
     finally:
         if owned:
             con.close()
+    report.delta_days = sorted(delta_wanted)
+    if not delta_wanted:
+        shutil.rmtree(tier_path(lake, DELTA_TIER, 0).parent, ignore_errors=True)
     if base.is_dir():
         for entry in sorted(base.iterdir()):
             tier = entry.name.removeprefix("year=")
@@ -356,16 +437,35 @@ def refresh(lake: Lake, con: duckdb.DuckDBPyConnection | None = None) -> Refresh
     return report
 
 
-def _tier_is_fresh(lake: Lake, tier: str, wanted: dict[date, str]) -> bool:
+def _built_index(lake: Lake, tier: str) -> _Index | None:
+    """The index a tier's bucket files share, or None when one is missing or they differ."""
+    found: _Index | None = None
     for bucket in range(BUCKETS):
-        path = tier_path(lake, tier, bucket)
         try:
-            _, index = _open(path)
+            _, index = _open(tier_path(lake, tier, bucket))
         except (FileNotFoundError, pa.ArrowInvalid):
-            return False
-        if index.days != wanted:
-            return False
-    return True
+            return None
+        if found is not None and index.key != found.key:
+            return None  # a rebuild that stopped half-way
+        found = found or index
+    return found
+
+
+def _must_fold(
+    built: _Index,
+    wanted: dict[date, str],
+    files: list[PartitionFile],
+    fold_after: timedelta | None,
+) -> bool:
+    """Whether a year is rebuilt rather than its changes kept in the delta tier."""
+    changed = {d for d, fp in wanted.items() if built.days.get(d) != fp}
+    removed = built.days.keys() - wanted.keys()
+    if len(changed) + len(removed) > FOLD_DAYS:
+        return True
+    changed_bytes = sum(f.size for f in files if f.day in changed)
+    if changed_bytes > FOLD_SHARE * sum(f.size for f in files):
+        return True
+    return fold_after is not None and time.time() - built.built_at >= fold_after.total_seconds()
 
 
 def _rebuild_tier(
@@ -375,7 +475,7 @@ def _rebuild_tier(
     files: list[PartitionFile],
     fingerprints: dict[date, str],
 ) -> tuple[int, int]:
-    """Rewrite every bucket file of one tier from its raw day partitions.
+    """Rewrite every bucket file of one tier (a year, or the delta) from its raw days.
 
     Two passes keep memory at about one bucket whatever the tier's size (a single
     ORDER BY over a year of trades runs DuckDB out of memory): scatter the rows to
@@ -401,6 +501,7 @@ def _rebuild_tier(
                 "PARTITION_BY (__bucket), COMPRESSION lz4, ROW_GROUP_SIZE 16384)"
             )
         days = {d.isoformat(): fp for d, fp in sorted(fingerprints.items())}
+        built_at = time.time()
         schema = TRADES_ARROW_SCHEMA.append(pa.field(DAY_COLUMN, pa.date32()))
         rows = size = 0
         for bucket in range(BUCKETS):
@@ -414,7 +515,13 @@ def _rebuild_tier(
                     "order_fill_id"
                 ).to_arrow_table()
             rows += table.num_rows
-            size += _write_tier(tier_path(lake, tier, bucket), table.cast(schema), days)
+            target = tier_path(lake, tier, bucket)
+            if tier == DELTA_TIER:
+                size += _write_tier(
+                    target, table.cast(schema), days, built_at, DELTA_BATCH_ROWS, None
+                )
+            else:
+                size += _write_tier(target, table.cast(schema), days, built_at)
         expected = {tier_path(lake, tier, bucket) for bucket in range(BUCKETS)}
         for leftover in tier_path(lake, tier, 0).parent.iterdir():
             if (
@@ -428,7 +535,14 @@ def _rebuild_tier(
     return rows, size
 
 
-def _write_tier(target: Path, table: pa.Table, days: dict[str, str]) -> int:
+def _write_tier(
+    target: Path,
+    table: pa.Table,
+    days: dict[str, str],
+    built_at: float,
+    batch_rows: int = BATCH_ROWS,
+    compression: str | None = "lz4",
+) -> int:
     """One bucket file, record batches cut at market boundaries; atomic replace.
 
     Arrow IPC rather than Parquet: reading 100 markets' batches out of memory maps took
@@ -436,11 +550,12 @@ def _write_tier(target: Path, table: pa.Table, days: dict[str, str]) -> int:
     (per-column set-up dominates such small reads), for ~1.3x the bytes.
     """
     table = table.combine_chunks()
-    bounds = _batch_bounds(table.column("market_id"))
+    bounds = _batch_bounds(table.column("market_id"), batch_rows)
     markets = table.column("market_id")
     index = {
         "version": LAYOUT_VERSION,
         "days": days,
+        "built_at": built_at,
         "batches": [[markets[a].as_py(), markets[b - 1].as_py()] for a, b in bounds],
     }
     schema = table.schema.with_metadata({INDEX_KEY: json.dumps(index).encode()})
@@ -448,7 +563,7 @@ def _write_tier(target: Path, table: pa.Table, days: dict[str, str]) -> int:
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.parent / f".{target.name}.{uuid.uuid4().hex}.tmp"
     try:
-        options = pa.ipc.IpcWriteOptions(compression="lz4")
+        options = pa.ipc.IpcWriteOptions(compression=compression)
         with pa.ipc.new_file(str(tmp), schema, options=options) as writer:
             for a, b in bounds:
                 writer.write_batch(whole.slice(a, b - a))  # type: ignore[union-attr]
@@ -459,8 +574,8 @@ def _write_tier(target: Path, table: pa.Table, days: dict[str, str]) -> int:
     return target.stat().st_size
 
 
-def _batch_bounds(markets: pa.ChunkedArray) -> list[tuple[int, int]]:
-    """Greedy runs of whole markets up to BATCH_ROWS; a bigger market in runs of 8x that."""
+def _batch_bounds(markets: pa.ChunkedArray, batch_rows: int) -> list[tuple[int, int]]:
+    """Greedy runs of whole markets up to batch_rows; a bigger market in runs of 8x that."""
     n = len(markets)
     if n == 0:
         return []
@@ -469,11 +584,11 @@ def _batch_bounds(markets: pa.ChunkedArray) -> list[tuple[int, int]]:
     bounds: list[tuple[int, int]] = []
     group_start = 0
     for a, b in pairwise(starts):
-        if a > group_start and (b - group_start > BATCH_ROWS):
+        if a > group_start and (b - group_start > batch_rows):
             bounds.append((group_start, a))
             group_start = a
-        while b - group_start > 8 * BATCH_ROWS:
-            bounds.append((group_start, group_start + 8 * BATCH_ROWS))
-            group_start += 8 * BATCH_ROWS
+        while b - group_start > 8 * batch_rows:
+            bounds.append((group_start, group_start + 8 * batch_rows))
+            group_start += 8 * batch_rows
     bounds.append((group_start, n))
     return bounds

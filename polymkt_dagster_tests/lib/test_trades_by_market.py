@@ -1,7 +1,8 @@
 """The market-clustered trades copy: query_trades answers exactly as a plain scan would.
 
 Every comparison is against a plain DuckDB query over a glob of the raw trade files, on a
-private copy of the sample lake, before and after day partitions are rewritten or removed.
+private copy of the sample lake, before and after day partitions are rewritten, added or
+removed, and before and after the delta tier takes the changed days.
 """
 
 from __future__ import annotations
@@ -15,17 +16,20 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
+import polymkt_dagster.lib.trades_by_market as tbm
 from polymkt_dagster.lib.duck import connect
 from polymkt_dagster.lib.lake import DAY_COLUMN, Lake
 from polymkt_dagster.lib.queries import query_trades
 from polymkt_dagster.lib.schemas import TRADES
 from polymkt_dagster.lib.trades import TRADES_ROW_GROUP
 from polymkt_dagster.lib.trades_by_market import (
+    DELTA_TIER,
     TRADES_ARROW_SCHEMA,
     read_markets,
     refresh,
     serving_dir,
     tier_key,
+    tier_path,
 )
 
 
@@ -82,7 +86,14 @@ def _markets_by_volume(lake: Lake) -> list[str]:
         ]
 
 
-def _assert_same_answers(lake: Lake, markets: list[str]) -> None:
+def _assert_same_answers(lake: Lake, markets: list[str], *, copy_only: bool = False) -> None:
+    """query_trades equals the plain scan; with copy_only, without one raw read.
+
+    copy_only hands query_trades a closed DuckDB connection: reading any day from the raw
+    partitions would fail on it, so passing proves the copy's tiers answered everything.
+    """
+    closed = connect()
+    closed.close()
     busiest = markets[0]
     times = _plain(lake, [busiest]).column("timestamp").to_pylist()
     middle = times[len(times) // 2]
@@ -97,7 +108,8 @@ def _assert_same_answers(lake: Lake, markets: list[str]) -> None:
         (["no-such-market"], {}),
     ]
     for ids, kwargs in cases:
-        got = query_trades(lake, ids, **kwargs)  # type: ignore[arg-type]
+        con = closed if copy_only else None
+        got = query_trades(lake, ids, con=con, **kwargs)  # type: ignore[arg-type]
         want = _plain(lake, ids, **kwargs)  # type: ignore[arg-type]
         assert got.schema == want.schema
         assert got.equals(want), (ids[:3], kwargs, got.num_rows, want.num_rows)
@@ -126,8 +138,9 @@ def test_copy_answers_exactly_as_a_plain_scan(lake: Lake) -> None:
     served = read_markets(lake, markets[:5], listing)
     assert served.table is not None and served.table.num_rows > 0
     assert served.raw_days == set()  # everything from the copy
-    _assert_same_answers(lake, markets)
-    assert refresh(lake).tiers_rebuilt == []  # nothing changed, nothing rebuilt
+    _assert_same_answers(lake, markets, copy_only=True)
+    again = refresh(lake)
+    assert again.tiers_rebuilt == [] and not again.delta_rebuilt  # nothing changed
 
 
 def test_rewritten_and_removed_days_are_read_from_raw_until_refreshed(lake: Lake) -> None:
@@ -149,10 +162,69 @@ def test_rewritten_and_removed_days_are_read_from_raw_until_refreshed(lake: Lake
     assert removed not in {t.date() for t in after.column("timestamp").to_pylist()}
     _assert_same_answers(lake, markets)
 
+    # a refresh puts only the rewritten day in the delta tier; the year tier stays
     report = refresh(lake)
-    assert report.tiers_rebuilt == sorted({tier_key(rewritten), tier_key(removed)})
-    assert read_markets(lake, [busiest], lake.listing(TRADES.name)).raw_days == set()
+    assert report.tiers_rebuilt == [] and report.delta_rebuilt
+    assert report.delta_days == [rewritten]
+    assert report.rows_written == kept
+    served = read_markets(lake, [busiest], lake.listing(TRADES.name))
+    assert served.raw_days == set() and served.delta_days == {rewritten}
+    _assert_same_answers(lake, markets, copy_only=True)
+    assert not refresh(lake).delta_rebuilt  # up to date: nothing rebuilt
+
+    # the daily fold rebuilds the year from raw and empties the delta
+    folded = refresh(lake, fold_after=timedelta(0))
+    assert folded.tiers_rebuilt == sorted({tier_key(rewritten), tier_key(removed)})
+    assert folded.delta_days == [] and not tier_path(lake, DELTA_TIER, 0).parent.exists()
+    served = read_markets(lake, [busiest], lake.listing(TRADES.name))
+    assert served.raw_days == set() and served.delta_days == set()
+    _assert_same_answers(lake, markets, copy_only=True)
+
+
+def test_a_day_rewritten_again_after_the_delta_is_read_from_raw(lake: Lake) -> None:
+    markets = _markets_by_volume(lake)
+    refresh(lake)
+    days = lake.partition_days(TRADES.name)
+    today, yesterday = days[-1], days[-2]
+    _rewrite_day_keeping_every_other_trade(lake, lake.day_files(TRADES.name, yesterday))
+    _rewrite_day_keeping_every_other_trade(lake, lake.day_files(TRADES.name, today))
+    assert refresh(lake).delta_days == [yesterday, today]
+    # the next sync rewrites today again: yesterday still from the delta, today from raw
+    _rewrite_day_keeping_every_other_trade(lake, lake.day_files(TRADES.name, today))
+    served = read_markets(lake, markets[:100], lake.listing(TRADES.name))
+    assert served.raw_days == {today} and served.delta_days == {yesterday}
     _assert_same_answers(lake, markets)
+    report = refresh(lake)
+    assert report.delta_rebuilt and report.tiers_rebuilt == []
+    _assert_same_answers(lake, markets, copy_only=True)
+
+    # a day removed from the lake leaves the delta at the next refresh, without a fold
+    lake.remove_day(TRADES.name, yesterday)
+    _assert_same_answers(lake, markets, copy_only=True)
+    report = refresh(lake)
+    assert report.delta_days == [today] and report.tiers_rebuilt == []
+    _assert_same_answers(lake, markets, copy_only=True)
+    lake.remove_day(TRADES.name, today)
+    report = refresh(lake)
+    assert report.delta_days == [] and report.tiers_rebuilt == []
+    assert not tier_path(lake, DELTA_TIER, 0).parent.exists()
+    _assert_same_answers(lake, markets, copy_only=True)
+
+
+def test_a_year_with_many_changed_days_is_folded(
+    lake: Lake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    markets = _markets_by_volume(lake)
+    refresh(lake)
+    monkeypatch.setattr(tbm, "FOLD_DAYS", 2)
+    days = lake.partition_days(TRADES.name)
+    for day in days[-2:]:
+        _rewrite_day_keeping_every_other_trade(lake, lake.day_files(TRADES.name, day))
+    assert refresh(lake).delta_days == days[-2:]  # two days: still the delta
+    _rewrite_day_keeping_every_other_trade(lake, lake.day_files(TRADES.name, days[5]))
+    report = refresh(lake)  # three: past FOLD_DAYS, the year is rebuilt
+    assert report.tiers_rebuilt == [tier_key(days[5])] and report.delta_days == []
+    _assert_same_answers(lake, markets, copy_only=True)
 
 
 def test_a_day_newer_than_the_copy_is_read_from_raw(lake: Lake) -> None:
@@ -167,6 +239,10 @@ def test_a_day_newer_than_the_copy_is_read_from_raw(lake: Lake) -> None:
         path.write_bytes(content)
     assert last in read_markets(lake, markets[:40], lake.listing(TRADES.name)).raw_days
     _assert_same_answers(lake, markets)
+    report = refresh(lake)  # the new day goes to the delta tier
+    assert report.delta_days == [last] and report.tiers_rebuilt == []
+    assert read_markets(lake, markets[:40], lake.listing(TRADES.name)).raw_days == set()
+    _assert_same_answers(lake, markets, copy_only=True)
 
 
 def test_bucketed_lake_and_no_copy_agree(bucketed_lake: Lake) -> None:
@@ -182,6 +258,11 @@ def test_bucketed_lake_and_no_copy_agree(bucketed_lake: Lake) -> None:
     served = read_markets(bucketed_lake, markets[:50], bucketed_lake.listing(TRADES.name))
     assert day in served.raw_days
     _assert_same_answers(bucketed_lake, markets)
+    report = refresh(bucketed_lake)  # the whole day (every bucket file) goes to the delta
+    assert report.delta_days == [day] and report.tiers_rebuilt == []
+    served = read_markets(bucketed_lake, markets[:50], bucketed_lake.listing(TRADES.name))
+    assert served.raw_days == set() and day in served.delta_days
+    _assert_same_answers(bucketed_lake, markets, copy_only=True)
 
 
 def test_listing_sees_new_and_replaced_files(lake: Lake) -> None:

@@ -10,15 +10,16 @@ from polymkt_dagster.lib.trades_by_market import refresh, serving_dir
 TRADES_BY_MARKET_KEY = dg.AssetKey(["serving", "trades_by_market"])
 
 
-def daily_automation() -> dg.AutomationCondition | None:
-    """Once a day, unless POLYMKT_ANALYTICS_MODE=off.
+def after_every_sync() -> dg.AutomationCondition | None:
+    """Eager (after every raw/trades update) unless POLYMKT_ANALYTICS_MODE=off (manual then).
 
-    Not after every 10-minute sync: a rebuild rewrites a whole year, and until it runs the
-    days synced since are read from raw/trades, which stays correct and costs little.
+    A run after a sync rebuilds only the small delta tier holding the days changed since
+    their year was built (about a second); a year is rebuilt once a day, or sooner when its
+    changes grow large (trades_by_market.refresh decides).
     """
     if Settings.from_env().analytics_mode != "on":
         return None
-    return dg.AutomationCondition.on_cron("30 0 * * *")
+    return dg.AutomationCondition.eager()
 
 
 @dg.asset(
@@ -26,12 +27,14 @@ def daily_automation() -> dg.AutomationCondition | None:
     deps=[TRADES_KEY],
     group_name="serving",
     kinds={"arrow"},
-    automation_condition=daily_automation(),
+    automation_condition=after_every_sync(),
     description=(
         "raw/trades clustered by market (Arrow IPC, one file per year and market hash "
         "bucket) so `polymkt trades` / query_trades read a market's rows without opening "
-        "every day partition. Rebuilds only the years whose day partitions changed; days "
-        "changed since the last run are read from raw/trades, so answers never go stale."
+        "every day partition. After a sync rebuilds only the delta tier (the days changed "
+        "since their year tier was built); a year is rebuilt once a day or when its changes "
+        "grow large. Days changed since the last run are read from raw/trades, so answers "
+        "never go stale."
     ),
 )
 def trades_by_market(polymkt: PolymktResource) -> dg.MaterializeResult:
@@ -43,6 +46,8 @@ def trades_by_market(polymkt: PolymktResource) -> dg.MaterializeResult:
             "years_rebuilt": ", ".join(report.tiers_rebuilt) or "none",
             "years_fresh": report.tiers_fresh,
             "years_removed": ", ".join(report.tiers_removed) or "none",
+            "delta_rebuilt": report.delta_rebuilt,
+            "delta_days": ", ".join(d.isoformat() for d in report.delta_days) or "none",
             "bytes_written": report.bytes,
             "path": dg.MetadataValue.path(str(serving_dir(lake))),
         }
