@@ -204,6 +204,14 @@ class Lake:
                 on_partition(writes[-1])
         return writes
 
+    def remove_stale(self, table: str, day: date, *, keep: Iterable[Path]) -> None:
+        """Remove the day's files other than ``keep`` (what its previous version left)."""
+        kept = set(keep)
+        for stale in self.day_files(table, day):
+            if stale not in kept:
+                stale.unlink()
+                _prune_empty_dirs(stale.parent, stop=self.table_dir(table))
+
     def remove_day(self, table: str, day: date) -> None:
         for path in self.day_files(table, day):
             path.unlink()
@@ -319,15 +327,26 @@ def _files_under(directory: str, day: date) -> list[PartitionFile]:
     return found
 
 
-def _copy_atomically(con: duckdb.DuckDBPyConnection, select_sql: str, target: Path) -> None:
+def write_atomically(target: Path, write: Callable[[Path], object]) -> None:
+    """``write(tmp)`` to a hidden temporary name beside ``target``, then rename it into place.
+
+    Readers see the old file or the complete new one, never a partial write; the temporary
+    file is removed if the write fails.
+    """
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.parent / f".{target.name}.{uuid.uuid4().hex}.tmp"
     try:
-        con.execute(f"COPY ({select_sql}) TO {sql_string(tmp)} ({PARQUET_OPTIONS})")
+        write(tmp)
         os.replace(tmp, target)
     finally:
-        if tmp.exists():
-            tmp.unlink()
+        tmp.unlink(missing_ok=True)
+
+
+def _copy_atomically(con: duckdb.DuckDBPyConnection, select_sql: str, target: Path) -> None:
+    write_atomically(
+        target,
+        lambda tmp: con.execute(f"COPY ({select_sql}) TO {sql_string(tmp)} ({PARQUET_OPTIONS})"),
+    )
 
 
 def _prune_empty_dirs(path: Path, *, stop: Path) -> None:
@@ -399,11 +418,7 @@ class _DayFiles:
             writer.close()
             os.replace(tmp, target)
             files.append(target)
-        keep = set(files)
-        for stale in lake.day_files(table, self.day):
-            if stale not in keep:
-                stale.unlink()
-                _prune_empty_dirs(stale.parent, stop=lake.table_dir(table))
+        lake.remove_stale(table, self.day, keep=files)
         return PartitionWrite(
             day=self.day,
             rows=self.rows,

@@ -31,7 +31,6 @@ a transaction has one block time, so the rows of one fill share a day.
 from __future__ import annotations
 
 import itertools
-import os
 import queue
 import threading
 import time
@@ -58,7 +57,7 @@ from polymkt_dagster.lib.csv_source import (
     structural_rejects,
 )
 from polymkt_dagster.lib.duck import sql_string
-from polymkt_dagster.lib.lake import PART_FILE, Lake, PartitionWrite
+from polymkt_dagster.lib.lake import PART_FILE, Lake, PartitionWrite, write_atomically
 from polymkt_dagster.lib.merge import merge_order_fills
 from polymkt_dagster.lib.schemas import ORDER_FILLED
 
@@ -779,22 +778,17 @@ class _DayWriter:
 
     def _write(self, day: date, table: pa.Table) -> PartitionWrite:
         target = self.lake.day_dir(ORDER_FILLED.name, day) / PART_FILE
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.parent / f".{target.name}.{uuid.uuid4().hex}.tmp"
-        try:
-            pq.write_table(
+        write_atomically(
+            target,
+            lambda tmp: pq.write_table(
                 table,
                 tmp,
                 compression="zstd",
                 row_group_size=BATCH_ROWS,
                 use_dictionary=DICTIONARY_COLUMNS,
-            )
-            os.replace(tmp, target)
-        finally:
-            tmp.unlink(missing_ok=True)
-        for stale in self.lake.day_files(ORDER_FILLED.name, day):
-            if stale != target:
-                stale.unlink()
+            ),
+        )
+        self.lake.remove_stale(ORDER_FILLED.name, day, keep=[target])
         return PartitionWrite(
             day=day, rows=table.num_rows, files=(target,), bytes=target.stat().st_size
         )
