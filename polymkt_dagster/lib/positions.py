@@ -926,11 +926,17 @@ def attach_keys(con: duckdb.DuckDBPyConnection, table: pa.Table, prefix: str) ->
     millions of groups back to the dictionaries in SQL.
     """
     gkey = table.column("gkey").to_numpy()
+    wallets, tokens = _key_names(con, prefix)
+    wallet = wallets.take(pa.array(gkey >> 32))
+    token = tokens.take(pa.array(gkey & 0xFFFFFFFF))
+    return table.append_column("wallet", wallet).append_column("token_id", token)
+
+
+def _key_names(con: duckdb.DuckDBPyConnection, prefix: str) -> tuple[pa.Array, pa.Array]:
+    """The wallets and token ids of ``{prefix}_w``/``{prefix}_t``, each indexed by its id."""
     wallets = con.execute(f"SELECT wallet FROM {prefix}_w ORDER BY wid").to_arrow_table()
     tokens = con.execute(f"SELECT token_id FROM {prefix}_t ORDER BY tid").to_arrow_table()
-    wallet = wallets.column(0).combine_chunks().take(pa.array(gkey >> 32))
-    token = tokens.column(0).combine_chunks().take(pa.array(gkey & 0xFFFFFFFF))
-    return table.append_column("wallet", wallet).append_column("token_id", token)
+    return wallets.column(0).combine_chunks(), tokens.column(0).combine_chunks()
 
 
 def drop_fill_keys(con: duckdb.DuckDBPyConnection, prefix: str = "_fills") -> None:
@@ -1263,18 +1269,14 @@ def compute_positions(
     try:
         fills = load_sorted_fills(con, lake, wallets=wallets, until=as_of, prefix=prefix)
         arrays = _FillArrays.of(fills)
+        wallet_array, token_array = _key_names(con, prefix)
         marks = None
         if not wallets:
             # with every wallet, the fills are every trade: their last prices are the marks
-            token_count = int(con.execute(f"SELECT count(*) FROM {prefix}_t").fetchone()[0])
-            marks = _last_trade_prices(arrays, token_count)
+            marks = _last_trade_prices(arrays, len(token_array))
         tokens = _token_table(con, lake, as_of, prefix, marks=marks)
-        wallet_names = con.execute(f"SELECT wallet FROM {prefix}_w ORDER BY wid").to_arrow_table()
-        token_names = con.execute(f"SELECT token_id FROM {prefix}_t ORDER BY tid").to_arrow_table()
     finally:
         drop_fill_keys(con, prefix)
-    wallet_array = wallet_names.column(0).combine_chunks()
-    token_array = token_names.column(0).combine_chunks()
     chunks = _group_chunks(arrays.gkey, chunk_rows)
 
     def piece(chunk: tuple[int, int, int]) -> pa.Table:
