@@ -7,6 +7,7 @@ Nagle and delayed ACKs add 40 ms to every answer). Subclasses implement ``handle
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -22,6 +23,24 @@ class LocalHTTPServer:
     def handle(self, request: BaseHTTPRequestHandler, body: bytes | None) -> None:
         """Answer one request; ``body`` is None for a GET, the raw bytes for a POST."""
         raise NotImplementedError
+
+    @staticmethod
+    def send_json(
+        request: BaseHTTPRequestHandler,
+        status: int,
+        data: bytes,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        """Answer with ``data`` as a JSON body; a client that already left is ignored."""
+        # The client may have timed out and left (a stalled request past its timeout).
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            request.send_response(status)
+            request.send_header("Content-Type", "application/json")
+            request.send_header("Content-Length", str(len(data)))
+            for name, value in (headers or {}).items():
+                request.send_header(name, value)
+            request.end_headers()
+            request.wfile.write(data)
 
     def start(self) -> Self:
         server = self

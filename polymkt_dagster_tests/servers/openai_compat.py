@@ -152,16 +152,7 @@ class OpenAICompatServer(LocalHTTPServer):
         with self._lock:
             self.requests.append(RecordedRequest(path, model, n_inputs, status))
         data = json.dumps(payload).encode()
-        try:
-            request.send_response(status)
-            request.send_header("Content-Type", "application/json")
-            request.send_header("Content-Length", str(len(data)))
-            for name, value in headers.items():
-                request.send_header(name, value)
-            request.end_headers()
-            request.wfile.write(data)
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the client gave up (a stalled request past its timeout)
+        self.send_json(request, status, data, headers)
 
     def _embeddings(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         texts = body.get("input")

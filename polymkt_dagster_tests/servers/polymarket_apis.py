@@ -23,7 +23,6 @@ past the client's timeout, or a truncated body, and to repeat items across pages
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
 import json
 import random
@@ -136,15 +135,7 @@ class _JsonServer(LocalHTTPServer):
             data = data[: max(1, len(data) // 2)]  # a body cut off mid-stream
         with self._lock:
             self.requests.append((request.path, status))
-        request.send_response(status)
-        request.send_header("Content-Type", "application/json")
-        request.send_header("Content-Length", str(len(data)))
-        for name, value in headers.items():
-            request.send_header(name, value)
-        request.end_headers()
-        # The client may have timed out and left.
-        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-            request.wfile.write(data)
+        self.send_json(request, status, data, headers)
 
 
 # ---------------------------------------------------------------------------------------
