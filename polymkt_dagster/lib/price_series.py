@@ -464,41 +464,16 @@ FileStamp = tuple[str, int, int, int]  # file name in its day dir, mtime_ns, siz
 
 
 def bar_file_stamps(lake: Lake, table: str = PRICES_1H) -> dict[date, list[FileStamp]]:
-    """Every day's Parquet files of a bars table with what identifies their version.
-
-    One directory walk: cheaper than listing each day's directory separately, and the
-    same files ``Lake.files`` lists (``year=/month=/day=`` directories, no hidden files).
-    """
-    base = lake.table_dir(table)
+    """Every day's Parquet files of a bars table with what identifies their version
+    (``Lake.listing``: one walk over cached directory entries, each file stat-ed)."""
     stamps: dict[date, list[FileStamp]] = {}
-    for year_dir in _subdirs(base, "year="):
-        for month_dir in _subdirs(year_dir, "month="):
-            for day_dir in _subdirs(month_dir, "day="):
-                try:
-                    day = date(
-                        int(year_dir.name[5:]), int(month_dir.name[6:]), int(day_dir.name[4:])
-                    )
-                except ValueError:
-                    continue
-                found: list[FileStamp] = []
-                for dirpath, _, names in os.walk(day_dir):
-                    for name in names:
-                        if name.endswith(".parquet") and not name.startswith("."):
-                            path = os.path.join(dirpath, name)
-                            st = os.stat(path)
-                            relative = os.path.relpath(path, day_dir)
-                            found.append((relative, st.st_mtime_ns, st.st_size, st.st_ino))
-                if found:
-                    stamps[day] = sorted(found)
-    return stamps
-
-
-def _subdirs(base: Path, prefix: str) -> list[Path]:
-    try:
-        entries = list(os.scandir(base))
-    except (FileNotFoundError, NotADirectoryError):
-        return []
-    return sorted(Path(e.path) for e in entries if e.name.startswith(prefix) and e.is_dir())
+    day_dirs: dict[date, str] = {}
+    for f in lake.listing(table):
+        if f.day not in day_dirs:
+            day_dirs[f.day] = str(lake.day_dir(table, f.day))
+        relative = os.path.relpath(f.path, day_dirs[f.day])
+        stamps.setdefault(f.day, []).append((relative, f.mtime_ns, f.size, f.inode))
+    return {day: sorted(found) for day, found in stamps.items()}
 
 
 def _stamp_files(lake: Lake, stamps: Mapping[date, Sequence[FileStamp]]) -> list[Path]:
