@@ -8,20 +8,17 @@ are reported with the reason and never stop the rows around them.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
 
 import pyarrow as pa
 
+from polymkt_dagster.lib import normalize as n
 from polymkt_dagster.lib.http import RequestStats
 
-ADDRESS = re.compile(r"0x[0-9a-f]{40}")
-HASH32 = re.compile(r"0x[0-9a-f]{64}")
-DECIMAL = re.compile(r"[0-9]{1,80}")
 MAX_BIGINT = 2**63 - 1
-EARLIEST = datetime(2020, 1, 1, tzinfo=UTC).timestamp()
+EARLIEST = datetime.fromisoformat(n.EARLIEST_TIMESTAMP).replace(tzinfo=UTC).timestamp()
 
 ORDER_FILLED_ARROW = pa.schema(
     [
@@ -89,15 +86,15 @@ def _problem(row: dict[str, object]) -> tuple[str, str] | None:
         return "timestamp", f"timestamp {ts!r} is not a plausible unix time"
     for name in ("maker", "taker"):
         value = row.get(name)
-        if not isinstance(value, str) or not ADDRESS.fullmatch(value):
+        if not isinstance(value, str) or not n.ADDRESS_RE.fullmatch(value):
             return name, f"invalid address {value!r}"
     for name in ("transaction_hash", "order_hash"):
         value = row.get(name)
-        if not isinstance(value, str) or not HASH32.fullmatch(value):
+        if not isinstance(value, str) or not n.TX_HASH_RE.fullmatch(value):
             return name, f"invalid 32-byte hash {value!r}"
     for name in ("maker_asset_id", "taker_asset_id"):
         value = row.get(name)
-        if not isinstance(value, str) or not DECIMAL.fullmatch(value):
+        if not isinstance(value, str) or not n.TOKEN_ID_RE.fullmatch(value):
             return name, f"invalid asset id {value!r}"
     for name in ("maker_amount_filled", "taker_amount_filled"):
         value = row.get(name)
@@ -117,7 +114,7 @@ def to_int(value: object) -> int | None:
         return None
     if isinstance(value, int):
         return value
-    if isinstance(value, str) and DECIMAL.fullmatch(value.strip()):
+    if isinstance(value, str) and n.TOKEN_ID_RE.fullmatch(value.strip()):
         return int(value.strip())
     return None
 
