@@ -43,7 +43,7 @@ import pyarrow.parquet as pq
 from polymkt_dagster.lib.analytics import PRICE_BARS_1D, PRICE_BARS_1H, PRICES_1H, token_key_sql
 from polymkt_dagster.lib.duck import sql_string
 from polymkt_dagster.lib.election_groups import Group
-from polymkt_dagster.lib.lake import PARQUET_OPTIONS, Lake
+from polymkt_dagster.lib.lake import PARQUET_OPTIONS, Lake, PartitionFile
 from polymkt_dagster.lib.schemas import Table
 
 NO_PRICE = -1
@@ -296,38 +296,35 @@ def _series(tokens: list[str], *parts: _Rows) -> PriceSeries:
     return PriceSeries(tokens, rows.codes, rows.last, rows.closes)
 
 
-@dataclass(frozen=True)
-class _DailyFreshness:
-    """Which days' daily bars can stand for their hourly bars (built after them)."""
-
-    hourly_days: list[date]
-    fresh_daily_files: list[Path]
-    stale_hourly_files: list[Path]
-
-    @classmethod
-    def of(cls, lake: Lake) -> _DailyFreshness:
-        fresh: list[Path] = []
-        stale: list[Path] = []
-        days = lake.partition_days(PRICE_BARS_1H.name)
-        for day in days:
-            hourly = lake.day_files(PRICE_BARS_1H.name, day)
-            daily = lake.day_files(PRICE_BARS_1D.name, day)
-            newest_hourly = max((f.stat().st_mtime for f in hourly), default=0.0)
-            if daily and min(f.stat().st_mtime for f in daily) >= newest_hourly:
-                fresh += daily
-            else:
-                stale += hourly
-        return cls(days, fresh, stale)
+def _fresh_daily_files(lake: Lake) -> tuple[list[Path], list[Path]]:
+    """(daily files of the days whose daily bars were built after their hourly bars,
+    hourly files of the other days): one listing of each table, each file stat-ed once."""
+    hourly: dict[date, list[PartitionFile]] = {}
+    for f in lake.listing(PRICE_BARS_1H.name):
+        hourly.setdefault(f.day, []).append(f)
+    daily: dict[date, list[PartitionFile]] = {}
+    for f in lake.listing(PRICE_BARS_1D.name):
+        daily.setdefault(f.day, []).append(f)
+    fresh: list[Path] = []
+    stale: list[Path] = []
+    for day, hourly_files in hourly.items():
+        newest_hourly = max(f.mtime_ns for f in hourly_files)
+        daily_files = daily.get(day, [])
+        if daily_files and min(f.mtime_ns for f in daily_files) >= newest_hourly:
+            fresh += [Path(f.path) for f in daily_files]
+        else:
+            stale += [Path(f.path) for f in hourly_files]
+    return fresh, stale
 
 
 def _daily_rows(con: duckdb.DuckDBPyConnection, lake: Lake, tokens: list[str]) -> _Rows:
     """One row per token and day from prices_1d; a day whose daily bars are missing or
     older than its hourly bars is read from its hourly bars (finer rows, same answers)."""
-    freshness = _DailyFreshness.of(lake)
+    fresh_daily, stale_hourly = _fresh_daily_files(lake)
     return _Rows.concat(
         [
-            _query(con, tokens, _relation(con, lake, PRICE_BARS_1D, freshness.fresh_daily_files)),
-            _query(con, tokens, _relation(con, lake, PRICE_BARS_1H, freshness.stale_hourly_files)),
+            _query(con, tokens, _relation(con, lake, PRICE_BARS_1D, fresh_daily)),
+            _query(con, tokens, _relation(con, lake, PRICE_BARS_1H, stale_hourly)),
         ]
     )
 
