@@ -9,7 +9,6 @@ is written to a rejects file with its file, line, field and reason, and good row
 from __future__ import annotations
 
 import csv
-import os
 import uuid
 from bisect import bisect_right
 from collections import Counter
@@ -20,6 +19,7 @@ from pathlib import Path
 import duckdb
 
 from polymkt_dagster.lib.duck import sql_string
+from polymkt_dagster.lib.lake import write_atomically
 
 REJECT_COLUMNS = ("file", "line", "field", "reason", "raw")
 
@@ -49,13 +49,14 @@ class Rejects:
             if target.exists():
                 target.unlink()
             return None
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
-        with tmp.open("w", newline="", encoding="utf-8") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(REJECT_COLUMNS)
-            writer.writerows(sorted(self.rows, key=lambda r: (r[0], r[1])))
-        os.replace(tmp, target)
+
+        def write_csv(tmp: Path) -> None:
+            with tmp.open("w", newline="", encoding="utf-8") as handle:
+                writer = csv.writer(handle)
+                writer.writerow(REJECT_COLUMNS)
+                writer.writerows(sorted(self.rows, key=lambda r: (r[0], r[1])))
+
+        write_atomically(target, write_csv)
         return target
 
 

@@ -18,11 +18,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
 import time
-import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -30,6 +29,7 @@ from urllib.parse import urlsplit
 import duckdb
 
 from polymkt_dagster.lib.http import redact_text
+from polymkt_dagster.lib.lake import write_atomically
 from polymkt_dagster.lib.sync_state import STATE_DIR
 
 Progress = Callable[[str], None]
@@ -171,10 +171,7 @@ class _Manifest:
 
     def save(self, keep: set[str]) -> None:
         self.entries = {k: v for k, v in self.entries.items() if k in keep}
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{self.path.name}.{uuid.uuid4().hex}.tmp")
-        tmp.write_text(json.dumps(self.entries))
-        os.replace(tmp, self.path)
+        write_atomically(self.path, lambda tmp: tmp.write_text(json.dumps(self.entries)))
 
 
 def _upload(client: Any, bucket: str, key: str, path: Path, digest: Digest) -> None:
@@ -303,22 +300,7 @@ def pull_lake(
             if "-" not in etag and local.md5 == etag:
                 report.skipped += 1
                 continue
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
-        try:
-            answer = client.get_object(Bucket=bucket, Key=key)
-            with tmp.open("wb") as handle:
-                for chunk in answer["Body"].iter_chunks(2**20):
-                    handle.write(chunk)
-        except Exception as exc:
-            tmp.unlink(missing_ok=True)
-            raise guard(f"download of s3://{bucket}/{key} failed", exc) from None
-        got = digest_file(tmp)
-        expected_sha = (answer.get("Metadata") or {}).get("sha256")
-        if got.size != size or (expected_sha and got.sha256 != expected_sha):
-            tmp.unlink(missing_ok=True)
-            raise S3LakeError(f"download of s3://{bucket}/{key} did not verify (size or sha256)")
-        os.replace(tmp, target)
+        write_atomically(target, partial(_download, client, bucket, key, size, guard))
         report.downloaded.append(relative)
         report.bytes_downloaded += size
         report.verified += 1
@@ -326,6 +308,21 @@ def pull_lake(
     if progress:
         progress(f"s3 pull: {len(report.downloaded)} downloaded, {report.skipped} unchanged")
     return report
+
+
+def _download(client: Any, bucket: str, key: str, size: int, guard: _Guard, tmp: Path) -> None:
+    """The object into ``tmp``, verified by its size and SHA-256 metadata."""
+    try:
+        answer = client.get_object(Bucket=bucket, Key=key)
+        with tmp.open("wb") as handle:
+            for chunk in answer["Body"].iter_chunks(2**20):
+                handle.write(chunk)
+    except Exception as exc:
+        raise guard(f"download of s3://{bucket}/{key} failed", exc) from None
+    got = digest_file(tmp)
+    expected_sha = (answer.get("Metadata") or {}).get("sha256")
+    if got.size != size or (expected_sha and got.sha256 != expected_sha):
+        raise S3LakeError(f"download of s3://{bucket}/{key} did not verify (size or sha256)")
 
 
 def configure_duckdb_s3(
