@@ -9,8 +9,8 @@ of the day, checks) in under 30 s end to end.
     python bench/sync.py --quick    # 100,000 fills over 10 days, well under a minute
 
 The servers (polymkt_dagster_tests/servers/polymarket_apis.py, real HTTP on 127.0.0.1) run in
-this process; every measured step runs in a fresh worker process, whose own peak RSS comes
-from ``os.wait4``. Baselines measured in the same run:
+this process; every measured step runs in a fresh worker process, whose own peak RSS (VmHWM)
+``_common.run_worker`` reports. Baselines measured in the same run:
 
 - sync throughput against a fetch-only run (same source, same pages, ``dry_run``: no merge,
   no state), so the ratio is the cost of landing the rows;
@@ -43,19 +43,6 @@ TICK_FILLS = 5_000
 # ---------------------------------------------------------------------------------------------
 
 
-def _emit(result: dict[str, object]) -> None:
-    """Result plus this process's own peak RSS (VmHWM).
-
-    ``ru_maxrss`` from ``wait4`` is no use here: the kernel carries the forking parent's
-    high-water mark (this driver holds a million fills for its servers) into the child at
-    exec, so every worker would report the driver's size. VmHWM belongs to the new image.
-    """
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            result["peak_rss_mb"] = int(line.split()[1]) / 1024
-    c.emit_result(result)
-
-
 def _window(args: argparse.Namespace) -> tuple[datetime, datetime]:
     return (datetime.fromtimestamp(args.start, UTC), datetime.fromtimestamp(args.end, UTC))
 
@@ -77,7 +64,7 @@ def worker_sync(args: argparse.Namespace) -> None:
         Lake(Path(args.root)), source, *_window(args), dry_run=args.dry_run, batch_rows=100_000
     )
     seconds = time.perf_counter() - started
-    _emit(
+    c.emit_result(
         {"seconds": seconds, "rows": report.rows_fetched, "rows_new": report.rows_new,
          "requests": report.requests, "batches": report.batches}
     )  # fmt: skip
@@ -93,7 +80,7 @@ def worker_markets(args: argparse.Namespace) -> None:
     started = time.perf_counter()
     for kind in ("markets", "events"):
         sync_gamma(lake, GammaClient(urls["gamma"]), kind, full=True)
-    _emit({"seconds": time.perf_counter() - started})
+    c.emit_result({"seconds": time.perf_counter() - started})
 
 
 def worker_derive(args: argparse.Namespace) -> None:
@@ -122,7 +109,7 @@ def worker_derive(args: argparse.Namespace) -> None:
             started = time.perf_counter()
             report = derive_trades(con, lake, [busiest])
             derive_s.append(time.perf_counter() - started)
-    _emit({"day": busiest.isoformat(), "rows": rows, "read_s": min(read_s),
+    c.emit_result({"day": busiest.isoformat(), "rows": rows, "read_s": min(read_s),
                    "derive_s": min(derive_s), "trades": report.rows_written,
                    "unmapped": report.unmapped_fills})  # fmt: skip
 
@@ -159,7 +146,7 @@ def worker_tick(args: argparse.Namespace) -> None:
         seconds = time.perf_counter() - started
         fills = result.asset_materializations_for_node("raw__order_filled")[0].metadata
         trades = result.asset_materializations_for_node("raw__trades")[0].metadata
-    _emit({"seconds": seconds, "success": result.success,
+    c.emit_result({"seconds": seconds, "success": result.success,
                    "rows_new": fills["rows_new"].value,
                    "trades": trades["dagster/row_count"].value, "days": len(days)})  # fmt: skip
 
@@ -234,20 +221,20 @@ def main_driver(args: argparse.Namespace) -> None:
                        ("rpc sync", rpc)):  # fmt: skip
         r = run.result
         rows.append([label, r["rows"], r["seconds"], r["rows"] / r["seconds"], r["requests"],
-                     r["peak_rss_mb"], r["seconds"] / base.result["seconds"]])  # fmt: skip
+                     run.peak_rss_mb, r["seconds"] / base.result["seconds"]])  # fmt: skip
     c.print_table(["run", "fills", "seconds", "events/s", "requests", "peak RSS MB",
                    "x fetch-only"], rows)  # fmt: skip
     d = derive.result
     print()
     print(f"trade derivation of {d['day']} ({d['rows']:,} fills): derive {d['derive_s']:.2f}s, "
           f"read the day's fills {d['read_s']:.2f}s, ratio {d['derive_s'] / d['read_s']:.1f}x; "
-          f"{d['unmapped']} unmapped; peak RSS {d['peak_rss_mb']:,.0f} MB")  # fmt: skip
+          f"{d['unmapped']} unmapped; peak RSS {derive.peak_rss_mb:,.0f} MB")  # fmt: skip
     t = tick.result
     print(f"10-minute tick through Dagster: {t['rows_new']:,} new fills, {t['trades']:,} trades "
           f"rewritten over {t['days']} day(s) in {t['seconds']:.1f}s (target < "
           f"{TARGET_TICK_S:g}s: {c.verdict(t['seconds'] < TARGET_TICK_S and t['success'])}); "
-          f"peak RSS {t['peak_rss_mb']:,.0f} MB")  # fmt: skip
-    worst = max(r.result["peak_rss_mb"] for r in (gold, rpc, derive, tick))
+          f"peak RSS {tick.peak_rss_mb:,.0f} MB")  # fmt: skip
+    worst = max(r.peak_rss_mb for r in (gold, rpc, derive, tick))
     synced = gold.result["rows"]
     scale_note = "a --quick smoke run" if args.quick else c.verdict(synced >= 1_000_000)
     print(f"peak RSS of any sync worker: {worst:,.0f} MB (target < {TARGET_RSS_MB:,.0f} MB: "
