@@ -14,12 +14,13 @@ import fcntl
 import json
 import os
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from polymkt_dagster.lib.lake import write_atomically
 
 STATE_DIR = "_state"
 
@@ -113,13 +114,13 @@ class StateFile:
         return document if isinstance(document, dict) else {}
 
     def save(self, document: dict[str, Any]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{self.path.name}.{uuid.uuid4().hex}.tmp")
-        with tmp.open("w", encoding="utf-8") as handle:
-            json.dump(document, handle, indent=1, sort_keys=True, default=str)
-            handle.flush()
-            os.fsync(handle.fileno())  # the rename must never expose an empty file
-        os.replace(tmp, self.path)
+        def write(tmp: Path) -> None:
+            with tmp.open("w", encoding="utf-8") as handle:
+                json.dump(document, handle, indent=1, sort_keys=True, default=str)
+                handle.flush()
+                os.fsync(handle.fileno())  # the rename must never expose an empty file
+
+        write_atomically(self.path, write)
 
 
 @contextmanager
