@@ -402,18 +402,30 @@ def report_layout(label: str, m: dict, cold: c.WorkerRun) -> list[list[object]]:
     if m["mismatch"]:
         print(f"WARNING: {m['mismatch']} query_trades results differ from the full scan's")
     single, multi = p["single"][0], p["multi"][0]
+    return _target_rows(
+        label,
+        single,
+        multi,
+        (f"{single / p['full_single'][0]:.2f}x", f"{multi / p['full_multi'][0]:.2f}x"),
+    )
+
+
+def _target_rows(
+    prefix: str, single: float, multi: float, vs_full: tuple[str, str] = ("", "")
+) -> list[list[object]]:
+    """The two target rows (single market, MULTI markets) of the Targets table."""
     return [
         [
-            f"{label}: single market p50",
+            f"{prefix}: single market p50",
             f"{single:.1f} ms",
-            f"{single / p['full_single'][0]:.2f}x",
+            vs_full[0],
             f"< {TARGET_SINGLE_MS:.0f} ms",
             c.verdict(single < TARGET_SINGLE_MS),
         ],
         [
-            f"{label}: {MULTI} markets p50",
+            f"{prefix}: {MULTI} markets p50",
             f"{multi:.1f} ms",
-            f"{multi / p['full_multi'][0]:.2f}x",
+            vs_full[1],
             f"< {TARGET_MULTI_MS:.0f} ms",
             c.verdict(multi < TARGET_MULTI_MS),
         ],
@@ -425,12 +437,12 @@ def measure_after_sync(
     root: Path,
     bucket_count: int | None,
     args: tuple[int, int, float, int],
-) -> tuple[list[list[object]], list[list[object]]]:
+) -> list[list[object]]:
     """The last day replaced as by a sync: queries with it stale, then after a delta refresh.
 
     The same two kinds are timed first on the fresh copy, so the three states compare like
     with like (the main measurement interleaves full scans, which slow the others down).
-    Returns the printed rows (state, kind, p50, p95, n) and the target rows.
+    Prints the three states (state, kind, p50, p95, n); returns the target rows.
     """
     n_queries, warmup, budget_s, seed = args
     kinds = {"single", "multi"}
@@ -443,7 +455,6 @@ def measure_after_sync(
     print(f"delta refresh: {refreshed[1]:.1f} s, {refreshed[2]}")
     names = {"single": "single market", "multi": f"{MULTI} markets"}
     printed: list[list[object]] = []
-    verdicts: list[list[object]] = []
     states = (
         ("fresh copy (year tiers)", fresh),
         ("day stale (raw read)", stale),
@@ -453,26 +464,9 @@ def measure_after_sync(
         for kind in ("single", "multi"):
             p50, p95 = _ms(m["times"][kind])
             printed.append([state, names[kind], p50, p95, len(m["times"][kind])])
-        if state.startswith("after"):
-            single, multi = _ms(m["times"]["single"])[0], _ms(m["times"]["multi"])[0]
-            verdicts += [
-                [
-                    f"{label}, after a sync + delta refresh: single market p50",
-                    f"{single:.1f} ms",
-                    "",
-                    f"< {TARGET_SINGLE_MS:.0f} ms",
-                    c.verdict(single < TARGET_SINGLE_MS),
-                ],
-                [
-                    f"{label}, after a sync + delta refresh: {MULTI} markets p50",
-                    f"{multi:.1f} ms",
-                    "",
-                    f"< {TARGET_MULTI_MS:.0f} ms",
-                    c.verdict(multi < TARGET_MULTI_MS),
-                ],
-            ]
     c.print_table(["state", "query", "p50 ms", "p95 ms", "n"], printed)
-    return printed, verdicts
+    single, multi = _ms(after["times"]["single"])[0], _ms(after["times"]["multi"])[0]
+    return _target_rows(f"{label}, after a sync + delta refresh", single, multi)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -573,7 +567,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"measuring ({label}) after a sync ...", flush=True)
             verdicts += measure_after_sync(
                 label, root, buckets, (n_queries, warmup, args.budget_s, args.seed)
-            )[1]
+            )
 
         c.banner("Targets")
         c.print_table(["target", "measured", "vs full scan p50", "limit", "result"], verdicts)
