@@ -199,9 +199,11 @@ def read_favorites(
     groups_path = lake.single_file(ELECTION_GROUPS)
     if not path.exists() or not groups_path.exists():
         return None
-    built = path.stat().st_mtime
-    inputs = [groups_path, *lake.files(PRICE_BARS_1H.name)]
-    if any(p.stat().st_mtime > built for p in inputs):
+    built = path.stat().st_mtime_ns
+    # The listing carries each bars file's mtime: no second stat per file.
+    if groups_path.stat().st_mtime_ns > built or any(
+        f.mtime_ns > built for f in lake.listing(PRICE_BARS_1H.name)
+    ):
         return None
     rows = pq.read_table(path).to_pylist()
     return [
