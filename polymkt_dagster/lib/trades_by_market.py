@@ -406,12 +406,13 @@ def refresh(
             if built is not None and built.days == wanted:
                 report.tiers_fresh += 1
                 continue
-            if built is not None and not _must_fold(built, wanted, files, fold_after):
+            if built is not None:
                 changed = {d for d, fp in wanted.items() if built.days.get(d) != fp}
-                delta_files += [f for f in files if f.day in changed]
-                delta_wanted.update((d, wanted[d]) for d in changed)
-                report.tiers_fresh += 1  # still serves its unchanged days
-                continue
+                if not _must_fold(built, wanted, changed, files, fold_after):
+                    delta_files += [f for f in files if f.day in changed]
+                    delta_wanted.update((d, wanted[d]) for d in changed)
+                    report.tiers_fresh += 1  # still serves its unchanged days
+                    continue
             rows, size = _rebuild_tier(con, lake, tier, files, wanted)
             report.tiers_rebuilt.append(tier)
             report.rows_written += rows
@@ -454,11 +455,11 @@ def _built_index(lake: Lake, tier: str) -> _Index | None:
 def _must_fold(
     built: _Index,
     wanted: dict[date, str],
+    changed: set[date],
     files: list[PartitionFile],
     fold_after: timedelta | None,
 ) -> bool:
-    """Whether a year is rebuilt rather than its changes kept in the delta tier."""
-    changed = {d for d, fp in wanted.items() if built.days.get(d) != fp}
+    """Whether a year is rebuilt rather than its ``changed`` days kept in the delta tier."""
     removed = built.days.keys() - wanted.keys()
     if len(changed) + len(removed) > FOLD_DAYS:
         return True
