@@ -178,10 +178,14 @@ CHUNK_DAYS = 31
 
 
 def _day_chunks(lake: Lake, source: str, days: Sequence[date]) -> Iterator[list[date]]:
+    sizes: dict[date, int] = {}
+    if days:  # one listing: each file's size comes with it, no stat per file here
+        for f in lake.listing(source, start=min(days), end=max(days)):
+            sizes[f.day] = sizes.get(f.day, 0) + f.size
     chunk: list[date] = []
     size = 0
     for day in days:
-        day_bytes = sum(f.stat().st_size for f in lake.day_files(source, day))
+        day_bytes = sizes.get(day, 0)
         if chunk and (size + day_bytes > CHUNK_BYTES or len(chunk) >= CHUNK_DAYS):
             yield chunk
             chunk, size = [], 0
