@@ -36,7 +36,7 @@ from pathlib import Path
 
 import _common as c
 
-from polymkt_dagster.lib.duck import connect
+from polymkt_dagster.lib.duck import connect, sql_string
 from polymkt_dagster.lib.lake import Lake
 from polymkt_dagster.lib.schemas import MARKETS
 from polymkt_dagster.lib.search import (
@@ -252,7 +252,7 @@ YEARS = ["2024", "2025", "2026", "2027", "2028"]
 
 
 def _lit(values: Sequence[str]) -> str:
-    return "[" + ", ".join("'" + v.replace("'", "''") + "'" for v in values) + "]"
+    return "[" + ", ".join(sql_string(v) for v in values) + "]"
 
 
 def _pick(values: Sequence[str], salt: int) -> str:
@@ -444,9 +444,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     c.print_table(
         ["measure", "value", "target", "verdict"],
         [
-            ["BM25 p50 (ms)", bm25_p50, f"< {TARGET_P50_MS:g}", c.verdict(bm25_p50 < 50)],
+            [
+                "BM25 p50 (ms)",
+                bm25_p50,
+                f"< {TARGET_P50_MS:g}",
+                c.verdict(bm25_p50 < TARGET_P50_MS),
+            ],
             ["BM25 p95 (ms)", percentile(latencies["bm25"], 0.95), "", ""],
-            ["hybrid p50 (ms)", hybrid_p50, f"< {TARGET_P50_MS:g}", c.verdict(hybrid_p50 < 50)],
+            [
+                "hybrid p50 (ms)",
+                hybrid_p50,
+                f"< {TARGET_P50_MS:g}",
+                c.verdict(hybrid_p50 < TARGET_P50_MS),
+            ],
             ["hybrid p95 (ms)", percentile(latencies["hybrid"], 0.95), "", ""],
             ["cold first hybrid query, fresh session (ms)", cold_ms, "info", ""],
             ["full build, index time (s)", full_index_s, "", ""],
