@@ -43,8 +43,9 @@ TARGET_SNAPSHOT_S = 2.0
 
 
 def build(workdir: Path, trades: int, seed: int) -> Path:
-    """The trades lake: bench/query.py's CSV-free builders when present, else the project's
-    own path (generate_sample's CSVs, then the bootstrap importers and derive_trades)."""
+    """The trades lake, from bench/query.py's CSV-free builders."""
+    from query import build_fills, build_trades
+
     from polymkt_dagster.lib.lake import Lake
 
     root = workdir / "lake"
@@ -53,30 +54,8 @@ def build(workdir: Path, trades: int, seed: int) -> Path:
         return root
     c.fresh_dir(workdir)
     started = time.perf_counter()
-    try:
-        from query import build_fills, build_trades
-    except ImportError:
-        from polymkt_dagster.lib.bootstrap import (
-            import_events,
-            import_markets,
-            import_order_filled,
-        )
-        from polymkt_dagster.lib.duck import connect
-        from polymkt_dagster.lib.sample import SampleConfig, generate_sample
-        from polymkt_dagster.lib.trades import derive_trades
-
-        data = workdir / "data"
-        scale, _ = c.scale_for_fills(trades)
-        generate_sample(data, SampleConfig(scale=scale, seed=seed))
-        lake = Lake(root)
-        import_markets(data, lake)
-        import_events(data, lake)
-        fills = import_order_filled(data, lake)
-        with connect(temp_dir=workdir / ".duckdb_tmp") as con:
-            derive_trades(con, lake, [p.day for p in fills.partitions])
-    else:
-        build_fills(root, workdir / "data", trades, seed)
-        build_trades(root, workdir / "data", None)
+    build_fills(root, workdir / "data", trades, seed)
+    build_trades(root, workdir / "data", None)
     print(f"built the lake in {time.perf_counter() - started:,.0f} s", flush=True)
     return root
 
@@ -107,8 +86,9 @@ def warm_compiled_ledger() -> None:
 
 def worker_scan(root: Path) -> None:
     from polymkt_dagster.lib.duck import connect, sql_string
+    from polymkt_dagster.lib.lake import Lake
 
-    pattern = sql_string(root / "raw/polymarket/trades/**/*.parquet")
+    pattern = sql_string(Lake(root).table_dir("trades") / "**/*.parquet")
     with connect() as con:
         started = time.perf_counter()
         row = con.execute(
