@@ -28,7 +28,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -43,7 +42,7 @@ import pyarrow.parquet as pq
 from polymkt_dagster.lib.analytics import PRICE_BARS_1D, PRICE_BARS_1H, PRICES_1H, token_key_sql
 from polymkt_dagster.lib.duck import sql_string
 from polymkt_dagster.lib.election_groups import Group
-from polymkt_dagster.lib.lake import PARQUET_OPTIONS, Lake, PartitionFile
+from polymkt_dagster.lib.lake import PARQUET_OPTIONS, Lake, PartitionFile, write_atomically
 from polymkt_dagster.lib.schemas import Table
 
 NO_PRICE = -1
@@ -497,7 +496,6 @@ def build_price_index(con: duckdb.DuckDBPyConnection, lake: Lake) -> PriceIndexR
     # recorded, so readers treat its day as dirty instead of trusting the index for it.
     stamps = bar_file_stamps(lake)
     target = lake.single_file(PRICE_INDEX)
-    target.parent.mkdir(parents=True, exist_ok=True)
     manifest = json.dumps(
         {
             "version": _INDEX_VERSION,
@@ -547,17 +545,16 @@ def build_price_index(con: duckdb.DuckDBPyConnection, lake: Lake) -> PriceIndexR
             FROM price_index_tokens
             ORDER BY grain, key, last_trade_at
         """
-    tmp = target.parent / f".{target.name}.{uuid.uuid4().hex}.tmp"
+    kv = manifest.replace("'", "''")
     try:
-        kv = manifest.replace("'", "''")
-        con.execute(
-            f"COPY ({select}) TO {sql_string(tmp)} "
-            f"({PARQUET_OPTIONS}, KV_METADATA {{{_INDEX_KV_KEY}: '{kv}'}})"
+        write_atomically(
+            target,
+            lambda tmp: con.execute(
+                f"COPY ({select}) TO {sql_string(tmp)} "
+                f"({PARQUET_OPTIONS}, KV_METADATA {{{_INDEX_KV_KEY}: '{kv}'}})"
+            ),
         )
-        os.replace(tmp, target)
     finally:
-        if tmp.exists():
-            tmp.unlink()
         con.execute("DROP TABLE IF EXISTS price_index_tokens")
     counts = dict(
         con.execute(
