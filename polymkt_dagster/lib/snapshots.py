@@ -13,7 +13,6 @@ time so memory follows one day's (open position x time) pairs, not the whole win
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -23,7 +22,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from polymkt_dagster.lib.lake import Lake
+from polymkt_dagster.lib.lake import PART_FILE, Lake, write_atomically
 from polymkt_dagster.lib.positions import (
     drop_ledger_state,
     fills_source_sql,
@@ -260,19 +259,16 @@ def day_end(day: date) -> datetime:
 def write_checkpoint(lake: Lake, day: date, checkpoint: Checkpoint) -> Path:
     """Replace the day's checkpoint file (atomic rename); the watched wallets it covers go
     into the file's metadata, since wallets without positions have no rows."""
-    target = lake.day_dir(CHECKPOINT_TABLE, day) / "part-0.parquet"
-    target.parent.mkdir(parents=True, exist_ok=True)
+    target = lake.day_dir(CHECKPOINT_TABLE, day) / PART_FILE
     table = checkpoint.positions.replace_schema_metadata(
         {"wallets": json.dumps(list(checkpoint.wallets)), "at": checkpoint.at.isoformat()}
     )
-    tmp = target.parent / f".{target.name}.{os.getpid()}.tmp"
-    pq.write_table(table, tmp, compression="zstd")
-    os.replace(tmp, target)
+    write_atomically(target, lambda tmp: pq.write_table(table, tmp, compression="zstd"))
     return target
 
 
 def read_checkpoint(lake: Lake, day: date) -> Checkpoint | None:
-    path = lake.day_dir(CHECKPOINT_TABLE, day) / "part-0.parquet"
+    path = lake.day_dir(CHECKPOINT_TABLE, day) / PART_FILE
     if not path.exists():
         return None
     table = pq.read_table(path)
