@@ -37,9 +37,9 @@ def build(root: Path, rows: int) -> int:
     from polymkt_dagster.lib.rollups import wallet_table
 
     lake = Lake(root)
-    if lake.files(wallet_table("1m")):
+    if existing := lake.files(wallet_table("1m")):
         print(f"reusing the rollups at {root}", flush=True)
-        return len(lake.files(wallet_table("1m")))
+        return len(existing)
     started = time.perf_counter()
     with connect() as con:
         reader = con.execute(
