@@ -327,6 +327,11 @@ def _files_under(directory: str, day: date) -> list[PartitionFile]:
     return found
 
 
+def rows_in_files(files: Iterable[Path]) -> int:
+    """Rows of Parquet files from their footers (no data read)."""
+    return sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+
+
 def write_atomically(target: Path, write: Callable[[Path], object]) -> None:
     """``write(tmp)`` to a hidden temporary name beside ``target``, then rename it into place.
 

@@ -57,7 +57,13 @@ from polymkt_dagster.lib.csv_source import (
     structural_rejects,
 )
 from polymkt_dagster.lib.duck import sql_string
-from polymkt_dagster.lib.lake import PART_FILE, Lake, PartitionWrite, write_atomically
+from polymkt_dagster.lib.lake import (
+    PART_FILE,
+    Lake,
+    PartitionWrite,
+    rows_in_files,
+    write_atomically,
+)
 from polymkt_dagster.lib.merge import merge_order_fills
 from polymkt_dagster.lib.schemas import ORDER_FILLED
 
@@ -680,8 +686,7 @@ class _DayAssembler:
         self.result.duplicates_dropped += before + spilled - sum(w.rows for w in writes)
 
     def _stored_rows(self, day: date) -> int:
-        files = self.lake.day_files(ORDER_FILLED.name, day)
-        return sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+        return rows_in_files(self.lake.day_files(ORDER_FILLED.name, day))
 
     def close(self) -> None:
         if self.spill is not None:

@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-import pyarrow.parquet as pq
 
 from polymkt_dagster.lib.config import Settings
 from polymkt_dagster.lib.csv_source import Rejects
@@ -30,7 +29,7 @@ from polymkt_dagster.lib.duck import connect
 from polymkt_dagster.lib.fill_source import FillSource
 from polymkt_dagster.lib.gamma_client import AuditTrail, GammaClient
 from polymkt_dagster.lib.goldsky import GoldskySource
-from polymkt_dagster.lib.lake import Lake
+from polymkt_dagster.lib.lake import Lake, rows_in_files
 from polymkt_dagster.lib.market_sync import TokenLookupReport, lookup_unknown_tokens
 from polymkt_dagster.lib.merge import merge_order_fills
 from polymkt_dagster.lib.rpc import RpcSource
@@ -104,11 +103,6 @@ class MemoryGuard:
     def over_limit(self) -> bool:
         self.peak_rss_mb = max(self.peak_rss_mb, self.process.memory_info().rss / 2**20)
         return psutil.virtual_memory().percent >= self.limit_percent
-
-
-def rows_in_files(files: list[Path]) -> int:
-    """Rows of Parquet files from their footers (no data read)."""
-    return sum(pq.ParquetFile(f).metadata.num_rows for f in files)
 
 
 def sync_order_fills(

@@ -11,7 +11,7 @@ from polymkt_dagster.defs.ingest.partitions import daily_partitions, window_days
 from polymkt_dagster.defs.resources import PolymktResource
 from polymkt_dagster.lib import bootstrap, quality
 from polymkt_dagster.lib.duck import connect
-from polymkt_dagster.lib.lake import Lake
+from polymkt_dagster.lib.lake import Lake, rows_in_files
 from polymkt_dagster.lib.report import counts_table, markdown_table
 from polymkt_dagster.lib.schemas import EVENTS, MARKETS, ORDER_FILLED, TRADES, Table
 from polymkt_dagster.lib.trades import derive_trades
@@ -184,7 +184,7 @@ def _live_order_filled(
     files = [f for day in days for f in lake.day_files(ORDER_FILLED.name, day)]
     with connect() as con:
         checks = quality.order_filled_checks(con, files, lake)
-    metadata["dagster/row_count"] = live.rows_in_files(files)
+    metadata["dagster/row_count"] = rows_in_files(files)
     metadata["days_written"] = ", ".join(d.isoformat() for d in report.days_written) or "none"
     metadata["lake_dir"] = dg.MetadataValue.path(str(lake.table_dir(ORDER_FILLED.name)))
     preview = _preview(lake, ORDER_FILLED, files[-1:], FILL_PREVIEW)

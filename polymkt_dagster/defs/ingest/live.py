@@ -19,7 +19,6 @@ from polymkt_dagster.lib.report import counts_table
 from polymkt_dagster.lib.schemas import ORDER_FILLED
 
 INGEST_TAG = "polymkt/ingest"
-rows_in_files = sync.rows_in_files
 
 
 class IngestConfig(dg.Config):
