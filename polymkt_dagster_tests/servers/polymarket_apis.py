@@ -203,7 +203,8 @@ class FillStore:
         return len(self.timestamp)
 
     @classmethod
-    def from_csv(cls, path: Path, **kwargs: Any) -> FillStore:
+    def from_csv(cls, path: Path, *, end_at: float | None = None, **kwargs: Any) -> FillStore:
+        """The fills of an orderFilled.csv; ``end_at`` shifts them so the last lands there."""
         table = pacsv.read_csv(
             path,
             convert_options=pacsv.ConvertOptions(
@@ -216,6 +217,8 @@ class FillStore:
                 }
             ),
         )
+        if end_at is not None:
+            kwargs["shift_s"] = int(end_at) - int(table.column("timestamp").to_numpy().max())
         return cls(table, **kwargs)
 
     @classmethod
@@ -570,18 +573,10 @@ class PolymarketServers:
         }
 
 
-def shift_to_end_at(store_csv: Path, end: float) -> int:
-    """Seconds to add to the sample's timestamps so its last fill lands at ``end``."""
-    table = pacsv.read_csv(store_csv, convert_options=pacsv.ConvertOptions(
-        include_columns=["timestamp"], column_types={"timestamp": pa.int64()}))  # fmt: skip
-    return int(end) - int(table.column("timestamp").to_numpy().max())
-
-
 @pytest.fixture
 def polymarket_servers() -> Iterator[PolymarketServers]:
     """Gamma, Goldsky and RPC servers over the bundled sample, moved to end an hour ago."""
-    shift = shift_to_end_at(SAMPLE_DIR / "orderFilled.csv", time.time() - 3600)
-    store = FillStore.from_csv(SAMPLE_DIR / "orderFilled.csv", shift_s=shift)
+    store = FillStore.from_csv(SAMPLE_DIR / "orderFilled.csv", end_at=time.time() - 3600)
     markets, events = sample_gamma()
     servers = PolymarketServers(
         store, GammaServer(markets, events), GoldskyServer(store), RpcServer(store)
