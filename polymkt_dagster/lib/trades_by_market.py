@@ -52,7 +52,14 @@ import pyarrow.compute as pc
 import pyarrow.ipc
 
 from polymkt_dagster.lib.duck import connect, sql_string
-from polymkt_dagster.lib.lake import DAY_COLUMN, Lake, PartitionFile, bucket_of, bucket_sql
+from polymkt_dagster.lib.lake import (
+    DAY_COLUMN,
+    Lake,
+    PartitionFile,
+    bucket_of,
+    bucket_sql,
+    write_atomically,
+)
 from polymkt_dagster.lib.schemas import TRADES
 
 SERVING_DIR = "serving/trades_by_market"
@@ -561,17 +568,14 @@ def _write_tier(
     }
     schema = table.schema.with_metadata({INDEX_KEY: json.dumps(index).encode()})
     whole = table.to_batches()[0] if table.num_rows else None
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.parent / f".{target.name}.{uuid.uuid4().hex}.tmp"
-    try:
-        options = pa.ipc.IpcWriteOptions(compression=compression)
+    options = pa.ipc.IpcWriteOptions(compression=compression)
+
+    def write(tmp: Path) -> None:
         with pa.ipc.new_file(str(tmp), schema, options=options) as writer:
             for a, b in bounds:
                 writer.write_batch(whole.slice(a, b - a))  # type: ignore[union-attr]
-        os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+
+    write_atomically(target, write)
     return target.stat().st_size
 
 
