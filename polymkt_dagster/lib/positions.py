@@ -34,7 +34,6 @@ and a counting sort on those ids groups the fills (``load_sorted_fills``).
 
 from __future__ import annotations
 
-import os
 from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -50,7 +49,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from polymkt_dagster.lib.duck import sql_string
-from polymkt_dagster.lib.lake import Lake
+from polymkt_dagster.lib.lake import Lake, write_atomically
 from polymkt_dagster.lib.schemas import AMOUNT_SCALE, MARKETS, TRADES
 
 MICRO = float(AMOUNT_SCALE)
@@ -1302,23 +1301,19 @@ def compute_positions(
             table = table.set_column(index, name, table.column(name).cast(pa.string()))
         return table.sort_by([("wallet", "ascending"), ("market_id", "ascending"),
                               ("outcome_index", "ascending")])  # fmt: skip
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output.parent / f".{output.name}.{os.getpid()}.tmp"
-    writer: pq.ParquetWriter | None = None
-    try:
-        for rows in pieces():
-            if writer is None:
-                writer = pq.ParquetWriter(tmp, rows.schema, **_POSITIONS_PARQUET)
-            writer.write_table(rows, row_group_size=chunk_rows)
-        if writer is not None:
-            writer.close()
-            writer = None
-        os.replace(tmp, output)
-    finally:
-        if writer is not None:
-            writer.close()
-        if tmp.exists():
-            tmp.unlink()
+
+    def write(tmp: Path) -> None:
+        writer: pq.ParquetWriter | None = None
+        try:
+            for rows in pieces():
+                if writer is None:
+                    writer = pq.ParquetWriter(tmp, rows.schema, **_POSITIONS_PARQUET)
+                writer.write_table(rows, row_group_size=chunk_rows)
+        finally:
+            if writer is not None:
+                writer.close()
+
+    write_atomically(output, write)
     return None
 
 
