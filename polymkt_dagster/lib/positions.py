@@ -440,9 +440,6 @@ def run_ledger(
         out = np.empty((7, n))
         starts = np.empty(n, dtype=bool)
         _compiled_loop(group, is_buy, raw_shares, price, fee, MICRO, out, starts)
-        ends = np.ones(n, dtype=bool)
-        if n > 1:
-            ends[:-1] = starts[1:]
         out[(0, 1, 5, 6), :] /= MICRO
         return LedgerColumns(
             shares_before=out[0],
@@ -453,14 +450,11 @@ def run_ledger(
             tracked_sold=out[5],
             oversold=out[6],
             group_start=starts,
-            group_end=ends,
+            group_end=_group_ends(starts),
         )
     starts = np.ones(n, dtype=bool)
     if n > 1:
         starts[1:] = group[1:] != group[:-1]
-    ends = np.ones(n, dtype=bool)
-    if n > 1:
-        ends[:-1] = starts[1:]
 
     delta = np.where(is_buy, shares, -shares)
     s_after = _reflected_walk(delta, starts)
@@ -505,8 +499,15 @@ def run_ledger(
         tracked_sold=tracked / MICRO,
         oversold=oversold / MICRO,
         group_start=starts,
-        group_end=ends,
+        group_end=_group_ends(starts),
     )
+
+
+def _group_ends(starts: np.ndarray) -> np.ndarray:
+    """Last row of each group: the row before a group start, and the final row."""
+    ends = np.ones(len(starts), dtype=bool)
+    ends[:-1] = starts[1:]
+    return ends
 
 
 # ---- reading fills from the lake ---------------------------------------------------------
