@@ -179,12 +179,7 @@ def bootstrap(ctx: click.Context, from_s3: bool) -> None:
     from polymkt_dagster.lib.trades import derive_trades
 
     settings = _settings(ctx)
-    lake = Lake(
-        settings.lake_dir,
-        bucket_count=(
-            settings.parquet_hash_bucket_count if settings.parquet_partitioning_enabled else None
-        ),
-    )
+    lake = Lake(settings.lake_dir, bucket_count=settings.bucket_count)
     log = err.print
     try:
         for report in (
@@ -225,12 +220,7 @@ def trades(
     from polymkt_dagster.lib.queries import QueryError, parse_when, query_trades
 
     settings = _settings(ctx)
-    lake = Lake(
-        settings.lake_dir,
-        bucket_count=(
-            settings.parquet_hash_bucket_count if settings.parquet_partitioning_enabled else None
-        ),
-    )
+    lake = Lake(settings.lake_dir, bucket_count=settings.bucket_count)
     try:
         table = query_trades(
             lake, list(markets), start=parse_when(start), end=parse_when(end), limit=limit

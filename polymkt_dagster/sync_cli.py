@@ -32,8 +32,7 @@ def _settings(ctx: click.Context) -> Settings:
 
 
 def _lake(settings: Settings) -> Lake:
-    buckets = settings.parquet_hash_bucket_count if settings.parquet_partitioning_enabled else None
-    return Lake(settings.lake_dir, bucket_count=buckets)
+    return Lake(settings.lake_dir, bucket_count=settings.bucket_count)
 
 
 def _plain(value: Any) -> Any:

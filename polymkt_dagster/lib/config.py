@@ -90,6 +90,11 @@ class Settings:
         return self.data_dir / "parquet"
 
     @property
+    def bucket_count(self) -> int | None:
+        """``Lake``'s bucket count: None when trades are partitioned by day only."""
+        return self.parquet_hash_bucket_count if self.parquet_partitioning_enabled else None
+
+    @property
     def rejects_dir(self) -> Path:
         return self.data_dir / "rejects"
 
