@@ -52,12 +52,7 @@ def _fail(message: str, code: int = 2) -> None:
 def _lake(settings: Settings):
     from polymkt_dagster.lib.lake import Lake
 
-    return Lake(
-        settings.lake_dir,
-        bucket_count=(
-            settings.parquet_hash_bucket_count if settings.parquet_partitioning_enabled else None
-        ),
-    )
+    return Lake(settings.lake_dir, bucket_count=settings.bucket_count)
 
 
 def _table(rows: list[dict[str, Any]], columns: list[str], title: str) -> None:

@@ -39,10 +39,7 @@ def _settings(ctx: click.Context) -> Settings:
 def _lake(settings: Settings) -> Any:
     from polymkt_dagster.lib.lake import Lake
 
-    bucket_count = (
-        settings.parquet_hash_bucket_count if settings.parquet_partitioning_enabled else None
-    )
-    return Lake(settings.lake_dir, bucket_count=bucket_count)
+    return Lake(settings.lake_dir, bucket_count=settings.bucket_count)
 
 
 def _store(settings: Settings) -> Any:
