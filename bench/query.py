@@ -42,8 +42,12 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import date, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import _common as c
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 SCRIPT = Path(__file__).resolve()
 DEFAULT_TRADES = 20_000_000
@@ -64,8 +68,9 @@ DEFAULT_BUDGET_S = 40.0
 def _canonical_fills_sql(relation: str) -> str:
     """poly_data orderFilled columns -> canonical order_filled + __day.
 
-    The same mapping as ``order_fill_csv.order_fill_rows_sql`` (id = tx || '_' || 16 hex digits of
-    md5 over the fill's content, lower-cased addresses, unix seconds -> TIMESTAMPTZ, v1/csv),
+    The same mapping as ``order_fill_csv.canonical_rules`` (the id from ``fill_ids``, computed
+    per batch before this query as ``fill_id``; lower-cased addresses, unix seconds ->
+    TIMESTAMPTZ, v1/csv),
     without its per-cell validation regexes: the generated data is valid by construction
     (token ids are canonical decimals, "0" is USDC), and the regexes would double build time.
     """
@@ -76,9 +81,7 @@ def _canonical_fills_sql(relation: str) -> str:
     return f"""
         SELECT {casts}, CAST("timestamp" AS DATE) AS {DAY_COLUMN} FROM (
             SELECT
-                transaction_hash || '_' || substr(md5(concat_ws('|', maker, taker,
-                    maker_asset_id, taker_asset_id, maker_amount_filled, taker_amount_filled)),
-                    1, 16) AS id,
+                fill_id AS id,
                 ts AS "timestamp",
                 NULL AS block_number, NULL AS log_index, transaction_hash,
                 NULL AS order_hash, maker, taker, maker_asset_id, taker_asset_id,
@@ -93,7 +96,8 @@ def _canonical_fills_sql(relation: str) -> str:
                     "takerAssetId" AS taker_asset_id,
                     "makerAmountFilled" AS maker_amount_filled,
                     "takerAmountFilled" AS taker_amount_filled,
-                    lower("transactionHash") AS transaction_hash
+                    lower("transactionHash") AS transaction_hash,
+                    fill_id
                 FROM {relation}
             )
         )
@@ -134,7 +138,7 @@ def build_fills(root: Path, data_dir: Path, target: int, seed: int) -> dict[str,
             timings["generate"] += time.perf_counter() - t0
             if batch is None:
                 return
-            con.register("fills_batch", batch)
+            con.register("fills_batch", _with_fill_ids(batch))
             reader = con.execute(select).to_arrow_reader(122_880)
             schema[:] = [reader.schema]
             yield from reader
@@ -150,6 +154,24 @@ def build_fills(root: Path, data_dir: Path, target: int, seed: int) -> dict[str,
     timings["fills"] = sum(w.rows for w in writes)
     timings["fill_days"] = len(writes)
     return timings
+
+
+def _with_fill_ids(batch: pa.RecordBatch) -> pa.RecordBatch:
+    import pyarrow.compute as pc
+
+    from polymkt_dagster.lib.fill_ids import fill_ids
+
+    column = batch.column
+    ids = fill_ids(
+        pc.ascii_lower(column("transactionHash")),
+        pc.ascii_lower(column("maker")),
+        pc.ascii_lower(column("taker")),
+        column("makerAssetId"),
+        column("takerAssetId"),
+        column("makerAmountFilled"),
+        column("takerAmountFilled"),
+    )
+    return batch.append_column("fill_id", ids)
 
 
 def _chain(first: object, rest: Iterator) -> Iterator:

@@ -3,14 +3,14 @@
 One pass over the file, memory bounded by a few batches and the days waiting to be written:
 
 1. DuckDB scans the CSV (every cell as text, structural errors to its rejects table) and
-   computes per row what the canonical row holds *if the row is well formed*: the md5 of
-   the fill id (parallel in DuckDB), the integer amounts and the unix timestamp. It hands
-   these and the raw cells on in file order, in Arrow batches, from a background thread.
-2. Per batch, vectorised byte checks (numpy over the Arrow buffers, no regex) pick the rows
+   hands the cells on in file order, in Arrow batches, from a background thread.
+2. Per batch, one compiled pass (numba, over the Arrow buffers, no regex) picks the rows
    in the plain form a dump has: hex addresses (either case) and a lower-case hex hash of
    the right width, decimal ids and amounts without leading zeros, digits-only timestamps
-   in range, price within [0, 1]. For those rows the values of step 1 are exactly what the
-   canonical SQL rules give (the rules change nothing but the addresses' case).
+   in range, price within [0, 1]. For those rows it also produces the canonical values
+   (unix seconds, integer amounts, lower-cased addresses): exactly what the canonical SQL
+   rules give, since the rules change nothing else in such a row. Their fill ids are
+   computed from those values (``fill_ids``).
 3. Every other row (rare: bad, padded, upper-case hash, ISO or fractional timestamps,
    leading zeros) goes through the canonical SQL rules (``order_fill_rows_sql``), on just
    those rows: they either normalise it or reject it with its field and reason. One set of
@@ -43,6 +43,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import duckdb
+import numba
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -57,6 +58,7 @@ from polymkt_dagster.lib.csv_source import (
     structural_rejects,
 )
 from polymkt_dagster.lib.duck import sql_string
+from polymkt_dagster.lib.fill_ids import content_digests, fill_ids, render_fill_ids, string_buffers
 from polymkt_dagster.lib.lake import (
     PART_FILE,
     Lake,
@@ -89,28 +91,44 @@ EARLIEST_MICROS = int(
     (datetime.fromisoformat(n.EARLIEST_TIMESTAMP).replace(tzinfo=UTC)).timestamp() * 1e6
 )
 
-# Computed columns of the scan; the raw CSV cells keep their header names.
-FAST_SECONDS = "__fast_seconds"
 # Digits-only timestamps at or above this are milliseconds to the canonical rules: such
 # (rare) rows take the rules' path.
-MILLISECONDS_FROM = 100_000_000_000
+MILLISECONDS_FROM = np.uint64(100_000_000_000)
 MICROS_PER_SECOND = 1_000_000
-FAST_MAKER_AMOUNT = "__fast_maker_amount"
-FAST_TAKER_AMOUNT = "__fast_taker_amount"
-FAST_DIGEST = "__fast_digest"
+_INT64_CEILING = np.uint64(2**63)  # amounts must fit the canonical BIGINT
 
-_HEX_DIGITS = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
 TX_HASH_WIDTH = 66
 ADDRESS_WIDTH = 42
-_ZERO, _LOWER_X = ord("0"), ord("x")
+_ZERO, _LOWER_X, _LOWER_A = ord("0"), ord("x"), ord("a")
+# The content a fill id digests (``fill_ids``), canonical names.
+FILL_CONTENT_COLUMNS = (
+    "maker",
+    "taker",
+    "maker_asset_id",
+    "taker_asset_id",
+    "maker_amount_filled",
+    "taker_amount_filled",
+)
+# The cells of poly_data's orderFilled.csv.
+_CSV_COLUMNS = (
+    "timestamp",
+    "maker",
+    "taker",
+    "makerAssetId",
+    "takerAssetId",
+    "makerAmountFilled",
+    "takerAmountFilled",
+    "transactionHash",
+)
 
 
 def order_fill_rows_sql(relation: str, header: list[str]) -> str:
-    """The canonical rules: canonical fill columns plus ``reject_field``/``reject_reason``.
+    """The canonical rules: fill columns but the id, plus ``reject_field``/``reject_reason``.
 
     ``relation`` yields ``record_no`` and the CSV cells as text under their header names.
     This is the definition of a valid row and of its normalised values; the streaming
     import's fast path only takes rows for which it provably gives the same result.
+    ``canonical_rules`` runs it and adds the fill ids.
     """
     field_case, reason_case, raw_line = reject_expressions(_order_fill_checks(), header)
     return f"""
@@ -142,20 +160,6 @@ def order_fill_rows_sql(relation: str, header: list[str]) -> str:
         )
         SELECT
             record_no,
-            -- Without an order hash in the CSV, the id is the transaction plus a digest of
-            -- the fill's content: stable across re-imports, so re-imports deduplicate.
-            {
-        _fill_id_sql(
-            "transaction_hash",
-            "maker",
-            "taker",
-            "maker_asset_id",
-            "taker_asset_id",
-            "maker_amount_filled",
-            "taker_amount_filled",
-        )
-    }
-                AS id,
             ts AS "timestamp",
             CAST(NULL AS BIGINT) AS block_number,
             CAST(NULL AS INTEGER) AS log_index,
@@ -174,8 +178,16 @@ def order_fill_rows_sql(relation: str, header: list[str]) -> str:
     """
 
 
-def _fill_id_sql(tx: str, *content: str) -> str:
-    return f"{tx} || '_' || substr(md5(concat_ws('|', {', '.join(content)})), 1, 16)"
+def canonical_rules(con: duckdb.DuckDBPyConnection, relation: str, header: list[str]) -> pa.Table:
+    """``order_fill_rows_sql`` over ``relation`` with the fill ids of its accepted rows.
+
+    Without an order hash in the CSV, a fill's id is its transaction plus a digest of its
+    content (``fill_ids``): stable across re-imports, so re-imports deduplicate.
+    """
+    checked = con.execute(order_fill_rows_sql(relation, header)).to_arrow_table()
+    ids = fill_ids(*(checked.column(name) for name in ("transaction_hash", *FILL_CONTENT_COLUMNS)))
+    ids = pc.if_else(pc.is_null(checked.column("reject_field")), ids, None)
+    return checked.add_column(1, "id", ids)
 
 
 def _order_fill_checks() -> list[tuple[str, str, str]]:
@@ -223,123 +235,204 @@ def _order_fill_checks() -> list[tuple[str, str, str]]:
     ]
 
 
-def _fast_scan_sql(scan: CsvScan) -> str:
-    """Raw cells plus the values a well-formed row normalises to, computed in one pass.
-
-    For a row the fast checks accept (``_fast_rows``: hex addresses and a lower-case hex
-    hash of the right width, decimal ids and amounts without leading zeros, a digits-only
-    timestamp in unix seconds) the canonical rules change no cell but the case of the
-    addresses, so these are exactly the canonical values: the cells (addresses lower-cased
-    later), the amounts and the seconds cast to BIGINT (``sql_timestamp``'s numeric branch
-    gives exactly those seconds), and the first 8 bytes of the fill id's md5
-    (``md5_number_upper`` holds them in little-endian order; ``_fill_ids`` renders them as
-    the 16 hex digits of the id).
-    """
-    content = (
-        'lower(maker), lower(taker), "makerAssetId", "takerAssetId", '
-        '"makerAmountFilled", "takerAmountFilled"'
-    )
-    return f"""
-        SELECT *,
-            TRY_CAST("timestamp" AS BIGINT) AS {FAST_SECONDS},
-            TRY_CAST("makerAmountFilled" AS BIGINT) AS {FAST_MAKER_AMOUNT},
-            TRY_CAST("takerAmountFilled" AS BIGINT) AS {FAST_TAKER_AMOUNT},
-            md5_number_upper(concat_ws('|', {content})) AS {FAST_DIGEST}
-        FROM {scan.source}
-    """
-
-
 # ---------------------------------------------------------------------------------------
-# Vectorised checks over Arrow string buffers
+# The fast path: one compiled pass over the Arrow buffers of a batch
 # ---------------------------------------------------------------------------------------
 
 
-def _string_buffers(array: pa.Array) -> tuple[np.ndarray, np.ndarray]:
-    """Absolute value offsets (n + 1) and the data bytes of a string array."""
-    offset_type = np.int64 if pa.types.is_large_string(array.type) else np.int32
-    buffers = array.buffers()
-    offsets = np.frombuffer(buffers[1], dtype=offset_type)[
-        array.offset : array.offset + len(array) + 1
-    ].astype(np.int64)
-    data = (
-        np.frombuffer(buffers[2], dtype=np.uint8)
-        if buffers[2] is not None
-        else np.zeros(0, dtype=np.uint8)
-    )
-    return offsets, data
+# Each kernel is one tight loop over one column: LLVM vectorises the byte checks there,
+# which it does not in a single loop over all the columns of a row.
+_U8 = np.uint8
+
+
+@numba.njit(nogil=True, cache=True)
+def _keep_hex(
+    offsets: np.ndarray, data: np.ndarray, valid: np.ndarray, width: int, any_case: bool,
+    ok: np.ndarray,
+) -> None:  # fmt: skip
+    """``ok &=`` the cell is ``0x`` plus hex digits (lower-case unless ``any_case``), ``width``
+    long."""
+    fold = _U8(32) if any_case else _U8(0)  # 'A'..'F' | 32 -> 'a'..'f'
+    for row in range(len(ok)):
+        start = offsets[row]
+        if not (ok[row] and valid[row] and offsets[row + 1] - start == width):
+            ok[row] = False
+            continue
+        bad = _U8(data[start] != _ZERO) | _U8(data[start + 1] != _LOWER_X)
+        for j in range(start + 2, start + width):  # no early exit: branch-free, vectorised
+            byte = data[j]
+            not_digit = _U8(_U8(byte - _U8(_ZERO)) >= _U8(10))
+            not_letter = _U8(_U8((byte | fold) - _U8(_LOWER_A)) >= _U8(6))
+            bad |= not_digit & not_letter
+        ok[row] = bad == 0
+
+
+@numba.njit(nogil=True, cache=True)
+def _keep_digits(
+    offsets: np.ndarray, data: np.ndarray, valid: np.ndarray, longest: int, canonical: bool,
+    ok: np.ndarray,
+) -> None:  # fmt: skip
+    """``ok &=`` the cell is 1..longest decimal digits; ``canonical``: no leading zero."""
+    for row in range(len(ok)):
+        start, stop = offsets[row], offsets[row + 1]
+        if not (ok[row] and valid[row] and 0 < stop - start <= longest):
+            ok[row] = False
+            continue
+        if canonical and data[start] == _ZERO and stop - start > 1:
+            ok[row] = False
+            continue
+        bad = _U8(0)
+        for j in range(start, stop):
+            bad |= _U8(_U8(data[j] - _U8(_ZERO)) >= _U8(10))
+        ok[row] = bad == 0
+
+
+@numba.njit(inline="always")
+def _decimal_value(offsets: np.ndarray, data: np.ndarray, row: int, ceiling: np.uint64) -> int:
+    """The value of a digits-only cell, or -1 once it reaches ``ceiling`` (at most 2**63).
+
+    Unsigned, so 19 digits cannot overflow before the comparison.
+    """
+    value = np.uint64(0)
+    for j in range(offsets[row], offsets[row + 1]):
+        value = value * np.uint64(10) + np.uint64(data[j] - _ZERO)
+        if value >= ceiling:
+            return -1
+    return np.int64(value)
+
+
+@numba.njit(nogil=True, cache=True)
+def _keep_values(
+    ts_o: np.ndarray, ts_d: np.ndarray,
+    maker_amount_o: np.ndarray, maker_amount_d: np.ndarray,
+    taker_amount_o: np.ndarray, taker_amount_d: np.ndarray,
+    maker_asset_o: np.ndarray, maker_asset_d: np.ndarray,
+    earliest_micros: int, latest_micros: int,
+    ok: np.ndarray, seconds: np.ndarray, maker_amount: np.ndarray, taker_amount: np.ndarray,
+) -> None:  # fmt: skip
+    """For rows whose cells passed the form checks: the values, and ``ok &=`` they are in
+    range (unix seconds, not milliseconds, in the plausible window; amounts in (0, 2**63);
+    implied price at most ``MAX_PRICE``)."""
+    for row in range(len(ok)):
+        if not ok[row]:
+            continue
+        second = _decimal_value(ts_o, ts_d, row, MILLISECONDS_FROM)
+        maker_value = _decimal_value(maker_amount_o, maker_amount_d, row, _INT64_CEILING)
+        taker_value = _decimal_value(taker_amount_o, taker_amount_d, row, _INT64_CEILING)
+        micros = second * MICROS_PER_SECOND
+        if not (
+            second >= 0
+            and earliest_micros <= micros < latest_micros
+            and maker_value > 0
+            and taker_value > 0
+        ):
+            ok[row] = False
+            continue
+        start = maker_asset_o[row]
+        if maker_asset_o[row + 1] - start == 1 and maker_asset_d[start] == _ZERO:  # USDC side
+            price = np.float64(maker_value) / np.float64(taker_value)
+        else:
+            price = np.float64(taker_value) / np.float64(maker_value)
+        ok[row] = price <= MAX_PRICE
+        seconds[row] = second
+        maker_amount[row] = maker_value
+        taker_amount[row] = taker_value
+
+
+@numba.njit(nogil=True, cache=True)
+def _lower_addresses(
+    offsets: np.ndarray, data: np.ndarray, ok: np.ndarray, out: np.ndarray
+) -> None:
+    """Checked addresses lower-cased into ``out`` (rows x 42): ``| 32`` lower-cases the hex
+    letters and leaves digits and ``x`` as they are."""
+    for row in range(len(ok)):
+        if ok[row]:
+            start = offsets[row]
+            for j in range(ADDRESS_WIDTH):
+                out[row, j] = data[start + j] | _U8(32)
 
 
 def _valid(array: pa.Array) -> np.ndarray:
     if array.null_count == 0:
-        return np.ones(len(array), dtype=bool)
+        return np.ones(len(array), dtype=np.bool_)
     bits = np.frombuffer(array.buffers()[0], dtype=np.uint8)
     return np.unpackbits(bits, bitorder="little")[array.offset : array.offset + len(array)].astype(
-        bool
+        np.bool_
     )
 
 
-def _is_zero_text(array: pa.Array) -> np.ndarray:
-    """Values that are exactly the text ``0`` (the USDC side's asset id)."""
-    offsets, data = _string_buffers(array)
-    single = (np.diff(offsets) == 1) & _valid(array)
-    first = data[np.where(single, offsets[:-1], 0)] if len(data) else np.zeros(len(single))
-    return single & (first == _ZERO)
+def _text_column(array: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    offsets, data = string_buffers(array)
+    return offsets, data, _valid(array)
 
 
-def _digit_bytes(span: np.ndarray) -> np.ndarray:
-    # uint8 arithmetic wraps, so one comparison checks the range '0'..'9'
-    return (span - np.uint8(48)) < 10
+@dataclass
+class _FastRows:
+    """The rows of a batch the fast path takes and their canonical values (all rows)."""
+
+    ok: np.ndarray
+    seconds: np.ndarray
+    maker_amount: np.ndarray
+    taker_amount: np.ndarray
+    makers: pa.Array
+    takers: pa.Array
 
 
-def _hex_bytes(span: np.ndarray, *, any_case: bool) -> np.ndarray:
-    letters = (span | np.uint8(32)) if any_case else span  # 'A'..'F' -> 'a'..'f'
-    return _digit_bytes(span) | ((letters - np.uint8(97)) < 6)
+def _fast_rows(batch: pa.RecordBatch, latest_micros: int) -> _FastRows:
+    """Rows in the plain form a dump has, and their canonical values.
+
+    The form: hex addresses (either case) and a lower-case hex hash of the right width,
+    decimal ids and amounts without leading zeros, amounts in (0, 2**63), a digits-only
+    timestamp in unix seconds inside the plausible range, implied price at most
+    ``MAX_PRICE``. For such a row the canonical rules change no cell but the case of the
+    addresses, so these values are exactly what the rules give.
+    """
+    rows = batch.num_rows
+    cells = {name: _text_column(batch.column(name)) for name in _CSV_COLUMNS}
+    ok = np.ones(rows, dtype=np.bool_)
+    _keep_hex(*cells["maker"], ADDRESS_WIDTH, True, ok)
+    _keep_hex(*cells["taker"], ADDRESS_WIDTH, True, ok)
+    _keep_hex(*cells["transactionHash"], TX_HASH_WIDTH, False, ok)
+    _keep_digits(*cells["makerAssetId"], 80, True, ok)
+    _keep_digits(*cells["takerAssetId"], 80, True, ok)
+    _keep_digits(*cells["makerAmountFilled"], 19, True, ok)
+    _keep_digits(*cells["takerAmountFilled"], 19, True, ok)
+    _keep_digits(*cells["timestamp"], 40, False, ok)
+    found = _FastRows(
+        ok=ok,
+        seconds=np.zeros(rows, dtype=np.int64),
+        maker_amount=np.zeros(rows, dtype=np.int64),
+        taker_amount=np.zeros(rows, dtype=np.int64),
+        makers=pa.nulls(0),
+        takers=pa.nulls(0),
+    )
+    _keep_values(
+        *cells["timestamp"][:2],
+        *cells["makerAmountFilled"][:2],
+        *cells["takerAmountFilled"][:2],
+        *cells["makerAssetId"][:2],
+        EARLIEST_MICROS,
+        latest_micros,
+        ok,
+        found.seconds,
+        found.maker_amount,
+        found.taker_amount,
+    )
+    addresses = []
+    for name in ("maker", "taker"):
+        lowered = np.zeros((rows, ADDRESS_WIDTH), dtype=np.uint8)
+        _lower_addresses(*cells[name][:2], ok, lowered)
+        addresses.append(_fixed_width_text(lowered))
+    found.makers, found.takers = addresses
+    return found
 
 
-def _all_bytes_ok(
-    offsets: np.ndarray, data: np.ndarray, byte_ok: Callable[[np.ndarray], np.ndarray]
-) -> np.ndarray:
-    """Per value: ``byte_ok`` holds for each of its bytes."""
-    span = data[offsets[0] : offsets[-1]]
-    good = byte_ok(span)
-    if good.all():
-        return np.ones(len(offsets) - 1, dtype=bool)
-    bad_before = np.zeros(len(span) + 1, dtype=np.int64)
-    np.cumsum(~good, out=bad_before[1:])
-    return bad_before[offsets[1:] - offsets[0]] == bad_before[offsets[:-1] - offsets[0]]
-
-
-def _hex_ok(array: pa.Array, width: int, *, any_case: bool) -> np.ndarray:
-    """``0x`` plus hex digits (lower-case unless ``any_case``), exactly ``width`` long."""
-    offsets, data = _string_buffers(array)
-    ok = _valid(array) & (np.diff(offsets) == width)
-    rows = np.flatnonzero(ok)
-    if len(rows) == 0:
-        return ok
-    if len(rows) == len(ok):  # the usual case: one contiguous block of fixed-width values
-        block = data[offsets[0] : offsets[-1]].reshape(len(rows), width)
-    else:
-        block = data[offsets[rows][:, None] + np.arange(width)]
-    # Classify every byte of the contiguous block at once (strided slices are far slower),
-    # then discount the two prefix columns, checked on their own.
-    digits_ok = _hex_bytes(block, any_case=any_case)
-    digits_ok[:, :2] = True
-    prefix_ok = (block[:, 0] == _ZERO) & (block[:, 1] == _LOWER_X)
-    ok[rows] = prefix_ok if digits_ok.all() else prefix_ok & digits_ok.all(axis=1)
-    return ok
-
-
-def _digits_ok(array: pa.Array, max_length: int, *, canonical: bool) -> np.ndarray:
-    """Decimal digits only, 1..max_length of them; ``canonical``: no leading zero."""
-    offsets, data = _string_buffers(array)
-    lengths = np.diff(offsets)
-    ok = _valid(array) & (lengths >= 1) & (lengths <= max_length)
-    if not ok.any():
-        return ok
-    if canonical:
-        first = data[np.where(ok, offsets[:-1], 0)]
-        ok &= (first != _ZERO) | (lengths == 1)
-    return ok & _all_bytes_ok(offsets, data, _digit_bytes)
+def _fixed_width_text(matrix: np.ndarray) -> pa.Array:
+    rows, width = matrix.shape
+    offsets = np.arange(rows + 1, dtype=np.int32) * width
+    return pa.Array.from_buffers(
+        pa.string(), rows, [None, pa.py_buffer(offsets), pa.py_buffer(np.ascontiguousarray(matrix))]
+    )
 
 
 def _int64_values(array: pa.Array) -> np.ndarray:
@@ -349,39 +442,6 @@ def _int64_values(array: pa.Array) -> np.ndarray:
     """
     buffer = array.buffers()[1]
     return np.frombuffer(buffer, dtype=np.int64)[array.offset : array.offset + len(array)]
-
-
-def _numbers(array: pa.Array) -> tuple[np.ndarray, np.ndarray]:
-    """Values (anything where null) and validity of an integer or timestamp column."""
-    return _int64_values(array), _valid(array)
-
-
-def _fast_rows(batch: pa.RecordBatch, latest_micros: int) -> np.ndarray:
-    """Rows whose precomputed values are exactly what the canonical rules give (and pass)."""
-    col = batch.column
-    # Addresses come in mixed case (EIP-55) as often as not: lower-cased on the way out.
-    ok = _hex_ok(col("maker"), ADDRESS_WIDTH, any_case=True)
-    ok &= _hex_ok(col("taker"), ADDRESS_WIDTH, any_case=True)
-    ok &= _hex_ok(col("transactionHash"), TX_HASH_WIDTH, any_case=False)
-    ok &= _digits_ok(col("makerAssetId"), 80, canonical=True)
-    ok &= _digits_ok(col("takerAssetId"), 80, canonical=True)
-    ok &= _digits_ok(col("makerAmountFilled"), 19, canonical=True)
-    ok &= _digits_ok(col("takerAmountFilled"), 19, canonical=True)
-    ok &= _digits_ok(col("timestamp"), 40, canonical=False)
-    seconds, has_seconds = _numbers(col(FAST_SECONDS))
-    ok &= has_seconds & (seconds < MILLISECONDS_FROM)
-    micros = np.where(ok, seconds, 0) * MICROS_PER_SECOND
-    ok &= (micros >= EARLIEST_MICROS) & (micros < latest_micros)
-    maker_amount, has_maker = _numbers(col(FAST_MAKER_AMOUNT))
-    taker_amount, has_taker = _numbers(col(FAST_TAKER_AMOUNT))
-    ok &= has_maker & has_taker & (maker_amount > 0) & (taker_amount > 0)
-    if not ok.any():
-        return ok
-    usdc_is_maker = _is_zero_text(col("makerAssetId"))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        maker_f, taker_f = maker_amount.astype(np.float64), taker_amount.astype(np.float64)
-        price = np.where(usdc_is_maker, maker_f / taker_f, taker_f / maker_f)
-    return ok & (price <= MAX_PRICE)
 
 
 # ---------------------------------------------------------------------------------------
@@ -440,10 +500,11 @@ def import_fill_csv(
         record_base = result.rows_read
         result.rows_read += batch.num_rows
         fast = _fast_rows(batch, latest_micros)
-        good = _canonical_fast(batch if fast.all() else batch.filter(fast), schema)
-        if not fast.all():
-            record_no = np.flatnonzero(~fast) + record_base + 1
-            checked = _canonical_rules(side, batch.filter(~fast), record_no, scan.header)
+        good = _canonical_fast(batch, fast, schema)
+        if not fast.ok.all():
+            slow = pa.array(~fast.ok)
+            record_no = np.flatnonzero(~fast.ok) + record_base + 1
+            checked = _canonical_rules(side, batch.filter(slow), record_no, scan.header)
             rejected = checked.filter(pc.is_valid(checked["reject_field"]))
             validation_rejects.extend(
                 zip(
@@ -479,7 +540,9 @@ def import_fill_csv(
             )
 
     scanned = _prefetched(
-        con.execute(_fast_scan_sql(scan)).to_arrow_reader(batch_rows), PREFETCH_BATCHES, result
+        con.execute(f"SELECT * FROM {scan.source}").to_arrow_reader(batch_rows),
+        PREFETCH_BATCHES,
+        result,
     )
 
     def on_written(write: PartitionWrite, duplicates: int) -> None:
@@ -526,48 +589,45 @@ def _side_connection(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnectio
     return side
 
 
-def _canonical_fast(batch: pa.RecordBatch, schema: pa.Schema) -> pa.Table:
-    """Canonical fill rows from fast-checked rows (values precomputed by the scan)."""
-    rows = batch.num_rows
+def _canonical_fast(batch: pa.RecordBatch, fast: _FastRows, schema: pa.Schema) -> pa.Table:
+    """Canonical fill rows of the rows the fast path took (values from ``_fast_rows``)."""
+    everything = bool(fast.ok.all())
+    rows = np.arange(batch.num_rows) if everything else np.flatnonzero(fast.ok)
+    keep = None if everything else pa.array(fast.ok)
+
+    def taken(array: pa.Array) -> pa.Array:
+        return array if keep is None else array.filter(keep)
+
+    digests = content_digests(
+        fast.makers,
+        fast.takers,
+        batch.column("makerAssetId"),
+        batch.column("takerAssetId"),
+        batch.column("makerAmountFilled"),
+        batch.column("takerAmountFilled"),
+        rows,
+    )
+    transaction_hash = taken(batch.column("transactionHash"))
     columns = {
-        "id": _fill_ids(batch.column("transactionHash"), batch.column(FAST_DIGEST)),
+        "id": render_fill_ids(transaction_hash, digests),
         "timestamp": _primitive(
-            _int64_values(batch.column(FAST_SECONDS)) * MICROS_PER_SECOND,
-            schema.field("timestamp").type,
+            fast.seconds[rows] * MICROS_PER_SECOND, schema.field("timestamp").type
         ),
-        "transaction_hash": batch.column("transactionHash"),
-        "maker": pc.ascii_lower(batch.column("maker")),
-        "taker": pc.ascii_lower(batch.column("taker")),
-        "maker_asset_id": batch.column("makerAssetId"),
-        "taker_asset_id": batch.column("takerAssetId"),
-        "maker_amount_filled": batch.column(FAST_MAKER_AMOUNT),
-        "taker_amount_filled": batch.column(FAST_TAKER_AMOUNT),
-        "contract_version": _constant_text("v1", rows),
-        "source": _constant_text("csv", rows),
+        "transaction_hash": transaction_hash,
+        "maker": taken(fast.makers),
+        "taker": taken(fast.takers),
+        "maker_asset_id": taken(batch.column("makerAssetId")),
+        "taker_asset_id": taken(batch.column("takerAssetId")),
+        "maker_amount_filled": _primitive(fast.maker_amount[rows], pa.int64()),
+        "taker_amount_filled": _primitive(fast.taker_amount[rows], pa.int64()),
+        "contract_version": _constant_text("v1", len(rows)),
+        "source": _constant_text("csv", len(rows)),
     }
     arrays = [
-        columns[f.name].cast(f.type) if f.name in columns else pa.nulls(rows, f.type)
+        columns[f.name].cast(f.type) if f.name in columns else pa.nulls(len(rows), f.type)
         for f in schema
     ]
     return pa.Table.from_arrays(arrays, schema=schema)
-
-
-def _fill_ids(tx_hashes: pa.Array, digests: pa.Array) -> pa.Array:
-    """``<tx hash>_<16 hex digits of the md5>`` for fast rows (every hash 66 characters)."""
-    rows = len(tx_hashes)
-    offsets, data = _string_buffers(tx_hashes)
-    width = TX_HASH_WIDTH + 1 + 16
-    ids = np.empty((rows, width), dtype=np.uint8)
-    ids[:, :TX_HASH_WIDTH] = data[offsets[0] : offsets[-1]].reshape(rows, TX_HASH_WIDTH)
-    ids[:, TX_HASH_WIDTH] = ord("_")
-    digest_bytes = _int64_values(digests).astype("<u8", copy=False).view(np.uint8)
-    digest_bytes = digest_bytes.reshape(rows, 8)
-    ids[:, TX_HASH_WIDTH + 1 :: 2] = _HEX_DIGITS[digest_bytes >> 4]
-    ids[:, TX_HASH_WIDTH + 2 :: 2] = _HEX_DIGITS[digest_bytes & 15]
-    id_offsets = np.arange(rows + 1, dtype=np.int32) * width
-    return pa.Array.from_buffers(
-        pa.string(), rows, [None, pa.py_buffer(id_offsets), pa.py_buffer(ids)]
-    )
 
 
 def _primitive(values: np.ndarray, arrow_type: pa.DataType) -> pa.Array:
@@ -594,7 +654,7 @@ def _canonical_rules(
     view = f"slow_fills_{uuid.uuid4().hex[:8]}"
     con.register(view, raw)
     try:
-        return con.execute(order_fill_rows_sql(view, header)).to_arrow_table()
+        return canonical_rules(con, view, header)
     finally:
         con.unregister(view)
 

@@ -11,7 +11,7 @@ from polymkt_dagster.lib.bootstrap import import_order_filled
 from polymkt_dagster.lib.csv_source import Rejects, scan_csv
 from polymkt_dagster.lib.duck import connect
 from polymkt_dagster.lib.lake import Lake
-from polymkt_dagster.lib.order_fill_csv import import_fill_csv, order_fill_rows_sql
+from polymkt_dagster.lib.order_fill_csv import canonical_rules, import_fill_csv
 from polymkt_dagster.lib.schemas import ORDER_FILLED, POLY_DATA_ORDER_FILLED_COLUMNS
 
 HEADER = ",".join(POLY_DATA_ORDER_FILLED_COLUMNS)
@@ -63,6 +63,12 @@ MIXED_ROWS = [
     _fill(n=19, usdc="3000000"),  # bad: price 3
     _fill(n=20, taker=""),  # bad: empty address
     _fill(n=21, taker_asset="1" * 81),  # bad: token id too long
+    _fill(n=22, shares="9223372036854775807"),  # the largest BIGINT amount
+    _fill(n=23, shares="9223372036854775808"),  # bad: one past it
+    _fill("0001717200000", 24),  # leading zeros in unix seconds
+    _fill("99999999999", 25),  # bad: seconds in the year 5138
+    _fill("100000000000", 26),  # milliseconds by length: 1973, bad
+    _fill(n=27, maker_asset=TOKEN, taker_asset="0", usdc="1000000", shares="1000002"),  # 1.000002
     _fill(n=1),  # duplicate of the first row
 ]
 
@@ -88,9 +94,7 @@ def _rules_reference(source: Path) -> tuple[list[tuple], dict[int, str]]:
     columns = ", ".join(f'"{c}"' for c in ORDER_FILLED.column_names)
     with connect() as con:
         scan = scan_csv(con, source, POLY_DATA_ORDER_FILLED_COLUMNS)
-        con.execute(
-            "CREATE TEMP TABLE checked AS " + order_fill_rows_sql(scan.relation, scan.header)
-        )
+        con.register("checked", canonical_rules(con, scan.relation, scan.header))
         good = con.execute(
             f"SELECT {columns} FROM checked WHERE reject_field IS NULL "
             "QUALIFY row_number() OVER (PARTITION BY id ORDER BY record_no) = 1 "
