@@ -48,7 +48,7 @@ def _merge_round(acc: np.uint64, lane: np.uint64) -> np.uint64:
 
 
 @numba.njit(inline="always")
-def _xxh64(buffer: np.ndarray, lanes: np.ndarray, length: int) -> np.uint64:
+def xxh64(buffer: np.ndarray, lanes: np.ndarray, length: int) -> np.uint64:
     """XXH64 of ``buffer[:length]`` (seed 0); ``lanes`` is the same memory as uint64."""
     i = 0
     if length >= 32:
@@ -123,7 +123,7 @@ def _content_digests(
         at = _append(buffer, at + 1, maker_amount_o, maker_amount_d, row)
         buffer[at] = SEPARATOR
         at = _append(buffer, at + 1, taker_amount_o, taker_amount_d, row)
-        digests[k] = _xxh64(buffer, lanes, at)
+        digests[k] = xxh64(buffer, lanes, at)
     return digests
 
 

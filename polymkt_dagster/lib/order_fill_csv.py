@@ -41,6 +41,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Literal
 
 import duckdb
 import numba
@@ -51,14 +52,22 @@ import pyarrow.parquet as pq
 
 from polymkt_dagster.lib import normalize as n
 from polymkt_dagster.lib.csv_source import (
+    ArrowCells,
+    CellBatches,
+    CsvReadFallback,
     CsvScan,
+    DuckDbCells,
     Rejects,
     physical_line,
     reject_expressions,
-    structural_rejects,
 )
 from polymkt_dagster.lib.duck import sql_string
-from polymkt_dagster.lib.fill_ids import content_digests, fill_ids, render_fill_ids, string_buffers
+from polymkt_dagster.lib.fill_ids import (
+    content_digests,
+    fill_ids,
+    render_fill_ids,
+    string_buffers,
+)
 from polymkt_dagster.lib.lake import (
     PART_FILE,
     Lake,
@@ -76,6 +85,7 @@ BATCH_ROWS = 122_880
 # in memory (about 400 bytes a row in Arrow: ~400 MB).
 MAX_DAY_ROWS = 1_000_000
 PREFETCH_BATCHES = 3
+WRITER_THREADS = 2
 MAX_PENDING_DAYS = 16
 SORT_KEYS = [("timestamp", "ascending"), ("transaction_hash", "ascending"), ("id", "ascending")]
 # Columns whose values repeat (wallets, tokens, constants): dictionary-encoded. Fill ids,
@@ -193,38 +203,42 @@ def canonical_rules(con: duckdb.DuckDBPyConnection, relation: str, header: list[
 def _order_fill_checks() -> list[tuple[str, str, str]]:
     """(field, failing condition, reason) in the order they are reported."""
     return [
-        ("timestamp", "ts IS NULL", "format('unparsable timestamp \"{}\"', raw_timestamp)"),
+        (
+            "timestamp",
+            "ts IS NULL",
+            "format('unparsable timestamp \"{}\"', coalesce(raw_timestamp, ''))",
+        ),
         (
             "timestamp",
             f"NOT {n.sql_timestamp_in_range('ts')}",
             "format('timestamp {} is outside the plausible range', ts)",
         ),
-        ("maker", "maker IS NULL", "format('invalid address \"{}\"', raw_maker)"),
-        ("taker", "taker IS NULL", "format('invalid address \"{}\"', raw_taker)"),
+        ("maker", "maker IS NULL", "format('invalid address \"{}\"', coalesce(raw_maker, ''))"),
+        ("taker", "taker IS NULL", "format('invalid address \"{}\"', coalesce(raw_taker, ''))"),
         (
             "makerAssetId",
             "maker_asset_id IS NULL",
-            "format('invalid asset id \"{}\"', raw_maker_asset_id)",
+            "format('invalid asset id \"{}\"', coalesce(raw_maker_asset_id, ''))",
         ),
         (
             "takerAssetId",
             "taker_asset_id IS NULL",
-            "format('invalid asset id \"{}\"', raw_taker_asset_id)",
+            "format('invalid asset id \"{}\"', coalesce(raw_taker_asset_id, ''))",
         ),
         (
             "makerAmountFilled",
             "maker_amount_filled IS NULL",
-            "format('amount \"{}\" is not a positive integer', raw_maker_amount)",
+            "format('amount \"{}\" is not a positive integer', coalesce(raw_maker_amount, ''))",
         ),
         (
             "takerAmountFilled",
             "taker_amount_filled IS NULL",
-            "format('amount \"{}\" is not a positive integer', raw_taker_amount)",
+            "format('amount \"{}\" is not a positive integer', coalesce(raw_taker_amount, ''))",
         ),
         (
             "transactionHash",
             "transaction_hash IS NULL",
-            "format('invalid transaction hash \"{}\"', raw_tx)",
+            "format('invalid transaction hash \"{}\"', coalesce(raw_tx, ''))",
         ),
         (
             "price",
@@ -419,9 +433,14 @@ def _fast_rows(batch: pa.RecordBatch, latest_micros: int) -> _FastRows:
         found.taker_amount,
     )
     addresses = []
+    everything = bool(ok.all())
     for name in ("maker", "taker"):
-        lowered = np.zeros((rows, ADDRESS_WIDTH), dtype=np.uint8)
-        _lower_addresses(*cells[name][:2], ok, lowered)
+        offsets, data, _ = cells[name]
+        if everything:  # then the cells are one block of fixed-width values
+            lowered = (data[offsets[0] : offsets[-1]] | np.uint8(32)).reshape(rows, ADDRESS_WIDTH)
+        else:
+            lowered = np.zeros((rows, ADDRESS_WIDTH), dtype=np.uint8)
+            _lower_addresses(offsets, data, ok, lowered)
         addresses.append(_fixed_width_text(lowered))
     found.makers, found.takers = addresses
     return found
@@ -463,7 +482,11 @@ class FillImport:
 
     def timed(self, stage: str, started: float) -> None:
         elapsed = time.perf_counter() - started
-        self.stage_seconds[stage] = self.stage_seconds.get(stage, 0.0) + elapsed
+        with _TIMING_LOCK:  # the writer threads report too
+            self.stage_seconds[stage] = self.stage_seconds.get(stage, 0.0) + elapsed
+
+
+_TIMING_LOCK = threading.Lock()
 
 
 def import_fill_csv(
@@ -478,12 +501,48 @@ def import_fill_csv(
     progress: Progress | None = None,
     batch_rows: int = BATCH_ROWS,
     max_day_rows: int = MAX_DAY_ROWS,
+    reader: Literal["arrow", "duckdb"] = "arrow",
 ) -> FillImport:
     """Validate, normalise and merge the scanned orderFilled.csv into its day partitions.
 
+    The file is read by pyarrow (``ArrowCells``) unless ``reader`` says DuckDB or pyarrow
+    gives up on it; then DuckDB reads it from the start. Days written before that are
+    rewritten with the same rows (a day merges with what the lake holds).
     ``batch_rows`` and ``max_day_rows`` trade memory for speed (tests make them tiny to
     drive the spill path with a few rows).
     """
+    options = {
+        "start": start,
+        "end": end,
+        "spill_dir": spill_dir,
+        "progress": progress,
+        "max_day_rows": max_day_rows,
+    }
+    if reader == "arrow":
+        try:
+            cells = ArrowCells(scan.path, scan.header, batch_rows)
+            return _import_cells(con, cells, scan, lake, rejects, **options)
+        except CsvReadFallback as exc:
+            if progress:
+                progress(f"order_filled: pyarrow cannot read the file ({exc}); using DuckDB")
+    cells = DuckDbCells(con, scan, batch_rows)
+    return _import_cells(con, cells, scan, lake, rejects, **options)
+
+
+def _import_cells(
+    con: duckdb.DuckDBPyConnection,
+    cells: CellBatches,
+    scan: CsvScan,
+    lake: Lake,
+    rejects: Rejects,
+    *,
+    start: date | None,
+    end: date | None,
+    spill_dir: Path,
+    progress: Progress | None,
+    max_day_rows: int,
+) -> FillImport:
+    """The import over ``cells``; adds to ``rejects`` only once the whole file is read."""
     result = FillImport()
     side = _side_connection(con)
     schema = side.execute(ORDER_FILLED.typed_empty_select()).to_arrow_table().schema
@@ -539,11 +598,7 @@ def import_fill_csv(
                 f"{result.rows_read:,} rows read"
             )
 
-    scanned = _prefetched(
-        con.execute(f"SELECT * FROM {scan.source}").to_arrow_reader(batch_rows),
-        PREFETCH_BATCHES,
-        result,
-    )
+    scanned = _prefetched(cells.batches(), PREFETCH_BATCHES, result)
 
     def on_written(write: PartitionWrite, duplicates: int) -> None:
         result.duplicates_dropped += duplicates
@@ -569,8 +624,9 @@ def import_fill_csv(
         writer_con.close()
         side.close()
 
-    broken = structural_rejects(con, scan, rejects)
-    result.rows_read += len(broken)
+    rejected_before = len(rejects)
+    broken = cells.broken_lines(rejects)
+    result.rows_read += len(rejects) - rejected_before
     for record_no, field_name, reason, raw in validation_rejects:
         rejects.add(str(scan.path), physical_line(record_no, broken), field_name, reason, raw)
     if progress:
@@ -756,7 +812,7 @@ class _DayAssembler:
 
 
 class _DayWriter:
-    """Finishes and writes complete days in a background thread, each atomically.
+    """Finishes and writes complete days in background threads, each day atomically.
 
     Per day: duplicates of a fill id dropped (the first row stays), the union with the
     rows the lake already holds for the day (a stored fill id keeps its stored row), the
@@ -764,8 +820,8 @@ class _DayWriter:
     in its final directory and renamed into place, then files of the day's previous
     version that were not rewritten are removed: the contract of
     ``Lake.write_sorted_days``. Sorting and Parquet compression run without the GIL, so
-    they overlap the checks of the next batch; at most ``MAX_PENDING_DAYS`` days wait for
-    the writer, which bounds memory.
+    two days are written at once while the main thread checks the next batch; at most
+    ``MAX_PENDING_DAYS`` days wait for the writers, which bounds memory.
     """
 
     def __init__(
@@ -778,11 +834,15 @@ class _DayWriter:
     ) -> None:
         self.lake = lake
         self.result = result
-        self.con = con  # used by the writer thread only
+        self.con = con  # each writer thread merges through a cursor of its own
+        self.cursors: list[duckdb.DuckDBPyConnection] = []
+        self.local = threading.local()
         self.schema = schema
         self.stored_days = set(lake.partition_days(ORDER_FILLED.name))
         self.on_written = on_written
-        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fill-day-writer")
+        self.pool = ThreadPoolExecutor(
+            max_workers=WRITER_THREADS, thread_name_prefix="fill-day-writer"
+        )
         self.pending: deque[Future[tuple[PartitionWrite, int]]] = deque()
 
     def submit(self, day: date, pieces: list[pa.Table]) -> None:
@@ -802,6 +862,15 @@ class _DayWriter:
 
     def close(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
+        for cursor in self.cursors:
+            cursor.close()
+
+    def _cursor(self) -> duckdb.DuckDBPyConnection:
+        cursor = getattr(self.local, "cursor", None)
+        if cursor is None:
+            cursor = self.local.cursor = _side_connection(self.con)
+            self.cursors.append(cursor)
+        return cursor
 
     def _finish(self, day: date, pieces: list[pa.Table]) -> tuple[PartitionWrite, int]:
         started = time.perf_counter()
@@ -812,6 +881,10 @@ class _DayWriter:
 
     def _finish_day(self, day: date, pieces: list[pa.Table]) -> tuple[PartitionWrite, int]:
         table = pa.concat_tables(pieces)  # take() below copies once; no need to combine first
+        if day not in self.stored_days:
+            ordered = _sorted_first_per_id(table)
+            if ordered is not None:
+                return self._write(day, ordered[0]), ordered[1]
         duplicates = table.num_rows - pc.count_distinct(table.column("id")).as_py()
         if duplicates:
             table = _first_per_id(table)
@@ -825,11 +898,12 @@ class _DayWriter:
         """The union with the day's stored rows; a stored fill id keeps its stored row."""
         columns = ", ".join(f'"{c}"' for c in ORDER_FILLED.column_names)
         view = f"fresh_day_{uuid.uuid4().hex[:8]}"
-        self.con.register(view, fresh)
+        con = self._cursor()
+        con.register(view, fresh)
         try:
             stored = self.lake.scan_sql(ORDER_FILLED, self.lake.day_files(ORDER_FILLED.name, day))
             return (
-                self.con.execute(
+                con.execute(
                     f"SELECT {columns} FROM (SELECT {columns}, 0 AS priority FROM {view} "
                     f"UNION ALL SELECT {columns}, 1 AS priority FROM {stored}) "
                     "QUALIFY row_number() OVER (PARTITION BY id ORDER BY priority DESC) = 1 "
@@ -839,7 +913,7 @@ class _DayWriter:
                 .cast(self.schema)
             )
         finally:
-            self.con.unregister(view)
+            con.unregister(view)
 
     def _write(self, day: date, table: pa.Table) -> PartitionWrite:
         target = self.lake.day_dir(ORDER_FILLED.name, day) / PART_FILE
@@ -859,6 +933,103 @@ class _DayWriter:
         )
 
 
+# A day's rows in one second share a transaction or two; a longer run of equal seconds
+# than this is sorted by Arrow instead of by insertion.
+LONGEST_TIE_RUN = 64
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing
+
+
+@numba.njit(inline="always")
+def _compare_rows(matrix: np.ndarray, a: int, b: int) -> int:
+    for j in range(matrix.shape[1]):
+        if matrix[a, j] != matrix[b, j]:
+            return 1 if matrix[a, j] > matrix[b, j] else -1
+    return 0
+
+
+@numba.njit(inline="always")
+def _fingerprint(ids: np.ndarray, row: int) -> np.uint64:
+    """64 bits of a fixed-width id: its first and last 8 bytes after the ``0x``. Equal ids
+    have equal fingerprints (which is all the repeat check needs)."""
+    width = ids.shape[1]
+    head = np.uint64(0)
+    tail = np.uint64(0)
+    for k in range(8):
+        head = (head << np.uint64(8)) | np.uint64(ids[row, 2 + k])
+        tail = (tail << np.uint64(8)) | np.uint64(ids[row, width - 8 + k])
+    return head ^ (tail * _GOLDEN)
+
+
+@numba.njit(nogil=True, cache=True)
+def _day_order(
+    timestamps: np.ndarray, ids: np.ndarray, order: np.ndarray
+) -> tuple[np.ndarray, bool]:
+    """``order`` (a stable sort by timestamp) refined to (timestamp, id), repeated ids
+    dropped (the first in row order stays).
+
+    ``ids`` holds one fixed-width id per row. Runs of equal timestamps are short, so an
+    insertion sort per run finishes the order in about linear time. False when that does
+    not hold: a run longer than ``LONGEST_TIE_RUN``, or two rows that may share an id at
+    different timestamps (equal fingerprints), which the exact Arrow path then handles.
+    """
+    rows = len(timestamps)
+    keep = np.ones(rows, dtype=np.bool_)
+    start = 0
+    while start < rows:
+        stop = start + 1
+        while stop < rows and timestamps[order[stop]] == timestamps[order[start]]:
+            stop += 1
+        if stop - start > LONGEST_TIE_RUN:
+            return order, False
+        for i in range(start + 1, stop):
+            current = order[i]
+            j = i - 1
+            while j >= start and _compare_rows(ids, order[j], current) > 0:
+                order[j + 1] = order[j]
+                j -= 1
+            order[j + 1] = current
+        for i in range(start + 1, stop):
+            keep[i] = _compare_rows(ids, order[i - 1], order[i]) != 0
+        start = stop
+    order = order[keep]
+    # Repeats across timestamps: an open-addressing set of fingerprints (0 marks empty).
+    bits = 1
+    while (1 << bits) < 2 * len(order):
+        bits += 1
+    table = np.zeros(1 << bits, dtype=np.uint64)
+    mask = (1 << bits) - 1
+    for k in range(len(order)):
+        fingerprint = _fingerprint(ids, order[k]) | np.uint64(1)
+        slot = np.int64((fingerprint * _GOLDEN) >> np.uint64(64 - bits))  # < 2**bits
+        while table[slot] != 0:
+            if table[slot] == fingerprint:
+                return order, False
+            slot = (slot + 1) & mask
+        table[slot] = fingerprint
+    return order, True
+
+
+def _sorted_first_per_id(table: pa.Table) -> tuple[pa.Table, int] | None:
+    """The day sorted with repeated fill ids dropped, and how many were; None when the
+    compiled order does not apply (ids of different widths, long ties, maybe-repeats).
+
+    Every id of the import is its 66-character transaction hash, ``_`` and a digest, so
+    ordering by (timestamp, id) is ordering by (timestamp, transaction_hash, id).
+    """
+    ids = table.column("id").combine_chunks()
+    offsets, data = string_buffers(ids)
+    widths = np.diff(offsets)
+    if len(widths) == 0 or ids.null_count or not (widths == widths[0]).all():
+        return None
+    matrix = data[offsets[0] : offsets[-1]].reshape(len(widths), int(widths[0]))
+    timestamps = np.concatenate([_int64_values(c) for c in table.column("timestamp").chunks])
+    by_time = np.argsort(timestamps, kind="stable")  # near-sorted input: about linear
+    order, ok = _day_order(timestamps, matrix, by_time)
+    if not ok:
+        return None
+    return table.take(_primitive(order, pa.int64())), table.num_rows - len(order)
+
+
 def _first_per_id(table: pa.Table) -> pa.Table:
     """The first row of each fill id, in table order (a repeated fill lands once)."""
     by_id = pc.sort_indices(table, [("id", "ascending")])  # stable: firsts lead
@@ -873,7 +1044,7 @@ _END = object()
 
 
 def _prefetched(
-    reader: pa.RecordBatchReader, depth: int, result: FillImport
+    reader: Iterator[pa.RecordBatch], depth: int, result: FillImport
 ) -> Iterator[pa.RecordBatch]:
     """Iterate ``reader`` with up to ``depth`` batches produced ahead in another thread.
 
@@ -899,7 +1070,7 @@ def _prefetched(
             while True:
                 started = time.perf_counter()
                 batch = next(batch_iter, None)
-                result.timed("CSV scan and hashing in DuckDB (scan thread)", started)
+                result.timed("CSV parsing (scan thread)", started)
                 if batch is None:
                     break
                 if not offer(batch):

@@ -187,3 +187,95 @@ def test_a_failing_write_stops_the_import_and_its_threads(tmp_path: Path) -> Non
         )
     names = {t.name for t in threading.enumerate()} - threads_before
     assert not {n for n in names if n.startswith(("fill-csv-scan", "fill-day-writer"))}
+
+
+def _import_with(reader: str, source: Path, lake: Lake) -> tuple[object, list[tuple]]:
+    rejects = Rejects()
+    messages: list[str] = []
+    with connect() as con:
+        scan = scan_csv(con, source, POLY_DATA_ORDER_FILLED_COLUMNS)
+        result = import_fill_csv(
+            con,
+            scan,
+            lake,
+            rejects,
+            spill_dir=source.parent / "spill",
+            reader=reader,
+            progress=messages.append,
+        )
+    return result, sorted(rejects.rows), messages
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        pytest.param("1717200004,0x1,0,1", id="wrong-column-count"),
+        pytest.param("", id="blank-line"),
+        pytest.param('"1717200005,unterminated', id="unterminated-quote"),
+    ],
+)
+def test_pyarrow_and_duckdb_readers_land_the_same_rows_and_rejects(
+    tmp_path: Path, damage: str
+) -> None:
+    lines = [*MIXED_ROWS[:6], damage, *MIXED_ROWS[6:]]
+    outcomes = {}
+    for reader in ("arrow", "duckdb"):
+        folder = tmp_path / reader
+        folder.mkdir()
+        source = _write(folder / "orderFilled.csv", lines)
+        lake = Lake(folder / "parquet")
+        result, rejects, _ = _import_with(reader, source, lake)
+        outcomes[reader] = (
+            _lake_rows(lake),
+            # the readers word a wrong column count differently; validation reasons agree
+            sorted(
+                ("columns", raw, "") if "columns" in reason else (field, raw, reason)
+                for _, _, field, reason, raw in rejects
+            ),
+            result.rows_read,
+            result.rows_accepted,
+        )
+        assert all(reason for _, _, _, reason, _ in rejects)  # an empty cell is named too
+        if reader == "arrow" or damage:  # DuckDB does not report a blank line it skips
+            file_lines = source.read_text().splitlines()
+            for _, line, _, _, raw in rejects:  # raw: the cells, nulls left out
+                cells = [c for c in raw.splitlines()[0].split(",") if c]
+                assert cells == [c for c in file_lines[line - 1].split(",") if c], (reader, line)
+    assert outcomes["arrow"] == outcomes["duckdb"]
+    assert outcomes["arrow"][0]  # rows landed
+
+
+def test_a_file_pyarrow_cannot_read_is_read_by_duckdb(tmp_path: Path) -> None:
+    # Enough rows before the bad bytes that the header check does not decode them.
+    good = [_fill(str(1717200000 + k), k) for k in range(100)]
+    raw = ("\n".join([HEADER, *good]) + "\n").encode()
+    raw += b"1717200001,0x\xff\xfe,0,1,2,3,4,5\n"  # not UTF-8: line 102
+    raw += (_fill("1717286400", 200) + "\n").encode()
+    source = tmp_path / "orderFilled.csv"
+    source.write_bytes(raw)
+    lake = Lake(tmp_path / "parquet")
+    result, rejects, messages = _import_with("arrow", source, lake)
+    assert any("using DuckDB" in m for m in messages)
+    assert len(_lake_rows(lake)) == 101
+    assert [line for _, line, *_ in rejects] == [102]
+    assert result.rows_read == 102
+
+
+def test_repeated_fills_and_long_runs_of_one_second_match_the_rules(tmp_path: Path) -> None:
+    same_second = [_fill("1717200000", 1000 + k, usdc=str(1000 + k)) for k in range(80)]
+    repeated_later = _fill("1717200050", 7)
+    lines = [
+        *same_second,  # longer than the compiled sort's tie run
+        same_second[3],  # a repeat in the same second
+        _fill("1717200040", 7),
+        repeated_later.replace("1717200050", "1717200040", 1),  # same fill, same second
+        repeated_later,  # the same fill id, a different second: the first row stays
+        _fill("1717286400", 9),
+        _fill("1717286500", 9).replace("1717286500", "1717286401", 1),
+    ]
+    source = _write(tmp_path / "orderFilled.csv", lines)
+    lake = Lake(tmp_path / "parquet")
+    report = import_order_filled(tmp_path, lake)
+    expected_rows, _ = _rules_reference(source)
+    assert _lake_rows(lake) == expected_rows
+    assert report.duplicates_dropped == len(lines) - len(expected_rows) == 4
