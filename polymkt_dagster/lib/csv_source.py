@@ -210,8 +210,10 @@ ARROW_BLOCK_BYTES = 8 << 20
 
 
 class ArrowCells:
-    """pyarrow's streaming CSV reader: one thread, a block at a time, cells as text.
+    """pyarrow's streaming CSV reader: one thread, a block at a time.
 
+    Cells come as bytes (``binary``): whoever uses a cell as text checks its UTF-8 (see
+    ``text_cells``), so plain ASCII cells checked byte by byte are not validated twice.
     It reads what DuckDB reads the same way: empty cells are null, a row with the wrong
     number of cells is broken (kept with its line and reason), a blank line is skipped.
     Anything else pyarrow rejects raises ``CsvReadFallback`` (nothing is recorded before
@@ -245,7 +247,7 @@ class ArrowCells:
         return "skip"
 
     def batches(self) -> Iterator[pa.RecordBatch]:
-        text = pa.string()
+        cell = pa.binary()
         try:
             reader = pa_csv.open_csv(
                 self.path,
@@ -265,7 +267,7 @@ class ArrowCells:
                     invalid_row_handler=self._on_invalid_row,
                 ),
                 convert_options=pa_csv.ConvertOptions(
-                    column_types={name: text for name in self.header},
+                    column_types={name: cell for name in self.header},
                     strings_can_be_null=True,
                     quoted_strings_can_be_null=True,
                 ),
@@ -300,3 +302,19 @@ class ArrowCells:
         for line, reason, raw in self.broken:
             rejects.add(str(self.path), line, "(row)", reason, raw)
         return sorted([line for line, _, _ in self.broken] + self.blank)
+
+
+def text_cells(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """``batch`` with byte cells as UTF-8 text; ``CsvReadFallback`` when one is not UTF-8."""
+    if not any(pa.types.is_binary(column.type) for column in batch.columns):
+        return batch
+    try:
+        return pa.RecordBatch.from_arrays(
+            [
+                column.cast(pa.string()) if pa.types.is_binary(column.type) else column
+                for column in batch.columns
+            ],
+            names=batch.schema.names,
+        )
+    except pa.ArrowInvalid as exc:
+        raise CsvReadFallback(f"a cell is not UTF-8 text ({exc})") from exc

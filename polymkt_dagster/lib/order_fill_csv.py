@@ -60,6 +60,7 @@ from polymkt_dagster.lib.csv_source import (
     Rejects,
     physical_line,
     reject_expressions,
+    text_cells,
 )
 from polymkt_dagster.lib.duck import sql_string
 from polymkt_dagster.lib.fill_ids import (
@@ -94,6 +95,10 @@ DICTIONARY_COLUMNS = [
     "block_number", "log_index", "order_hash", "maker", "taker", "maker_asset_id",
     "taker_asset_id", "fee", "exchange", "contract_version", "source",
 ]  # fmt: skip
+# Min/max of the text columns (random hex hashes and addresses, 77-digit token ids)
+# prune nothing within a day and cost a tenth of the write: only numbers and times get them.
+STATISTICS_COLUMNS = [name for name, sql_type in ORDER_FILLED.columns if sql_type != "VARCHAR"]
+WRITE_BATCH_ROWS = 65_536  # values the Parquet writer encodes at a time (default 1,024)
 MAX_PRICE = 1.000001  # the canonical check: implied price above this is rejected
 
 MICROS_PER_DAY = 86_400_000_000
@@ -563,7 +568,8 @@ def _import_cells(
         if not fast.ok.all():
             slow = pa.array(~fast.ok)
             record_no = np.flatnonzero(~fast.ok) + record_base + 1
-            checked = _canonical_rules(side, batch.filter(slow), record_no, scan.header)
+            slow_rows = text_cells(batch.filter(slow))
+            checked = _canonical_rules(side, slow_rows, record_no, scan.header)
             rejected = checked.filter(pc.is_valid(checked["reject_field"]))
             validation_rejects.extend(
                 zip(
@@ -652,7 +658,13 @@ def _canonical_fast(batch: pa.RecordBatch, fast: _FastRows, schema: pa.Schema) -
     keep = None if everything else pa.array(fast.ok)
 
     def taken(array: pa.Array) -> pa.Array:
-        return array if keep is None else array.filter(keep)
+        """The fast rows' cells as text: checked ASCII, so bytes are reinterpreted as is."""
+        array = array if keep is None else array.filter(keep)
+        if pa.types.is_binary(array.type):
+            array = pa.Array.from_buffers(
+                pa.string(), len(array), array.buffers(), offset=array.offset
+            )
+        return array
 
     digests = content_digests(
         fast.makers,
@@ -925,12 +937,27 @@ class _DayWriter:
                 compression="zstd",
                 row_group_size=BATCH_ROWS,
                 use_dictionary=DICTIONARY_COLUMNS,
+                write_statistics=STATISTICS_COLUMNS,
+                write_batch_size=WRITE_BATCH_ROWS,
             ),
         )
         self.lake.remove_stale(ORDER_FILLED.name, day, keep=[target])
         return PartitionWrite(
             day=day, rows=table.num_rows, files=(target,), bytes=target.stat().st_size
         )
+
+
+_FixedWidth = tuple[np.ndarray, np.ndarray, int]
+
+
+def _fixed_width(values: np.ndarray, width: int) -> _FixedWidth:
+    """Values of ``width`` bytes laid end to end, with a view of every 8 bytes from every
+    position as one uint64 (overlapping, unaligned: x86 loads those as fast)."""
+    values = np.ascontiguousarray(values)
+    words = np.ndarray(
+        shape=(max(len(values) - 7, 0),), dtype=np.uint64, buffer=values, strides=(1,)
+    )
+    return values, words, width
 
 
 # A day's rows in one second share a transaction or two; a longer run of equal seconds
@@ -940,37 +967,44 @@ _GOLDEN = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing
 
 
 @numba.njit(inline="always")
-def _compare_rows(matrix: np.ndarray, a: int, b: int) -> int:
-    for j in range(matrix.shape[1]):
-        if matrix[a, j] != matrix[b, j]:
-            return 1 if matrix[a, j] > matrix[b, j] else -1
+def _compare_ids(ids: _FixedWidth, a: int, b: int) -> int:
+    """-1, 0, 1 as id ``a`` sorts before, equal to, after id ``b`` (bytewise).
+
+    Ids of one transaction share 67 bytes: those are skipped 8 at a time.
+    """
+    data, words, width = ids
+    at_a, at_b = a * width, b * width
+    k = 0
+    while k + 8 <= width and words[at_a + k] == words[at_b + k]:
+        k += 8
+    while k < width:
+        x, y = data[at_a + k], data[at_b + k]
+        if x != y:
+            return 1 if x > y else -1
+        k += 1
     return 0
 
 
 @numba.njit(inline="always")
-def _fingerprint(ids: np.ndarray, row: int) -> np.uint64:
-    """64 bits of a fixed-width id: its first and last 8 bytes after the ``0x``. Equal ids
-    have equal fingerprints (which is all the repeat check needs)."""
-    width = ids.shape[1]
-    head = np.uint64(0)
-    tail = np.uint64(0)
-    for k in range(8):
-        head = (head << np.uint64(8)) | np.uint64(ids[row, 2 + k])
-        tail = (tail << np.uint64(8)) | np.uint64(ids[row, width - 8 + k])
-    return head ^ (tail * _GOLDEN)
+def _fingerprint(ids: _FixedWidth, row: int) -> np.uint64:
+    """64 bits of an id: its first 8 bytes after the ``0x`` and its last 8. Equal ids have
+    equal fingerprints (which is all the repeat check needs)."""
+    _, words, width = ids
+    return words[row * width + 2] ^ (words[row * width + width - 8] * _GOLDEN)
 
 
 @numba.njit(nogil=True, cache=True)
 def _day_order(
-    timestamps: np.ndarray, ids: np.ndarray, order: np.ndarray
+    timestamps: np.ndarray, ids: _FixedWidth, order: np.ndarray
 ) -> tuple[np.ndarray, bool]:
     """``order`` (a stable sort by timestamp) refined to (timestamp, id), repeated ids
     dropped (the first in row order stays).
 
-    ``ids`` holds one fixed-width id per row. Runs of equal timestamps are short, so an
-    insertion sort per run finishes the order in about linear time. False when that does
-    not hold: a run longer than ``LONGEST_TIE_RUN``, or two rows that may share an id at
-    different timestamps (equal fingerprints), which the exact Arrow path then handles.
+    ``ids`` holds one fixed-width id per row (``_fixed_width``). Runs of equal timestamps
+    are short, so an insertion sort per run finishes the order in about linear time.
+    False when that does not hold: a run longer than ``LONGEST_TIE_RUN``, or two rows that
+    may share an id at different timestamps (equal fingerprints), which the exact Arrow
+    path then handles.
     """
     rows = len(timestamps)
     keep = np.ones(rows, dtype=np.bool_)
@@ -984,12 +1018,12 @@ def _day_order(
         for i in range(start + 1, stop):
             current = order[i]
             j = i - 1
-            while j >= start and _compare_rows(ids, order[j], current) > 0:
+            while j >= start and _compare_ids(ids, order[j], current) > 0:
                 order[j + 1] = order[j]
                 j -= 1
             order[j + 1] = current
         for i in range(start + 1, stop):
-            keep[i] = _compare_rows(ids, order[i - 1], order[i]) != 0
+            keep[i] = _compare_ids(ids, order[i - 1], order[i]) != 0
         start = stop
     order = order[keep]
     # Repeats across timestamps: an open-addressing set of fingerprints (0 marks empty).
@@ -1021,13 +1055,20 @@ def _sorted_first_per_id(table: pa.Table) -> tuple[pa.Table, int] | None:
     widths = np.diff(offsets)
     if len(widths) == 0 or ids.null_count or not (widths == widths[0]).all():
         return None
-    matrix = data[offsets[0] : offsets[-1]].reshape(len(widths), int(widths[0]))
+    fixed = _fixed_width(data[offsets[0] : offsets[-1]], int(widths[0]))
     timestamps = np.concatenate([_int64_values(c) for c in table.column("timestamp").chunks])
     by_time = np.argsort(timestamps, kind="stable")  # near-sorted input: about linear
-    order, ok = _day_order(timestamps, matrix, by_time)
+    order, ok = _day_order(timestamps, fixed, by_time)
     if not ok:
         return None
-    return table.take(_primitive(order, pa.int64())), table.num_rows - len(order)
+    taken = _primitive(order, pa.int64())
+    columns = [
+        pa.nulls(len(order), column.type)
+        if column.null_count == len(column)
+        else column.take(taken)
+        for column in table.columns
+    ]
+    return pa.Table.from_arrays(columns, schema=table.schema), table.num_rows - len(order)
 
 
 def _first_per_id(table: pa.Table) -> pa.Table:
