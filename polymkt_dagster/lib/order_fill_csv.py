@@ -114,7 +114,7 @@ _INT64_CEILING = np.uint64(2**63)  # amounts must fit the canonical BIGINT
 
 TX_HASH_WIDTH = 66
 ADDRESS_WIDTH = 42
-_ZERO, _LOWER_X, _LOWER_A = ord("0"), ord("x"), ord("a")
+_ZERO, _NINE, _LOWER_X = ord("0"), ord("9"), ord("x")
 # The content a fill id digests (``fill_ids``), canonical names.
 FILL_CONTENT_COLUMNS = (
     "maker",
@@ -259,51 +259,96 @@ def _order_fill_checks() -> list[tuple[str, str, str]]:
 # ---------------------------------------------------------------------------------------
 
 
-# Each kernel is one tight loop over one column: LLVM vectorises the byte checks there,
-# which it does not in a single loop over all the columns of a row.
+# Each kernel is one tight loop over one column. Bytes are checked 8 at a time, as uint64
+# words read from any position (``_overlapping_words``), by bytewise range tests without
+# carries between bytes ("SWAR"): for a 7-bit byte b, b + (0x80 - lo) has its high bit set
+# exactly when b >= lo.
 _U8 = np.uint8
+_HIGH_BITS = np.uint64(0x8080808080808080)
+_FROM_ZERO = np.uint64(0x5050505050505050)  # 0x80 - ord("0")
+_PAST_NINE = np.uint64(0x4646464646464646)  # 0x80 - (ord("9") + 1)
+_FROM_A = np.uint64(0x1F1F1F1F1F1F1F1F)  # 0x80 - ord("a")
+_PAST_F = np.uint64(0x1919191919191919)  # 0x80 - (ord("f") + 1)
+_CASE_BITS = np.uint64(0x2020202020202020)  # OR-ed in: 'A'..'F' -> 'a'..'f'
+
+
+def _overlapping_words(data: np.ndarray) -> np.ndarray:
+    """``words[i]`` is the 8 bytes ``data[i:i + 8]`` as one uint64 (an overlapping,
+    unaligned view: x86 loads those as fast as aligned ones)."""
+    data = np.ascontiguousarray(data)
+    return np.ndarray(shape=(max(len(data) - 7, 0),), dtype=np.uint64, buffer=data, strides=(1,))
+
+
+@numba.njit(inline="always")
+def _digit_word(word: np.uint64) -> bool:
+    if word & _HIGH_BITS:
+        return False
+    digits = (word + _FROM_ZERO) & ~(word + _PAST_NINE)
+    return (digits & _HIGH_BITS) == _HIGH_BITS
+
+
+@numba.njit(inline="always")
+def _hex_word(word: np.uint64, fold: np.uint64) -> bool:
+    if word & _HIGH_BITS:
+        return False
+    digits = (word + _FROM_ZERO) & ~(word + _PAST_NINE)
+    letters = word | fold
+    letters = (letters + _FROM_A) & ~(letters + _PAST_F)
+    return ((digits | letters) & _HIGH_BITS) == _HIGH_BITS
+
+
+@numba.njit(inline="always")
+def _digit_cell(data: np.ndarray, words: np.ndarray, start: int, stop: int) -> bool:
+    """Every byte of ``data[start:stop]`` is a decimal digit."""
+    if stop - start < 8:
+        for j in range(start, stop):  # noqa: SIM110 - numba compiles loops, not all(generator)
+            if not _ZERO <= data[j] <= _NINE:
+                return False
+        return True
+    j = start
+    while j + 8 < stop:
+        if not _digit_word(words[j]):
+            return False
+        j += 8
+    return _digit_word(words[stop - 8])  # the last 8 bytes (may overlap the word before)
 
 
 @numba.njit(nogil=True, cache=True)
 def _keep_hex(
-    offsets: np.ndarray, data: np.ndarray, valid: np.ndarray, width: int, any_case: bool,
-    ok: np.ndarray,
+    offsets: np.ndarray, data: np.ndarray, words: np.ndarray, valid: np.ndarray, width: int,
+    any_case: bool, ok: np.ndarray,
 ) -> None:  # fmt: skip
     """``ok &=`` the cell is ``0x`` plus hex digits (lower-case unless ``any_case``), ``width``
-    long."""
-    fold = _U8(32) if any_case else _U8(0)  # 'A'..'F' | 32 -> 'a'..'f'
+    long; ``width - 2`` is a multiple of 8."""
+    fold = _CASE_BITS if any_case else np.uint64(0)
     for row in range(len(ok)):
         start = offsets[row]
         if not (ok[row] and valid[row] and offsets[row + 1] - start == width):
             ok[row] = False
             continue
-        bad = _U8(data[start] != _ZERO) | _U8(data[start + 1] != _LOWER_X)
-        for j in range(start + 2, start + width):  # no early exit: branch-free, vectorised
-            byte = data[j]
-            not_digit = _U8(_U8(byte - _U8(_ZERO)) >= _U8(10))
-            not_letter = _U8(_U8((byte | fold) - _U8(_LOWER_A)) >= _U8(6))
-            bad |= not_digit & not_letter
-        ok[row] = bad == 0
+        good = data[start] == _ZERO and data[start + 1] == _LOWER_X
+        j = start + 2
+        while good and j < start + width:
+            good = _hex_word(words[j], fold)
+            j += 8
+        ok[row] = good
 
 
 @numba.njit(nogil=True, cache=True)
 def _keep_digits(
-    offsets: np.ndarray, data: np.ndarray, valid: np.ndarray, longest: int, canonical: bool,
-    ok: np.ndarray,
+    offsets: np.ndarray, data: np.ndarray, words: np.ndarray, valid: np.ndarray, longest: int,
+    canonical: bool, ok: np.ndarray,
 ) -> None:  # fmt: skip
     """``ok &=`` the cell is 1..longest decimal digits; ``canonical``: no leading zero."""
     for row in range(len(ok)):
         start, stop = offsets[row], offsets[row + 1]
-        if not (ok[row] and valid[row] and 0 < stop - start <= longest):
-            ok[row] = False
-            continue
-        if canonical and data[start] == _ZERO and stop - start > 1:
-            ok[row] = False
-            continue
-        bad = _U8(0)
-        for j in range(start, stop):
-            bad |= _U8(_U8(data[j] - _U8(_ZERO)) >= _U8(10))
-        ok[row] = bad == 0
+        ok[row] = (
+            ok[row]
+            and valid[row]
+            and 0 < stop - start <= longest
+            and not (canonical and data[start] == _ZERO and stop - start > 1)
+            and _digit_cell(data, words, start, stop)
+        )
 
 
 @numba.njit(inline="always")
@@ -380,9 +425,11 @@ def _valid(array: pa.Array) -> np.ndarray:
     )
 
 
-def _text_column(array: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _text_column(array: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Offsets, bytes, the bytes as ``_overlapping_words`` and validity of a text column."""
     offsets, data = string_buffers(array)
-    return offsets, data, _valid(array)
+    data = np.ascontiguousarray(data)
+    return offsets, data, _overlapping_words(data), _valid(array)
 
 
 @dataclass
@@ -440,7 +487,7 @@ def _fast_rows(batch: pa.RecordBatch, latest_micros: int) -> _FastRows:
     addresses = []
     everything = bool(ok.all())
     for name in ("maker", "taker"):
-        offsets, data, _ = cells[name]
+        offsets, data, _, _ = cells[name]
         if everything:  # then the cells are one block of fixed-width values
             lowered = (data[offsets[0] : offsets[-1]] | np.uint8(32)).reshape(rows, ADDRESS_WIDTH)
         else:
@@ -951,13 +998,9 @@ _FixedWidth = tuple[np.ndarray, np.ndarray, int]
 
 
 def _fixed_width(values: np.ndarray, width: int) -> _FixedWidth:
-    """Values of ``width`` bytes laid end to end, with a view of every 8 bytes from every
-    position as one uint64 (overlapping, unaligned: x86 loads those as fast)."""
+    """Values of ``width`` bytes laid end to end, with their ``_overlapping_words``."""
     values = np.ascontiguousarray(values)
-    words = np.ndarray(
-        shape=(max(len(values) - 7, 0),), dtype=np.uint64, buffer=values, strides=(1,)
-    )
-    return values, words, width
+    return values, _overlapping_words(values), width
 
 
 # A day's rows in one second share a transaction or two; a longer run of equal seconds

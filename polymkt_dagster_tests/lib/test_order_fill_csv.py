@@ -5,8 +5,13 @@ import threading
 from datetime import date
 from pathlib import Path
 
+import numpy as np
+import pyarrow as pa
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from polymkt_dagster.lib import order_fill_csv as ofc
 from polymkt_dagster.lib.bootstrap import import_order_filled
 from polymkt_dagster.lib.csv_source import Rejects, scan_csv
 from polymkt_dagster.lib.duck import connect
@@ -279,3 +284,40 @@ def test_repeated_fills_and_long_runs_of_one_second_match_the_rules(tmp_path: Pa
     expected_rows, _ = _rules_reference(source)
     assert _lake_rows(lake) == expected_rows
     assert report.duplicates_dropped == len(lines) - len(expected_rows) == 4
+
+
+# Bytes around every boundary the word-wise checks test: digits, hex letters of both cases,
+# their neighbours, 'x', control and non-ASCII bytes.
+EDGE_BYTES = b"0123456789/:abcdefABCDEF`g@GxX\x10\x7f\x80\xb0\xff"
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.binary(min_size=0, max_size=90).map(bytes), min_size=1, max_size=30), st.data())
+def test_word_wise_cell_checks_agree_with_bytewise_rules(cells: list[bytes], data) -> None:
+    def edgy(cell: bytes) -> bytes:
+        return bytes(EDGE_BYTES[b % len(EDGE_BYTES)] for b in cell)
+
+    # Mostly well-formed cells with one byte swapped for an edge byte, plus random ones.
+    hexes = [
+        b"0x" + bytes(data.draw(st.sampled_from(b"0123456789abcdefABCDEF")) for _ in range(40))
+    ]
+    hexes += [b"0x" + edgy(c)[:40].ljust(40, b"a") for c in cells]
+    digits = [edgy(c) for c in cells] + [b"1234567890123456789", b"0", b"01", b""]
+    hex_array, digit_array = pa.array(hexes, pa.binary()), pa.array(digits, pa.binary())
+
+    def checked(kernel, array, *args):
+        ok = np.ones(len(array), dtype=np.bool_)
+        kernel(*ofc._text_column(array), *args, ok)
+        return ok.tolist()
+
+    def is_hex(cell: bytes, any_case: bool) -> bool:
+        body = cell[2:].lower() if any_case else cell[2:]
+        return len(cell) == 42 and cell[:2] == b"0x" and all(b in b"0123456789abcdef" for b in body)
+
+    for any_case in (True, False):
+        assert checked(ofc._keep_hex, hex_array, 42, any_case) == [
+            is_hex(c, any_case) for c in hexes
+        ]
+    assert checked(ofc._keep_digits, digit_array, 19, True) == [
+        0 < len(c) <= 19 and c.isdigit() and not (c[:1] == b"0" and len(c) > 1) for c in digits
+    ]
