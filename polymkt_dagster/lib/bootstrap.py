@@ -40,7 +40,6 @@ from polymkt_dagster.lib.duck import connect, sql_string
 from polymkt_dagster.lib.gamma import GammaShapeError, load_payloads, parse_event, parse_many
 from polymkt_dagster.lib.lake import Lake, PartitionWrite
 from polymkt_dagster.lib.merge import merge_events, merge_markets
-from polymkt_dagster.lib.order_fill_csv import import_fill_csv
 from polymkt_dagster.lib.schemas import (
     EVENTS,
     MARKETS,
@@ -114,6 +113,9 @@ def import_order_filled(
     if not source.is_file():
         return report
     report.source_files.append(str(source))
+    # Imported here: its compiled kernels load on import (~0.5 s), which only this needs.
+    from polymkt_dagster.lib.order_fill_csv import import_fill_csv
+
     rejects = Rejects()
     with _import_connection(data_dir) as con:
         scan = scan_csv(con, source, POLY_DATA_ORDER_FILLED_COLUMNS)

@@ -20,6 +20,7 @@ import numba
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from numba import types as nt
 
 SEPARATOR = ord("|")
 DIGEST_HEX = 16
@@ -96,7 +97,14 @@ def _append(buffer: np.ndarray, at: int, offsets: np.ndarray, data: np.ndarray, 
     return at
 
 
-@numba.njit(nogil=True, cache=True)
+# Compiled (or loaded from numba's cache) at import, not on the first call.
+@numba.njit(
+    nt.uint64[::1](
+        nt.int64[::1], *[nt.int64[::1], nt.Array(nt.uint8, 1, "C", readonly=True)] * 6, nt.int64
+    ),
+    nogil=True,
+    cache=True,
+)
 def _content_digests(
     rows: np.ndarray,
     maker_o: np.ndarray, maker_d: np.ndarray,

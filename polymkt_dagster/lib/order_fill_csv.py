@@ -49,6 +49,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from numba import types as nt
 
 from polymkt_dagster.lib import normalize as n
 from polymkt_dagster.lib.csv_source import (
@@ -264,6 +265,13 @@ def _order_fill_checks() -> list[tuple[str, str, str]]:
 # carries between bytes ("SWAR"): for a 7-bit byte b, b + (0x80 - lo) has its high bit set
 # exactly when b >= lo.
 _U8 = np.uint8
+# Kernels are compiled (or loaded from numba's cache) when this module is imported, with
+# explicit signatures: a first import costs ~0.5 s, not the first batch of an import.
+_OFFSETS, _FLAGS, _INTS = nt.int64[::1], nt.boolean[::1], nt.int64[::1]
+# Bytes seen through Arrow buffers are read-only; writable arrays convert to these.
+_BYTES = nt.Array(nt.uint8, 1, "C", readonly=True)
+_WORDS = nt.Array(nt.uint64, 1, "A", readonly=True)
+_CELLS = (_OFFSETS, _BYTES, _WORDS, _FLAGS)  # offsets, bytes, overlapping words, validity
 _HIGH_BITS = np.uint64(0x8080808080808080)
 _FROM_ZERO = np.uint64(0x5050505050505050)  # 0x80 - ord("0")
 _PAST_NINE = np.uint64(0x4646464646464646)  # 0x80 - (ord("9") + 1)
@@ -313,7 +321,7 @@ def _digit_cell(data: np.ndarray, words: np.ndarray, start: int, stop: int) -> b
     return _digit_word(words[stop - 8])  # the last 8 bytes (may overlap the word before)
 
 
-@numba.njit(nogil=True, cache=True)
+@numba.njit(nt.void(*_CELLS, nt.int64, nt.boolean, _FLAGS), nogil=True, cache=True)
 def _keep_hex(
     offsets: np.ndarray, data: np.ndarray, words: np.ndarray, valid: np.ndarray, width: int,
     any_case: bool, ok: np.ndarray,
@@ -334,7 +342,7 @@ def _keep_hex(
         ok[row] = good
 
 
-@numba.njit(nogil=True, cache=True)
+@numba.njit(nt.void(*_CELLS, nt.int64, nt.boolean, _FLAGS), nogil=True, cache=True)
 def _keep_digits(
     offsets: np.ndarray, data: np.ndarray, words: np.ndarray, valid: np.ndarray, longest: int,
     canonical: bool, ok: np.ndarray,
@@ -365,7 +373,11 @@ def _decimal_value(offsets: np.ndarray, data: np.ndarray, row: int, ceiling: np.
     return np.int64(value)
 
 
-@numba.njit(nogil=True, cache=True)
+@numba.njit(
+    nt.void(*[_OFFSETS, _BYTES] * 4, nt.int64, nt.int64, _FLAGS, _INTS, _INTS, _INTS),
+    nogil=True,
+    cache=True,
+)
 def _keep_values(
     ts_o: np.ndarray, ts_d: np.ndarray,
     maker_amount_o: np.ndarray, maker_amount_d: np.ndarray,
@@ -403,7 +415,7 @@ def _keep_values(
         taker_amount[row] = taker_value
 
 
-@numba.njit(nogil=True, cache=True)
+@numba.njit(nt.void(_OFFSETS, _BYTES, _FLAGS, nt.uint8[:, ::1]), nogil=True, cache=True)
 def _lower_addresses(
     offsets: np.ndarray, data: np.ndarray, ok: np.ndarray, out: np.ndarray
 ) -> None:
@@ -1036,7 +1048,11 @@ def _fingerprint(ids: _FixedWidth, row: int) -> np.uint64:
     return words[row * width + 2] ^ (words[row * width + width - 8] * _GOLDEN)
 
 
-@numba.njit(nogil=True, cache=True)
+@numba.njit(
+    nt.Tuple((_INTS, nt.boolean))(_INTS, nt.Tuple((_BYTES, _WORDS, nt.int64)), _INTS),
+    nogil=True,
+    cache=True,
+)
 def _day_order(
     timestamps: np.ndarray, ids: _FixedWidth, order: np.ndarray
 ) -> tuple[np.ndarray, bool]:
