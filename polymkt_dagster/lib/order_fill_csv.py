@@ -2,9 +2,12 @@
 
 One pass over the file, memory bounded by a few batches and the days waiting to be written:
 
-1. DuckDB scans the CSV (every cell as text, structural errors to its rejects table) and
-   hands the cells on in file order, in Arrow batches, from a background thread.
-2. Per batch, one compiled pass (numba, over the Arrow buffers, no regex) picks the rows
+1. pyarrow's streaming reader parses the CSV (``csv_source.ArrowCells``: cells as bytes,
+   rows with the wrong cell count kept as structural rejects) and hands the cells on in
+   file order, in Arrow batches, from a background thread. A file it cannot read as
+   DuckDB would (invalid UTF-8, an unterminated quote) is read again from the start by
+   DuckDB's ``read_csv`` (``csv_source.DuckDbCells``), which gives the same rows.
+2. Per batch, compiled kernels (numba, over the Arrow buffers, no regex) pick the rows
    in the plain form a dump has: hex addresses (either case) and a lower-case hex hash of
    the right width, decimal ids and amounts without leading zeros, digits-only timestamps
    in range, price within [0, 1]. For those rows it also produces the canonical values
@@ -16,9 +19,11 @@ One pass over the file, memory bounded by a few batches and the days waiting to 
    those rows: they either normalise it or reject it with its field and reason. One set of
    rules decides; the fast path only skips work whose result it knows.
 4. Good rows are grouped by UTC day. A dump is ordered by time, so a day is complete when
-   the stream has moved on to another day. A writer thread then drops repeated fill ids,
-   merges the day with what the lake already holds for it (stored rows win; only when the
-   day has files), sorts by (timestamp, transaction_hash, id) and writes it atomically.
+   the stream has moved on to another day. One of two writer threads then drops repeated
+   fill ids, merges the day with what the lake already holds for it (stored rows win; only
+   when the day has files), sorts by (timestamp, transaction_hash, id) and writes it
+   atomically. A fresh day is ordered by a compiled kernel (``_day_order``), with Arrow's
+   sort as the exact fallback.
    Rows of a day already written (a file not grouped by day) or of a day too large to
    hold are spilled to a temporary Parquet file and merged at the end by
    ``merge.merge_order_fills`` (DuckDB's external sort): any order gives the same lake
@@ -948,7 +953,7 @@ class _DayWriter:
         try:
             return self._finish_day(day, pieces)
         finally:
-            self.result.timed("dedup, sort, Parquet write (writer thread)", started)
+            self.result.timed("dedup, sort, Parquet write (writer threads, summed)", started)
 
     def _finish_day(self, day: date, pieces: list[pa.Table]) -> tuple[PartitionWrite, int]:
         table = pa.concat_tables(pieces)  # take() below copies once; no need to combine first
@@ -1148,8 +1153,8 @@ def _prefetched(
 ) -> Iterator[pa.RecordBatch]:
     """Iterate ``reader`` with up to ``depth`` batches produced ahead in another thread.
 
-    DuckDB releases the GIL while it parses and hashes, so the next batch is computed
-    while this thread checks and writes the previous one.
+    The readers (pyarrow, DuckDB) release the GIL while they parse, so the next batch is
+    parsed while this thread checks the previous one.
     """
     batches: queue.Queue[object] = queue.Queue(maxsize=depth)
     stop = threading.Event()
