@@ -241,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
         print("(peak RSS: max over the runs of that kind; markets+derive share one process)")
         print()
         print(f"stages of the best import_order_filled run ({ours_s:.2f} s; they overlap:")
-        print("the scan, the checks and two day writers run in four threads on the 2 cores):")
+        print("the scan, the checks and three day writers run in five threads on the 2 cores):")
         c.print_table(
             ["stage", "seconds busy"],
             [[stage, seconds] for stage, seconds in ours_r.get("stages", {}).items()],

