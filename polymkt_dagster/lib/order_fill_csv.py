@@ -912,6 +912,7 @@ class _DayWriter:
         self.result = result
         self.con = con  # each writer thread merges through a cursor of its own
         self.cursors: list[duckdb.DuckDBPyConnection] = []
+        self.cursor_lock = threading.Lock()
         self.local = threading.local()
         self.schema = schema
         self.stored_days = set(lake.partition_days(ORDER_FILLED.name))
@@ -944,8 +945,9 @@ class _DayWriter:
     def _cursor(self) -> duckdb.DuckDBPyConnection:
         cursor = getattr(self.local, "cursor", None)
         if cursor is None:
-            cursor = self.local.cursor = _side_connection(self.con)
-            self.cursors.append(cursor)
+            with self.cursor_lock:  # the shared connection is not thread-safe itself
+                cursor = self.local.cursor = _side_connection(self.con)
+                self.cursors.append(cursor)
         return cursor
 
     def _finish(self, day: date, pieces: list[pa.Table]) -> tuple[PartitionWrite, int]:

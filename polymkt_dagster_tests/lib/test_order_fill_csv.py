@@ -321,3 +321,23 @@ def test_word_wise_cell_checks_agree_with_bytewise_rules(cells: list[bytes], dat
     assert checked(ofc._keep_digits, digit_array, 19, True) == [
         0 < len(c) <= 19 and c.isdigit() and not (c[:1] == b"0" and len(c) > 1) for c in digits
     ]
+
+
+def test_many_stored_days_merge_at_once_as_one_import_of_the_union(tmp_path: Path) -> None:
+    days = [str(1717200000 + 86_400 * d) for d in range(12)]  # the writers merge in parallel
+    first = [_fill(day, 300 + i) for i, day in enumerate(days)]
+    later = [_fill(day, 300 + i) for i, day in enumerate(days)]  # every fill again...
+    later += [_fill(str(int(day) + 60), 400 + i) for i, day in enumerate(days)]  # ...and one more
+    lake = Lake(tmp_path / "parquet")
+    _write(tmp_path / "orderFilled.csv", first)
+    import_order_filled(tmp_path, lake)
+    _write(tmp_path / "orderFilled.csv", later)
+    report = import_order_filled(tmp_path, lake)
+
+    union = tmp_path / "union"
+    union.mkdir()
+    _write(union / "orderFilled.csv", first + later[len(days) :])
+    expected = Lake(union / "parquet")
+    import_order_filled(union, expected)
+    assert _lake_rows(lake) == _lake_rows(expected)
+    assert report.rows_written == 2 * len(days) and len(report.partitions) == len(days)
