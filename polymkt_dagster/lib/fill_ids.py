@@ -136,12 +136,13 @@ def _content_digests(
 
 
 def string_buffers(array: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
-    """Absolute value offsets (n + 1, int64) and the data bytes of a string array."""
+    """Absolute value offsets (n + 1, int64) and the data bytes of a string or binary array."""
     if isinstance(array, pa.ChunkedArray):
         array = array.combine_chunks()
     if pa.types.is_dictionary(array.type):
         array = array.dictionary_decode()
-    offset_type = np.int64 if pa.types.is_large_string(array.type) else np.int32
+    large = pa.types.is_large_string(array.type) or pa.types.is_large_binary(array.type)
+    offset_type = np.int64 if large else np.int32
     buffers = array.buffers()
     offsets = np.frombuffer(buffers[1], dtype=offset_type)[
         array.offset : array.offset + len(array) + 1

@@ -33,6 +33,19 @@ def _days_and_duplicates(con: duckdb.DuckDBPyConnection, relation: str) -> tuple
     return list(row[0]), int(row[1])
 
 
+def stored_fill_wins_sql(fresh: str, stored: str | None) -> str:
+    """Canonical fill columns of the relations ``fresh`` and ``stored``, one row per fill id:
+    an id present in ``stored`` keeps its stored row."""
+    columns = ", ".join(f'"{c}"' for c in ORDER_FILLED.column_names)
+    rows = f"SELECT {columns}, 0 AS priority FROM {fresh}"
+    if stored is not None:
+        rows += f" UNION ALL SELECT {columns}, 1 AS priority FROM {stored}"
+    return (
+        f"SELECT {columns} FROM ({rows}) "
+        "QUALIFY row_number() OVER (PARTITION BY id ORDER BY priority DESC) = 1"
+    )
+
+
 def merge_order_fills(
     con: duckdb.DuckDBPyConnection,
     lake: Lake,
@@ -57,14 +70,9 @@ def merge_order_fills(
     if not existing and not repeated:
         merged = f"SELECT {columns}, {day_key} FROM ({fresh}) {order}"
     else:
-        rows = f"SELECT {columns}, 0 AS priority FROM ({fresh})"
-        if existing:
-            old = lake.scan_sql(ORDER_FILLED, existing)
-            rows += f" UNION ALL SELECT {columns}, 1 AS priority FROM {old}"
-        merged = (
-            f"SELECT {columns}, {day_key} FROM ({rows}) "
-            f"QUALIFY row_number() OVER (PARTITION BY id ORDER BY priority DESC) = 1 {order}"
-        )
+        stored = lake.scan_sql(ORDER_FILLED, existing) if existing else None
+        union = stored_fill_wins_sql(f"({fresh})", stored)
+        merged = f"SELECT {columns}, {day_key} FROM ({union}) {order}"
     writes: list[PartitionWrite] = []
 
     def on_partition(write: PartitionWrite) -> None:

@@ -82,7 +82,7 @@ from polymkt_dagster.lib.lake import (
     rows_in_files,
     write_atomically,
 )
-from polymkt_dagster.lib.merge import merge_order_fills
+from polymkt_dagster.lib.merge import merge_order_fills, stored_fill_wins_sql
 from polymkt_dagster.lib.schemas import ORDER_FILLED
 
 Progress = Callable[[str], None]
@@ -545,17 +545,15 @@ class FillImport:
     rows_accepted: int = 0
     duplicates_dropped: int = 0
     partitions: dict[date, PartitionWrite] = field(default_factory=dict)
-    # Wall seconds each stage was busy; the stages overlap (three threads), so they add up
-    # to more than the import took. For benchmarks and logs.
+    # Wall seconds each stage was busy; the stages overlap (scan, main and writer threads),
+    # so they add up to more than the import took. For benchmarks and logs.
     stage_seconds: dict[str, float] = field(default_factory=dict)
+    _timing_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def timed(self, stage: str, started: float) -> None:
         elapsed = time.perf_counter() - started
-        with _TIMING_LOCK:  # the writer threads report too
+        with self._timing_lock:  # the writer threads report too
             self.stage_seconds[stage] = self.stage_seconds.get(stage, 0.0) + elapsed
-
-
-_TIMING_LOCK = threading.Lock()
 
 
 def import_fill_csv(
@@ -771,10 +769,8 @@ def _primitive(values: np.ndarray, arrow_type: pa.DataType) -> pa.Array:
 def _constant_text(text: str, rows: int) -> pa.Array:
     """A string column holding ``text`` in every row, built from buffers (no per-row work)."""
     encoded = text.encode()
-    offsets = np.arange(rows + 1, dtype=np.int32) * len(encoded)
-    return pa.Array.from_buffers(
-        pa.string(), rows, [None, pa.py_buffer(offsets), pa.py_buffer(encoded * rows)]
-    )
+    matrix = np.frombuffer(encoded * rows, dtype=np.uint8).reshape(rows, len(encoded))
+    return _fixed_width_text(matrix)
 
 
 def _canonical_rules(
@@ -974,7 +970,6 @@ class _DayWriter:
 
     def _merge_stored(self, day: date, fresh: pa.Table) -> pa.Table:
         """The union with the day's stored rows; a stored fill id keeps its stored row."""
-        columns = ", ".join(f'"{c}"' for c in ORDER_FILLED.column_names)
         view = f"fresh_day_{uuid.uuid4().hex[:8]}"
         con = self._cursor()
         con.register(view, fresh)
@@ -982,9 +977,7 @@ class _DayWriter:
             stored = self.lake.scan_sql(ORDER_FILLED, self.lake.day_files(ORDER_FILLED.name, day))
             return (
                 con.execute(
-                    f"SELECT {columns} FROM (SELECT {columns}, 0 AS priority FROM {view} "
-                    f"UNION ALL SELECT {columns}, 1 AS priority FROM {stored}) "
-                    "QUALIFY row_number() OVER (PARTITION BY id ORDER BY priority DESC) = 1 "
+                    f"{stored_fill_wins_sql(view, stored)} "
                     'ORDER BY "timestamp", transaction_hash, id'
                 )
                 .to_arrow_table()
