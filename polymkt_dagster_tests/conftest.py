@@ -16,7 +16,7 @@ from polymkt_dagster_tests.servers.seaweed import seaweedfs  # noqa: F401  (sess
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_DIR = REPO_ROOT / "data" / "sample"
-FIXTURES_DIR = REPO_ROOT.parent / "shared" / "fixtures" / "polymarket"
+FIXTURES_DIR = REPO_ROOT / "polymkt_dagster_tests" / "fixtures" / "polymarket"
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ Conventions (README "Analytics layer"):
   OHLC). ``close`` is the price of the last fill, ties on the second broken by
   ``order_fill_id`` so a rebuild gives the same bars.
 - volume, VWAP and ``trade_count`` count only ``is_taker_side`` rows: one row per match,
-  so nothing is counted twice (DESIGN.md section 9). A bar whose token only traded on the
+  so nothing is counted twice (docs/architecture.md §5). A bar whose token only traded on the
   maker side of matches has OHLC but ``vwap`` NULL and zero volume.
 - ``first_trade_at`` / ``last_trade_at`` are the times of the first and last fill in the
   bar: the as-of price series used by signals and backtests takes ``close`` as known at

@@ -6,7 +6,7 @@ over the allowlisted tables, given their columns. Whatever it writes goes throug
 guard before it runs; a refused query is sent back once with the guard's reason so the
 model can correct it. Without a key a small rule-based parser answers the common questions
 (top wallets by P&L or volume, top markets by volume, over today/this week/this month/all
-time), as DESIGN.md asks of every agent.
+time), as docs/architecture.md asks of every agent.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The "buy the favorite" backtest engine: a strategy config, a simulation, metrics.
 
-Conventions (README "Backtests"; DESIGN.md section 9):
+Conventions (README "Backtests"; docs/architecture.md §5):
 
 - Entry: at ``group end - days_before`` days, the favorite is the candidate with the
   highest Yes price known at that moment (``signals.favorite_signals``: no look-ahead).
@@ -565,7 +565,7 @@ def compute_metrics(
             "end": from_seconds(int(curve.days[-1])),
         }
     )
-    # DESIGN.md section 9: far beyond these, suspect look-ahead or double-counted fills.
+    # docs/architecture.md §5: far beyond these, suspect look-ahead or double-counted fills.
     staked = float(np.sum(trades.column("stake").to_numpy()))
     edge = metrics["win_rate"] - metrics["avg_entry_price"]
     if edge > 0.15 or metrics["pnl"] / staked > 0.20:

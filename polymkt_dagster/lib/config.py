@@ -1,4 +1,4 @@
-"""Runtime settings read from POLYMKT_* environment variables (DESIGN.md §7)."""
+"""Runtime settings read from POLYMKT_* environment variables (docs/architecture.md §6)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Election groups: related candidate markets, one Yes token per candidate.
 
-Automatic groups (DESIGN.md section 5):
+Automatic groups (docs/architecture.md §4):
 
 - negRisk events: every market sharing a ``neg_risk_market_id`` is one group (id = that
   negRiskMarketID), one candidate per market (``group_item_title``).

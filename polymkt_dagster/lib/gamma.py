@@ -2,7 +2,7 @@
 
 Gamma nests JSON inside JSON: ``outcomes``, ``outcomePrices``, ``clobTokenIds`` and
 ``umaResolutionStatuses`` are strings holding JSON arrays. ``closed`` is not "resolved":
-a market is resolved only when its prices are an exact 1/0 split (DESIGN.md §5).
+a market is resolved only when its prices are an exact 1/0 split (docs/architecture.md §4).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The Parquet lake: where each table lives, atomic partition replacement, scans.
 
-Layout (DESIGN.md §3), relative to the lake root:
+Layout (docs/architecture.md §2), relative to the lake root:
 
     raw/polymarket/markets.parquet
     raw/polymarket/events.parquet

@@ -1,4 +1,4 @@
-"""Wallet positions and P&L by weighted-average cost (DESIGN.md §9), vectorised.
+"""Wallet positions and P&L by weighted-average cost (docs/architecture.md §5), vectorised.
 
 Conventions (Polymarket's pnl-subgraph):
 

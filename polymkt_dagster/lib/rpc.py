@@ -1,6 +1,7 @@
 """Order fills from Polygon JSON-RPC: ``eth_getLogs`` on the four exchange contracts.
 
-V1 and V2 ``OrderFilled`` logs are decoded by hand from their 32-byte words (DESIGN.md §5):
+V1 and V2 ``OrderFilled`` logs are decoded by hand from their 32-byte words
+(docs/architecture.md §4):
 topics are [event signature, orderHash, maker, taker]; V1 data holds makerAssetId,
 takerAssetId, makerAmountFilled, takerAmountFilled, fee; V2 data holds side, tokenId,
 makerAmountFilled, takerAmountFilled, fee, builder, metadata, where side 0 means the maker

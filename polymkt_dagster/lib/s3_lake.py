@@ -1,6 +1,6 @@
 """The lake in S3: a verified mirror, a pull for a cloud bootstrap, and DuckDB httpfs access.
 
-Keys follow DESIGN.md §3 because the local lake already has that layout: a local file
+Keys follow docs/architecture.md §2 because the local lake already has that layout: a local file
 ``<lake>/raw/polymarket/order_filled/year=2024/month=03/day=01/part-0.parquet`` becomes
 ``s3://<bucket>/<prefix>/raw/polymarket/order_filled/year=2024/month=03/day=01/part-0.parquet``.
 

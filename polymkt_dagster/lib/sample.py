@@ -25,7 +25,7 @@ noise wallets. Fills grow linearly with scale; markets grow with ``sqrt(scale)``
 20,000) so large scales have many fills per market. ``scale=2000`` is ~20 million fills.
 
 Volumes: ``generate_sample`` sets each market's Gamma ``volume`` to the exact USDC volume of
-its generated matches counted once (taker-side rows only, DESIGN.md section 9);
+its generated matches counted once (taker-side rows only, docs/architecture.md §5);
 ``generate_markets`` alone has no fills and reports the expected value instead.
 """
 

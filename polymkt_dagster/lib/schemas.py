@@ -1,4 +1,4 @@
-"""Canonical tables (DESIGN.md §4) and the poly_data CSV layouts they are imported from.
+"""Canonical tables (docs/architecture.md §3) and the poly_data CSV layouts they are imported from.
 
 Column types are DuckDB types; ids and token ids are strings because token ids are 76-78
 digit integers that overflow every native integer type.

@@ -63,7 +63,7 @@ MAX_QUERY_TERMS = 64
 MAX_LIMIT = 1000
 
 # FTS settings. The default ignore pattern '(\.|[^a-z])+' drops digits, which would make
-# "2028" or "100k" unsearchable in titles; this one keeps them (DESIGN §9).
+# "2028" or "100k" unsearchable in titles; this one keeps them (docs/architecture.md §5).
 FTS_STEMMER = "porter"
 FTS_STOPWORDS = "english"
 FTS_IGNORE = r"(\.|[^a-z0-9])+"

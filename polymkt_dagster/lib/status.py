@@ -40,7 +40,7 @@ def lake_status(settings: Settings) -> dict[str, Any]:
 
 # ---- runtime: sync freshness, lake size, serving health ------------------------------------
 
-# Freshness targets (DESIGN §1): markets/events hourly, fills/trades every 10 minutes.
+# Freshness targets (docs/architecture.md §1): markets/events hourly, fills/trades every 10 minutes.
 FRESHNESS_TARGETS_S: dict[str, float] = {
     "markets": 3600.0,
     "events": 3600.0,

@@ -1,4 +1,4 @@
-"""Derive trades from order fills with poly_data's convention (DESIGN.md §5).
+"""Derive trades from order fills with poly_data's convention (docs/architecture.md §4).
 
 The non-"0" asset id is the outcome token; it maps to a market and to token1/token2 by the
 market's clobTokenIds order. maker_direction is BUY exactly when the maker pays USDC

@@ -213,7 +213,7 @@ def test_backtest_on_the_sample_stays_in_a_sane_range(research_data: Path) -> No
         assert result.success
     metrics = store.require_backtest("sane-30d").metrics
     assert metrics["trades"] >= 5
-    # DESIGN.md section 9: no look-ahead means no implausible edge over the entry price.
+    # docs/architecture.md §5: no look-ahead means no implausible edge over the entry price.
     assert metrics["win_rate"] - metrics["avg_entry_price"] < 0.25
     assert -1 < metrics["total_return"] < 0.2
     assert 0 <= metrics["max_drawdown"] < 1 and 0 < metrics["exposure"] <= 1

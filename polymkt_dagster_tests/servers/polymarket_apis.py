@@ -2,7 +2,7 @@
 
 Real HTTP servers (stdlib ``http.server`` on 127.0.0.1, ephemeral ports, a thread per
 request) that speak the shapes the sync meets in production, fed from the sample generator's
-data and the recorded payloads in ``shared/fixtures/polymarket``:
+data and the recorded payloads vendored in ``polymkt_dagster_tests/fixtures/polymarket``:
 
 - ``GammaServer``: ``/markets/keyset`` (at most 100 a page, open markets only unless
   ``closed`` is given) and ``/events/keyset`` (500), opaque ``next_cursor`` followed with
@@ -532,11 +532,11 @@ class GammaServer(_JsonServer):
 # ---------------------------------------------------------------------------------------
 
 SAMPLE_DIR = Path(__file__).resolve().parents[2] / "data" / "sample"
-FIXTURES_DIR = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "polymarket"
+FIXTURES_DIR = Path(__file__).resolve().parents[1] / "fixtures" / "polymarket"
 
 
 def recorded_markets() -> list[dict[str, Any]]:
-    """Every distinct market payload recorded from Gamma (shared/fixtures/polymarket)."""
+    """Every distinct market payload recorded from Gamma (see fixtures/polymarket/README.md)."""
     found: dict[str, dict[str, Any]] = {}
     for name in ("gamma_markets_list.json", "gamma_market_by_id.json",
                  "gamma_market_resolved.json",

@@ -41,8 +41,9 @@ def s3_resource_from_env() -> S3Resource:
     kinds={"s3", "parquet"},
     output_required=False,
     description=(
-        "The lake mirrored to s3://POLYMKT_S3_BUCKET/POLYMKT_S3_PREFIX in the DESIGN §3 "
-        "layout; every upload verified by size and checksum. Skipped when S3 is disabled."
+        "The lake mirrored to s3://POLYMKT_S3_BUCKET/POLYMKT_S3_PREFIX in the lake layout "
+        "of docs/architecture.md §2; every upload verified by size and checksum. Skipped when "
+        "S3 is disabled."
     ),
 )
 def s3_lake(context: dg.AssetExecutionContext, polymkt: PolymktResource, s3: S3Resource):
