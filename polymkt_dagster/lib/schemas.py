@@ -1,6 +1,6 @@
 """Canonical tables (docs/architecture.md §3) and the poly_data CSV layouts they are imported from.
 
-Column types are DuckDB types; ids and token ids are strings because token ids are 76-78
+Column types are DuckDB types; ids and token ids are strings because token ids are 71-78
 digit integers that overflow every native integer type.
 """
 
@@ -75,6 +75,8 @@ MARKETS = Table(
         ("uma_resolution_status", "VARCHAR"),
         ("resolved", "BOOLEAN"),
         ("winning_outcome_index", "INTEGER"),
+        ("payouts", "DOUBLE[]"),  # Gamma's payout vector when resolved (lib/resolutions.py)
+        ("resolution_source", "VARCHAR"),  # 'gamma' when resolved, else NULL
         ("updated_at", "TIMESTAMPTZ"),
     ),
     key=("market_id",),
