@@ -233,7 +233,13 @@ def _stage_markets_csv(con: duckdb.DuckDBPyConnection, path: Path, rejects: Reje
 
 
 def _markets_from_csv_sql() -> str:
-    """Canonical rows from the staged poly_data CSV (later rows win on a repeated id)."""
+    """Canonical rows from the staged poly_data CSV (later rows win on a repeated id).
+
+    The CSV has neither prices nor a UMA status, so its rows are never resolved by Gamma's
+    rule (the chain, or a Gamma row of the same market, resolves them). Its ``neg_risk`` is
+    ``negRiskAugmented or negRiskOther``, not Gamma's ``negRisk``: it is kept only for markets
+    no Gamma payload describes (a Gamma row wins the merge, see ``_prefer_first``).
+    """
     return """
         SELECT
             market_id, condition_id, NULL AS question_id, question, slug,
@@ -246,7 +252,8 @@ def _markets_from_csv_sql() -> str:
             created_at, NULL AS start_date, NULL AS end_date,
             closed_time IS NOT NULL AS closed, closed_time, volume,
             NULL AS liquidity, NULL AS uma_resolution_status, false AS resolved,
-            NULL AS winning_outcome_index, NULL AS updated_at
+            NULL AS winning_outcome_index, NULL AS payouts, NULL AS resolution_source,
+            NULL AS updated_at
         FROM staged_markets_csv
         WHERE reject_field IS NULL
         QUALIFY row_number() OVER (PARTITION BY market_id ORDER BY record_no DESC) = 1

@@ -1,8 +1,9 @@
 """Parse Gamma API payloads (markets, events) into the canonical tables.
 
 Gamma nests JSON inside JSON: ``outcomes``, ``outcomePrices``, ``clobTokenIds`` and
-``umaResolutionStatuses`` are strings holding JSON arrays. ``closed`` is not "resolved":
-a market is resolved only when its prices are an exact 1/0 split (docs/architecture.md §4).
+``umaResolutionStatuses`` are strings holding JSON arrays. ``closed`` is not "resolved"
+(docs/architecture.md §4); ``gamma_resolution`` is Gamma's side of the one resolution rule
+whose chain side is in ``lib/resolutions.py``.
 """
 
 from __future__ import annotations
@@ -105,14 +106,85 @@ def _tag_labels(raw: Any) -> list[str]:
     return labels
 
 
-def resolution(closed: bool | None, prices: list[float]) -> tuple[bool, int | None]:
-    """(resolved, winning outcome index): only an exact 1/0 split on a closed market."""
-    if not closed or len(prices) < 2:
-        return False, None
-    winners = [i for i, p in enumerate(prices) if p == 1.0]
-    if len(winners) == 1 and all(p == 0.0 for i, p in enumerate(prices) if i != winners[0]):
-        return True, winners[0]
-    return False, None
+# A payout read from prices must be this close to 1, 0 or 1/n. Below the smallest CLOB tick
+# (0.0001), so no traded price qualifies, while the AMM era's settled 0.999998 / 0.000002
+# (market 244280) does.
+PAYOUT_PRICE_TOLERANCE = 1e-5
+# UMA statuses after which the outcome prices are the payout. `proposed` and `disputed` (and
+# any status Gamma may add) are pending: such a market can already show 1/0 prices.
+FINAL_UMA_STATUSES = frozenset({"resolved"})
+
+
+@dataclass(frozen=True)
+class GammaResolution:
+    resolved: bool
+    payouts: list[float] | None  # one per outcome, summing to 1; None when unresolved
+    winning_outcome_index: int | None  # the outcome paying 1; None for a split or unresolved
+
+    @classmethod
+    def unresolved(cls) -> GammaResolution:
+        return cls(False, None, None)
+
+
+def _near(value: float, target: float) -> bool:
+    return abs(value - target) <= PAYOUT_PRICE_TOLERANCE
+
+
+def payouts_from_prices(prices: list[float], *, allow_split: bool) -> list[float] | None:
+    """The payout vector the settled prices show, or None when they show none.
+
+    Near-1/0 prices pay 1 to the outcome priced highest; with ``allow_split`` prices all
+    near 1/n pay 1/n each (a 50/50 resolution). ``["0", "0"]`` and fractional prices: None.
+    """
+    if len(prices) < 2:
+        return None
+    top = max(range(len(prices)), key=lambda i: prices[i])
+    if _near(prices[top], 1.0) and all(_near(p, 0.0) for i, p in enumerate(prices) if i != top):
+        return [1.0 if i == top else 0.0 for i in range(len(prices))]
+    share = 1.0 / len(prices)
+    if allow_split and all(_near(p, share) for p in prices):
+        return [share] * len(prices)
+    return None
+
+
+def gamma_resolution(
+    closed: bool | None, uma_status: str | None, prices: list[float]
+) -> GammaResolution:
+    """Gamma's verdict on a market (the chain's ConditionResolution overrides it).
+
+    - Open markets are unresolved, whatever their prices.
+    - With a UMA status: resolved only when it is final (``resolved``), paying what the
+      prices show (near-1/0 or an even split such as 50/50). ``proposed``/``disputed``: not
+      resolved, even at 1/0.
+    - Without any status (markets from before UMA, poly_data's markets.csv): resolved only at
+      near-1/0 prices. An even split is not taken, because an untraded market also sits at
+      0.5/0.5.
+    """
+    if not closed:
+        return GammaResolution.unresolved()
+    status = (uma_status or "").strip().lower()
+    if status and status not in FINAL_UMA_STATUSES:
+        return GammaResolution.unresolved()
+    payouts = payouts_from_prices(prices, allow_split=bool(status))
+    if payouts is None:
+        return GammaResolution.unresolved()
+    winner = payouts.index(1.0) if 1.0 in payouts else None
+    return GammaResolution(True, payouts, winner)
+
+
+def current_uma_status(payload: Mapping[str, Any]) -> str | None:
+    """Gamma's current status: the singular ``umaResolutionStatus``.
+
+    The ``umaResolutionStatuses`` history is empty for most markets and lags for many; its
+    last element is used only when the singular field is absent (a lagging history can only
+    say less than the truth: ``proposed`` for a market now ``resolved``, never the reverse).
+    """
+    status = _text(payload.get("umaResolutionStatus"))
+    if status:
+        return status.lower()
+    history = [str(s).strip().lower() for s in _json_list(payload, "umaResolutionStatuses")]
+    history = [s for s in history if s]
+    return history[-1] if history else None
 
 
 def parse_market(payload: Mapping[str, Any]) -> dict[str, Any]:
@@ -131,9 +203,9 @@ def parse_market(payload: Mapping[str, Any]) -> dict[str, Any]:
         prices = [float(p) for p in raw_prices]
     except (TypeError, ValueError) as exc:
         raise GammaShapeError("outcomePrices holds a non-number") from exc
-    statuses = [str(s) for s in _json_list(payload, "umaResolutionStatuses")]
+    status = current_uma_status(payload)
     closed = _bool(payload.get("closed"))
-    resolved, winner = resolution(closed, prices)
+    verdict = gamma_resolution(closed, status, prices)
     events = payload.get("events") or []
     event = events[0] if events and isinstance(events[0], Mapping) else {}
     neg_risk = _bool(payload.get("negRisk"))
@@ -166,9 +238,11 @@ def parse_market(payload: Mapping[str, Any]) -> dict[str, Any]:
         "closed_time": parse_timestamp(payload.get("closedTime")),
         "volume": _number(payload, "volumeNum", "volume"),
         "liquidity": _number(payload, "liquidityNum", "liquidity"),
-        "uma_resolution_status": statuses[-1] if statuses else None,
-        "resolved": resolved,
-        "winning_outcome_index": winner,
+        "uma_resolution_status": status,
+        "resolved": verdict.resolved,
+        "winning_outcome_index": verdict.winning_outcome_index,
+        "payouts": verdict.payouts,
+        "resolution_source": "gamma" if verdict.resolved else None,
         "updated_at": parse_timestamp(payload.get("updatedAt")),
     }
 

@@ -6,12 +6,12 @@ import pytest
 
 from polymkt_dagster.lib.gamma import (
     GammaShapeError,
+    gamma_resolution,
     load_payloads,
     parse_event,
     parse_many,
     parse_market,
     parse_timestamp,
-    resolution,
 )
 
 
@@ -25,28 +25,125 @@ def test_resolved_negrisk_market(fixtures_dir: Path) -> None:
     assert market["resolved"] is True
     assert market["winning_outcome_index"] == 1  # outcomePrices ["0", "1"]
     assert market["outcomes"] == ["Yes", "No"]
-    assert market["uma_resolution_status"] == "resolved"  # last of ["proposed","resolved"]
+    assert market["uma_resolution_status"] == "resolved"  # the singular umaResolutionStatus
+    assert market["payouts"] == [0.0, 1.0]
+    assert market["resolution_source"] == "gamma"
     assert market["neg_risk"] is True
     assert market["neg_risk_market_id"].startswith("0x")
     assert market["group_item_title"] == "No IPO before 2028"
     assert market["closed_time"] == datetime(2026, 6, 12, 20, 41, 49, tzinfo=UTC)
-    assert all(76 <= len(t) <= 78 and t.isdigit() for t in market["token_ids"])
+    assert all(71 <= len(t) <= 78 and t.isdigit() for t in market["token_ids"])
 
 
-def test_closed_with_fractional_price_is_not_resolved(fixtures_dir: Path) -> None:
+def test_legacy_amm_market_settled_near_one_zero_is_resolved(fixtures_dir: Path) -> None:
+    # Market 40 (Trump 2020, Yes/No) is from before UMA: no status at all, closed at
+    # [4.4e-8, 0.99999996]. The old "exact 1/0 only" rule left it unresolved; the legacy rule
+    # (closed at near-1/0 prices) resolves it to "No", which is how it settled.
     market = parse_market(
         _load(fixtures_dir, "gamma_market_closed_with_a_price_not_a_resolution.json")
     )
     assert market["closed"] is True
+    assert market["uma_resolution_status"] is None
+    assert market["resolved"] is True
+    assert market["winning_outcome_index"] == 1
+    assert market["payouts"] == [0.0, 1.0]
+    assert 0.99 < market["outcome_prices"][1] < 1.0  # the stored prices stay as Gamma gave them
+
+
+def _gamma_market(**fields: object) -> dict:
+    payload: dict = {
+        "id": "244280",
+        "conditionId": "0x" + "ab" * 32,
+        "outcomes": '["Yes", "No"]',
+        "clobTokenIds": json.dumps(["1" * 71, "2" * 78]),
+        "closed": True,
+        "closedTime": "2022-03-01 12:00:00+00",
+    }
+    payload.update(fields)
+    return payload
+
+
+@pytest.mark.parametrize(
+    ("fields", "resolved", "winner", "payouts", "status"),
+    [
+        # AMM-era settlement at near-1/0, UMA resolved: the outcome priced highest wins
+        (
+            {"outcomePrices": '["0.999998", "0.000002"]', "umaResolutionStatus": "resolved"},
+            True, 0, [1.0, 0.0], "resolved",
+        ),
+        # 50/50 resolution: each outcome settles at 0.5, no single winner
+        (
+            {"outcomePrices": '["0.5", "0.5"]', "umaResolutionStatus": "resolved"},
+            True, None, [0.5, 0.5], "resolved",
+        ),
+        # proposed / disputed are not final, even at 1/0 prices
+        (
+            {"outcomePrices": '["1", "0"]', "umaResolutionStatus": "proposed"},
+            False, None, None, "proposed",
+        ),
+        (
+            {"outcomePrices": '["0", "1"]', "umaResolutionStatus": "disputed"},
+            False, None, None, "disputed",
+        ),
+        # the singular status is current; the history lags ("proposed" only) or is empty
+        (
+            {
+                "outcomePrices": '["0", "1"]',
+                "umaResolutionStatus": "resolved",
+                "umaResolutionStatuses": '["proposed"]',
+            },
+            True, 1, [0.0, 1.0], "resolved",
+        ),
+        (
+            {
+                "outcomePrices": '["1", "0"]',
+                "umaResolutionStatus": "disputed",
+                "umaResolutionStatuses": '["proposed", "resolved"]',
+            },
+            False, None, None, "disputed",
+        ),
+        # no status at all (pre-UMA): near-1/0 resolves, 0.5/0.5 (an untraded market) does not
+        ({"outcomePrices": '["0.000002", "0.999998"]'}, True, 1, [0.0, 1.0], None),
+        ({"outcomePrices": '["0.5", "0.5"]'}, False, None, None, None),
+        # a traded price at the smallest tick is not a settlement
+        (
+            {"outcomePrices": '["0.9999", "0.0001"]', "umaResolutionStatus": "resolved"},
+            False, None, None, "resolved",
+        ),
+        (
+            {"outcomePrices": '["0", "0"]', "umaResolutionStatus": "resolved"},
+            False, None, None, "resolved",
+        ),
+        # open markets are never resolved
+        (
+            {"closed": False, "outcomePrices": '["1", "0"]', "umaResolutionStatus": "resolved"},
+            False, None, None, "resolved",
+        ),
+    ],
+)  # fmt: skip
+def test_gamma_resolution_rule(
+    fields: dict, resolved: bool, winner: int | None, payouts: list | None, status: str | None
+) -> None:
+    market = parse_market(_gamma_market(**fields))
+    assert market["uma_resolution_status"] == status
+    assert market["resolved"] is resolved
+    assert market["winning_outcome_index"] == winner
+    assert market["payouts"] == payouts
+    assert market["resolution_source"] == ("gamma" if resolved else None)
+
+
+def test_history_is_used_only_without_the_singular_status() -> None:
+    market = parse_market(
+        _gamma_market(outcomePrices='["1", "0"]', umaResolutionStatuses='["proposed"]')
+    )
+    assert market["uma_resolution_status"] == "proposed"
     assert market["resolved"] is False
-    assert market["winning_outcome_index"] is None
-    assert 0.99 < market["outcome_prices"][1] < 1.0
 
 
-def test_zero_zero_prices_are_not_a_resolution() -> None:
-    assert resolution(True, [0.0, 0.0]) == (False, None)
-    assert resolution(True, [1.0, 0.0]) == (True, 0)
-    assert resolution(False, [1.0, 0.0]) == (False, None)  # open market at a 1/0 quote
+def test_three_way_split_resolution() -> None:
+    verdict = gamma_resolution(True, "resolved", [1 / 3, 1 / 3, 1 / 3])
+    assert verdict.resolved and verdict.winning_outcome_index is None
+    assert verdict.payouts == pytest.approx([1 / 3] * 3)
 
 
 def test_open_negrisk_candidate(fixtures_dir: Path) -> None:
