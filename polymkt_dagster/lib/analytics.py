@@ -32,6 +32,7 @@ import duckdb
 from polymkt_dagster.lib.duck import sql_string
 from polymkt_dagster.lib.lake import DAY_COLUMN, Lake, PartitionWrite
 from polymkt_dagster.lib.quality import CheckOutcome
+from polymkt_dagster.lib.resolutions import resolutions_sql
 from polymkt_dagster.lib.schemas import MARKETS, TRADES, Table
 
 Progress = Callable[[str], None]
@@ -85,6 +86,10 @@ MARKET_SUMMARY_TABLE = Table(
         ("resolved", "BOOLEAN"),
         ("winning_outcome_index", "INTEGER"),
         ("winning_outcome", "VARCHAR"),
+        ("payouts", "DOUBLE[]"),
+        ("resolution_source", "VARCHAR"),
+        ("uma_resolution_status", "VARCHAR"),
+        ("resolved_at", "TIMESTAMPTZ"),
         ("status", "VARCHAR"),
     ),
     key=("market_id",),
@@ -286,6 +291,7 @@ def build_market_summary(
     as_of_sql = f"TIMESTAMPTZ '{as_of.isoformat()}'"
     sql = f"""
         WITH markets AS (SELECT * FROM {markets}),
+        resolutions AS ({resolutions_sql(lake)}),
         bars AS (SELECT * FROM {bars}),
         per_market AS (
             SELECT market_id,
@@ -322,12 +328,14 @@ def build_market_summary(
             m.end_date,
             {as_of_sql} AS as_of,
             epoch(m.end_date - {as_of_sql}) / 86400.0 AS days_to_expiry,
-            m.closed, m.resolved, m.winning_outcome_index,
-            m.outcomes[m.winning_outcome_index + 1] AS winning_outcome,
-            CASE WHEN m.resolved THEN 'resolved'
+            m.closed, coalesce(r.resolved, false) AS resolved, r.winning_outcome_index,
+            m.outcomes[r.winning_outcome_index + 1] AS winning_outcome,
+            r.payouts, r.resolution_source, r.uma_resolution_status, r.resolved_at,
+            CASE WHEN r.resolved THEN 'resolved'
                  WHEN m.closed THEN 'closed_unresolved'
                  ELSE 'open' END AS status
         FROM markets m
+        LEFT JOIN resolutions r USING (market_id)
         LEFT JOIN per_market p USING (market_id)
         LEFT JOIN prices pr USING (market_id)
         ORDER BY m.market_id

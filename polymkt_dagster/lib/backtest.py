@@ -8,7 +8,8 @@ Conventions (README "Backtests"; docs/architecture.md §5):
   ``p + slippage_ticks * tick_size``. An entry whose fill would be 1 or more is skipped.
 - Fees: ``fee_bps`` of the notional of every buy and every sale, paid on top (a stake of
   100 at 100 bps costs 101). Redeeming at resolution is free, as on Polymarket.
-- Exit: hold to the favorite's market end date and receive 1 per share if it won, else 0;
+- Exit: hold to the favorite's market end date and receive its payout per share (1 if it
+  won, 0 if it lost, 0.5 in a 50/50 resolution: ``resolutions.resolutions_sql``);
   or, with ``take_profit`` / ``stop_loss`` (absolute Yes prices), sell at the first price
   point after entry (an hourly close, at its last trade time) at or above the take-profit
   or at or below the stop-loss, minus slippage and fee. A group that never resolved (only
@@ -177,7 +178,7 @@ class _Candidate:
     entry_fill: float
     exit_s: int
     exit_reason: str  # resolution | take_profit | stop_loss | unresolved_mark
-    exit_observed: float  # the payout (1/0) or the observed price at exit
+    exit_observed: float  # the payout (1, 0 or a split such as 0.5) or the observed price
     exit_is_sale: bool
 
 
@@ -324,7 +325,10 @@ def _candidates(
                 )
         if hit is None:
             if signal.group_resolved:
-                observed = 1.0 if signal.favorite_won else 0.0
+                payout = signal.favorite_payout
+                if payout is None:  # signals written before payouts were recorded
+                    payout = 1.0 if signal.favorite_won else 0.0
+                observed = payout
             else:
                 last, _ = series.asof(np.array([code]), np.array([end_s]))
                 reason, observed, is_sale = "unresolved_mark", float(last[0]), True

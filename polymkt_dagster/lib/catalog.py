@@ -11,7 +11,13 @@ from pathlib import Path
 
 from polymkt_dagster.lib.duck import connect, sql_string
 from polymkt_dagster.lib.lake import Lake
-from polymkt_dagster.lib.schemas import RAW_TABLES, Table
+from polymkt_dagster.lib.resolutions import (
+    CTF_EVENTS_TABLE,
+    RESOLUTIONS,
+    ctf_events_glob_relation,
+    resolutions_sql,
+)
+from polymkt_dagster.lib.schemas import MARKETS, RAW_TABLES, Table
 
 
 def view_sql(lake: Lake, table: Table) -> str:
@@ -31,7 +37,7 @@ def view_sql(lake: Lake, table: Table) -> str:
 
 
 def refresh_catalog(lake: Lake, catalog_path: Path) -> dict[str, int]:
-    """(Re)create the raw views; returns the row count each view sees."""
+    """(Re)create the raw views and ``resolutions``; returns the row count each view sees."""
     catalog_path.parent.mkdir(parents=True, exist_ok=True)
     counts: dict[str, int] = {}
     with connect(catalog_path, lock_timeout_s=30) as con:
@@ -39,4 +45,16 @@ def refresh_catalog(lake: Lake, catalog_path: Path) -> dict[str, int]:
             con.execute(f"CREATE OR REPLACE VIEW {table.name} AS {view_sql(lake, table)}")
             row = con.execute(f"SELECT count(*) FROM {table.name}").fetchone()
             counts[table.name] = int(row[0]) if row else 0
+        # One resolution per market (chain first, then Gamma), over the views above.
+        ctf = CTF_EVENTS_TABLE if CTF_EVENTS_TABLE in RAW_TABLES else None
+        con.execute(
+            f"CREATE OR REPLACE VIEW {RESOLUTIONS.name} AS "
+            + resolutions_sql(
+                lake,
+                markets_relation=MARKETS.name,
+                ctf_relation=ctf or ctf_events_glob_relation(lake),
+            )
+        )
+        row = con.execute(f"SELECT count(*) FROM {RESOLUTIONS.name}").fetchone()
+        counts[RESOLUTIONS.name] = int(row[0]) if row else 0
     return counts

@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from polymkt_dagster.lib.analytics import MARKET_SUMMARY, MARKET_SUMMARY_TABLE
 from polymkt_dagster.lib.lake import Lake
 from polymkt_dagster.lib.research_store import DatasetRecord, ResearchStore, StoreError
+from polymkt_dagster.lib.resolutions import resolutions_sql
 from polymkt_dagster.lib.schemas import MARKETS
 
 DATASETS_DIR = "analytics/datasets"
@@ -153,11 +154,13 @@ def resolve_markets(
     sql = f"""
         SELECT * FROM (
             SELECT m.market_id, m.question, m.category, m.event_title, m.end_date,
-                   {volume} AS volume_usd, m.closed, m.resolved, m.neg_risk,
-                   CASE WHEN m.resolved THEN 'resolved'
+                   {volume} AS volume_usd, m.closed, coalesce(r.resolved, false) AS resolved,
+                   m.neg_risk,
+                   CASE WHEN r.resolved THEN 'resolved'
                         WHEN m.closed THEN 'closed_unresolved' ELSE 'open' END AS status,
                    m.group_item_title, m.slug, m.tags, m.description
             FROM {lake.scan_sql(MARKETS)} m
+            LEFT JOIN ({resolutions_sql(lake)}) r USING (market_id)
             LEFT JOIN {summary} s USING (market_id)
         ) m
         {"WHERE " + " AND ".join(where) if where else ""}

@@ -8,7 +8,9 @@ Automatic groups (docs/architecture.md §4):
 
 A member is a binary market with a "Yes" outcome; its Yes token is the token at the Yes
 position of ``outcomes``. Markets without a Yes outcome (sports Over/Under, team names) are
-left out of automatic groups and counted. ``won`` is NULL until the market is resolved.
+left out of automatic groups and counted. Resolutions come from ``resolutions_sql`` (the
+chain's payouts first, then Gamma's): ``yes_payout`` is what one Yes share pays (1, 0, or 0.5
+in a 50/50 resolution) and ``won`` is ``yes_payout = 1``; both are NULL until resolved.
 The group ends at the latest end date of its members.
 
 Users add or override groups in a YAML file (default ``<data dir>/election_groups.yaml``)::
@@ -40,6 +42,7 @@ import yaml
 
 from polymkt_dagster.lib.lake import Lake
 from polymkt_dagster.lib.quality import CheckOutcome
+from polymkt_dagster.lib.resolutions import resolutions_sql
 from polymkt_dagster.lib.schemas import MARKETS, Table
 
 ELECTION_GROUPS = "analytics/election_groups"
@@ -63,6 +66,7 @@ ELECTION_GROUPS_TABLE = Table(
         ("closed", "BOOLEAN"),
         ("resolved", "BOOLEAN"),
         ("won", "BOOLEAN"),
+        ("yes_payout", "DOUBLE"),
     ),
     key=("group_id", "market_id"),
 )
@@ -71,6 +75,7 @@ _ARROW_TYPES = {
     "TIMESTAMPTZ": pa.timestamp("us", tz="UTC"),
     "BOOLEAN": pa.bool_(),
     "INTEGER": pa.int32(),
+    "DOUBLE": pa.float64(),
 }
 _ARROW_SCHEMA = pa.schema(
     [(name, _ARROW_TYPES[kind]) for name, kind in ELECTION_GROUPS_TABLE.columns]
@@ -94,6 +99,17 @@ class Member:
     won: bool | None
     event_id: str | None = None
     event_title: str | None = None
+    yes_payout: float | None = None
+
+    @property
+    def payout(self) -> float | None:
+        """What one Yes share pays at resolution; None while unresolved."""
+        if not self.resolved:
+            return None
+        if self.yes_payout is not None:
+            return self.yes_payout
+        # groups written before the yes_payout column: the winner flag says 1 or 0
+        return 1.0 if self.won else 0.0
 
 
 @dataclass
@@ -236,17 +252,20 @@ def _member_rows(con: duckdb.DuckDBPyConnection, lake: Lake) -> tuple[list[dict[
     markets = lake.scan_sql(MARKETS)
     rows = con.execute(
         f"""
-        SELECT market_id, question, event_id, event_title, neg_risk, neg_risk_market_id,
-               coalesce(nullif(trim(group_item_title), ''), question, market_id) AS candidate,
-               token_ids[yes_index] AS yes_token_id, end_date, closed, resolved,
-               CASE WHEN resolved THEN winning_outcome_index = yes_index - 1 END AS won
+        SELECT m.market_id, question, event_id, event_title, neg_risk, neg_risk_market_id,
+               coalesce(nullif(trim(group_item_title), ''), question, m.market_id) AS candidate,
+               token_ids[yes_index] AS yes_token_id, end_date, m.closed,
+               coalesce(r.resolved, false) AS resolved,
+               CASE WHEN r.resolved THEN r.payouts[yes_index] = 1.0 END AS won,
+               CASE WHEN r.resolved THEN r.payouts[yes_index] END AS yes_payout
         FROM (
             SELECT *, list_position(list_transform(outcomes, o -> lower(trim(o))), 'yes')
                       AS yes_index
             FROM {markets}
-        )
+        ) m
+        LEFT JOIN ({resolutions_sql(lake)}) r ON r.market_id = m.market_id
         WHERE yes_index IS NOT NULL AND token_ids[yes_index] IS NOT NULL
-        ORDER BY market_id
+        ORDER BY m.market_id
         """
     ).to_arrow_table()
     without_yes_row = con.execute(
@@ -269,6 +288,7 @@ def _member(row: dict[str, Any]) -> Member:
         won=row["won"],
         event_id=row.get("event_id"),
         event_title=row.get("event_title"),
+        yes_payout=row.get("yes_payout"),
     )
 
 
@@ -391,6 +411,7 @@ def groups_table(groups: list[Group]) -> pa.Table:
                     "closed": member.closed,
                     "resolved": member.resolved,
                     "won": member.won,
+                    "yes_payout": member.payout,
                 }
             )
     return pa.Table.from_pylist(records, schema=_ARROW_SCHEMA)

@@ -1,8 +1,8 @@
 """Hourly sync of markets and events from Gamma, and lookups of unknown token ids.
 
 Each sync lists open markets (or events) with the keyset endpoint, asks again by id for the
-ones the lake still has as open but the listing no longer returns (they closed or resolved
-since), keeps every raw answer in the audit trail, parses with ``gamma.parse_many`` and
+ones the lake still has as open (or closed with a pending UMA status such as ``proposed``)
+but the listing no longer returns (they closed or resolved since), keeps every raw answer in the audit trail, parses with ``gamma.parse_many`` and
 merges through ``merge.merge_markets`` / ``merge.merge_events`` (newer ``updatedAt`` wins):
 the same code path as the bootstrap. A payload of an unexpected shape is kept in the audit
 trail and reported with its reason; the others are merged.
@@ -23,7 +23,7 @@ import pyarrow as pa
 
 from polymkt_dagster.lib.csv_source import Rejects
 from polymkt_dagster.lib.duck import connect
-from polymkt_dagster.lib.gamma import parse_many
+from polymkt_dagster.lib.gamma import FINAL_UMA_STATUSES, parse_many
 from polymkt_dagster.lib.gamma_client import GammaClient, GammaPage
 from polymkt_dagster.lib.lake import Lake
 from polymkt_dagster.lib.merge import merge_events, merge_markets
@@ -125,15 +125,25 @@ def sync_gamma(
                 progress(f"{kind}: {report.pages} pages, {report.items:,} items")
     with connect() as con:
         key = table.key[0]
-        stored_open = {
+        unsettled = "NOT coalesce(closed, false)"
+        if table is MARKETS:
+            # Closed while UMA's answer is pending (proposed, disputed): not in the open
+            # listing any more, but their status (and so their resolution) will still change.
+            final = ", ".join(f"'{s}'" for s in sorted(FINAL_UMA_STATUSES))
+            unsettled += (
+                " OR (uma_resolution_status IS NOT NULL"
+                f" AND lower(uma_resolution_status) NOT IN ({final}))"
+            )
+        stored_unsettled = {
             str(k)
             for (k,) in con.execute(
-                f"SELECT {key} FROM {lake.scan_sql(table)} WHERE NOT coalesce(closed, false)"
+                f"SELECT {key} FROM {lake.scan_sql(table)} WHERE {unsettled}"
             ).fetchall()
         }
-    missing = sorted(stored_open - collector.ids)
+    missing = sorted(stored_unsettled - collector.ids)
     if missing and not full:
-        # Open in the lake, absent from the open listing: they closed since. Ask by id.
+        # Open (or pending on UMA) in the lake, absent from the open listing: they closed
+        # since, or their status may have moved. Ask by id.
         before = report.parsed
         for page in client.lookup(kind, "id", missing, closed=True):
             collector.add(page)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from polymkt_dagster.lib.duck import sql_string
 from polymkt_dagster.lib.lake import RAW_PREFIX, Lake
 from polymkt_dagster.lib.schemas import MARKETS, RAW_TABLES, Table
 
@@ -64,6 +65,24 @@ def ctf_event_files(lake: Lake) -> list[Path]:
         return lake.files(CTF_EVENTS_TABLE)
     base = lake.root / RAW_PREFIX / CTF_EVENTS_TABLE
     return sorted(base.glob("year=*/month=*/day=*/**/*.parquet")) if base.is_dir() else []
+
+
+def ctf_events_glob_relation(lake: Lake) -> str:
+    """The ctf_events columns read through a glob (for catalog views that must see partitions
+    written after they were created); a typed empty relation while there are no files."""
+    if not ctf_event_files(lake):
+        return f"({_CTF_RESOLUTION_COLUMNS.typed_empty_select()})"
+    base = (lake.root / RAW_PREFIX / CTF_EVENTS_TABLE).resolve()
+    pattern = sql_string(base / "**" / "*.parquet")
+    empty = _CTF_RESOLUTION_COLUMNS.typed_empty_select()
+    return (
+        "("
+        + _CTF_RESOLUTION_COLUMNS.canonical_select(
+            f"(SELECT * FROM read_parquet({pattern}, union_by_name = true, "
+            f"hive_partitioning = false) UNION ALL BY NAME {empty})"
+        )
+        + ")"
+    )
 
 
 def chain_resolutions_sql(lake: Lake, ctf_relation: str | None = None) -> str:

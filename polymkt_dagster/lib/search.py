@@ -51,6 +51,7 @@ import pyarrow as pa
 
 from polymkt_dagster.lib.duck import connect, sql_string
 from polymkt_dagster.lib.lake import Lake
+from polymkt_dagster.lib.resolutions import resolutions_sql
 from polymkt_dagster.lib.schemas import MARKETS
 
 Log = Callable[[str], None]
@@ -181,8 +182,9 @@ def _stage_documents(con: duckdb.DuckDBPyConnection, lake: Lake) -> int:
                 {_list_text_sql("tags")} AS tags_text,
                 coalesce(slug, '') AS slug,
                 coalesce(description, '') AS description,
-                category, closed, resolved, volume, end_date, event_id
-            FROM markets
+                category, markets.closed, coalesce(r.resolved, false) AS resolved, volume,
+                end_date, event_id
+            FROM markets LEFT JOIN ({resolutions_sql(lake)}) r USING (market_id)
         )
         SELECT *, sha256({DOCUMENT_TEXT_SQL}) AS content_hash FROM fields ORDER BY market_id
         """

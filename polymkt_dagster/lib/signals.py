@@ -60,6 +60,8 @@ class FavoriteSignal:
     winner_market_id: str | None = None
     winner_candidate: str | None = None
     favorite_won: bool | None = None
+    # what one share of the favorite pays at resolution (0.5 each in a 50/50 resolution)
+    favorite_payout: float | None = None
 
 
 SIGNAL_SCHEMA = pa.schema(
@@ -87,6 +89,7 @@ SIGNAL_SCHEMA = pa.schema(
         ("winner_market_id", pa.string()),
         ("winner_candidate", pa.string()),
         ("favorite_won", pa.bool_()),
+        ("favorite_payout", pa.float64()),
     ]
 )
 SIGNAL_PREVIEW = [
@@ -179,6 +182,7 @@ def favorite_signals(
             signal.margin = signal.favorite_price - signal.runner_up_price
         if group.resolved:
             signal.favorite_won = bool(favorite.won)
+            signal.favorite_payout = favorite.payout
     return signals
 
 

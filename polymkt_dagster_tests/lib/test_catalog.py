@@ -3,16 +3,32 @@ from pathlib import Path
 from polymkt_dagster.lib.catalog import refresh_catalog
 from polymkt_dagster.lib.duck import connect
 from polymkt_dagster.lib.lake import Lake
+from polymkt_dagster.lib.resolutions import RESOLUTIONS, resolutions_sql
 from polymkt_dagster.lib.schemas import RAW_TABLES, TRADES
 
 
 def test_views_over_an_empty_lake_are_typed_and_empty(tmp_path: Path) -> None:
     catalog = tmp_path / "polymkt.duckdb"
     counts = refresh_catalog(Lake(tmp_path / "parquet"), catalog)
-    assert counts == dict.fromkeys(RAW_TABLES, 0)
+    # the resolutions view (one per market, chain first, then Gamma) comes with the raw views
+    assert counts == {**dict.fromkeys(RAW_TABLES, 0), RESOLUTIONS.name: 0}
     with connect(catalog, read_only=True) as con:
         columns = [r[0] for r in con.execute("DESCRIBE trades").fetchall()]
+        resolution_columns = [r[0] for r in con.execute("DESCRIBE resolutions").fetchall()]
     assert columns == TRADES.column_names
+    assert resolution_columns == RESOLUTIONS.column_names
+
+
+def test_resolutions_view_equals_resolutions_sql(tmp_path: Path, sample_lake: Lake) -> None:
+    catalog = tmp_path / "polymkt.duckdb"
+    counts = refresh_catalog(sample_lake, catalog)
+    with connect() as con:
+        expected = con.execute(
+            f"SELECT * FROM ({resolutions_sql(sample_lake)}) ORDER BY market_id"
+        ).fetchall()
+    with connect(catalog, read_only=True) as con:
+        seen = con.execute("SELECT * FROM resolutions ORDER BY market_id").fetchall()
+    assert seen == expected and counts[RESOLUTIONS.name] == len(expected) > 0
 
 
 def test_views_follow_new_partitions_without_refresh(tmp_path: Path, sample_lake: Lake) -> None:

@@ -91,7 +91,9 @@ def test_recorded_payloads_land_with_their_meaning(tmp_path: Path, gamma: GammaS
         )
     }
     assert rows["842093"][:5] == (True, True, 1, "resolved", True)
-    assert rows["40"][:2] == (True, False)  # closed with a last price is not resolved
+    # Market 40 (before UMA, no status) closed at [4.4e-8, 0.99999996]: the old "exact 1/0
+    # only" rule left it unresolved; the pre-UMA rule (near-1/0) resolves it to "No".
+    assert rows["40"][:4] == (True, True, 1, None)
     assert rows["2063134"][0] is False and rows["2063134"][4] is True
 
 
@@ -139,6 +141,37 @@ def test_newer_updated_at_wins_and_closed_markets_are_refreshed_by_id(
     row = _query(f"SELECT closed, resolved, winning_outcome_index FROM {lake.scan_sql(MARKETS)} "
                  f"WHERE market_id = '{market['id']}'")[0]  # fmt: skip
     assert row == (True, True, 0)
+
+
+def test_markets_pending_on_uma_are_refreshed_until_final(
+    tmp_path: Path, gamma: GammaServer
+) -> None:
+    lake = Lake(tmp_path / "lake")
+    sync_gamma(lake, _client(gamma, lake), "markets")  # open markets only
+    market = next(m for m in gamma.data["markets"] if not m["closed"])
+    proposed = dict(
+        market,
+        closed=True,
+        outcomePrices='["0", "1"]',
+        umaResolutionStatus="proposed",
+        umaResolutionStatuses='["proposed"]',
+        updatedAt="2030-01-01T00:00:00Z",
+    )
+    gamma.replace_market(proposed)
+    sync_gamma(lake, _client(gamma, lake), "markets")
+    sql = (
+        "SELECT closed, uma_resolution_status, resolved, winning_outcome_index, payouts, "
+        f"resolution_source FROM {lake.scan_sql(MARKETS)} WHERE market_id = '{market['id']}'"
+    )
+    assert _query(sql)[0] == (True, "proposed", False, None, None, None)  # 1/0, not final
+    # Closed and out of the open listing, but pending: the next plain sync asks for it again.
+    final = dict(proposed, umaResolutionStatus="resolved", updatedAt="2030-01-02T00:00:00Z")
+    gamma.replace_market(final)
+    report = sync_gamma(lake, _client(gamma, lake), "markets")
+    assert report.refreshed_by_id == 1
+    assert _query(sql)[0] == (True, "resolved", True, 1, [0.0, 1.0], "gamma")
+    # Final: no longer asked for by id.
+    assert sync_gamma(lake, _client(gamma, lake), "markets").refreshed_by_id == 0
 
 
 def test_events_sync(tmp_path: Path, gamma: GammaServer) -> None:
