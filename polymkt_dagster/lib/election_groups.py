@@ -411,7 +411,7 @@ def groups_table(groups: list[Group]) -> pa.Table:
                     "closed": member.closed,
                     "resolved": member.resolved,
                     "won": member.won,
-                    "yes_payout": member.payout,
+                    "yes_payout": member.yes_payout,
                 }
             )
     return pa.Table.from_pylist(records, schema=_ARROW_SCHEMA)

@@ -241,3 +241,17 @@ def test_equity_png_is_a_small_png() -> None:
     result = run_backtest(StrategyConfig(days_before=2), groups(), PriceSeries.from_points(POINTS))
     png = equity_png(result.equity, "test")
     assert png.startswith(b"\x89PNG") and len(png) < 60_000
+
+
+def test_a_fifty_fifty_resolution_pays_half_per_share() -> None:
+    split = member("A1", False, t(10))
+    split.yes_payout = 0.5  # resolved 50/50: neither won, each Yes share pays 0.5
+    fifty_fifty = [Group("A", "user", "Group A", None, [split, member("A2", False, t(10))])]
+    result = run_backtest(
+        StrategyConfig(days_before=2, stake=51), fifty_fifty, PriceSeries.from_points(POINTS)
+    )
+    trade = result.trades.to_pylist()[0]
+    # Bought A1 at 0.50 on 03-08 (102 shares), redeemed at 0.5 on 03-10: nothing gained.
+    assert (trade["exit_reason"], trade["exit_price"]) == ("resolution", 0.5)
+    assert trade["pnl"] == pytest.approx(51 / 0.50 * 0.5 - 51)
+    assert trade["favorite_won"] is False

@@ -8,8 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from polymkt_dagster.lib.analytics import build_market_summary
 from polymkt_dagster.lib.bootstrap import import_markets
+from polymkt_dagster.lib.catalog import refresh_catalog
 from polymkt_dagster.lib.duck import connect, sql_string
+from polymkt_dagster.lib.election_groups import build_election_groups, read_groups
 from polymkt_dagster.lib.lake import Lake
 from polymkt_dagster.lib.resolutions import RESOLUTIONS, resolutions_sql
 
@@ -173,3 +176,47 @@ def test_lake_written_before_the_payouts_column(
         winner,
         payouts,
     )
+
+
+def test_groups_summary_and_catalog_read_the_one_definition(tmp_path: Path) -> None:
+    lake = _lake(tmp_path)
+    _write_ctf_day(lake, "2024-03-02", [(_condition(4), 2, [1, 1])])  # proposed on Gamma
+    overrides = tmp_path / "groups.yaml"
+    overrides.write_text('groups:\n  - id: g\n    markets: ["1", "3", "4", "5"]\n')
+    with connect() as con:
+        build_election_groups(con, lake, overrides)
+        summary = build_market_summary(con, lake, as_of=CHAIN_AT)
+        rows = {
+            r["market_id"]: r
+            for r in con.execute(f"SELECT * FROM read_parquet({sql_string(summary.path)})")
+            .arrow()
+            .read_all()
+            .to_pylist()
+        }
+    members = {m.market_id: m for g in read_groups(lake) for m in g.members}
+    assert (members["1"].won, members["1"].payout) == (True, 1.0)
+    assert (members["3"].won, members["3"].payout) == (False, 0.5)  # Gamma's 50/50
+    assert (members["4"].won, members["4"].payout) == (False, 0.5)  # the chain's 50/50
+    assert (members["5"].resolved, members["5"].payout) == (False, None)  # disputed
+    assert (rows["3"]["status"], rows["3"]["payouts"], rows["3"]["winning_outcome"]) == (
+        "resolved",
+        [0.5, 0.5],
+        None,
+    )
+    assert (rows["4"]["status"], rows["4"]["resolution_source"]) == ("resolved", "chain")
+    assert (rows["5"]["status"], rows["5"]["uma_resolution_status"]) == (
+        "closed_unresolved",
+        "disputed",
+    )
+    assert (rows["2"]["winning_outcome"], rows["2"]["resolved_at"]) == (
+        "Yes",
+        datetime(2024, 3, 1, 12, tzinfo=UTC),
+    )
+    assert (summary.resolved, summary.closed_unresolved, summary.open) == (5, 2, 1)
+    catalog = tmp_path / "catalog.duckdb"
+    refresh_catalog(lake, catalog)
+    with connect(catalog, read_only=True) as con:
+        chain = con.execute(
+            "SELECT market_id, payouts FROM resolutions WHERE resolution_source = 'chain'"
+        ).fetchall()
+    assert chain == [("4", [0.5, 0.5])]
