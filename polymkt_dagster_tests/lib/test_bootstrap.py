@@ -1,6 +1,7 @@
 """CSV import: validation, rejects, idempotence, atomic partitions, schema evolution."""
 
 import csv
+import json
 from datetime import date
 from pathlib import Path
 
@@ -16,7 +17,12 @@ from polymkt_dagster.lib.bootstrap import (
 )
 from polymkt_dagster.lib.duck import connect
 from polymkt_dagster.lib.lake import DAY_COLUMN, Lake
-from polymkt_dagster.lib.schemas import MARKETS, ORDER_FILLED, TRADES
+from polymkt_dagster.lib.schemas import (
+    MARKETS,
+    ORDER_FILLED,
+    POLY_DATA_MARKETS_COLUMNS,
+    TRADES,
+)
 
 HEADER = (
     "timestamp,maker,makerAssetId,makerAmountFilled,taker,takerAssetId,takerAmountFilled,"
@@ -205,7 +211,7 @@ def test_markets_csv_and_gamma_json_merge(data_dir: Path) -> None:
     # Gamma JSON contributes what poly_data's CSV lacks: end dates, resolution, groups.
     assert all(r["end_date"] is not None for r in rows)
     assert any(r["resolved"] for r in rows) and any(r["neg_risk"] for r in rows)
-    assert all(all(76 <= len(t) <= 78 for t in r["token_ids"]) for r in rows)
+    assert all(all(71 <= len(t) <= 78 for t in r["token_ids"]) for r in rows)  # real: 71-78
     events = import_events(data_dir, lake)
     assert events.rows_written > 0
 
@@ -241,3 +247,35 @@ def test_absurd_numeric_timestamps_are_rejected_not_fatal(tmp_path: Path) -> Non
     with report.rejects_path.open() as handle:
         rejects = {int(r["line"]): r["field"] for r in csv.DictReader(handle)}
     assert rejects == {2: "timestamp", 3: "timestamp"}
+
+
+def test_csv_neg_risk_is_not_gamma_neg_risk_and_csv_rows_never_resolve(tmp_path: Path) -> None:
+    # poly_data's neg_risk column is negRiskAugmented or negRiskOther: a Gamma payload's
+    # negRisk wins where one exists; the CSV has no prices or status, so no resolution.
+    header = ",".join(POLY_DATA_MARKETS_COLUMNS)
+    condition = "0x" + "c" * 64
+    lines = [
+        header,
+        f"2024-01-01T00:00:00Z,71,Q71?,Yes,No,True,q71,{'1' * 71},{'2' * 78},{condition},5,"
+        "q71,2024-02-01 00:00:00+00",
+        f"2024-01-01T00:00:00Z,72,Q72?,Yes,No,True,q72,{'3' * 76},{'4' * 77},,5,q72,",
+    ]
+    (tmp_path / "markets.csv").write_text("\n".join(lines) + "\n")
+    gamma = {
+        "id": "71", "conditionId": condition, "negRisk": False, "closed": True,
+        "outcomes": '["Yes", "No"]', "outcomePrices": '["0", "1"]',
+        "clobTokenIds": json.dumps(["1" * 71, "2" * 78]), "umaResolutionStatus": "resolved",
+        "updatedAt": "2024-02-02T00:00:00Z",
+    }  # fmt: skip
+    (tmp_path / "markets.json").write_text(json.dumps([gamma]))
+    lake = Lake(tmp_path / "parquet")
+    import_markets(tmp_path, lake)
+    with connect() as con:
+        rows = con.execute(
+            "SELECT market_id, neg_risk, resolved, payouts, resolution_source, "
+            f"uma_resolution_status FROM {lake.scan_sql(MARKETS)} ORDER BY market_id"
+        ).fetchall()
+    assert rows == [
+        ("71", False, True, [0.0, 1.0], "gamma", "resolved"),
+        ("72", True, False, None, None, None),  # CSV only: its flag is all there is
+    ]
