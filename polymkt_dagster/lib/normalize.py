@@ -43,7 +43,7 @@ def sql_tx_hash(column: str) -> str:
 
 
 def sql_token_id(column: str) -> str:
-    """Decimal token id as text (never through an integer type: they are 76-78 digits)."""
+    """Decimal token id as text (never through an integer type: real ones have 71-78 digits)."""
     value = f"trim({column})"
     return (
         f"CASE WHEN regexp_full_match({value}, '[0-9]{{1,80}}') "
