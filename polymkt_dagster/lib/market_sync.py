@@ -2,10 +2,11 @@
 
 Each sync lists open markets (or events) with the keyset endpoint, asks again by id for the
 ones the lake still has as open (or closed with a pending UMA status such as ``proposed``)
-but the listing no longer returns (they closed or resolved since), keeps every raw answer in the audit trail, parses with ``gamma.parse_many`` and
-merges through ``merge.merge_markets`` / ``merge.merge_events`` (newer ``updatedAt`` wins):
-the same code path as the bootstrap. A payload of an unexpected shape is kept in the audit
-trail and reported with its reason; the others are merged.
+but the listing no longer returns (they closed or resolved since), keeps every raw answer
+in the audit trail, parses with ``gamma.parse_many`` and merges through
+``merge.merge_markets`` / ``merge.merge_events`` (newer ``updatedAt`` wins): the same code
+path as the bootstrap. A payload of an unexpected shape is kept in the audit trail and
+reported with its reason; the others are merged.
 """
 
 from __future__ import annotations

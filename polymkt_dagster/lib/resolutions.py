@@ -64,7 +64,11 @@ def ctf_event_files(lake: Lake) -> list[Path]:
     if CTF_EVENTS_TABLE in RAW_TABLES:
         return lake.files(CTF_EVENTS_TABLE)
     base = lake.root / RAW_PREFIX / CTF_EVENTS_TABLE
-    return sorted(base.glob("year=*/month=*/day=*/**/*.parquet")) if base.is_dir() else []
+    if not base.is_dir():
+        return []
+    # hidden names are files still being written (renamed into place when complete)
+    found = base.glob("year=*/month=*/day=*/**/*.parquet")
+    return sorted(p for p in found if not p.name.startswith("."))
 
 
 def ctf_events_glob_relation(lake: Lake) -> str:
