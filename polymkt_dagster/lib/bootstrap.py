@@ -30,6 +30,7 @@ from polymkt_dagster.lib import normalize as n
 from polymkt_dagster.lib.csv_source import (
     CsvScan,
     Rejects,
+    RowAccounting,
     SourceFileError,
     physical_line,
     reject_expressions,
@@ -76,6 +77,9 @@ class ImportReport:
     output_path: Path | None = None
     # wall seconds per stage of a streaming import (overlapping: threads)
     stage_seconds: dict[str, float] = field(default_factory=dict)
+    # per source file: its records = accepted + rejected + duplicates (checked, see
+    # csv_source.RowAccounting)
+    accounting: list[RowAccounting] = field(default_factory=list)
 
     def absorb_rejects(self, rejects: Rejects, target: Path) -> None:
         self.rows_rejected = len(rejects)
@@ -133,6 +137,8 @@ def import_order_filled(
     report.rows_read = imported.rows_read
     report.rows_accepted = imported.rows_accepted
     report.duplicates_dropped = imported.duplicates_dropped
+    if imported.accounting:
+        report.accounting.append(imported.accounting)
     report.stage_seconds = imported.stage_seconds
     report.partitions = [imported.partitions[day] for day in sorted(imported.partitions)]
     report.rows_written = sum(p.rows for p in report.partitions)

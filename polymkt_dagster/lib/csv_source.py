@@ -19,7 +19,7 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import duckdb
 import pyarrow as pa
@@ -29,11 +29,57 @@ import pyarrow.csv as pa_csv
 from polymkt_dagster.lib.duck import sql_string
 from polymkt_dagster.lib.lake import write_atomically
 
+if TYPE_CHECKING:  # csv_lines compiles numba kernels on import: loaded when a file is read
+    from polymkt_dagster.lib.csv_lines import GuardedLines, LineCount
+
 REJECT_COLUMNS = ("file", "line", "field", "reason", "raw")
 
 
 class SourceFileError(ValueError):
     """An input file cannot be imported at all."""
+
+
+class RowAccountingError(SourceFileError):
+    """An import's rows do not add up to the records of its file: some row was lost."""
+
+
+@dataclass(frozen=True)
+class RowAccounting:
+    """Where every record of one input file went.
+
+    ``records_in_file`` is counted apart from the parser (``csv_lines.LineCount``: lines
+    after the header that are not blank, or, for files whose values may span lines, the
+    records the line reader found); ``check`` fails loudly when the sums differ.
+    """
+
+    file: str
+    records_in_file: int
+    rows_read: int
+    accepted: int
+    rejected: int
+    duplicates: int
+    outside_window: int = 0  # good rows outside the requested days (partitioned imports)
+
+    def check(self) -> RowAccounting:
+        landed = self.accepted + self.rejected + self.duplicates + self.outside_window
+        if self.rows_read != self.records_in_file or landed != self.rows_read:
+            raise RowAccountingError(
+                f"{self.file}: row accounting does not add up, rows may have been lost: "
+                f"{self.records_in_file:,} records in the file, {self.rows_read:,} read, "
+                f"{self.accepted:,} accepted + {self.rejected:,} rejected + "
+                f"{self.duplicates:,} duplicates + {self.outside_window:,} outside the "
+                f"requested days = {landed:,}"
+            )
+        return self
+
+    def summary(self) -> str:
+        text = (
+            f"{self.records_in_file:,} records = {self.accepted:,} accepted + "
+            f"{self.rejected:,} rejected + {self.duplicates:,} duplicates"
+        )
+        if self.outside_window:
+            text += f" + {self.outside_window:,} outside the requested days"
+        return text
 
 
 @dataclass
@@ -138,7 +184,7 @@ def reject_expressions(
 
 
 def structural_rejects(
-    con: duckdb.DuckDBPyConnection, scan: CsvScan, rejects: Rejects
+    con: duckdb.DuckDBPyConnection, scan: CsvScan, rejects: Rejects, label: str | None = None
 ) -> list[int]:
     """Record the scan's structurally broken lines; returns their line numbers, sorted."""
     try:
@@ -155,7 +201,7 @@ def structural_rejects(
             continue
         seen.add(line)
         reason = f"{str(error_type).lower()}: {message}".strip()
-        rejects.add(str(scan.path), line, column or "(row)", reason, raw or "")
+        rejects.add(label or str(scan.path), line, column or "(row)", reason, raw or "")
     return sorted(seen)
 
 
@@ -179,6 +225,10 @@ class CellBatches(Protocol):
 
     def batches(self) -> Iterator[pa.RecordBatch]: ...
 
+    def line_count(self) -> LineCount | None:
+        """After ``batches``: the file's lines as counted apart from the parser."""
+        ...
+
     def broken_lines(self, rejects: Rejects) -> list[int]:
         """After ``batches``: record the structurally broken rows in ``rejects``; returns
         the sorted lines that are not rows (for ``physical_line``)."""
@@ -187,18 +237,55 @@ class CellBatches(Protocol):
 
 @dataclass
 class DuckDbCells:
-    """DuckDB's ``read_csv`` of a ``scan_csv`` scan, streamed in batches of ``batch_rows``."""
+    """DuckDB's ``read_csv`` of a ``scan_csv`` scan, streamed in batches of ``batch_rows``.
+
+    With ``guard_dir``, DuckDB reads a copy of the file in which the lines no record can be
+    are blanked (``csv_lines.GuardedLines``: same line numbers), so a stray quote cannot
+    swallow the rows after it; those lines are rejected with their reason.
+    """
 
     con: duckdb.DuckDBPyConnection
     scan: CsvScan
     batch_rows: int
+    guard_dir: Path | None = None
+    guard_count: LineCount | None = None
+    _read_scan: CsvScan | None = None
 
     def batches(self) -> Iterator[pa.RecordBatch]:
-        reader = self.con.execute(f"SELECT * FROM {self.scan.source}")
+        scan = self.scan
+        if self.guard_dir is not None:
+            scan = self._guarded_scan(self.guard_dir)
+        self._read_scan = scan
+        reader = self.con.execute(f"SELECT * FROM {scan.source}")
         yield from reader.to_arrow_reader(self.batch_rows)
 
+    def _guarded_scan(self, guard_dir: Path) -> CsvScan:
+        from polymkt_dagster.lib.csv_lines import GuardedLines
+
+        guard_dir.mkdir(parents=True, exist_ok=True)
+        copy = guard_dir / f"guarded_{uuid.uuid4().hex[:8]}_{self.scan.path.name}"
+        with GuardedLines(self.scan.path) as guarded, copy.open("wb") as out:
+            while chunk := guarded.read(8 << 20):
+                out.write(chunk)
+        self.guard_count = guarded.count
+        self._copy = copy
+        return scan_csv(self.con, copy, self.scan.header)
+
+    def line_count(self) -> LineCount | None:
+        return self.guard_count
+
     def broken_lines(self, rejects: Rejects) -> list[int]:
-        return structural_rejects(self.con, self.scan, rejects)
+        broken = structural_rejects(
+            self.con, self._read_scan or self.scan, rejects, label=str(self.scan.path)
+        )
+        if self.guard_count is None:
+            return broken
+        copy = getattr(self, "_copy", None)
+        if copy is not None:
+            copy.unlink(missing_ok=True)
+        for line, reason, raw in self.guard_count.blanked:
+            rejects.add(str(self.scan.path), line, "(row)", reason, raw)
+        return sorted(set(broken) | set(self.guard_count.not_rows()))
 
 
 class CsvReadFallback(Exception):
@@ -233,6 +320,8 @@ class ArrowCells:
         self.block_bytes = block_bytes
         self.broken: list[tuple[int, str, str]] = []
         self.blank: list[int] = []
+        self.empty_rows: list[int] = []  # lines of cells that are all empty: rejects
+        self.guard: GuardedLines | None = None
 
     def _on_invalid_row(self, row: pa_csv.InvalidRow) -> str:
         # A multi-line row is an unterminated quote: DuckDB reports it as one broken row
@@ -247,10 +336,13 @@ class ArrowCells:
         return "skip"
 
     def batches(self) -> Iterator[pa.RecordBatch]:
+        from polymkt_dagster.lib.csv_lines import GuardedLines
+
         cell = pa.binary()
+        self.guard = GuardedLines(self.path, chunk_bytes=self.block_bytes)
         try:
             reader = pa_csv.open_csv(
-                self.path,
+                self.guard,
                 read_options=pa_csv.ReadOptions(
                     use_threads=False,
                     block_size=self.block_bytes,
@@ -279,6 +371,8 @@ class ArrowCells:
                     yield batch.slice(begin, self.batch_rows)
         except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
             raise CsvReadFallback(f"{self.path}: {exc}") from exc
+        finally:
+            self.guard.close()
 
     def _without_blank_lines(
         self, batch: pa.RecordBatch, records: int
@@ -295,13 +389,26 @@ class ArrowCells:
         if not positions:
             return batch, records
         broken = sorted(line for line, _, _ in self.broken)
-        self.blank += [physical_line(first + position, broken) for position in positions]
+        assert self.guard is not None
+        not_rows = set(self.guard.count.not_rows())  # the lines seen so far are counted
+        for position in positions:
+            line = physical_line(first + position, broken)
+            # A line of separators only (",,,") is a row of empty cells, not a blank line.
+            (self.blank if line in not_rows else self.empty_rows).append(line)
         return batch.filter(pc.invert(blank)), records
+
+    def line_count(self) -> LineCount | None:
+        return self.guard.count if self.guard else None
 
     def broken_lines(self, rejects: Rejects) -> list[int]:
         for line, reason, raw in self.broken:
             rejects.add(str(self.path), line, "(row)", reason, raw)
-        return sorted([line for line, _, _ in self.broken] + self.blank)
+        for line in self.empty_rows:
+            rejects.add(str(self.path), line, "(row)", "every cell is empty", "")
+        if self.guard is not None:
+            for line, reason, raw in self.guard.count.blanked:
+                rejects.add(str(self.path), line, "(row)", reason, raw)
+        return sorted([line for line, _, _ in self.broken] + self.blank + self.empty_rows)
 
 
 def text_cells(batch: pa.RecordBatch) -> pa.RecordBatch:

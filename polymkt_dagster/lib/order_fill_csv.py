@@ -64,6 +64,7 @@ from polymkt_dagster.lib.csv_source import (
     CsvScan,
     DuckDbCells,
     Rejects,
+    RowAccounting,
     physical_line,
     reject_expressions,
     text_cells,
@@ -542,8 +543,11 @@ class FillImport:
     """What the streaming import counted and wrote."""
 
     rows_read: int = 0
-    rows_accepted: int = 0
+    rows_accepted: int = 0  # distinct good rows inside the requested days
+    rows_rejected: int = 0
     duplicates_dropped: int = 0
+    rows_outside_window: int = 0
+    accounting: RowAccounting | None = None
     partitions: dict[date, PartitionWrite] = field(default_factory=dict)
     # Wall seconds each stage was busy; the stages overlap (scan, main and writer threads),
     # so they add up to more than the import took. For benchmarks and logs.
@@ -592,7 +596,7 @@ def import_fill_csv(
         except CsvReadFallback as exc:
             if progress:
                 progress(f"order_filled: pyarrow cannot read the file ({exc}); using DuckDB")
-    cells = DuckDbCells(con, scan, batch_rows)
+    cells = DuckDbCells(con, scan, batch_rows, guard_dir=spill_dir)
     return _import_cells(con, cells, scan, lake, rejects, **options)
 
 
@@ -653,6 +657,7 @@ def _import_cells(
         if last_day is not None:
             keep &= day_numbers <= last_day
         if not keep.all():
+            result.rows_outside_window += int(len(keep) - np.count_nonzero(keep))
             good, day_numbers = good.filter(keep), day_numbers[keep]
         result.rows_accepted += good.num_rows
         result.timed("checks and normalisation (main thread)", started)
@@ -697,6 +702,19 @@ def _import_cells(
     result.rows_read += len(rejects) - rejected_before
     for record_no, field_name, reason, raw in validation_rejects:
         rejects.add(str(scan.path), physical_line(record_no, broken), field_name, reason, raw)
+    result.rows_rejected = len(rejects) - rejected_before
+    # rows_accepted counted every good row; a repeated fill id is a duplicate instead
+    result.rows_accepted -= result.duplicates_dropped
+    count = cells.line_count()
+    result.accounting = RowAccounting(
+        file=str(scan.path),
+        records_in_file=count.records() if count else result.rows_read,
+        rows_read=result.rows_read,
+        accepted=result.rows_accepted,
+        rejected=result.rows_rejected,
+        duplicates=result.duplicates_dropped,
+        outside_window=result.rows_outside_window,
+    ).check()
     if progress:
         progress(f"order_filled: {len(result.partitions)} day partitions written")
     return result

@@ -125,8 +125,16 @@ def test_fast_path_gives_exactly_what_the_canonical_rules_give(tmp_path: Path) -
     assert rejects == expected_rejects
     assert set(rejects.values()) >= {"maker", "transactionHash", "timestamp", "price"}
     assert report.rows_read == len(MIXED_ROWS)
-    assert report.rows_accepted == len(MIXED_ROWS) - len(expected_rejects)
+    # accepted rows are distinct fills: the repeated one is counted as a duplicate
+    assert report.rows_accepted == len(MIXED_ROWS) - len(expected_rejects) - 1
     assert report.duplicates_dropped == 1
+    (accounting,) = report.accounting
+    assert accounting.records_in_file == len(MIXED_ROWS)
+    assert (accounting.accepted, accounting.rejected, accounting.duplicates) == (
+        len(MIXED_ROWS) - len(expected_rejects) - 1,
+        len(expected_rejects),
+        1,
+    )
     assert report.rows_written == len(expected_rows)
     stored = {r[0]: r for r in expected_rows}
     checksummed = next(r for r in stored.values() if r[4] == _tx(2))
