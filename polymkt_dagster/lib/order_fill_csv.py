@@ -160,8 +160,8 @@ def order_fill_rows_sql(relation: str, header: list[str]) -> str:
                 {n.sql_timestamp('"timestamp"')} AS ts,
                 {n.sql_address("maker")} AS maker,
                 {n.sql_address("taker")} AS taker,
-                {n.sql_token_id('"makerAssetId"')} AS maker_asset_id,
-                {n.sql_token_id('"takerAssetId"')} AS taker_asset_id,
+                {n.sql_asset_id('"makerAssetId"')} AS maker_asset_id,
+                {n.sql_asset_id('"takerAssetId"')} AS taker_asset_id,
                 {n.sql_positive_bigint('"makerAmountFilled"')} AS maker_amount_filled,
                 {n.sql_positive_bigint('"takerAmountFilled"')} AS taker_amount_filled,
                 {n.sql_tx_hash('"transactionHash"')} AS transaction_hash,
@@ -230,22 +230,26 @@ def _order_fill_checks() -> list[tuple[str, str, str]]:
         (
             "makerAssetId",
             "maker_asset_id IS NULL",
-            "format('invalid asset id \"{}\"', coalesce(raw_maker_asset_id, ''))",
+            "format('invalid asset id \"{}\": expected 0 (USDC) or a token id of 71-78 digits "
+            "without a leading zero', coalesce(raw_maker_asset_id, ''))",
         ),
         (
             "takerAssetId",
             "taker_asset_id IS NULL",
-            "format('invalid asset id \"{}\"', coalesce(raw_taker_asset_id, ''))",
+            "format('invalid asset id \"{}\": expected 0 (USDC) or a token id of 71-78 digits "
+            "without a leading zero', coalesce(raw_taker_asset_id, ''))",
         ),
         (
             "makerAmountFilled",
             "maker_amount_filled IS NULL",
-            "format('amount \"{}\" is not a positive integer', coalesce(raw_maker_amount, ''))",
+            "format('amount \"{}\" is not a positive integer of digits only (no sign, space, "
+            "exponent or fraction) within BIGINT', coalesce(raw_maker_amount, ''))",
         ),
         (
             "takerAmountFilled",
             "taker_amount_filled IS NULL",
-            "format('amount \"{}\" is not a positive integer', coalesce(raw_taker_amount, ''))",
+            "format('amount \"{}\" is not a positive integer of digits only (no sign, space, "
+            "exponent or fraction) within BIGINT', coalesce(raw_taker_amount, ''))",
         ),
         (
             "transactionHash",
@@ -477,8 +481,10 @@ def _fast_rows(batch: pa.RecordBatch, latest_micros: int) -> _FastRows:
     _keep_hex(*cells["maker"], ADDRESS_WIDTH, True, ok)
     _keep_hex(*cells["taker"], ADDRESS_WIDTH, True, ok)
     _keep_hex(*cells["transactionHash"], TX_HASH_WIDTH, False, ok)
-    _keep_digits(*cells["makerAssetId"], 80, True, ok)
-    _keep_digits(*cells["takerAssetId"], 80, True, ok)
+    _keep_digits(*cells["makerAssetId"], 78, True, ok)
+    _keep_digits(*cells["takerAssetId"], 78, True, ok)
+    for name in ("makerAssetId", "takerAssetId"):
+        ok &= _asset_id_widths(cells[name][0], cells[name][1])
     _keep_digits(*cells["makerAmountFilled"], 19, True, ok)
     _keep_digits(*cells["takerAmountFilled"], 19, True, ok)
     _keep_digits(*cells["timestamp"], 40, False, ok)
@@ -514,6 +520,15 @@ def _fast_rows(batch: pa.RecordBatch, latest_micros: int) -> _FastRows:
         addresses.append(_fixed_width_text(lowered))
     found.makers, found.takers = addresses
     return found
+
+
+def _asset_id_widths(offsets: np.ndarray, data: np.ndarray) -> np.ndarray:
+    """Cells of digits without a leading zero that are ``0`` or 71-78 digits long (the
+    token id rule, ``normalize.OUTCOME_TOKEN_PATTERN``)."""
+    widths = np.diff(offsets)
+    starts = np.minimum(offsets[:-1], max(len(data) - 1, 0))
+    usdc = (widths == 1) & (data[starts] == _ZERO) if len(data) else widths < 0
+    return usdc | ((widths >= 71) & (widths <= 78))
 
 
 def _fixed_width_text(matrix: np.ndarray) -> pa.Array:
