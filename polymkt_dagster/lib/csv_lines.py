@@ -79,7 +79,7 @@ def _open_quote_lines(data: np.ndarray, starts: np.ndarray, stops: np.ndarray) -
         elif byte == _COMMA:
             if state != _QUOTED:
                 state = _START
-        elif state == _START or state == _AFTER_QUOTE:
+        elif state == _START or state == _AFTER_QUOTE:  # noqa: SIM109 - plain compares for numba
             state = _UNQUOTED
     if state == _QUOTED and line_start < len(data):
         starts[found] = line_start

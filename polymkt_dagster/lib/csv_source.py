@@ -13,6 +13,8 @@ is written to a rejects file with its file, line, field and reason, and good row
 from __future__ import annotations
 
 import csv
+import io
+import re
 import uuid
 from bisect import bisect_right
 from collections import Counter
@@ -128,6 +130,9 @@ def read_header(path: Path, required: Sequence[str]) -> list[str]:
     if not header:
         raise SourceFileError(f"{path}: empty file, expected a CSV header")
     header = [name.strip().lstrip("\ufeff") for name in header]
+    repeated = sorted({name for name in header if header.count(name) > 1})
+    if repeated:
+        raise SourceFileError(f"{path}: column(s) {', '.join(repeated)} appear twice in the header")
     missing = [name for name in required if name not in header]
     if missing:
         raise SourceFileError(
@@ -425,3 +430,144 @@ def text_cells(batch: pa.RecordBatch) -> pa.RecordBatch:
         )
     except pa.ArrowInvalid as exc:
         raise CsvReadFallback(f"a cell is not UTF-8 text ({exc})") from exc
+
+
+# ---------------------------------------------------------------------------------------
+# Small CSV files (markets, events): a record reader that re-synchronises at the next line
+# ---------------------------------------------------------------------------------------
+
+# A line whose cells are all closed (Python's csv and pyarrow's quote rules: a quote opens a
+# value only at a cell's start, "" inside it is a quote, a lone quote closes it).
+_CLOSED_CELL = r'(?:"(?:[^"]|"")*"(?:[^,"][^,]*)?|[^,"][^,]*|)'
+_CLOSED_LINE = re.compile(rf"{_CLOSED_CELL}(?:,{_CLOSED_CELL})*")
+# A quoted value may run over this many lines at most (a question or a description with
+# line breaks); a quote still open after them is a stray quote.
+MAX_RECORD_LINES = 100
+
+
+def _quote_open_after(text: str, open_quote: bool) -> bool:
+    """Whether a quoted value is open at the end of ``text`` (the rules above)."""
+    state = "quoted" if open_quote else "start"
+    for char in text:
+        if char == '"':
+            state = {"start": "quoted", "quoted": "after", "after": "quoted"}.get(state, state)
+        elif char == "," and state != "quoted":
+            state = "start"
+        elif state in ("start", "after"):
+            state = "unquoted"
+    return state == "quoted"
+
+
+@dataclass
+class CsvRecords:
+    """The records of a CSV file, each with the line it starts on; what no record could be
+    is in ``broken`` (line, reason, raw text); ``records_in_file`` counts the records."""
+
+    path: Path
+    header: list[str]
+    rows: list[tuple[int, list[str], str]] = field(default_factory=list)  # line, cells, raw
+    broken: list[tuple[int, str, str]] = field(default_factory=list)
+    lines: int = 0
+    blank_lines: int = 0
+    continuation_lines: int = 0  # lines inside values that span lines
+
+    @property
+    def records_in_file(self) -> int:
+        """Physical lines less the header, blank lines and the continuation lines of
+        values spanning lines: every other line starts exactly one record."""
+        return self.lines - 1 - self.blank_lines - self.continuation_lines
+
+    def add_broken_to(self, rejects: Rejects) -> None:
+        for line, reason, raw in self.broken:
+            rejects.add(str(self.path), line, "(row)", reason, raw)
+
+
+def read_records(path: Path, required: Sequence[str]) -> CsvRecords:
+    """Every record of a (small) CSV file; a line that cannot start a whole record is
+    rejected and reading resumes at the next line.
+
+    A quoted value may span lines, but when its quote does not close within
+    ``MAX_RECORD_LINES`` lines, or the record it closes into has the wrong number of cells,
+    the quote was a stray one: its line is rejected and the next line is read as a record.
+    Lines are split on ``\\n`` only (``\\r\\n`` ends a line too); a line that is not UTF-8
+    is rejected alone.
+    """
+    header = read_header(path, required)
+    data = path.read_bytes()
+    raw_lines = data.split(b"\n")
+    if raw_lines and raw_lines[-1] == b"":
+        raw_lines.pop()  # the newline ending the last line
+    found = CsvRecords(path, header, lines=len(raw_lines))
+
+    def text_of(k: int) -> str | None:
+        try:
+            return raw_lines[k].removesuffix(b"\r").decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+
+    def raw_of(k: int) -> str:
+        return raw_lines[k].removesuffix(b"\r").decode("utf-8", errors="backslashreplace")
+
+    k = 1
+    while k < len(raw_lines):
+        line = k + 1
+        text = text_of(k)
+        if text is None:
+            found.broken.append((line, "not UTF-8 text", raw_of(k)))
+            k += 1
+            continue
+        if text == "":
+            found.blank_lines += 1
+            k += 1
+            continue
+        span = 1
+        if not _CLOSED_LINE.fullmatch(text) and _quote_open_after(text, False):
+            parts, open_quote = [text], True
+            while open_quote and span < MAX_RECORD_LINES and k + span < len(raw_lines):
+                more = text_of(k + span)
+                if more is None:
+                    break
+                parts.append(more)
+                span += 1
+                open_quote = _quote_open_after(more, True)
+            if open_quote:
+                found.broken.append((line, _UNCLOSED_QUOTE, raw_of(k)))
+                k += 1
+                continue
+            text = "\n".join(parts)
+        try:
+            cells = next(csv.reader(io.StringIO(text, newline=""), strict=False))
+        except csv.Error as exc:
+            found.broken.append((line, f"not a CSV record ({exc})", raw_of(k)))
+            k += 1
+            continue
+        if len(cells) != len(header):
+            reason = (
+                f"wrong column count: expected {len(header)} columns, found {len(cells)}"
+                if span == 1
+                else f"{_UNCLOSED_QUOTE} (read to line {line + span - 1}, it gives "
+                f"{len(cells)} of {len(header)} columns)"
+            )
+            found.broken.append((line, reason, raw_of(k)))
+            k += 1
+            continue
+        found.rows.append((line, cells, text))
+        found.continuation_lines += span - 1
+        k += span
+    return found
+
+
+_UNCLOSED_QUOTE = "unterminated quote: a quoted value opened on this line never closes"
+
+
+def records_table(records: CsvRecords) -> pa.Table:
+    """The records as text columns under their header names (empty cells NULL, as
+    ``read_csv`` gives them), with ``record_no``, ``line_no`` and ``raw_text``."""
+    columns: dict[str, list[str | None]] = {name: [] for name in records.header}
+    for _, cells, _ in records.rows:
+        for name, cell in zip(records.header, cells, strict=True):
+            columns[name].append(cell if cell != "" else None)
+    table = pa.table({name: pa.array(values, pa.string()) for name, values in columns.items()})
+    table = table.add_column(0, "record_no", pa.array(range(1, len(records.rows) + 1), pa.int64()))
+    table = table.append_column("line_no", pa.array([r[0] for r in records.rows], pa.int64()))
+    return table.append_column("raw_text", pa.array([r[2] for r in records.rows], pa.string()))

@@ -230,25 +230,25 @@ def _order_fill_checks() -> list[tuple[str, str, str]]:
         (
             "makerAssetId",
             "maker_asset_id IS NULL",
-            "format('invalid asset id \"{}\": expected 0 (USDC) or a token id of 71-78 digits "
+            'format(\'invalid asset id "{}": expected 0 (USDC) or a token id of 71-78 digits '
             "without a leading zero', coalesce(raw_maker_asset_id, ''))",
         ),
         (
             "takerAssetId",
             "taker_asset_id IS NULL",
-            "format('invalid asset id \"{}\": expected 0 (USDC) or a token id of 71-78 digits "
+            'format(\'invalid asset id "{}": expected 0 (USDC) or a token id of 71-78 digits '
             "without a leading zero', coalesce(raw_taker_asset_id, ''))",
         ),
         (
             "makerAmountFilled",
             "maker_amount_filled IS NULL",
-            "format('amount \"{}\" is not a positive integer of digits only (no sign, space, "
+            'format(\'amount "{}" is not a positive integer of digits only (no sign, space, '
             "exponent or fraction) within BIGINT', coalesce(raw_maker_amount, ''))",
         ),
         (
             "takerAmountFilled",
             "taker_amount_filled IS NULL",
-            "format('amount \"{}\" is not a positive integer of digits only (no sign, space, "
+            'format(\'amount "{}" is not a positive integer of digits only (no sign, space, '
             "exponent or fraction) within BIGINT', coalesce(raw_taker_amount, ''))",
         ),
         (
