@@ -610,12 +610,45 @@ def source_day_range(data_dir: Path) -> tuple[date, date] | None:
             continue
         with _import_connection(data_dir) as con:
             expr = n.sql_timestamp(f'"{column}"')
+            try:
+                source = _guarded_column(con, path, column)
+            except pa.ArrowInvalid:  # e.g. a timestamp cell that is not UTF-8
+                source = (
+                    f"read_csv({sql_string(path)}, header = true, all_varchar = true, "
+                    "ignore_errors = true)"
+                )
             row = con.execute(
                 f"SELECT min(CAST(ts AS DATE)), max(CAST(ts AS DATE)) FROM ("
-                f"SELECT {expr} AS ts FROM read_csv({sql_string(path)}, header = true, "
-                "all_varchar = true, ignore_errors = true)) WHERE "
+                f"SELECT {expr} AS ts FROM {source}) WHERE "
                 f"{n.sql_timestamp_in_range('ts')}"
             ).fetchone()
         if row and row[0] is not None:
             return row[0], row[1]
     return None
+
+
+def _guarded_column(con: duckdb.DuckDBPyConnection, path: Path, column: str) -> str:
+    """One text column of a CSV read through ``csv_lines.GuardedLines`` like the import, so a
+    stray quote cannot hide the rows after it; registered, its relation name returned."""
+    import pyarrow.csv as pa_csv
+
+    from polymkt_dagster.lib.csv_lines import CHUNK_BYTES, GuardedLines
+    from polymkt_dagster.lib.csv_source import read_header
+
+    header = read_header(path, [column])
+    with GuardedLines(path) as guarded:
+        table = pa_csv.read_csv(
+            guarded,
+            read_options=pa_csv.ReadOptions(
+                skip_rows=1, column_names=header, block_size=CHUNK_BYTES
+            ),
+            parse_options=pa_csv.ParseOptions(
+                newlines_in_values=False,
+                invalid_row_handler=lambda _row: "skip",  # the import reports them
+            ),
+            convert_options=pa_csv.ConvertOptions(
+                include_columns=[column], column_types={column: pa.string()}
+            ),
+        )
+    con.register("source_column", table)
+    return "source_column"
