@@ -29,10 +29,7 @@ from polymkt_dagster.lib.schemas import MARKETS, ORDER_FILLED, POLY_DATA_ORDER_F
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 FILL_HEADER = list(POLY_DATA_ORDER_FILLED_COLUMNS)
-MARKET_HEADER = (
-    "createdAt,id,question,answer1,answer2,neg_risk,market_slug,token1,token2,condition_id,"
-    "volume,ticker,closedTime"
-).split(",")
+MARKET_HEADER = ["createdAt", "id", "question", "answer1", "answer2", "neg_risk", "market_slug", "token1", "token2", "condition_id", "volume", "ticker", "closedTime"]
 TOKENS = ["1" + "1" * 76, "2" + "2" * 76, "3" + "3" * 76, "4" + "4" * 76]
 MAKER = "0x" + "ab" * 20
 TAKER = "0x" + "cd" * 20
@@ -177,11 +174,11 @@ def _variants() -> dict[str, Variant]:
             _with_fill_lines({2: _csv_line(_fill(40, maker=MAKER[:10] + "\x00" + MAKER[11:]),
                                            FILL_HEADER)}),
             _markets(), fill_reject_lines={4},
-        ),  # fmt: skip
+        ),
         "ten-megabyte-cell": Variant(
             _with_fill_lines({4: _csv_line(_fill(41, maker="a" * (10 << 20)), FILL_HEADER)}),
             _markets(), fill_reject_lines={6},
-        ),  # fmt: skip
+        ),
         "bad-amounts": Variant(
             _with_fill_lines({
                 1: _csv_line(_fill(42, makerAmountFilled="-500000"), FILL_HEADER),
@@ -191,14 +188,14 @@ def _variants() -> dict[str, Variant]:
                 5: _csv_line(_fill(46, takerAmountFilled="100000000.5"), FILL_HEADER),
             }),
             _markets(), fill_reject_lines={3, 4, 5, 6, 7},
-        ),  # fmt: skip
+        ),
         "millisecond-and-far-future-timestamps": Variant(
             _with_fill_lines({
                 1: _csv_line(_fill(47, timestamp=f"{DAY_ONE}123"), FILL_HEADER),
                 2: _csv_line(_fill(48, timestamp="4102444800"), FILL_HEADER),  # 2100
             }),
             _markets(), fills_landed=len(GOOD_FILLS) + 1, fill_reject_lines={4},
-        ),  # fmt: skip
+        ),
         "token-id-in-scientific-notation": Variant(
             _with_fill_lines({1: _csv_line(_fill(49, takerAssetId="1.1111e76"), FILL_HEADER)}),
             _markets([
@@ -206,11 +203,11 @@ def _variants() -> dict[str, Variant]:
                 _csv_line(_market(2, token1="3.3333e76"), MARKET_HEADER),
             ]),
             fill_reject_lines={3}, market_reject_lines={4},
-        ),  # fmt: skip
+        ),
         "stray-quote": Variant(
             _fills([*good[:2], stray_quote, *good[3:]]), _markets(),
             fills_landed=len(GOOD_FILLS) - 1, fill_reject_lines={4},
-        ),  # fmt: skip
+        ),
         "quote-running-to-end-of-file": Variant(
             _fills([*good[:4], good[4].replace(TAKER, '"' + TAKER), good[5]]),
             _markets([
@@ -219,7 +216,7 @@ def _variants() -> dict[str, Variant]:
                 _csv_line(GOOD_MARKETS[1], MARKET_HEADER),
             ]),
             fills_landed=len(GOOD_FILLS) - 1, fill_reject_lines={6}, market_reject_lines={3},
-        ),  # fmt: skip
+        ),
         "duplicate-market-ids-with-different-questions": Variant(
             _fills(),
             _markets([
@@ -229,7 +226,7 @@ def _variants() -> dict[str, Variant]:
                 _csv_line(GOOD_MARKETS[0], MARKET_HEADER),  # an identical repeat: a duplicate
             ]),
             market_reject_lines={3},
-        ),  # fmt: skip
+        ),
         "html-sql-emoji-in-questions": Variant(
             _fills(),
             _markets([
@@ -237,7 +234,7 @@ def _variants() -> dict[str, Variant]:
                 for k, q in enumerate(HOSTILE_QUESTIONS)
             ]),
             markets_landed=len(HOSTILE_QUESTIONS), check=_questions_stored_verbatim,
-        ),  # fmt: skip
+        ),
         "jsonl-with-u2028-and-a-malformed-line": Variant(
             _fills(), _markets(),
             markets_landed=len(GOOD_MARKETS) + 1,
@@ -248,7 +245,7 @@ def _variants() -> dict[str, Variant]:
                             "clobTokenIds": json.dumps(TOKENS[:2])}, ensure_ascii=False),
                 '{"id": "901", "question": ',
             ]).encode() + b"\n"},
-        ),  # fmt: skip
+        ),
     }
 
 
