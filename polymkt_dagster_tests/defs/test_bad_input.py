@@ -29,7 +29,21 @@ from polymkt_dagster.lib.schemas import MARKETS, ORDER_FILLED, POLY_DATA_ORDER_F
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 FILL_HEADER = list(POLY_DATA_ORDER_FILLED_COLUMNS)
-MARKET_HEADER = ["createdAt", "id", "question", "answer1", "answer2", "neg_risk", "market_slug", "token1", "token2", "condition_id", "volume", "ticker", "closedTime"]
+MARKET_HEADER = [
+    "createdAt",
+    "id",
+    "question",
+    "answer1",
+    "answer2",
+    "neg_risk",
+    "market_slug",
+    "token1",
+    "token2",
+    "condition_id",
+    "volume",
+    "ticker",
+    "closedTime",
+]
 TOKENS = ["1" + "1" * 76, "2" + "2" * 76, "3" + "3" * 76, "4" + "4" * 76]
 MAKER = "0x" + "ab" * 20
 TAKER = "0x" + "cd" * 20
@@ -150,7 +164,8 @@ def _variants() -> dict[str, Variant]:
     return {
         "clean": Variant(_fills(), _markets()),
         "truncated-last-line": Variant(
-            (_fills()[:-1].decode() + "\n" + truncated).encode(), _markets(),
+            (_fills()[:-1].decode() + "\n" + truncated).encode(),
+            _markets(),
             fill_reject_lines={8},
         ),
         "bom": Variant(b"\xef\xbb\xbf" + _fills(), b"\xef\xbb\xbf" + _markets()),
@@ -171,80 +186,117 @@ def _variants() -> dict[str, Variant]:
             _with_fill_lines({3: ",".join(FILL_HEADER)}), _markets(), fill_reject_lines={5}
         ),
         "nul-bytes": Variant(
-            _with_fill_lines({2: _csv_line(_fill(40, maker=MAKER[:10] + "\x00" + MAKER[11:]),
-                                           FILL_HEADER)}),
-            _markets(), fill_reject_lines={4},
+            _with_fill_lines(
+                {2: _csv_line(_fill(40, maker=MAKER[:10] + "\x00" + MAKER[11:]), FILL_HEADER)}
+            ),
+            _markets(),
+            fill_reject_lines={4},
         ),
         "ten-megabyte-cell": Variant(
             _with_fill_lines({4: _csv_line(_fill(41, maker="a" * (10 << 20)), FILL_HEADER)}),
-            _markets(), fill_reject_lines={6},
+            _markets(),
+            fill_reject_lines={6},
         ),
         "bad-amounts": Variant(
-            _with_fill_lines({
-                1: _csv_line(_fill(42, makerAmountFilled="-500000"), FILL_HEADER),
-                2: _csv_line(_fill(43, makerAmountFilled="0"), FILL_HEADER),
-                3: _csv_line(_fill(44, takerAmountFilled="9223372036854775808"), FILL_HEADER),
-                4: _csv_line(_fill(45, makerAmountFilled="1e8"), FILL_HEADER),
-                5: _csv_line(_fill(46, takerAmountFilled="100000000.5"), FILL_HEADER),
-            }),
-            _markets(), fill_reject_lines={3, 4, 5, 6, 7},
+            _with_fill_lines(
+                {
+                    1: _csv_line(_fill(42, makerAmountFilled="-500000"), FILL_HEADER),
+                    2: _csv_line(_fill(43, makerAmountFilled="0"), FILL_HEADER),
+                    3: _csv_line(_fill(44, takerAmountFilled="9223372036854775808"), FILL_HEADER),
+                    4: _csv_line(_fill(45, makerAmountFilled="1e8"), FILL_HEADER),
+                    5: _csv_line(_fill(46, takerAmountFilled="100000000.5"), FILL_HEADER),
+                }
+            ),
+            _markets(),
+            fill_reject_lines={3, 4, 5, 6, 7},
         ),
         "millisecond-and-far-future-timestamps": Variant(
-            _with_fill_lines({
-                1: _csv_line(_fill(47, timestamp=f"{DAY_ONE}123"), FILL_HEADER),
-                2: _csv_line(_fill(48, timestamp="4102444800"), FILL_HEADER),  # 2100
-            }),
-            _markets(), fills_landed=len(GOOD_FILLS) + 1, fill_reject_lines={4},
+            _with_fill_lines(
+                {
+                    1: _csv_line(_fill(47, timestamp=f"{DAY_ONE}123"), FILL_HEADER),
+                    2: _csv_line(_fill(48, timestamp="4102444800"), FILL_HEADER),  # 2100
+                }
+            ),
+            _markets(),
+            fills_landed=len(GOOD_FILLS) + 1,
+            fill_reject_lines={4},
         ),
         "token-id-in-scientific-notation": Variant(
             _with_fill_lines({1: _csv_line(_fill(49, takerAssetId="1.1111e76"), FILL_HEADER)}),
-            _markets([
-                *[_csv_line(r, MARKET_HEADER) for r in GOOD_MARKETS],
-                _csv_line(_market(2, token1="3.3333e76"), MARKET_HEADER),
-            ]),
-            fill_reject_lines={3}, market_reject_lines={4},
+            _markets(
+                [
+                    *[_csv_line(r, MARKET_HEADER) for r in GOOD_MARKETS],
+                    _csv_line(_market(2, token1="3.3333e76"), MARKET_HEADER),
+                ]
+            ),
+            fill_reject_lines={3},
+            market_reject_lines={4},
         ),
         "stray-quote": Variant(
-            _fills([*good[:2], stray_quote, *good[3:]]), _markets(),
-            fills_landed=len(GOOD_FILLS) - 1, fill_reject_lines={4},
+            _fills([*good[:2], stray_quote, *good[3:]]),
+            _markets(),
+            fills_landed=len(GOOD_FILLS) - 1,
+            fill_reject_lines={4},
         ),
         "quote-running-to-end-of-file": Variant(
             _fills([*good[:4], good[4].replace(TAKER, '"' + TAKER), good[5]]),
-            _markets([
-                _csv_line(GOOD_MARKETS[0], MARKET_HEADER),
-                _csv_line(_market(2, question='"Stray quote, never closed'), MARKET_HEADER),
-                _csv_line(GOOD_MARKETS[1], MARKET_HEADER),
-            ]),
-            fills_landed=len(GOOD_FILLS) - 1, fill_reject_lines={6}, market_reject_lines={3},
+            _markets(
+                [
+                    _csv_line(GOOD_MARKETS[0], MARKET_HEADER),
+                    _csv_line(_market(2, question='"Stray quote, never closed'), MARKET_HEADER),
+                    _csv_line(GOOD_MARKETS[1], MARKET_HEADER),
+                ]
+            ),
+            fills_landed=len(GOOD_FILLS) - 1,
+            fill_reject_lines={6},
+            market_reject_lines={3},
         ),
         "duplicate-market-ids-with-different-questions": Variant(
             _fills(),
-            _markets([
-                _csv_line(GOOD_MARKETS[0], MARKET_HEADER),
-                _csv_line(_market(1, question="First wording?"), MARKET_HEADER),
-                _csv_line(GOOD_MARKETS[1], MARKET_HEADER),
-                _csv_line(GOOD_MARKETS[0], MARKET_HEADER),  # an identical repeat: a duplicate
-            ]),
+            _markets(
+                [
+                    _csv_line(GOOD_MARKETS[0], MARKET_HEADER),
+                    _csv_line(_market(1, question="First wording?"), MARKET_HEADER),
+                    _csv_line(GOOD_MARKETS[1], MARKET_HEADER),
+                    _csv_line(GOOD_MARKETS[0], MARKET_HEADER),  # an identical repeat: a duplicate
+                ]
+            ),
             market_reject_lines={3},
         ),
         "html-sql-emoji-in-questions": Variant(
             _fills(),
-            _markets([
-                _csv_line(_market(k, question='"' + q.replace('"', '""') + '"'), MARKET_HEADER)
-                for k, q in enumerate(HOSTILE_QUESTIONS)
-            ]),
-            markets_landed=len(HOSTILE_QUESTIONS), check=_questions_stored_verbatim,
+            _markets(
+                [
+                    _csv_line(_market(k, question='"' + q.replace('"', '""') + '"'), MARKET_HEADER)
+                    for k, q in enumerate(HOSTILE_QUESTIONS)
+                ]
+            ),
+            markets_landed=len(HOSTILE_QUESTIONS),
+            check=_questions_stored_verbatim,
         ),
         "jsonl-with-u2028-and-a-malformed-line": Variant(
-            _fills(), _markets(),
+            _fills(),
+            _markets(),
             markets_landed=len(GOOD_MARKETS) + 1,
-            extra_files={"markets.jsonl": "\n".join([
-                json.dumps({"id": "900", "question": "Line\u2028separator?",
-                            "description": "a\u2028b\u2029c", "conditionId": "0x" + "9" * 64,
-                            "outcomes": '["Yes","No"]',
-                            "clobTokenIds": json.dumps(TOKENS[:2])}, ensure_ascii=False),
-                '{"id": "901", "question": ',
-            ]).encode() + b"\n"},
+            extra_files={
+                "markets.jsonl": "\n".join(
+                    [
+                        json.dumps(
+                            {
+                                "id": "900",
+                                "question": "Line\u2028separator?",
+                                "description": "a\u2028b\u2029c",
+                                "conditionId": "0x" + "9" * 64,
+                                "outcomes": '["Yes","No"]',
+                                "clobTokenIds": json.dumps(TOKENS[:2]),
+                            },
+                            ensure_ascii=False,
+                        ),
+                        '{"id": "901", "question": ',
+                    ]
+                ).encode()
+                + b"\n"
+            },
         ),
     }
 
@@ -265,9 +317,7 @@ def _data_dir(tmp_path: Path, variant: Variant) -> Path:
 def _lake_state(data_dir: Path) -> tuple[list[tuple], list[tuple]]:
     lake = Lake(data_dir / "parquet")
     with connect() as con:
-        fills = con.execute(
-            f"SELECT * FROM {lake.scan_sql(ORDER_FILLED)} ORDER BY id"
-        ).fetchall()
+        fills = con.execute(f"SELECT * FROM {lake.scan_sql(ORDER_FILLED)} ORDER BY id").fetchall()
         markets = con.execute(
             f"SELECT * EXCLUDE (updated_at) FROM {lake.scan_sql(MARKETS)} ORDER BY market_id"
         ).fetchall()
