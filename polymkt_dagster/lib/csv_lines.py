@@ -33,7 +33,7 @@ from numba import types as nt
 
 MAX_LINE_BYTES = 1 << 20  # a fill line is ~300 bytes; a longer line is no record of ours
 RAW_PREVIEW_CHARS = 4_000  # raw text kept in the rejects for a blanked line
-CHUNK_BYTES = 8 << 20
+CHUNK_BYTES = 4 << 20
 
 REASON_OPEN_QUOTE = (
     "unterminated quote: a quoted value opened on this line does not close before the line "
@@ -88,6 +88,22 @@ def _open_quote_lines(data: np.ndarray, starts: np.ndarray, stops: np.ndarray) -
     return found
 
 
+@numba.njit(
+    nt.UniTuple(nt.int64, 2)(nt.Array(nt.uint8, 1, "C", readonly=True)), nogil=True, cache=True
+)
+def _newline_stats(data: np.ndarray) -> tuple[int, int]:
+    """Newlines in ``data`` and newlines right after a newline (blank lines), one pass."""
+    newlines = 0
+    doubled = 0
+    previous = 0
+    for i in range(len(data)):
+        is_newline = np.int64(data[i] == _NL)
+        newlines += is_newline
+        doubled += is_newline & previous
+        previous = is_newline
+    return newlines, doubled
+
+
 @dataclass
 class LineCount:
     """What ``GuardedLines`` saw of the whole file (complete once it was read to the end)."""
@@ -129,9 +145,11 @@ class GuardedLines(io.RawIOBase):
         self.chunk_bytes = chunk_bytes
         self.max_line_bytes = max_line_bytes
         self.count = LineCount()
+        self._too_long = f"line longer than {max_line_bytes:,} bytes"
         self._file = path.open("rb")
         self._carry = b""
-        self._pending = memoryview(b"")
+        self._pending = b""
+        self._offset = 0
         self._skipping = False  # inside a line longer than max_line_bytes
         self._done = False
 
@@ -142,13 +160,23 @@ class GuardedLines(io.RawIOBase):
         self._file.close()
         super().close()
 
+    def read(self, size: int = -1) -> bytes | bytearray:
+        """Whole guarded pieces when ``size`` allows (no copy), else a part of one."""
+        while self._offset >= len(self._pending) and not self._done:
+            self._pending, self._offset = self._next_piece(), 0
+        rest = len(self._pending) - self._offset
+        if size < 0 or size >= rest:
+            out = self._pending if self._offset == 0 else self._pending[self._offset :]
+            self._pending, self._offset = b"", 0
+            return out
+        out = self._pending[self._offset : self._offset + size]
+        self._offset += size
+        return out
+
     def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
-        while not self._pending and not self._done:
-            self._pending = memoryview(self._next_piece())
-        size = min(len(buffer), len(self._pending))
-        buffer[:size] = self._pending[:size]
-        self._pending = self._pending[size:]
-        return size
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
 
     def read_all_lines(self) -> LineCount:
         """Read to the end (when only the count is wanted)."""
@@ -156,49 +184,53 @@ class GuardedLines(io.RawIOBase):
             self._next_piece()
         return self.count
 
-    def _next_piece(self) -> bytes:
-        """The next run of whole lines, guarded."""
+    def _next_piece(self) -> bytes | bytearray:
+        """The next run of whole lines, guarded (read into a fresh buffer: one copy)."""
         while True:
-            chunk = self._file.read(self.chunk_bytes)
-            if not chunk:
+            carry = self._carry
+            buffer = bytearray(len(carry) + self.chunk_bytes)
+            buffer[: len(carry)] = carry
+            got = self._file.readinto(memoryview(buffer)[len(carry) :])
+            if not got:
                 self._done = True
-                piece, self._carry = self._carry, b""
-                return self._guard(piece, final=True)
+                self._carry = b""
+                return self._guard(carry, final=True)
+            del buffer[len(carry) + got :]
             if self._skipping:
-                cut = chunk.find(b"\n")
+                cut = buffer.find(b"\n")
                 if cut < 0:
                     continue
                 self._skipping = False
-                chunk = chunk[cut + 1 :]
-            data = self._carry + chunk if self._carry else chunk
-            cut = data.rfind(b"\n")
+                del buffer[: cut + 1]
+            cut = buffer.rfind(b"\n")
             if cut < 0:
-                if len(data) > self.max_line_bytes:
-                    return self._overlong(data)
-                self._carry = data
+                if len(buffer) > self.max_line_bytes:
+                    return self._overlong(bytes(buffer))
+                self._carry = bytes(buffer)
                 continue
-            self._carry = data[cut + 1 :]
-            return self._guard(data[: cut + 1], final=False)
+            self._carry = bytes(buffer[cut + 1 :])
+            del buffer[cut + 1 :]  # shrinks in place
+            return self._guard(buffer, final=False)
 
     def _overlong(self, start_of_line: bytes) -> bytes:
         """A line past ``max_line_bytes`` with no end in sight: rejected, skipped to its end."""
         self.count.lines += 1
         line = self.count.lines
-        self.count.blanked.append((line, REASON_TOO_LONG, _raw_text(start_of_line)))
+        self.count.blanked.append((line, self._too_long, _raw_text(start_of_line)))
         self._carry = b""
         self._skipping = True
         return b"\n"
 
-    def _guard(self, piece: bytes, *, final: bool) -> bytes:
+    def _guard(self, piece: bytes | bytearray, *, final: bool) -> bytes | bytearray:
         base = self.count.lines  # lines before this piece
-        newlines = piece.count(b"\n")
-        lines = newlines + (1 if piece and not piece.endswith(b"\n") else 0)
+        data = np.frombuffer(piece, dtype=np.uint8)
+        newlines, doubled = _newline_stats(data)
+        lines = newlines + (1 if piece and piece[-1] != _NL else 0)
         self.count.lines += lines
         if not lines:
             return piece
         bad: list[tuple[int, int, str]] = []  # [start, stop) of line contents, reason
         if b'"' in piece:
-            data = np.frombuffer(piece, dtype=np.uint8)
             starts = np.empty(lines, dtype=np.int64)
             stops = np.empty(lines, dtype=np.int64)
             found = _open_quote_lines(data, starts, stops)
@@ -206,20 +238,18 @@ class GuardedLines(io.RawIOBase):
                 (int(start), int(stop), REASON_OPEN_QUOTE)
                 for start, stop in zip(starts[:found], stops[:found], strict=True)
             ]
-        needs_lines = (
-            piece.count(b"\r") != piece.count(b"\r\n")
-            or piece.startswith((b"\n", b"\r\n"))
-            or b"\n\n" in piece
-            or b"\n\r\n" in piece
+        if (
+            doubled
+            or piece[0] == _NL
+            or b"\r" in piece  # CRLF lines, or a stray carriage return
             or self._may_hold_long_line(piece)
-        )
-        if needs_lines:
+        ):
             bad += self._line_checks(piece, base)
         if not bad:
             return piece
         return self._blank_out(piece, base, bad)
 
-    def _may_hold_long_line(self, piece: bytes) -> bool:
+    def _may_hold_long_line(self, piece: bytes | bytearray) -> bool:
         """True when some window of half the limit holds no newline (a line past the limit
         always contains one)."""
         half = max(self.max_line_bytes // 2, 1)
@@ -227,7 +257,7 @@ class GuardedLines(io.RawIOBase):
             return False
         return any(piece.find(b"\n", at, at + half) < 0 for at in range(0, len(piece) - half, half))
 
-    def _line_checks(self, piece: bytes, base: int) -> list[tuple[int, int, str]]:
+    def _line_checks(self, piece: bytes | bytearray, base: int) -> list[tuple[int, int, str]]:
         """Blank lines (noted), stray carriage returns and long lines (returned as bad)."""
         data = np.frombuffer(piece, dtype=np.uint8)
         ends = np.flatnonzero(data == _NL)
@@ -249,10 +279,12 @@ class GuardedLines(io.RawIOBase):
             for k in np.unique(np.searchsorted(ends, stray)):
                 bad.append((int(starts[k]), int(ends[k]), REASON_CARRIAGE_RETURN))
         for k in np.flatnonzero(ends - starts > self.max_line_bytes):
-            bad.append((int(starts[k]), int(ends[k]), REASON_TOO_LONG))
+            bad.append((int(starts[k]), int(ends[k]), self._too_long))
         return bad
 
-    def _blank_out(self, piece: bytes, base: int, bad: list[tuple[int, int, str]]) -> bytes:
+    def _blank_out(
+        self, piece: bytes | bytearray, base: int, bad: list[tuple[int, int, str]]
+    ) -> bytes:
         kept: list[bytes] = []
         at = 0
         line, counted_to = base + 1, 0  # the line number at offset counted_to
@@ -267,4 +299,6 @@ class GuardedLines(io.RawIOBase):
             kept.append(piece[at:start])
             at = stop
         kept.append(piece[at:])
+        if at == len(piece) and piece and piece[-1] != _NL:
+            kept.append(b"\n")  # a blanked last line still ends: the parser sees it blank
         return b"".join(kept)

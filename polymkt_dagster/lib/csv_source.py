@@ -344,7 +344,8 @@ class ArrowCells:
         from polymkt_dagster.lib.csv_lines import GuardedLines
 
         cell = pa.binary()
-        self.guard = GuardedLines(self.path, chunk_bytes=self.block_bytes)
+        # pieces of at most a block, so each read hands pyarrow a whole piece without a copy
+        self.guard = GuardedLines(self.path, chunk_bytes=max(self.block_bytes // 2, 1))
         try:
             reader = pa_csv.open_csv(
                 self.guard,
