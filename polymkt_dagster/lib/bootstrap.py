@@ -507,7 +507,7 @@ def _events_from_csv(path: Path, rejects: Rejects) -> tuple[list[dict[str, Any]]
 
 def _peek_header(path: Path) -> list[str]:
     with path.open(newline="", encoding="utf-8") as handle:
-        return [h.strip() for h in next(csv.reader(handle), [])]
+        return [h.strip().lstrip("\ufeff") for h in next(csv.reader(handle), [])]
 
 
 def import_events(data_dir: Path, lake: Lake, *, progress: Progress | None = None) -> ImportReport:
@@ -551,7 +551,7 @@ def import_events(data_dir: Path, lake: Lake, *, progress: Progress | None = Non
                   (PARTITION BY event_id ORDER BY end_date DESC NULLS LAST) = 1) i
             FULL OUTER JOIN ({derived}) d ON i.event_id = d.event_id
         """
-        report.rows_accepted = len(rows)
+        report.rows_accepted = sum(a.accepted for a in report.accounting)
         report.rows_written = merge_events(con, lake, combined)
         report.output_path = lake.single_file(EVENTS.name)
     if progress:
