@@ -190,8 +190,11 @@ def bootstrap(ctx: click.Context, from_s3: bool) -> None:
             err.print(
                 f"{report.table}: {report.rows_accepted:,} accepted, "
                 f"{report.rows_rejected:,} rejected"
-                + (f" (see {report.rejects_path})" if report.rejects_path else "")
+                + (f" (see {report.rejects_path})" if report.rejects_path else ""),
+                markup=False,
             )
+            for accounting in report.accounting:
+                err.print(f"  {accounting.file}: {accounting.summary()}", markup=False)
     except SourceFileError as exc:
         fail(str(exc))
     with connect() as con:

@@ -16,7 +16,6 @@ once, streamed day by day (``order_fill_csv``), with memory bounded whatever its
 from __future__ import annotations
 
 import csv
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
@@ -28,16 +27,17 @@ import pyarrow as pa
 
 from polymkt_dagster.lib import normalize as n
 from polymkt_dagster.lib.csv_source import (
-    CsvScan,
     Rejects,
+    RowAccounting,
     SourceFileError,
-    physical_line,
+    read_records,
+    records_table,
     reject_expressions,
     scan_csv,
-    structural_rejects,
 )
 from polymkt_dagster.lib.duck import connect, sql_string
-from polymkt_dagster.lib.gamma import GammaShapeError, load_payloads, parse_event, parse_many
+from polymkt_dagster.lib.gamma import GammaShapeError, parse_event, parse_market
+from polymkt_dagster.lib.json_source import raw_record, read_json_records
 from polymkt_dagster.lib.lake import Lake, PartitionWrite
 from polymkt_dagster.lib.merge import merge_events, merge_markets
 from polymkt_dagster.lib.schemas import (
@@ -76,6 +76,9 @@ class ImportReport:
     output_path: Path | None = None
     # wall seconds per stage of a streaming import (overlapping: threads)
     stage_seconds: dict[str, float] = field(default_factory=dict)
+    # per source file: its records = accepted + rejected + duplicates (checked, see
+    # csv_source.RowAccounting)
+    accounting: list[RowAccounting] = field(default_factory=list)
 
     def absorb_rejects(self, rejects: Rejects, target: Path) -> None:
         self.rows_rejected = len(rejects)
@@ -133,6 +136,8 @@ def import_order_filled(
     report.rows_read = imported.rows_read
     report.rows_accepted = imported.rows_accepted
     report.duplicates_dropped = imported.duplicates_dropped
+    if imported.accounting:
+        report.accounting.append(imported.accounting)
     report.stage_seconds = imported.stage_seconds
     report.partitions = [imported.partitions[day] for day in sorted(imported.partitions)]
     report.rows_written = sum(p.rows for p in report.partitions)
@@ -152,22 +157,25 @@ def _arrow_table(
     return pa.Table.from_pylist(rows, schema=schema)
 
 
-def _collect_rejects(
-    con: duckdb.DuckDBPyConnection, scan: CsvScan, staged: str, rejects: Rejects
-) -> int:
-    """Record structural and validation rejects of a staged scan; returns rows read."""
-    broken = structural_rejects(con, scan, rejects)
-    for record_no, field_name, reason, raw in con.execute(
-        f"SELECT record_no, reject_field, reject_reason, raw_line FROM {staged} "
-        "WHERE reject_field IS NOT NULL ORDER BY record_no"
-    ).fetchall():
-        line = physical_line(int(record_no), broken)
-        rejects.add(str(scan.path), line, field_name, reason, raw)
-    return _count(con, f"SELECT count(*) FROM {staged}") + len(broken)
+# The canonical values two rows of one market id are compared on (conflict or duplicate).
+_MARKET_CSV_CONTENT = (
+    "condition_id", "question", "slug", "event_slug", "neg_risk", "outcomes", "token1",
+    "token2", "created_at", "closed_time", "volume",
+)  # fmt: skip
 
 
-def _stage_markets_csv(con: duckdb.DuckDBPyConnection, path: Path, rejects: Rejects) -> int:
-    scan = scan_csv(con, path, POLY_DATA_MARKETS_COLUMNS)
+def _stage_markets_csv(
+    con: duckdb.DuckDBPyConnection, path: Path, rejects: Rejects
+) -> RowAccounting:
+    """Stage markets.csv as ``staged_markets_csv``; rejects recorded; the row accounting.
+
+    A market id repeated with the same content is a duplicate; with different content, a
+    conflict: the later row (a dump is appended to) is kept and each earlier one is rejected
+    with a reason naming both lines and the fields that differ.
+    """
+    records = read_records(path, POLY_DATA_MARKETS_COLUMNS)
+    records.add_broken_to(rejects)
+    con.register("markets_csv_records", records_table(records))
     checks = [
         ("id", "market_id IS NULL", "'market id is empty'"),
         (
@@ -201,13 +209,13 @@ def _stage_markets_csv(con: duckdb.DuckDBPyConnection, path: Path, rejects: Reje
             "format('volume \"{}\" is not a number', raw_volume)",
         ),
     ]
-    field_case, reason_case, raw_line = reject_expressions(checks, scan.header)
+    field_case, reason_case, _ = reject_expressions(checks, records.header)
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE staged_markets_csv AS
         WITH norm AS (
             SELECT
-                record_no,
+                record_no, line_no,
                 {n.sql_trimmed("id")} AS market_id,
                 {n.sql_tx_hash("condition_id")} AS condition_id,
                 {n.sql_token_id("token1")} AS token1,
@@ -223,13 +231,71 @@ def _stage_markets_csv(con: duckdb.DuckDBPyConnection, path: Path, rejects: Reje
                 {n.sql_bool("neg_risk")} AS neg_risk,
                 list_filter([{n.sql_trimmed("answer1")}, {n.sql_trimmed("answer2")}],
                             x -> x IS NOT NULL) AS outcomes,
-                {raw_line} AS raw_line
-            FROM {scan.relation}
+                raw_text AS raw_line
+            FROM markets_csv_records
         )
         SELECT *, {field_case} AS reject_field, {reason_case} AS reject_reason FROM norm
         """
     )
-    return _collect_rejects(con, scan, "staged_markets_csv", rejects)
+    for line, field_name, reason, raw in con.execute(
+        "SELECT line_no, reject_field, reject_reason, raw_line FROM staged_markets_csv "
+        "WHERE reject_field IS NOT NULL ORDER BY line_no"
+    ).fetchall():
+        rejects.add(str(path), int(line), field_name, reason, raw)
+    duplicates, conflicts = _repeated_market_ids(con, path, rejects)
+    staged = _count(con, "SELECT count(*) FROM staged_markets_csv")
+    invalid = _count(con, "SELECT count(*) FROM staged_markets_csv WHERE reject_field IS NOT NULL")
+    return RowAccounting(
+        file=str(path),
+        records_in_file=records.records_in_file,
+        rows_read=staged + len(records.broken),
+        accepted=staged - invalid - duplicates - conflicts,
+        rejected=len(records.broken) + invalid + conflicts,
+        duplicates=duplicates,
+    ).check()
+
+
+def _repeated_market_ids(
+    con: duckdb.DuckDBPyConnection, path: Path, rejects: Rejects
+) -> tuple[int, int]:
+    """Duplicates and conflicts among the valid rows of a repeated market id (see
+    ``_stage_markets_csv``); conflicts are rejected. Returns (duplicates, conflicts)."""
+    content = ", ".join(_MARKET_CSV_CONTENT)
+    rows = con.execute(
+        f"""
+        SELECT market_id, line_no, raw_line, {content} FROM staged_markets_csv
+        WHERE reject_field IS NULL AND market_id IN (
+            SELECT market_id FROM staged_markets_csv WHERE reject_field IS NULL
+            GROUP BY market_id HAVING count(*) > 1)
+        ORDER BY market_id, record_no
+        """
+    ).fetchall()
+    by_id: dict[str, list[tuple]] = {}
+    for row in rows:
+        by_id.setdefault(row[0], []).append(row)
+    duplicates = conflicts = 0
+    for market_id, repeats in by_id.items():
+        kept = repeats[-1]
+        for earlier in repeats[:-1]:
+            differing = [
+                name
+                for name, a, b in zip(_MARKET_CSV_CONTENT, earlier[3:], kept[3:], strict=True)
+                if a != b
+            ]
+            if not differing:
+                duplicates += 1
+                continue
+            conflicts += 1
+            rejects.add(
+                str(path),
+                int(earlier[1]),
+                "id",
+                f"market id {market_id} appears again on line {kept[1]} with a different "
+                f"{', '.join(differing)}: the later row (line {kept[1]}) is kept, this one "
+                f"(line {earlier[1]}) is rejected",
+                earlier[2],
+            )
+    return duplicates, conflicts
 
 
 def _markets_from_csv_sql() -> str:
@@ -260,16 +326,35 @@ def _markets_from_csv_sql() -> str:
     """
 
 
-def _load_json_source(path: Path, kind: str, rejects: Rejects) -> list[dict[str, Any]]:
-    try:
-        payloads = load_payloads(path.read_text(encoding="utf-8"), kind)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise SourceFileError(f"{path}: not valid JSON or JSON lines ({exc})") from exc
-    parsed = parse_many(payloads, kind)
-    for position, reason in parsed.rejects:
-        raw = json.dumps(payloads[position])[:2000] if position < len(payloads) else ""
-        rejects.add(str(path), position + 1, "(record)", reason, raw)
-    return parsed.rows
+def _load_json_source(
+    path: Path, kind: str, rejects: Rejects
+) -> tuple[list[dict[str, Any]], RowAccounting]:
+    """The parsed rows of a JSON/JSON-lines dump; a malformed record is rejected with its
+    line (a document: its position) and the others land. Repeats of an id are counted as
+    duplicates (which one wins is decided by the caller's merge)."""
+    found = read_json_records(path, kind)
+    for line, reason, raw in found.broken:
+        rejects.add(str(path), line, "(record)", reason, raw)
+    parse = parse_market if kind == "markets" else parse_event
+    key = "market_id" if kind == "markets" else "event_id"
+    rows: list[dict[str, Any]] = []
+    invalid = 0
+    for line, payload in found.records:
+        try:
+            rows.append(parse(payload))
+        except GammaShapeError as exc:
+            invalid += 1
+            rejects.add(str(path), line, "(record)", str(exc), raw_record(payload))
+    distinct = len({row[key] for row in rows})
+    accounting = RowAccounting(
+        file=str(path),
+        records_in_file=found.records_in_file,
+        rows_read=len(found.records) + len(found.broken),
+        accepted=distinct,
+        rejected=len(found.broken) + invalid,
+        duplicates=len(rows) - distinct,
+    ).check()
+    return rows, accounting
 
 
 def _prefer_first(columns: Sequence[tuple[str, str]], first: str, second: str) -> str:
@@ -302,13 +387,18 @@ def import_markets(data_dir: Path, lake: Lake, *, progress: Progress | None = No
         con.execute(f"CREATE OR REPLACE TEMP TABLE csv_markets AS {MARKETS.typed_empty_select()}")
         if csv_path.is_file():
             report.source_files.append(str(csv_path))
-            report.rows_read += _stage_markets_csv(con, csv_path, rejects)
+            accounting = _stage_markets_csv(con, csv_path, rejects)
+            report.accounting.append(accounting)
+            report.rows_read += accounting.rows_read
+            report.duplicates_dropped += accounting.duplicates
             con.execute(f"INSERT INTO csv_markets BY NAME {_markets_from_csv_sql()}")
         json_rows: list[dict[str, Any]] = []
         if json_path:
             report.source_files.append(str(json_path))
-            json_rows = _load_json_source(json_path, "markets", rejects)
-            report.rows_read += len(json_rows)
+            json_rows, accounting = _load_json_source(json_path, "markets", rejects)
+            report.accounting.append(accounting)
+            report.rows_read += accounting.rows_read
+            report.duplicates_dropped += accounting.duplicates
         con.register("json_markets", _arrow_table(json_rows, MARKETS, con))
         if progress:
             progress(f"markets: {report.rows_read} source rows read")
@@ -333,8 +423,8 @@ def _fill_event_titles(con: duckdb.DuckDBPyConnection, data_dir: Path) -> None:
     if not json_path:
         return
     try:
-        payloads = load_payloads(json_path.read_text(encoding="utf-8"), "events")
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        payloads = [payload for _, payload in read_json_records(json_path, "events").records]
+    except SourceFileError:
         return  # reported by the events import
     links: list[dict[str, Any]] = []
     for payload in payloads:
@@ -394,38 +484,37 @@ _EVENTS_CSV_ALIASES = {
 }
 
 
-def _events_from_csv(path: Path, rejects: Rejects) -> list[dict[str, Any]]:
-    from polymkt_dagster.lib.csv_source import read_header
-
-    read_header(path, ["id"] if "id" in _peek_header(path) else ["event_id"])
+def _events_from_csv(path: Path, rejects: Rejects) -> tuple[list[dict[str, Any]], RowAccounting]:
+    records = read_records(path, ["id"] if "id" in _peek_header(path) else ["event_id"])
+    records.add_broken_to(rejects)
+    names = [_EVENTS_CSV_ALIASES.get(name, name) for name in records.header]
     rows: list[dict[str, Any]] = []
-    with path.open(newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
-        for record in reader:
-            line = reader.line_num
-            payload: dict[str, Any] = {}
-            for key, value in record.items():
-                if key is None:
-                    continue
-                payload[_EVENTS_CSV_ALIASES.get(key.strip(), key.strip())] = value
-            markets = payload.get("markets")
-            if isinstance(markets, str):
-                payload["markets"] = [
-                    {"id": m.strip()} for m in markets.replace(";", ",").split(",") if m.strip()
-                ]
-            if None in record:
-                rejects.add(str(path), line, "(row)", "too many columns", json.dumps(record))
-                continue
-            try:
-                rows.append(parse_event(payload))
-            except GammaShapeError as exc:
-                rejects.add(str(path), line, "(record)", str(exc), json.dumps(record))
-    return rows
+    for line, cells, raw in records.rows:
+        payload: dict[str, Any] = dict(zip(names, cells, strict=True))
+        markets = payload.get("markets")
+        if isinstance(markets, str):
+            payload["markets"] = [
+                {"id": m.strip()} for m in markets.replace(";", ",").split(",") if m.strip()
+            ]
+        try:
+            rows.append(parse_event(payload))
+        except GammaShapeError as exc:
+            rejects.add(str(path), line, "(record)", str(exc), raw)
+    distinct = len({row["event_id"] for row in rows})
+    accounting = RowAccounting(
+        file=str(path),
+        records_in_file=records.records_in_file,
+        rows_read=len(records.rows) + len(records.broken),
+        accepted=distinct,
+        rejected=len(records.broken) + len(records.rows) - len(rows),
+        duplicates=len(rows) - distinct,
+    ).check()
+    return rows, accounting
 
 
 def _peek_header(path: Path) -> list[str]:
     with path.open(newline="", encoding="utf-8") as handle:
-        return [h.strip() for h in next(csv.reader(handle), [])]
+        return [h.strip().lstrip("\ufeff") for h in next(csv.reader(handle), [])]
 
 
 def import_events(data_dir: Path, lake: Lake, *, progress: Progress | None = None) -> ImportReport:
@@ -436,12 +525,17 @@ def import_events(data_dir: Path, lake: Lake, *, progress: Progress | None = Non
     json_path = _first_existing(data_dir, EVENTS_JSON)
     if json_path:
         report.source_files.append(str(json_path))
-        rows += _load_json_source(json_path, "events", rejects)
+        json_rows, accounting = _load_json_source(json_path, "events", rejects)
+        rows += json_rows
+        report.accounting.append(accounting)
     csv_path = data_dir / EVENTS_CSV
     if csv_path.is_file():
         report.source_files.append(str(csv_path))
-        rows += _events_from_csv(csv_path, rejects)
-    report.rows_read = len(rows) + len(rejects)
+        csv_rows, accounting = _events_from_csv(csv_path, rejects)
+        rows += csv_rows
+        report.accounting.append(accounting)
+    report.rows_read = sum(a.rows_read for a in report.accounting)
+    report.duplicates_dropped = sum(a.duplicates for a in report.accounting)
     with _import_connection(data_dir) as con:
         con.register("imported", _arrow_table(rows, EVENTS, con))
         markets = lake.scan_sql(MARKETS)
@@ -464,7 +558,7 @@ def import_events(data_dir: Path, lake: Lake, *, progress: Progress | None = Non
                   (PARTITION BY event_id ORDER BY end_date DESC NULLS LAST) = 1) i
             FULL OUTER JOIN ({derived}) d ON i.event_id = d.event_id
         """
-        report.rows_accepted = len(rows)
+        report.rows_accepted = sum(a.accepted for a in report.accounting)
         report.rows_written = merge_events(con, lake, combined)
         report.output_path = lake.single_file(EVENTS.name)
     if progress:
@@ -523,12 +617,45 @@ def source_day_range(data_dir: Path) -> tuple[date, date] | None:
             continue
         with _import_connection(data_dir) as con:
             expr = n.sql_timestamp(f'"{column}"')
+            try:
+                source = _guarded_column(con, path, column)
+            except pa.ArrowInvalid:  # e.g. a timestamp cell that is not UTF-8
+                source = (
+                    f"read_csv({sql_string(path)}, header = true, all_varchar = true, "
+                    "ignore_errors = true)"
+                )
             row = con.execute(
                 f"SELECT min(CAST(ts AS DATE)), max(CAST(ts AS DATE)) FROM ("
-                f"SELECT {expr} AS ts FROM read_csv({sql_string(path)}, header = true, "
-                "all_varchar = true, ignore_errors = true)) WHERE "
+                f"SELECT {expr} AS ts FROM {source}) WHERE "
                 f"{n.sql_timestamp_in_range('ts')}"
             ).fetchone()
         if row and row[0] is not None:
             return row[0], row[1]
     return None
+
+
+def _guarded_column(con: duckdb.DuckDBPyConnection, path: Path, column: str) -> str:
+    """One text column of a CSV read through ``csv_lines.GuardedLines`` like the import, so a
+    stray quote cannot hide the rows after it; registered, its relation name returned."""
+    import pyarrow.csv as pa_csv
+
+    from polymkt_dagster.lib.csv_lines import CHUNK_BYTES, GuardedLines
+    from polymkt_dagster.lib.csv_source import read_header
+
+    header = read_header(path, [column])
+    with GuardedLines(path) as guarded:
+        table = pa_csv.read_csv(
+            guarded,
+            read_options=pa_csv.ReadOptions(
+                skip_rows=1, column_names=header, block_size=CHUNK_BYTES
+            ),
+            parse_options=pa_csv.ParseOptions(
+                newlines_in_values=False,
+                invalid_row_handler=lambda _row: "skip",  # the import reports them
+            ),
+            convert_options=pa_csv.ConvertOptions(
+                include_columns=[column], column_types={column: pa.string()}
+            ),
+        )
+    con.register("source_column", table)
+    return "source_column"

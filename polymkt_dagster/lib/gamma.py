@@ -296,7 +296,8 @@ def load_payloads(text: str, kind: str) -> list[Any]:
     try:
         document = json.loads(stripped)
     except json.JSONDecodeError:
-        return [json.loads(line) for line in stripped.splitlines() if line.strip()]
+        # "\n" only: descriptions hold raw U+2028/U+2029, which splitlines() breaks on
+        return [json.loads(line) for line in stripped.split("\n") if line.strip()]
     if isinstance(document, list):
         return document
     if isinstance(document, Mapping) and isinstance(document.get(kind), list):

@@ -84,6 +84,14 @@ class AuditTrail:
         return self.path
 
 
+def read_audit_trail(path: Path) -> list[dict[str, Any]]:
+    """The records of an audit trail file. Split on ``\n`` only: answers hold raw
+    U+2028/U+2029 (``ensure_ascii=False``), which ``str.splitlines`` takes for line breaks."""
+    return [
+        json.loads(line) for line in path.read_bytes().decode("utf-8").split("\n") if line.strip()
+    ]
+
+
 class GammaClient:
     def __init__(
         self,

@@ -10,7 +10,14 @@ import re
 
 ADDRESS_RE = re.compile(r"0x[0-9a-f]{40}")
 TX_HASH_RE = re.compile(r"0x[0-9a-f]{64}")
-TOKEN_ID_RE = re.compile(r"[0-9]{1,80}")
+TOKEN_ID_RE = re.compile(r"[0-9]{1,80}")  # decimal text up to a token id's length
+# An outcome token id: a uint256 in decimal, 71-78 digits (0.8% of real tokens are shorter
+# than 76), no leading zero, never in scientific notation.
+OUTCOME_TOKEN_PATTERN = "[1-9][0-9]{70,77}"
+OUTCOME_TOKEN_RE = re.compile(OUTCOME_TOKEN_PATTERN)
+# A raw 6-decimal amount: digits and nothing else (no sign, space, exponent or fraction).
+AMOUNT_RE = re.compile(r"[0-9]+")
+MAX_BIGINT = 2**63 - 1
 
 # Polymarket started in 2020; anything earlier is a unit or parsing error.
 EARLIEST_TIMESTAMP = "2020-01-01"
@@ -24,7 +31,22 @@ def normalize_address(value: str | None) -> str | None:
 
 
 def is_token_id(value: str) -> bool:
-    return bool(TOKEN_ID_RE.fullmatch(value))
+    """An outcome token id (``OUTCOME_TOKEN_PATTERN``); the twin of ``sql_token_id``."""
+    return bool(OUTCOME_TOKEN_RE.fullmatch(value.strip()))
+
+
+def is_asset_id(value: str) -> bool:
+    """A fill's asset id: ``0`` (USDC) or an outcome token id; twin of ``sql_asset_id``."""
+    return value.strip() == "0" or is_token_id(value)
+
+
+def parse_amount(value: str) -> int | None:
+    """A positive raw amount that fits BIGINT, else None; the twin of
+    ``sql_positive_bigint``."""
+    if not AMOUNT_RE.fullmatch(value):
+        return None
+    amount = int(value)
+    return amount if 0 < amount <= MAX_BIGINT else None
 
 
 def sql_trimmed(column: str) -> str:
@@ -43,11 +65,17 @@ def sql_tx_hash(column: str) -> str:
 
 
 def sql_token_id(column: str) -> str:
-    """Decimal token id as text (never through an integer type: real ones have 71-78 digits)."""
+    """Decimal token id as text (never through an integer type: they are 71-78 digits)."""
+    value = f"trim({column})"
+    return f"CASE WHEN regexp_full_match({value}, '{OUTCOME_TOKEN_PATTERN}') THEN {value} END"
+
+
+def sql_asset_id(column: str) -> str:
+    """A fill's asset id: '0' (USDC) or an outcome token id (``sql_token_id``)."""
     value = f"trim({column})"
     return (
-        f"CASE WHEN regexp_full_match({value}, '[0-9]{{1,80}}') "
-        f"THEN CASE WHEN ltrim({value}, '0') = '' THEN '0' ELSE ltrim({value}, '0') END END"
+        f"CASE WHEN {value} = '0' OR regexp_full_match({value}, '{OUTCOME_TOKEN_PATTERN}') "
+        f"THEN {value} END"
     )
 
 
@@ -73,8 +101,11 @@ def sql_timestamp_in_range(expr: str) -> str:
 
 
 def sql_positive_bigint(column: str) -> str:
+    """Digits only (no sign, space, exponent or fraction: DuckDB's cast would take and round
+    those), positive, within BIGINT."""
     return (
-        f"CASE WHEN TRY_CAST(trim({column}) AS BIGINT) > 0 THEN CAST(trim({column}) AS BIGINT) END"
+        f"CASE WHEN regexp_full_match({column}, '[0-9]+') "
+        f"AND TRY_CAST({column} AS BIGINT) > 0 THEN CAST({column} AS BIGINT) END"
     )
 
 

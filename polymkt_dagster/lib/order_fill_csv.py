@@ -64,6 +64,7 @@ from polymkt_dagster.lib.csv_source import (
     CsvScan,
     DuckDbCells,
     Rejects,
+    RowAccounting,
     physical_line,
     reject_expressions,
     text_cells,
@@ -159,8 +160,8 @@ def order_fill_rows_sql(relation: str, header: list[str]) -> str:
                 {n.sql_timestamp('"timestamp"')} AS ts,
                 {n.sql_address("maker")} AS maker,
                 {n.sql_address("taker")} AS taker,
-                {n.sql_token_id('"makerAssetId"')} AS maker_asset_id,
-                {n.sql_token_id('"takerAssetId"')} AS taker_asset_id,
+                {n.sql_asset_id('"makerAssetId"')} AS maker_asset_id,
+                {n.sql_asset_id('"takerAssetId"')} AS taker_asset_id,
                 {n.sql_positive_bigint('"makerAmountFilled"')} AS maker_amount_filled,
                 {n.sql_positive_bigint('"takerAmountFilled"')} AS taker_amount_filled,
                 {n.sql_tx_hash('"transactionHash"')} AS transaction_hash,
@@ -229,22 +230,26 @@ def _order_fill_checks() -> list[tuple[str, str, str]]:
         (
             "makerAssetId",
             "maker_asset_id IS NULL",
-            "format('invalid asset id \"{}\"', coalesce(raw_maker_asset_id, ''))",
+            'format(\'invalid asset id "{}": expected 0 (USDC) or a token id of 71-78 digits '
+            "without a leading zero', coalesce(raw_maker_asset_id, ''))",
         ),
         (
             "takerAssetId",
             "taker_asset_id IS NULL",
-            "format('invalid asset id \"{}\"', coalesce(raw_taker_asset_id, ''))",
+            'format(\'invalid asset id "{}": expected 0 (USDC) or a token id of 71-78 digits '
+            "without a leading zero', coalesce(raw_taker_asset_id, ''))",
         ),
         (
             "makerAmountFilled",
             "maker_amount_filled IS NULL",
-            "format('amount \"{}\" is not a positive integer', coalesce(raw_maker_amount, ''))",
+            'format(\'amount "{}" is not a positive integer of digits only (no sign, space, '
+            "exponent or fraction) within BIGINT', coalesce(raw_maker_amount, ''))",
         ),
         (
             "takerAmountFilled",
             "taker_amount_filled IS NULL",
-            "format('amount \"{}\" is not a positive integer', coalesce(raw_taker_amount, ''))",
+            'format(\'amount "{}" is not a positive integer of digits only (no sign, space, '
+            "exponent or fraction) within BIGINT', coalesce(raw_taker_amount, ''))",
         ),
         (
             "transactionHash",
@@ -476,8 +481,10 @@ def _fast_rows(batch: pa.RecordBatch, latest_micros: int) -> _FastRows:
     _keep_hex(*cells["maker"], ADDRESS_WIDTH, True, ok)
     _keep_hex(*cells["taker"], ADDRESS_WIDTH, True, ok)
     _keep_hex(*cells["transactionHash"], TX_HASH_WIDTH, False, ok)
-    _keep_digits(*cells["makerAssetId"], 80, True, ok)
-    _keep_digits(*cells["takerAssetId"], 80, True, ok)
+    _keep_digits(*cells["makerAssetId"], 78, True, ok)
+    _keep_digits(*cells["takerAssetId"], 78, True, ok)
+    for name in ("makerAssetId", "takerAssetId"):
+        ok &= _asset_id_widths(cells[name][0], cells[name][1])
     _keep_digits(*cells["makerAmountFilled"], 19, True, ok)
     _keep_digits(*cells["takerAmountFilled"], 19, True, ok)
     _keep_digits(*cells["timestamp"], 40, False, ok)
@@ -515,6 +522,15 @@ def _fast_rows(batch: pa.RecordBatch, latest_micros: int) -> _FastRows:
     return found
 
 
+def _asset_id_widths(offsets: np.ndarray, data: np.ndarray) -> np.ndarray:
+    """Cells of digits without a leading zero that are ``0`` or 71-78 digits long (the
+    token id rule, ``normalize.OUTCOME_TOKEN_PATTERN``)."""
+    widths = np.diff(offsets)
+    starts = np.minimum(offsets[:-1], max(len(data) - 1, 0))
+    usdc = (widths == 1) & (data[starts] == _ZERO) if len(data) else widths < 0
+    return usdc | ((widths >= 71) & (widths <= 78))
+
+
 def _fixed_width_text(matrix: np.ndarray) -> pa.Array:
     rows, width = matrix.shape
     offsets = np.arange(rows + 1, dtype=np.int32) * width
@@ -542,8 +558,11 @@ class FillImport:
     """What the streaming import counted and wrote."""
 
     rows_read: int = 0
-    rows_accepted: int = 0
+    rows_accepted: int = 0  # distinct good rows inside the requested days
+    rows_rejected: int = 0
     duplicates_dropped: int = 0
+    rows_outside_window: int = 0
+    accounting: RowAccounting | None = None
     partitions: dict[date, PartitionWrite] = field(default_factory=dict)
     # Wall seconds each stage was busy; the stages overlap (scan, main and writer threads),
     # so they add up to more than the import took. For benchmarks and logs.
@@ -592,7 +611,7 @@ def import_fill_csv(
         except CsvReadFallback as exc:
             if progress:
                 progress(f"order_filled: pyarrow cannot read the file ({exc}); using DuckDB")
-    cells = DuckDbCells(con, scan, batch_rows)
+    cells = DuckDbCells(con, scan, batch_rows, guard_dir=spill_dir)
     return _import_cells(con, cells, scan, lake, rejects, **options)
 
 
@@ -653,6 +672,7 @@ def _import_cells(
         if last_day is not None:
             keep &= day_numbers <= last_day
         if not keep.all():
+            result.rows_outside_window += int(len(keep) - np.count_nonzero(keep))
             good, day_numbers = good.filter(keep), day_numbers[keep]
         result.rows_accepted += good.num_rows
         result.timed("checks and normalisation (main thread)", started)
@@ -697,6 +717,19 @@ def _import_cells(
     result.rows_read += len(rejects) - rejected_before
     for record_no, field_name, reason, raw in validation_rejects:
         rejects.add(str(scan.path), physical_line(record_no, broken), field_name, reason, raw)
+    result.rows_rejected = len(rejects) - rejected_before
+    # rows_accepted counted every good row; a repeated fill id is a duplicate instead
+    result.rows_accepted -= result.duplicates_dropped
+    count = cells.line_count()
+    result.accounting = RowAccounting(
+        file=str(scan.path),
+        records_in_file=count.records() if count else result.rows_read,
+        rows_read=result.rows_read,
+        accepted=result.rows_accepted,
+        rejected=result.rows_rejected,
+        duplicates=result.duplicates_dropped,
+        outside_window=result.rows_outside_window,
+    ).check()
     if progress:
         progress(f"order_filled: {len(result.partitions)} day partitions written")
     return result

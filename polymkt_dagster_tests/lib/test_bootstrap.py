@@ -279,3 +279,136 @@ def test_csv_neg_risk_is_not_gamma_neg_risk_and_csv_rows_never_resolve(tmp_path:
         ("71", False, True, [0.0, 1.0], "gamma", "resolved"),
         ("72", True, False, None, None, None),  # CSV only: its flag is all there is
     ]
+
+def test_a_stray_quote_on_line_52_of_the_sample_loses_nothing(
+    tmp_path: Path, sample_dir: Path
+) -> None:
+    """The issue's reproduction: before, 50 rows landed and 10,089 were in neither the lake
+    nor the rejects (exit 0)."""
+    lines = (sample_dir / "orderFilled.csv").read_text().splitlines()
+    cells = lines[51].split(",")
+    cells[1] = '"' + cells[1]
+    lines[51] = ",".join(cells)
+    (tmp_path / "orderFilled.csv").write_text("\n".join(lines) + "\n")
+    lake = Lake(tmp_path / "parquet")
+    report = import_order_filled(tmp_path, lake)
+    records = len(lines) - 1
+    assert report.rows_rejected == 1
+    assert report.rows_accepted + report.duplicates_dropped == records - 1
+    assert len(_rows(lake)) == report.rows_written == report.rows_accepted
+    (accounting,) = report.accounting
+    assert accounting.records_in_file == accounting.rows_read == records
+    with report.rejects_path.open() as handle:
+        (reject,) = list(csv.DictReader(handle))
+    assert reject["line"] == "52" and "unterminated quote" in reject["reason"]
+    assert reject["raw"] == lines[51]
+
+
+def test_markets_and_events_csv_resynchronise_after_a_stray_quote(tmp_path: Path) -> None:
+    header = (
+        "createdAt,id,question,answer1,answer2,neg_risk,market_slug,token1,token2,"
+        "condition_id,volume,ticker,closedTime"
+    )
+
+    def market(n: int, question: str) -> str:
+        tokens = f"{'1' * 77},{'2' * 77}"
+        return f"2024-05-01T00:00:00Z,{n},{question},Yes,No,false,m-{n},{tokens},0x{n:064x},1.5,ev,"
+
+    (tmp_path / "markets.csv").write_text(
+        "\n".join([
+            header,
+            market(1, "Plain?"),
+            market(2, '"A stray quote, never closed?'),
+            market(3, '"A question with a line break\nin it, properly quoted?"'),
+            market(4, "Another?"),
+        ]) + "\n"
+    )  # fmt: skip
+    (tmp_path / "events.csv").write_text(
+        'id,title,markets\n10,"Stray,1\n11,Fine,3\n12,Also fine,4\n'
+    )
+    lake = Lake(tmp_path / "parquet")
+    markets = import_markets(tmp_path, lake)
+    assert markets.rows_written == 3 and markets.rows_rejected == 1
+    (accounting,) = markets.accounting
+    assert (accounting.records_in_file, accounting.accepted, accounting.rejected) == (4, 3, 1)
+    with connect() as con:
+        questions = [
+            r[0]
+            for r in con.execute(
+                f"SELECT question FROM {lake.scan_sql(MARKETS)} ORDER BY market_id"
+            ).fetchall()
+        ]
+    assert questions == ["Plain?", "A question with a line break\nin it, properly quoted?",
+                         "Another?"]  # fmt: skip
+    events = import_events(tmp_path, lake)
+    assert events.rows_rejected == 1
+    with events.rejects_path.open() as handle:
+        assert [r["line"] for r in csv.DictReader(handle)] == ["2"]
+
+
+def test_conflicting_market_ids_keep_the_later_row_and_reject_the_earlier(tmp_path: Path) -> None:
+    header = (
+        "createdAt,id,question,answer1,answer2,neg_risk,market_slug,token1,token2,"
+        "condition_id,volume,ticker,closedTime"
+    )
+    row = "2024-05-01T00:00:00Z,7,{q},Yes,No,false,m,{t1},{t2},0x{c},1.5,ev,"
+    first = row.format(q="Old wording?", t1="1" * 77, t2="2" * 77, c="7" * 64)
+    later = row.format(q="New wording?", t1="1" * 77, t2="2" * 77, c="7" * 64)
+    (tmp_path / "markets.csv").write_text("\n".join([header, first, later, later]) + "\n")
+    lake = Lake(tmp_path / "parquet")
+    report = import_markets(tmp_path, lake)
+    assert (report.rows_written, report.rows_rejected, report.duplicates_dropped) == (1, 1, 1)
+    with report.rejects_path.open() as handle:
+        (reject,) = list(csv.DictReader(handle))
+    assert reject["line"] == "2" and reject["field"] == "id"
+    assert "line 4" in reject["reason"] and "line 2" in reject["reason"]  # the last row wins
+    assert "question" in reject["reason"]
+    with connect() as con:
+        kept = con.execute(f"SELECT question FROM {lake.scan_sql(MARKETS)}").fetchall()
+    assert kept == [("New wording?",)]
+
+
+def test_json_lines_keep_u2028_and_reject_a_malformed_line(tmp_path: Path) -> None:
+    import json
+
+    def market(n: int, description: str) -> str:
+        return json.dumps(
+            {
+                "id": str(n),
+                "question": f"Q{n}?",
+                "description": description,
+                "conditionId": "0x" + f"{n:064x}",
+                "outcomes": '["Yes","No"]',
+                "clobTokenIds": json.dumps(["1" * 77, "2" * 77]),
+            },
+            ensure_ascii=False,
+        )
+
+    (tmp_path / "markets.jsonl").write_text(
+        "\n".join([
+            market(506884, "Rules:\u2028resolves Yes if\u2029so."),  # raw separators
+            "{not json",
+            "",
+            '["an array, not an object"]',
+            market(2, "plain"),
+        ]) + "\n",
+        encoding="utf-8",
+    )  # fmt: skip
+    lake = Lake(tmp_path / "parquet")
+    report = import_markets(tmp_path, lake)
+    assert report.rows_written == 2 and report.rows_rejected == 2
+    with report.rejects_path.open() as handle:
+        assert sorted(int(r["line"]) for r in csv.DictReader(handle)) == [2, 4]
+    (accounting,) = report.accounting
+    assert accounting.records_in_file == 4  # the blank line is no record
+    with connect() as con:
+        (description,) = con.execute(
+            f"SELECT description FROM {lake.scan_sql(MARKETS)} WHERE market_id = '506884'"
+        ).fetchone()
+    assert description == "Rules:\u2028resolves Yes if\u2029so."
+
+
+def test_a_broken_json_array_fails_naming_the_line(tmp_path: Path) -> None:
+    (tmp_path / "markets.json").write_text('[\n{"id": "1"},\n{"id": "2"\n]\n')
+    with pytest.raises(SourceFileError, match=r"markets\.json.*line 4"):
+        import_markets(tmp_path, Lake(tmp_path / "parquet"))

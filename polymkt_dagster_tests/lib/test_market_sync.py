@@ -11,7 +11,7 @@ import pytest
 from polymkt_dagster.lib.bootstrap import import_order_filled
 from polymkt_dagster.lib.duck import connect
 from polymkt_dagster.lib.fill_source import FillColumns
-from polymkt_dagster.lib.gamma_client import AuditTrail, GammaClient
+from polymkt_dagster.lib.gamma_client import AuditTrail, GammaClient, read_audit_trail
 from polymkt_dagster.lib.http import RetryPolicy
 from polymkt_dagster.lib.lake import Lake
 from polymkt_dagster.lib.market_sync import sync_gamma
@@ -55,9 +55,9 @@ def test_full_listing_pages_with_after_cursor_and_keeps_the_audit_trail(
     assert any("after_cursor" in q for q in queries)
     assert not any("cursor" in q for q in queries)
     # One JSON line per answer, the answer kept whole.
-    lines = report.audit_file.read_text().splitlines()
-    assert len(lines) == report.pages  # the 429 was retried: an answer, not data
-    first = json.loads(lines[0])
+    records = read_audit_trail(report.audit_file)  # "\n" only: answers hold raw U+2028
+    assert len(records) == report.pages  # the 429 was retried: an answer, not data
+    first = records[0]
     assert first["request"]["path"] == "/markets/keyset" and "markets" in first["response"]
     assert report.audit_file.relative_to(lake.root).parts[:4] == (
         "raw", "polymarket", "gamma_api", "markets"

@@ -74,6 +74,16 @@ MIXED_ROWS = [
     _fill("99999999999", 25),  # bad: seconds in the year 5138
     _fill("100000000000", 26),  # milliseconds by length: 1973, bad
     _fill(n=27, maker_asset=TOKEN, taker_asset="0", usdc="1000000", shares="1000002"),  # 1.000002
+    _fill(n=28, usdc="1e8"),  # bad: exponent
+    _fill(n=29, shares="100000000.5"),  # bad: fraction (never rounded)
+    _fill(n=30, usdc="+200000"),  # bad: sign
+    _fill(n=31, taker_asset="123"),  # bad: a 3-digit token id
+    _fill(n=32, taker_asset="7.7e76"),  # bad: scientific notation
+    _fill(n=33, taker_asset="7" * 70),  # bad: 70 digits
+    _fill(n=34, taker_asset="7" * 71),  # the shortest token id
+    _fill(n=35, taker_asset="7" * 79),  # bad: 79 digits
+    _fill(n=36, maker_asset="5"),  # bad: one digit but not the USDC side
+    _fill(n=37, usdc="-500000"),  # bad: negative
     _fill(n=1),  # duplicate of the first row
 ]
 
@@ -125,8 +135,16 @@ def test_fast_path_gives_exactly_what_the_canonical_rules_give(tmp_path: Path) -
     assert rejects == expected_rejects
     assert set(rejects.values()) >= {"maker", "transactionHash", "timestamp", "price"}
     assert report.rows_read == len(MIXED_ROWS)
-    assert report.rows_accepted == len(MIXED_ROWS) - len(expected_rejects)
+    # accepted rows are distinct fills: the repeated one is counted as a duplicate
+    assert report.rows_accepted == len(MIXED_ROWS) - len(expected_rejects) - 1
     assert report.duplicates_dropped == 1
+    (accounting,) = report.accounting
+    assert accounting.records_in_file == len(MIXED_ROWS)
+    assert (accounting.accepted, accounting.rejected, accounting.duplicates) == (
+        len(MIXED_ROWS) - len(expected_rejects) - 1,
+        len(expected_rejects),
+        1,
+    )
     assert report.rows_written == len(expected_rows)
     stored = {r[0]: r for r in expected_rows}
     checksummed = next(r for r in stored.values() if r[4] == _tx(2))
@@ -341,3 +359,52 @@ def test_many_stored_days_merge_at_once_as_one_import_of_the_union(tmp_path: Pat
     import_order_filled(union, expected)
     assert _lake_rows(lake) == _lake_rows(expected)
     assert report.rows_written == 2 * len(days) and len(report.partitions) == len(days)
+
+
+def test_amounts_and_token_ids_in_the_wrong_form_are_rejected_not_rounded(tmp_path: Path) -> None:
+    _write(tmp_path / "orderFilled.csv", MIXED_ROWS)
+    report = import_order_filled(tmp_path, Lake(tmp_path / "parquet"))
+    with report.rejects_path.open() as handle:
+        rejects = {row["raw"].split(",")[-1]: row for row in csv.DictReader(handle)}
+    expected = {
+        28: "makerAmountFilled", 29: "takerAmountFilled", 30: "makerAmountFilled",
+        31: "takerAssetId", 32: "takerAssetId", 33: "takerAssetId", 35: "takerAssetId",
+        36: "makerAssetId", 37: "makerAmountFilled", 6: "takerAssetId", 7: "makerAssetId",
+        9: "takerAmountFilled",
+    }  # fmt: skip
+    for n, field_name in expected.items():
+        assert rejects[_tx(n)]["field"] == field_name, n
+        assert rejects[_tx(n)]["reason"]
+    assert _tx(34) not in rejects  # 71 digits is a token id
+    stored = {row[4] for row in _lake_rows(Lake(tmp_path / "parquet"))}
+    assert _tx(34) in stored and _tx(29) not in stored
+
+
+TOKEN_CASES = [
+    "0", "00", "5", "123", "7" * 70, "7" * 71, "1" + "0" * 77, "7" * 79, "0" + "7" * 76,
+    "7.7e76", "7e76", " " + "7" * 77, "+" + "7" * 76, "-" + "7" * 76, "", "7" * 76 + "a",
+]  # fmt: skip
+AMOUNT_CASES = [
+    "1", "100000000", "0500000", "0", "1e8", "100000000.5", " 100000000", "100000000 ",
+    "+200000000", "-5", "", "9223372036854775807", "9223372036854775808", "1_000", "0x10",
+    "１２３",
+]  # fmt: skip
+
+
+def test_python_rules_and_their_sql_twins_agree() -> None:
+    from polymkt_dagster.lib import normalize as n
+
+    with connect() as con:
+        for value in TOKEN_CASES:
+            sql_token, sql_asset = con.execute(
+                f"SELECT {n.sql_token_id('$v')}, {n.sql_asset_id('$v')}", {"v": value}
+            ).fetchone()
+            assert (sql_token is not None) == n.is_token_id(value), value
+            assert (sql_asset is not None) == n.is_asset_id(value), value
+        for value in AMOUNT_CASES:
+            (sql_amount,) = con.execute(
+                f"SELECT {n.sql_positive_bigint('$v')}", {"v": value}
+            ).fetchone()
+            assert sql_amount == n.parse_amount(value), value
+    assert n.is_token_id("7" * 71) and not n.is_token_id("123") and not n.is_token_id("7e76")
+    assert n.parse_amount("1e8") is None and n.parse_amount("100000000.5") is None

@@ -55,6 +55,11 @@ def _import_metadata(report: bootstrap.ImportReport) -> dict[str, Any]:
         "rows_rejected": report.rows_rejected,
         "rejects_file": str(report.rejects_path) if report.rejects_path else "none",
         "rejects_by_field": dg.MetadataValue.md(counts_table(report.rejects_by_field)),
+        "duplicates_dropped": report.duplicates_dropped,
+        "records_in_files": sum(a.records_in_file for a in report.accounting),
+        "row_accounting": dg.MetadataValue.md(
+            "\n".join(f"- `{a.file}`: {a.summary()}" for a in report.accounting) or "none"
+        ),
     }
 
 
@@ -161,7 +166,7 @@ def raw_order_filled(
         {
             "dagster/row_count": rows_in_window,
             "partitions_written": len(report.partitions),
-            "duplicates_dropped": report.duplicates_dropped,
+            "rows_outside_window": sum(a.outside_window for a in report.accounting),
             "bytes_written": sum(p.bytes for p in report.partitions),
             "lake_dir": dg.MetadataValue.path(str(lake.table_dir(ORDER_FILLED.name))),
             "preview": dg.MetadataValue.md(_preview(lake, ORDER_FILLED, files[:1], FILL_PREVIEW)),
