@@ -199,7 +199,8 @@ def _synced_until_hint(state: dict[str, Any]) -> datetime | None:
 def backfill(
     ctx: click.Context, start: str, end: str, dagster_home: Path | None, as_json: bool
 ) -> None:
-    """Catch up a gap: one Dagster run of raw/order_filled + raw/trades over the day range."""
+    """Catch up a gap: one Dagster run of raw/order_filled + raw/trades + raw/ctf_events over
+    the day range."""
     import dagster as dg
     from dagster._core.storage.tags import (
         ASSET_PARTITION_RANGE_END_TAG,
@@ -215,10 +216,10 @@ def backfill(
         raise click.BadParameter("--end is before --start", param_hint="--end")
     settings = _settings(ctx)
     home = prepare_dagster_home(dagster_home)
-    from polymkt_dagster.defs.ingest.assets import raw_order_filled, raw_trades
+    from polymkt_dagster.defs.ingest.assets import raw_ctf_events, raw_order_filled, raw_trades
 
     result = dg.materialize(
-        [raw_order_filled, raw_trades],
+        [raw_order_filled, raw_trades, raw_ctf_events],
         instance=dg.DagsterInstance.get(),
         resources={"polymkt": PolymktResource.from_settings(settings)},
         tags={

@@ -740,29 +740,41 @@ class PolymarketServers:
     gamma: GammaServer
     goldsky: GoldskyServer
     rpc: RpcServer
+    ctf: CtfStore
+    activity: ActivityServer
 
-    def env(self, source: str = "goldsky") -> dict[str, str]:
+    def env(self, source: str = "goldsky", ctf_source: str = "rpc") -> dict[str, str]:
         return {
             "POLYMKT_GAMMA_API_URL": self.gamma.base_url,
             "POLYMKT_GOLDSKY_ORDERBOOK_URL": self.goldsky.base_url,
+            "POLYMKT_GOLDSKY_ACTIVITY_URL": self.activity.base_url,
             "POLYMKT_POLYGON_RPC_URL": self.rpc.base_url,
             "POLYMKT_ORDER_FILLED_SOURCE": source,
+            "POLYMKT_CTF_EVENTS_SOURCE": ctf_source,
             "POLYMKT_RPC_CONFIRMATIONS": "10",
         }
 
 
 @pytest.fixture
 def polymarket_servers() -> Iterator[PolymarketServers]:
-    """Gamma, Goldsky and RPC servers over the bundled sample, moved to end an hour ago."""
+    """Gamma, Goldsky, activity-subgraph and RPC servers over the bundled sample, moved to end
+    an hour ago; the node also serves 2,000 CTF position events spread over the same blocks."""
     store = FillStore.from_csv(SAMPLE_DIR / "orderFilled.csv", end_at=time.time() - 3600)
     markets, events = sample_gamma()
+    ctf = CtfStore.over(store, 2_000)
     servers = PolymarketServers(
-        store, GammaServer(markets, events), GoldskyServer(store), RpcServer(store)
+        store,
+        GammaServer(markets, events),
+        GoldskyServer(store),
+        RpcServer(store, ctf=ctf),
+        ctf,
+        ActivityServer(ctf, head_timestamp=int(store.timestamp.max())),
     )
-    for server in (servers.gamma, servers.goldsky, servers.rpc):
+    running = (servers.gamma, servers.goldsky, servers.rpc, servers.activity)
+    for server in running:
         server.start()
     try:
         yield servers
     finally:
-        for server in (servers.gamma, servers.goldsky, servers.rpc):
+        for server in running:
             server.stop()
