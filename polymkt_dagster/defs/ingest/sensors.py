@@ -31,6 +31,7 @@ from polymkt_dagster.defs.resources import PolymktResource
 from polymkt_dagster.defs.serving.s3_lake import S3_LAKE_KEY
 from polymkt_dagster.lib import sync
 from polymkt_dagster.lib.config import Settings
+from polymkt_dagster.lib.http import SourceError
 from polymkt_dagster.lib.sync_state import Coverage
 
 SENSOR_TAG = "polymkt/sensor"
@@ -115,7 +116,7 @@ def order_fills_sensor(context: dg.SensorEvaluationContext, polymkt: PolymktReso
     finally:
         source.close()
     cursor["synced_until"] = synced_until.isoformat() if synced_until else None
-    ctf_until, ctf_behind = _ctf_watermark(settings, lake)
+    ctf_until, ctf_behind = _ctf_watermark(context, settings, lake)
     cursor["ctf_synced_until"] = ctf_until.isoformat() if ctf_until else None
     if position is not None and head <= position and not ctf_behind:
         return dg.SensorResult(
@@ -149,15 +150,22 @@ def order_fills_sensor(context: dg.SensorEvaluationContext, polymkt: PolymktReso
     return dg.SensorResult(run_requests=[request], cursor=json.dumps(cursor))
 
 
-def _ctf_watermark(settings: Settings, lake: Any) -> tuple[datetime | None, bool]:
+def _ctf_watermark(
+    context: dg.SensorEvaluationContext, settings: Settings, lake: Any
+) -> tuple[datetime | None, bool]:
     """(time the CTF events are synced until, whether the source has more) from the lake's
-    state, which only a run that merged its batches moves (like the fills' watermark)."""
+    state, which only a run that merged its batches moves (like the fills' watermark). A CTF
+    source that does not answer never stops the fills: the tick goes on with the fills alone
+    deciding, and the run's raw/ctf_events step reports the failure."""
     state = sync.ctf_events_state(lake, settings.ctf_events_source).load()
     end = Coverage.from_json(state.get("coverage")).end
     source = sync.make_ctf_source(settings)
     try:
         head = source.head()
         until = source.time_at(end) if end is not None else None
+    except SourceError as exc:
+        context.log.warning(f"CTF event source did not answer: {exc}")
+        return None, False
     finally:
         source.close()
     return until, end is None or head > end
