@@ -264,6 +264,11 @@ def test_fills_sensor_requests_runs_and_advances_only_after_success(
         assert cursor["position"] == state_end and cursor["synced_until"]
         assert cursor["ctf_synced_until"]
 
+        live_env.rpc.latest_block += 50  # only the chain moves: the CTF events are behind
+        ctf_only = _tick(sensors.order_fills_sensor, instance, quiet.cursor, data_dir)
+        assert len(ctf_only.run_requests) == 1
+        live_env.rpc.latest_block -= 50
+
         live_env.goldsky.head_timestamp += 5_000  # the source moves on
         again = _tick(sensors.order_fills_sensor, instance, quiet.cursor, data_dir)
         assert len(again.run_requests) == 1
