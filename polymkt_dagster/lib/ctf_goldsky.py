@@ -26,6 +26,7 @@ covers the seconds every entity has completed.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import pyarrow as pa
@@ -157,10 +158,10 @@ class CtfGoldskySource:
         for reader in self.readers:
             reader.close()
 
-    def position_at(self, when: Any) -> int:
+    def position_at(self, when: datetime) -> int:
         return self.readers[0].position_at(when)
 
-    def time_at(self, position: int) -> Any:
+    def time_at(self, position: int) -> datetime:
         return self.readers[0].time_at(position)
 
     def head(self) -> int:
