@@ -145,6 +145,9 @@ class CtfGoldskySource:
         ]
         for reader in self.readers:
             reader.http.advice = ADVICE
+        # A batch ends where the first entity stopped, so rows read past it come again in the
+        # next batch: each rejected row is reported once.
+        self._reported: set[tuple[str, str]] = set()
 
     @property
     def stats(self) -> RequestStats:
@@ -177,5 +180,9 @@ class CtfGoldskySource:
         combined = pa.concat_tables([b.table for b in batches])
         limit = pa.scalar(stop * 1_000_000, type=pa.timestamp("us", tz="UTC"))
         combined = combined.filter(pc.less(combined["timestamp"], limit))
-        rejects = [r for b in batches for r in b.rejects]
+        rejects = []
+        for reject in (r for b in batches for r in b.rejects):
+            if (reject.where, reject.field) not in self._reported:
+                self._reported.add((reject.where, reject.field))
+                rejects.append(reject)
         return FillBatch(combined, start, stop, rejects)

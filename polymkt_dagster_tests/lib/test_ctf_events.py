@@ -253,13 +253,17 @@ def test_activity_subgraph_sync_and_overlap_with_the_chain(
     lake = Lake(tmp_path / "lake")
     window = _window(ctf_store)
     with ActivityServer(ctf_store) as activity:
+        # one merge with a negative amount: rejected once, though later batches read it again
+        second, broken = activity.entities["merges"][13]  # a merge two batches read
+        activity.entities["merges"][13] = (second, {**broken, "amount": "-5"})
         activity.fail_next(500)
         source = CtfGoldskySource(activity.base_url, retry=FAST, page_size=7)
         report = sync_ctf_events(lake, source, *window, batch_rows=40)
+    broken_id = broken["id"].split("_")[0] + "_" + str(int(broken["id"].split("_")[1], 16))
     kept = {i for i, r in zip(ctf_store.ids, ctf_store.rows, strict=True)
-            if r["event"] != "ConditionResolution"}  # fmt: skip
+            if r["event"] != "ConditionResolution" and i != broken_id}  # fmt: skip
     rows = _lake_rows(lake)
-    assert report.complete and report.rejected == 0
+    assert report.complete and report.rejected == 1 and report.reject_reasons == {"amount": 1}
     assert sorted(r[0] for r in rows) == sorted(kept)  # ids rebuilt with decimal log indexes
     assert {r[3] for r in rows} == {"goldsky"} and {r[2] for r in rows} == {None}
     # The chain then adds what the subgraph lacks; rows both saw stay one row each.
