@@ -396,6 +396,11 @@ def test_sync_verbs_print_one_json_document(
     assert not (data_dir / "parquet" / "raw" / "polymarket" / "order_filled").exists()
     status = run("sync", "status", "--json")
     assert status == {}
+    ctf_days = _days(2)
+    ctf = run("sync", "ctf", "--start", ctf_days[0].isoformat(), "--end",
+              ctf_days[1].isoformat(), "--json")  # fmt: skip
+    assert ctf["ctf_events"]["rows_new"] == len(_expected_ctf(live_env, ctf_days)) > 0
+    assert run("sync", "status", "--json")["ctf_events_rpc"]["unit"] == "block"
     # Catch-up of a gap: one Dagster range run over daily partitions, in DAGSTER_HOME.
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
     days = _days(3)
@@ -403,6 +408,7 @@ def test_sync_verbs_print_one_json_document(
                    days[-1].isoformat(), "--json")  # fmt: skip
     assert backfill["success"] and (tmp_path / "home" / "dagster.yaml").is_file()
     assert set(_ids(Lake(data_dir / "parquet"))) == _expected(live_env, days)
+    assert set(_ctf_ids(Lake(data_dir / "parquet"))) == _expected_ctf(live_env, days)
     assert run("sync", "status", "--json")["goldsky"]["unit"] == "second"
     with dg.DagsterInstance.from_config(str(tmp_path / "home")) as instance:
         run_record = instance.get_run_by_id(backfill["run_id"])
