@@ -3,7 +3,9 @@
 Issue targets: sync at least 1 million fills from the local servers (events/s, peak RSS under
 2 GB), trade derivation of a day compared with reading that day's fills, and a 10-minute tick
 of typical volume (about 5,000 new fills, through Dagster: fills sync, token lookups, trades
-of the day, checks) in under 30 s end to end.
+of the day, checks) in under 30 s end to end. CTF position events (issue 11; one split, merge,
+redemption, resolution or conversion per 20 fills, on the same blocks) are synced from the
+same node and from the activity subgraph, and their throughput is reported next to the fills.
 
     python bench/sync.py            # 1,000,000 fills over 20 days ending now, a few minutes
     python bench/sync.py --quick    # 100,000 fills over 10 days, well under a minute
@@ -28,6 +30,7 @@ import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import _common as c
 
@@ -36,6 +39,7 @@ WORK = Path("/tmp/polymkt_bench_sync")
 TARGET_TICK_S = 30.0
 TARGET_RSS_MB = 2048.0
 TICK_FILLS = 5_000
+CTF_EVENTS_PER_FILLS = 20  # one position event per 20 fills (issue 11's realistic ratio)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -48,19 +52,23 @@ def _window(args: argparse.Namespace) -> tuple[datetime, datetime]:
 
 
 def worker_sync(args: argparse.Namespace) -> None:
+    from polymkt_dagster.lib.ctf_events import CtfRpcSource
+    from polymkt_dagster.lib.ctf_goldsky import CtfGoldskySource
     from polymkt_dagster.lib.goldsky import GoldskySource
     from polymkt_dagster.lib.lake import Lake
     from polymkt_dagster.lib.rpc import RpcSource
-    from polymkt_dagster.lib.sync import sync_order_fills
+    from polymkt_dagster.lib.sync import sync_ctf_events, sync_order_fills
 
     urls = json.loads(args.urls)
-    source = (
-        GoldskySource(urls["goldsky"])
-        if args.source == "goldsky"
-        else RpcSource(urls["rpc"], confirmations=0)
-    )
+    ctf = args.table == "ctf_events"
+    source: Any
+    if args.source == "goldsky":
+        source = CtfGoldskySource(urls["activity"]) if ctf else GoldskySource(urls["goldsky"])
+    else:
+        source = (CtfRpcSource if ctf else RpcSource)(urls["rpc"], confirmations=0)
+    run = sync_ctf_events if ctf else sync_order_fills
     started = time.perf_counter()
-    report = sync_order_fills(
+    report = run(
         Lake(Path(args.root)), source, *_window(args), dry_run=args.dry_run, batch_rows=100_000
     )
     seconds = time.perf_counter() - started
@@ -122,20 +130,21 @@ def worker_tick(args: argparse.Namespace) -> None:
         ASSET_PARTITION_RANGE_START_TAG,
     )
 
-    from polymkt_dagster.defs.ingest.assets import raw_order_filled, raw_trades
+    from polymkt_dagster.defs.ingest.assets import raw_ctf_events, raw_order_filled, raw_trades
     from polymkt_dagster.defs.resources import PolymktResource
     from polymkt_dagster.lib.sync import days_to_sync
 
     urls = json.loads(args.urls)
     os.environ.update({
         "POLYMKT_GAMMA_API_URL": urls["gamma"], "POLYMKT_GOLDSKY_ORDERBOOK_URL": urls["goldsky"],
-        "POLYMKT_ORDER_FILLED_SOURCE": "goldsky",
+        "POLYMKT_ORDER_FILLED_SOURCE": "goldsky", "POLYMKT_POLYGON_RPC_URL": urls["rpc"],
+        "POLYMKT_CTF_EVENTS_SOURCE": "rpc", "POLYMKT_RPC_CONFIRMATIONS": "0",
     })  # fmt: skip
     days = days_to_sync(datetime.now(UTC), datetime.fromtimestamp(args.start, UTC))
     started = time.perf_counter()
     with dg.instance_for_test() as instance:
         result = dg.materialize(
-            [raw_order_filled, raw_trades],
+            [raw_order_filled, raw_trades, raw_ctf_events],
             instance=instance,
             resources={"polymkt": PolymktResource(data_dir=str(Path(args.root).parent))},
             tags={"polymkt/ingest": "live",
@@ -146,8 +155,9 @@ def worker_tick(args: argparse.Namespace) -> None:
         seconds = time.perf_counter() - started
         fills = result.asset_materializations_for_node("raw__order_filled")[0].metadata
         trades = result.asset_materializations_for_node("raw__trades")[0].metadata
+        ctf = result.asset_materializations_for_node("raw__ctf_events")[0].metadata
     c.emit_result({"seconds": seconds, "success": result.success,
-                   "rows_new": fills["rows_new"].value,
+                   "rows_new": fills["rows_new"].value, "ctf_new": ctf["rows_new"].value,
                    "trades": trades["dagster/row_count"].value, "days": len(days)})  # fmt: skip
 
 
@@ -173,6 +183,8 @@ def _run(name: str, **options: object) -> c.WorkerRun:
 def main_driver(args: argparse.Namespace) -> None:
     from polymkt_dagster.lib.sample import SampleConfig, generate_markets, iter_order_fill_batches
     from polymkt_dagster_tests.servers.polymarket_apis import (
+        ActivityServer,
+        CtfStore,
         FillStore,
         GammaServer,
         GoldskyServer,
@@ -188,14 +200,15 @@ def main_driver(args: argparse.Namespace) -> None:
     started = time.perf_counter()
     store = FillStore.from_batches(iter_order_fill_batches(config))
     markets, events = generate_markets(config)
-    print(f"generated {len(store):,} fills and {len(markets):,} markets in "
-          f"{time.perf_counter() - started:.1f}s")  # fmt: skip
-    servers = [GoldskyServer(store), RpcServer(store, max_block_range=5_000),
-               GammaServer(markets, events)]  # fmt: skip
+    ctf = CtfStore.over(store, len(store) // CTF_EVENTS_PER_FILLS)
+    print(f"generated {len(store):,} fills, {len(ctf):,} CTF position events and "
+          f"{len(markets):,} markets in {time.perf_counter() - started:.1f}s")  # fmt: skip
+    servers = [GoldskyServer(store), RpcServer(store, max_block_range=5_000, ctf=ctf),
+               GammaServer(markets, events), ActivityServer(ctf)]  # fmt: skip
     for server in servers:
         server.start()
     urls = json.dumps({"goldsky": servers[0].base_url, "rpc": servers[1].base_url,
-                       "gamma": servers[2].base_url})  # fmt: skip
+                       "gamma": servers[2].base_url, "activity": servers[3].base_url})  # fmt: skip
     first, last = int(store.timestamp.min()), int(store.timestamp.max()) + 1
     work = c.fresh_dir(WORK)
     try:
@@ -205,6 +218,10 @@ def main_driver(args: argparse.Namespace) -> None:
                     start=first, end=last)  # fmt: skip
         rpc = _run("sync", source="rpc", urls=urls, root=work / "b" / "parquet", start=first,
                    end=last)  # fmt: skip
+        ctf_rpc = _run("sync", source="rpc", table="ctf_events", urls=urls,
+                       root=work / "b" / "parquet", start=first, end=last)  # fmt: skip
+        ctf_gold = _run("sync", source="goldsky", table="ctf_events", urls=urls,
+                        root=work / "a" / "parquet", start=first, end=last)  # fmt: skip
         _run("markets", urls=urls, root=work / "a" / "parquet", start=0, end=0)
         derive = _run("derive", urls=urls, root=work / "a" / "parquet", start=0, end=0)
         cut = int(store.timestamp[len(store) - TICK_FILLS])
@@ -218,23 +235,29 @@ def main_driver(args: argparse.Namespace) -> None:
 
     rows = []
     for label, run in (("fetch only (baseline)", base), ("goldsky sync", gold),
-                       ("rpc sync", rpc)):  # fmt: skip
+                       ("rpc sync", rpc), ("ctf_events rpc sync", ctf_rpc),
+                       ("ctf_events goldsky sync", ctf_gold)):  # fmt: skip
         r = run.result
         rows.append([label, r["rows"], r["seconds"], r["rows"] / r["seconds"], r["requests"],
                      run.peak_rss_mb, r["seconds"] / base.result["seconds"]])  # fmt: skip
-    c.print_table(["run", "fills", "seconds", "events/s", "requests", "peak RSS MB",
+    c.print_table(["run", "events", "seconds", "events/s", "requests", "peak RSS MB",
                    "x fetch-only"], rows)  # fmt: skip
+    print(f"ctf_events: {len(ctf):,} served by the node; rpc sync landed "
+          f"{ctf_rpc.result['rows_new']:,} (all of them: "
+          f"{c.verdict(ctf_rpc.result['rows_new'] == len(ctf))}); the activity subgraph keeps "
+          f"{ctf_gold.result['rows_new']:,} (no ConditionResolution entity)")  # fmt: skip
     d = derive.result
     print()
     print(f"trade derivation of {d['day']} ({d['rows']:,} fills): derive {d['derive_s']:.2f}s, "
           f"read the day's fills {d['read_s']:.2f}s, ratio {d['derive_s'] / d['read_s']:.1f}x; "
           f"{d['unmapped']} unmapped; peak RSS {derive.peak_rss_mb:,.0f} MB")  # fmt: skip
     t = tick.result
-    print(f"10-minute tick through Dagster: {t['rows_new']:,} new fills, {t['trades']:,} trades "
+    print(f"10-minute tick through Dagster: {t['rows_new']:,} new fills, {t['ctf_new']:,} CTF "
+          f"events of the day(s), {t['trades']:,} trades "
           f"rewritten over {t['days']} day(s) in {t['seconds']:.1f}s (target < "
           f"{TARGET_TICK_S:g}s: {c.verdict(t['seconds'] < TARGET_TICK_S and t['success'])}); "
           f"peak RSS {tick.peak_rss_mb:,.0f} MB")  # fmt: skip
-    worst = max(r.peak_rss_mb for r in (gold, rpc, derive, tick))
+    worst = max(r.peak_rss_mb for r in (gold, rpc, ctf_rpc, ctf_gold, derive, tick))
     synced = gold.result["rows"]
     scale_note = "a --quick smoke run" if args.quick else c.verdict(synced >= 1_000_000)
     print(f"peak RSS of any sync worker: {worst:,.0f} MB (target < {TARGET_RSS_MB:,.0f} MB: "
@@ -248,6 +271,7 @@ def main() -> None:
     parser.add_argument("--fills", type=int, default=1_000_000)
     parser.add_argument("--worker", choices=sorted(WORKERS))
     parser.add_argument("--source", default="goldsky")
+    parser.add_argument("--table", default="order_filled", choices=["order_filled", "ctf_events"])
     parser.add_argument("--urls", default="{}")
     parser.add_argument("--root", default=str(WORK))
     parser.add_argument("--start", type=int, default=0)

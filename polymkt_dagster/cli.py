@@ -169,6 +169,7 @@ def bootstrap(ctx: click.Context, from_s3: bool) -> None:
         return bootstrap_from_s3(_settings(ctx))
     from polymkt_dagster.lib.bootstrap import (
         SourceFileError,
+        import_ctf_events,
         import_events,
         import_markets,
         import_order_filled,
@@ -186,6 +187,7 @@ def bootstrap(ctx: click.Context, from_s3: bool) -> None:
             import_markets(settings.data_dir, lake, progress=log),
             import_events(settings.data_dir, lake, progress=log),
             fills := import_order_filled(settings.data_dir, lake, progress=log),
+            import_ctf_events(settings.data_dir, lake, progress=log),
         ):
             err.print(
                 f"{report.table}: {report.rows_accepted:,} accepted, "

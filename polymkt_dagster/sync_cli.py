@@ -182,6 +182,62 @@ def fills(
     _emit(document, as_json)
 
 
+@sync.command()
+@click.option("--start", default=None, help="First day (default: today, or yesterday too).")
+@click.option("--end", default=None, help="Last day, inclusive (default: --start or today).")
+@click.option("--source", type=click.Choice(["rpc", "goldsky"]), default=None)
+@click.option("--max-batches", type=int, default=None, help="Stop after N batches.")
+@click.option("--batch-rows", type=int, default=50_000, show_default=True)
+@click.option("--dry-run", is_flag=True, help="Fetch and count; write nothing.")
+@click.option("--resync", is_flag=True, help="Fetch already synced positions again.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@click.pass_context
+def ctf(
+    ctx: click.Context,
+    start: str | None,
+    end: str | None,
+    source: str | None,
+    max_batches: int | None,
+    batch_rows: int,
+    dry_run: bool,
+    resync: bool,
+    as_json: bool,
+) -> None:
+    """Sync CTF position events (splits, merges, redemptions, resolutions, conversions)."""
+    from polymkt_dagster.lib import sync as lib_sync
+    from polymkt_dagster.lib.http import SourceError
+    from polymkt_dagster.lib.sync_state import SyncBusyError
+
+    settings = _settings(ctx)
+    lake = _lake(settings)
+    first, last = _day(start, "--start"), _day(end, "--end")
+    if first is None:
+        state = lib_sync.ctf_events_state(lake, source or settings.ctf_events_source).load()
+        days = lib_sync.days_to_sync(datetime.now(UTC), _synced_until_hint(state))
+        first, last = days[0], days[-1]
+    last = last or first
+    if last < first:
+        raise click.BadParameter("--end is before --start", param_hint="--end")
+    ctf_source = lib_sync.make_ctf_source(settings, source)
+    try:
+        report = lib_sync.sync_ctf_events(
+            lake,
+            ctf_source,
+            *lib_sync.window_for_days([first, last]),
+            max_batches=max_batches,
+            dry_run=dry_run,
+            resync=resync,
+            batch_rows=batch_rows,
+            rejects_path=settings.rejects_dir / "ctf_events" / f"{ctf_source.name}.rejects.csv",
+            progress=err.print,
+        )
+    except (SourceError, SyncBusyError) as exc:
+        _fail(str(exc))
+    finally:
+        ctf_source.close()
+    _emit({"ctf_events": report}, as_json)
+
+
 def _synced_until_hint(state: dict[str, Any]) -> datetime | None:
     """The subgraph's watermark is a unix time; a block watermark is not known offline."""
     coverage = state.get("coverage") or []
@@ -199,7 +255,8 @@ def _synced_until_hint(state: dict[str, Any]) -> datetime | None:
 def backfill(
     ctx: click.Context, start: str, end: str, dagster_home: Path | None, as_json: bool
 ) -> None:
-    """Catch up a gap: one Dagster run of raw/order_filled + raw/trades over the day range."""
+    """Catch up a gap: one Dagster run of raw/order_filled + raw/trades + raw/ctf_events over
+    the day range."""
     import dagster as dg
     from dagster._core.storage.tags import (
         ASSET_PARTITION_RANGE_END_TAG,
@@ -215,10 +272,10 @@ def backfill(
         raise click.BadParameter("--end is before --start", param_hint="--end")
     settings = _settings(ctx)
     home = prepare_dagster_home(dagster_home)
-    from polymkt_dagster.defs.ingest.assets import raw_order_filled, raw_trades
+    from polymkt_dagster.defs.ingest.assets import raw_ctf_events, raw_order_filled, raw_trades
 
     result = dg.materialize(
-        [raw_order_filled, raw_trades],
+        [raw_order_filled, raw_trades, raw_ctf_events],
         instance=dg.DagsterInstance.get(),
         resources={"polymkt": PolymktResource.from_settings(settings)},
         tags={

@@ -6,6 +6,7 @@ Sources in the data dir:
     events.json / events.csv                 optional; else derived from the markets
     orderFilled.csv  poly_data layout        → raw/polymarket/order_filled (daily)
     trades.csv       poly_data layout        → used only when orderFilled.csv is absent
+    ctfEvents.csv    §3.1 layout             → raw/polymarket/ctf_events (daily; ctf_csv)
 
 Order fills are merged into their day partitions (union with what is there, deduplicated
 on the fill id), so importing the same file twice, or a file overlapping a live sync,
@@ -79,6 +80,7 @@ class ImportReport:
     # per source file: its records = accepted + rejected + duplicates (checked, see
     # csv_source.RowAccounting)
     accounting: list[RowAccounting] = field(default_factory=list)
+    rows_by_event: dict[str, int] = field(default_factory=dict)  # ctf_events only
 
     def absorb_rejects(self, rejects: Rejects, target: Path) -> None:
         self.rows_rejected = len(rejects)
@@ -141,6 +143,33 @@ def import_order_filled(
     report.stage_seconds = imported.stage_seconds
     report.partitions = [imported.partitions[day] for day in sorted(imported.partitions)]
     report.rows_written = sum(p.rows for p in report.partitions)
+    return report
+
+
+def import_ctf_events(
+    data_dir: Path,
+    lake: Lake,
+    *,
+    start: date | None = None,
+    end: date | None = None,
+    progress: Progress | None = None,
+) -> ImportReport:
+    """Merge ctfEvents.csv (docs/architecture.md §3.1) into the ctf_events day partitions."""
+    from polymkt_dagster.lib.ctf_csv import CTF_EVENTS_CSV, import_ctf_csv
+
+    report = ImportReport(table="ctf_events")
+    source = data_dir / CTF_EVENTS_CSV
+    if not source.is_file():
+        return report
+    report.source_files.append(str(source))
+    rejects = Rejects()
+    imported = import_ctf_csv(source, lake, rejects, start=start, end=end, progress=progress)
+    report.absorb_rejects(rejects, rejects_file(data_dir, "ctf_events", source))
+    report.rows_read = imported.rows_read + sum(1 for r in rejects.rows if r[2] == "(row)")
+    report.rows_accepted = imported.rows_accepted
+    report.partitions = imported.partitions
+    report.rows_written = sum(p.rows for p in imported.partitions)
+    report.rows_by_event = imported.rows_by_event
     return report
 
 
@@ -610,27 +639,40 @@ __all__ = [
 
 
 def source_day_range(data_dir: Path) -> tuple[date, date] | None:
-    """First and last UTC day of the order fills (or trades) CSV, for the pipeline's range."""
-    for name, column in ((ORDER_FILLED_CSV, "timestamp"), (TRADES_CSV, "timestamp")):
-        path = data_dir / name
-        if not path.is_file():
-            continue
-        with _import_connection(data_dir) as con:
-            expr = n.sql_timestamp(f'"{column}"')
-            try:
-                source = _guarded_column(con, path, column)
-            except pa.ArrowInvalid:  # e.g. a timestamp cell that is not UTF-8
-                source = (
-                    f"read_csv({sql_string(path)}, header = true, all_varchar = true, "
-                    "ignore_errors = true)"
-                )
-            row = con.execute(
-                f"SELECT min(CAST(ts AS DATE)), max(CAST(ts AS DATE)) FROM ("
-                f"SELECT {expr} AS ts FROM {source}) WHERE "
-                f"{n.sql_timestamp_in_range('ts')}"
-            ).fetchone()
-        if row and row[0] is not None:
-            return row[0], row[1]
+    """First and last UTC day of the order fills (or trades) CSV, for the pipeline's range,
+    widened to the days of ctfEvents.csv when there is one."""
+    fills = _fill_day_range(data_dir)
+    events = _csv_day_range(data_dir / "ctfEvents.csv", "timestamp", data_dir)
+    if fills is None or events is None:
+        return fills or events
+    return min(fills[0], events[0]), max(fills[1], events[1])
+
+
+def _csv_day_range(path: Path, column: str, data_dir: Path) -> tuple[date, date] | None:
+    if not path.is_file():
+        return None
+    with _import_connection(data_dir) as con:
+        expr = n.sql_timestamp(f'"{column}"')
+        try:
+            source = _guarded_column(con, path, column)
+        except pa.ArrowInvalid:  # e.g. a timestamp cell that is not UTF-8
+            source = (
+                f"read_csv({sql_string(path)}, header = true, all_varchar = true, "
+                "ignore_errors = true)"
+            )
+        row = con.execute(
+            f"SELECT min(CAST(ts AS DATE)), max(CAST(ts AS DATE)) FROM ("
+            f"SELECT {expr} AS ts FROM {source}) WHERE "
+            f"{n.sql_timestamp_in_range('ts')}"
+        ).fetchone()
+    return (row[0], row[1]) if row and row[0] is not None else None
+
+
+def _fill_day_range(data_dir: Path) -> tuple[date, date] | None:
+    for name in (ORDER_FILLED_CSV, TRADES_CSV):
+        found = _csv_day_range(data_dir / name, "timestamp", data_dir)
+        if found is not None:
+            return found
     return None
 
 

@@ -81,6 +81,12 @@ class Settings:
     clickhouse_password: str | None = field(default=None, repr=False)
     # Live sync (issue 3): chain confirmations, S3 region and keys (keys never printed).
     rpc_confirmations: int = 32
+    # CTF position events (docs/architecture.md §3.1): chain logs, or the activity subgraph.
+    ctf_events_source: str = "rpc"
+    goldsky_activity_url: str = (
+        "https://api.goldsky.com/api/public/project_cl6mb8i9h0003e201j6li0diw/"
+        "subgraphs/activity-subgraph/0.0.4/gn"
+    )
     s3_region: str = "us-east-1"
     s3_access_key_id: str | None = field(default=None, repr=False)
     s3_secret_access_key: str | None = field(default=None, repr=False)
@@ -150,6 +156,8 @@ class Settings:
             clickhouse_user=text("CLICKHOUSE_USER", None),
             clickhouse_password=text("CLICKHOUSE_PASSWORD", None),
             rpc_confirmations=_positive_int(env, "POLYMKT_RPC_CONFIRMATIONS", 32, minimum=0),
+            ctf_events_source=_choice(env, "POLYMKT_CTF_EVENTS_SOURCE", "rpc", ("rpc", "goldsky")),
+            goldsky_activity_url=text("GOLDSKY_ACTIVITY_URL", defaults.goldsky_activity_url) or "",
             s3_region=text("S3_REGION", defaults.s3_region) or defaults.s3_region,
             s3_access_key_id=text("S3_ACCESS_KEY_ID", None),
             s3_secret_access_key=text("S3_SECRET_ACCESS_KEY", None),

@@ -28,16 +28,26 @@ FIELDS = (
     "id transactionHash timestamp orderHash maker taker makerAssetId takerAssetId "
     "makerAmountFilled takerAmountFilled fee"
 )
-QUERY_BY_TIME = (
-    "query Fills($from: BigInt!, $to: BigInt!, $first: Int!) { orderFilledEvents("
-    "first: $first, orderBy: timestamp, orderDirection: asc, "
-    "where: {timestamp_gte: $from, timestamp_lt: $to}) { " + FIELDS + " } }"
-)
-QUERY_ONE_SECOND = (
-    "query Second($ts: BigInt!, $after: String!, $first: Int!) { orderFilledEvents("
-    "first: $first, orderBy: id, orderDirection: asc, "
-    "where: {timestamp: $ts, id_gt: $after}) { " + FIELDS + " } }"
-)
+
+
+def query_by_time(entity: str, fields: str) -> str:
+    return (
+        f"query Page($from: BigInt!, $to: BigInt!, $first: Int!) {{ {entity}("
+        "first: $first, orderBy: timestamp, orderDirection: asc, "
+        "where: {timestamp_gte: $from, timestamp_lt: $to}) { " + fields + " } }"
+    )
+
+
+def query_one_second(entity: str, fields: str) -> str:
+    return (
+        f"query Second($ts: BigInt!, $after: String!, $first: Int!) {{ {entity}("
+        "first: $first, orderBy: id, orderDirection: asc, "
+        "where: {timestamp: $ts, id_gt: $after}) { " + fields + " } }"
+    )
+
+
+QUERY_BY_TIME = query_by_time("orderFilledEvents", FIELDS)
+QUERY_ONE_SECOND = query_one_second("orderFilledEvents", FIELDS)
 QUERY_META = "{ _meta { block { number timestamp } hasIndexingErrors } }"
 ADVICE = (
     "Check POLYMKT_GOLDSKY_ORDERBOOK_URL and the subgraph's status, then re-run: the sync "
@@ -59,6 +69,9 @@ def _transient_graphql(document: Any) -> str | None:
 class GoldskySource:
     name = "goldsky"
     position_unit = "second"
+    # The entity paged and its fields; another entity subclasses with its own and ``_add``.
+    entity = "orderFilledEvents"
+    fields = FIELDS
 
     def __init__(
         self,
@@ -71,6 +84,8 @@ class GoldskySource:
         self.http = HttpClient(url, source="goldsky", advice=ADVICE, retry=retry, secrets=[url])
         self.page_size = page_size
         self._now = now
+        self._by_time = query_by_time(self.entity, self.fields)
+        self._one_second = query_one_second(self.entity, self.fields)
 
     @property
     def stats(self) -> RequestStats:
@@ -98,12 +113,16 @@ class GoldskySource:
         return block_time + 1 if now - block_time > FROZEN_AFTER_S else block_time
 
     # ---- fetching --------------------------------------------------------------------
+    @staticmethod
+    def _new_columns() -> Any:
+        return FillColumns()
+
     def fetch(self, start: int, end: int, target_rows: int) -> FillBatch:
-        columns = FillColumns()
+        columns = self._new_columns()
         position = start
         while position < end and len(columns) < target_rows:
             page = self._events(
-                QUERY_BY_TIME,
+                self._by_time,
                 {"from": str(position), "to": str(end), "first": self.page_size},
                 cursor=f"timestamp>={position}",
             )
@@ -122,11 +141,11 @@ class GoldskySource:
             position = last_second + 1
         return FillBatch(columns.to_table(), start, position, columns.rejects)
 
-    def _read_second(self, columns: FillColumns, second: int) -> None:
+    def _read_second(self, columns: Any, second: int) -> None:
         after = ""
         while True:
             page = self._events(
-                QUERY_ONE_SECOND,
+                self._one_second,
                 {"ts": str(second), "after": after, "first": self.page_size},
                 cursor=f"timestamp={second}, id>{after or '(start)'}",
             )
@@ -144,11 +163,11 @@ class GoldskySource:
 
     def _events(self, query: str, variables: dict[str, Any], *, cursor: str) -> list[Any]:
         document = self._query(query, variables, cursor=cursor)
-        events = document.get("orderFilledEvents") if isinstance(document, dict) else None
+        events = document.get(self.entity) if isinstance(document, dict) else None
         if not isinstance(events, list):
             raise SourceError(
                 "goldsky",
-                "answer has no orderFilledEvents list",
+                f"answer has no {self.entity} list",
                 cursor=cursor,
                 advice=ADVICE,
             )
@@ -176,7 +195,7 @@ class GoldskySource:
         return data
 
     @staticmethod
-    def _add(columns: FillColumns, events: list[Any]) -> None:
+    def _add(columns: Any, events: list[Any]) -> None:
         for event in events:
             if not isinstance(event, dict):
                 columns.rejects.append(

@@ -1,9 +1,9 @@
 """Merging new rows into the raw tables: the one code path for bootstrap and live sync.
 
-Order fills merge into their day partitions (union with what is there, one row per fill
-id), markets and events into their single files (one row per id, newest ``updated_at``
-first). Nothing already in the lake is lost and nothing is duplicated, however often the
-same rows arrive.
+Order fills and CTF position events merge into their day partitions (union with what is
+there, one row per id), markets and events into their single files (one row per id, newest
+``updated_at`` first). Nothing already in the lake is lost and nothing is duplicated,
+however often the same rows arrive.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from datetime import date
 import duckdb
 
 from polymkt_dagster.lib.lake import DAY_COLUMN, Lake, PartitionWrite
-from polymkt_dagster.lib.schemas import EVENTS, MARKETS, ORDER_FILLED, Table
+from polymkt_dagster.lib.schemas import CTF_EVENTS, EVENTS, MARKETS, ORDER_FILLED, Table
 
 STREAM_BATCH_ROWS = 122_880
 
@@ -33,10 +33,10 @@ def _days_and_duplicates(con: duckdb.DuckDBPyConnection, relation: str) -> tuple
     return list(row[0]), int(row[1])
 
 
-def stored_fill_wins_sql(fresh: str, stored: str | None) -> str:
-    """Canonical fill columns of the relations ``fresh`` and ``stored``, one row per fill id:
-    an id present in ``stored`` keeps its stored row."""
-    columns = ", ".join(f'"{c}"' for c in ORDER_FILLED.column_names)
+def stored_row_wins_sql(table: Table, fresh: str, stored: str | None) -> str:
+    """Canonical columns of ``table`` from the relations ``fresh`` and ``stored``, one row per
+    id: an id present in ``stored`` keeps its stored row."""
+    columns = ", ".join(f'"{c}"' for c in table.column_names)
     rows = f"SELECT {columns}, 0 AS priority FROM {fresh}"
     if stored is not None:
         rows += f" UNION ALL SELECT {columns}, 1 AS priority FROM {stored}"
@@ -46,6 +46,62 @@ def stored_fill_wins_sql(fresh: str, stored: str | None) -> str:
     )
 
 
+def stored_fill_wins_sql(fresh: str, stored: str | None) -> str:
+    """``stored_row_wins_sql`` for the order fills."""
+    return stored_row_wins_sql(ORDER_FILLED, fresh, stored)
+
+
+# Row order inside a day partition, after the day itself.
+_DAY_ORDER: dict[str, str] = {
+    ORDER_FILLED.name: '"timestamp", transaction_hash, id',
+    CTF_EVENTS.name: '"timestamp", block_number, log_index, id',
+}
+
+
+def merge_day_rows(
+    con: duckdb.DuckDBPyConnection,
+    lake: Lake,
+    table: Table,
+    fresh: str,
+    *,
+    progress: Callable[[str], None] | None = None,
+) -> list[PartitionWrite]:
+    """Merge the canonical rows of ``fresh`` (a SELECT) into ``table``'s day partitions.
+
+    For the raw event tables keyed by ``id`` with a ``timestamp`` (order_filled,
+    ctf_events). Only the days present in ``fresh`` are rewritten, each atomically, with
+    the union of its old and new rows; an id already present keeps its stored row. When
+    those days hold nothing yet and the fresh ids are unique, there is nothing to
+    deduplicate and the rows are only sorted.
+    """
+    columns = ", ".join(f'"{c}"' for c in table.column_names)
+    days, repeated = _days_and_duplicates(con, fresh)
+    if not days:
+        return []
+    existing = [f for day in days for f in lake.day_files(table.name, day)]
+    day_key = f'CAST("timestamp" AS DATE) AS {DAY_COLUMN}'
+    order = f"ORDER BY {DAY_COLUMN}, {_DAY_ORDER.get(table.name, 'id')}"
+    if not existing and not repeated:
+        merged = f"SELECT {columns}, {day_key} FROM ({fresh}) {order}"
+    else:
+        stored = lake.scan_sql(table, existing) if existing else None
+        union = stored_row_wins_sql(table, f"({fresh})", stored)
+        merged = f"SELECT {columns}, {day_key} FROM ({union}) {order}"
+    writes: list[PartitionWrite] = []
+
+    def on_partition(write: PartitionWrite) -> None:
+        writes.append(write)
+        if progress and (len(writes) % 50 == 0 or len(writes) == len(days)):
+            progress(f"{table.name}: {len(writes)}/{len(days)} day partitions written")
+
+    lake.write_sorted_days(
+        table.name,
+        con.execute(merged).fetch_record_batch(rows_per_batch=STREAM_BATCH_ROWS),
+        on_partition=on_partition,
+    )
+    return writes
+
+
 def merge_order_fills(
     con: duckdb.DuckDBPyConnection,
     lake: Lake,
@@ -53,39 +109,19 @@ def merge_order_fills(
     *,
     progress: Callable[[str], None] | None = None,
 ) -> list[PartitionWrite]:
-    """Merge the canonical fills of ``fresh`` (a SELECT) into their day partitions.
+    """Merge the canonical fills of ``fresh`` (a SELECT) into their day partitions."""
+    return merge_day_rows(con, lake, ORDER_FILLED, fresh, progress=progress)
 
-    Only the days present in ``fresh`` are rewritten, each atomically, with the union of
-    its old and new rows; a fill id already present keeps its stored row. When those days
-    hold nothing yet and the fresh ids are unique, there is nothing to deduplicate and the
-    rows are only sorted.
-    """
-    columns = ", ".join(f'"{c}"' for c in ORDER_FILLED.column_names)
-    days, repeated = _days_and_duplicates(con, fresh)
-    if not days:
-        return []
-    existing = [f for day in days for f in lake.day_files(ORDER_FILLED.name, day)]
-    day_key = f'CAST("timestamp" AS DATE) AS {DAY_COLUMN}'
-    order = f'ORDER BY {DAY_COLUMN}, "timestamp", transaction_hash, id'
-    if not existing and not repeated:
-        merged = f"SELECT {columns}, {day_key} FROM ({fresh}) {order}"
-    else:
-        stored = lake.scan_sql(ORDER_FILLED, existing) if existing else None
-        union = stored_fill_wins_sql(f"({fresh})", stored)
-        merged = f"SELECT {columns}, {day_key} FROM ({union}) {order}"
-    writes: list[PartitionWrite] = []
 
-    def on_partition(write: PartitionWrite) -> None:
-        writes.append(write)
-        if progress and (len(writes) % 50 == 0 or len(writes) == len(days)):
-            progress(f"order_filled: {len(writes)}/{len(days)} day partitions written")
-
-    lake.write_sorted_days(
-        ORDER_FILLED.name,
-        con.execute(merged).fetch_record_batch(rows_per_batch=STREAM_BATCH_ROWS),
-        on_partition=on_partition,
-    )
-    return writes
+def merge_ctf_events(
+    con: duckdb.DuckDBPyConnection,
+    lake: Lake,
+    fresh: str,
+    *,
+    progress: Callable[[str], None] | None = None,
+) -> list[PartitionWrite]:
+    """Merge canonical CTF position events (docs/architecture.md §3.1) by id, like the fills."""
+    return merge_day_rows(con, lake, CTF_EVENTS, fresh, progress=progress)
 
 
 def _merge_single(

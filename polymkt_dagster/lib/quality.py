@@ -9,7 +9,7 @@ from pathlib import Path
 import duckdb
 
 from polymkt_dagster.lib.lake import Lake
-from polymkt_dagster.lib.schemas import MARKETS, ORDER_FILLED, TRADES
+from polymkt_dagster.lib.schemas import CTF_EVENTS, MARKETS, ORDER_FILLED, TRADES
 
 
 @dataclass(frozen=True)
@@ -70,6 +70,22 @@ def order_filled_checks(
             f"{non_positive} fills with a non-positive amount",
             {"non_positive": non_positive},
         ),
+    ]
+
+
+def ctf_events_checks(
+    con: duckdb.DuckDBPyConnection, files: Sequence[Path], lake: Lake
+) -> list[CheckOutcome]:
+    """ids unique per partition (id = tx hash + log index: a repeat is a merge bug)."""
+    rel = lake.scan_sql(CTF_EVENTS, files)
+    dupes = _scalar(con, f"SELECT count(*) - count(DISTINCT id) FROM {rel}")
+    return [
+        CheckOutcome(
+            "ctf_event_id_unique",
+            dupes == 0,
+            f"{dupes} duplicate CTF event ids",
+            {"duplicates": dupes},
+        )
     ]
 
 

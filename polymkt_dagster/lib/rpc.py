@@ -147,12 +147,14 @@ class RpcSource:
         initial_span: int = DEFAULT_SPAN,
         max_span: int = MAX_SPAN,
         addresses: Sequence[str] = tuple(EXCHANGE_CONTRACTS),
+        topics: Sequence[str] = (V1_ORDER_FILLED, V2_ORDER_FILLED),
     ) -> None:
         self.http = HttpClient(url, source="rpc", advice=ADVICE, retry=retry, secrets=[url])
         self.confirmations = max(0, confirmations)
         self.span = max(1, initial_span)
         self.max_span = max(self.span, max_span)
         self.addresses = [a.lower() for a in addresses]
+        self.topics = [t.lower() for t in topics]  # topic0 values to ask eth_getLogs for
         self.range_splits = 0
         self._ceiling: int | None = None  # smallest span the node refused lately
         self._successes = 0
@@ -277,7 +279,7 @@ class RpcSource:
                     "fromBlock": hex(first),
                     "toBlock": hex(last),
                     "address": self.addresses,
-                    "topics": [[V1_ORDER_FILLED, V2_ORDER_FILLED]],
+                    "topics": [self.topics],
                 }
             ],
             cursor=f"blocks {first}..{last}",

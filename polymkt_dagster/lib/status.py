@@ -46,6 +46,7 @@ FRESHNESS_TARGETS_S: dict[str, float] = {
     "events": 3600.0,
     "order_filled": 600.0,
     "trades": 600.0,
+    "ctf_events": 600.0,
 }
 STATE_DIR = "_state"
 

@@ -4,6 +4,8 @@
 batch is merged into its day partitions (``merge.merge_order_fills``: union with what is
 there, one row per fill id, each partition replaced atomically) the source's coverage is
 saved in ``<lake>/_state/order_filled_<source>.json``; only then does the next batch start.
+CTF position events (``sync_ctf_events``) run through the same loop into ``ctf_events`` with
+their own state ``<lake>/_state/ctf_events_<source>.json``.
 A crash therefore replays at most one batch, which the merge deduplicates: every event is
 in the lake exactly once. ``max_batches`` bounds a run, ``dry_run`` fetches and counts
 without writing, and the memory guard ends the run cleanly (state saved, nothing half
@@ -25,15 +27,17 @@ import psutil
 
 from polymkt_dagster.lib.config import Settings
 from polymkt_dagster.lib.csv_source import Rejects
+from polymkt_dagster.lib.ctf_events import CtfRpcSource, rows_by_event
+from polymkt_dagster.lib.ctf_goldsky import CtfGoldskySource
 from polymkt_dagster.lib.duck import connect
 from polymkt_dagster.lib.fill_source import FillSource
 from polymkt_dagster.lib.gamma_client import AuditTrail, GammaClient
 from polymkt_dagster.lib.goldsky import GoldskySource
 from polymkt_dagster.lib.lake import Lake, rows_in_files
 from polymkt_dagster.lib.market_sync import TokenLookupReport, lookup_unknown_tokens
-from polymkt_dagster.lib.merge import merge_order_fills
+from polymkt_dagster.lib.merge import merge_day_rows
 from polymkt_dagster.lib.rpc import RpcSource
-from polymkt_dagster.lib.schemas import ORDER_FILLED
+from polymkt_dagster.lib.schemas import CTF_EVENTS, ORDER_FILLED, Table
 from polymkt_dagster.lib.sync_state import Coverage, StateFile, sync_lock
 from polymkt_dagster.lib.trades import DeriveReport, derive_trades
 
@@ -46,6 +50,20 @@ MIDNIGHT_GRACE = timedelta(hours=1)
 
 def fills_state(lake: Lake, source: str) -> StateFile:
     return StateFile(lake.root, f"order_filled_{source}")
+
+
+def ctf_events_state(lake: Lake, source: str) -> StateFile:
+    return StateFile(lake.root, f"{CTF_EVENTS.name}_{source}")
+
+
+def make_ctf_source(settings: Settings, source: str | None = None) -> FillSource:
+    """The CTF position-event source (docs/architecture.md §3.1)."""
+    name = source or settings.ctf_events_source
+    if name == "rpc":
+        return CtfRpcSource(settings.polygon_rpc_url, confirmations=settings.rpc_confirmations)
+    if name == "goldsky":
+        return CtfGoldskySource(settings.goldsky_activity_url)
+    raise ValueError(f"CTF event source must be rpc or goldsky, not {name!r}")
 
 
 def make_fill_source(settings: Settings, source: str | None = None) -> FillSource:
@@ -86,6 +104,8 @@ class FillSyncReport:
     retries: int = 0
     elapsed_s: float = 0.0
     peak_rss_mb: float = 0.0
+    table: str = ORDER_FILLED.name
+    rows_by_event: dict[str, int] = field(default_factory=dict)  # ctf_events: fetched per event
 
     @property
     def complete(self) -> bool:
@@ -124,12 +144,51 @@ def sync_order_fills(
     Positions already covered are skipped (``resync`` fetches them again, e.g. to repair a
     partition); a run resumes at the first uncovered position of its window.
     """
+    return sync_events(
+        lake, source, window_start, window_end, table=ORDER_FILLED, max_batches=max_batches,
+        dry_run=dry_run, resync=resync, batch_rows=batch_rows, memory_guard=memory_guard,
+        rejects_path=rejects_path, progress=progress,
+    )  # fmt: skip
+
+
+def sync_ctf_events(
+    lake: Lake,
+    source: FillSource,
+    window_start: datetime,
+    window_end: datetime,
+    **options: Any,
+) -> FillSyncReport:
+    """Bring the CTF position events of [window_start, window_end) into the lake, exactly as
+    the fills: own watermarks (``_state/ctf_events_<source>.json``), same batches, merge by id."""
+    return sync_events(lake, source, window_start, window_end, table=CTF_EVENTS, **options)
+
+
+def sync_events(
+    lake: Lake,
+    source: FillSource,
+    window_start: datetime,
+    window_end: datetime,
+    *,
+    table: Table,
+    max_batches: int | None = None,
+    dry_run: bool = False,
+    resync: bool = False,
+    batch_rows: int = DEFAULT_BATCH_ROWS,
+    memory_guard: MemoryGuard | None = None,
+    rejects_path: Path | None = None,
+    progress: Progress | None = None,
+) -> FillSyncReport:
+    """The sync loop of a day-partitioned raw event table (order_filled or ctf_events)."""
     started = time.perf_counter()
     guard = memory_guard or MemoryGuard()
-    report = FillSyncReport(source.name, window_start, window_end, dry_run=dry_run)
+    report = FillSyncReport(
+        source.name, window_start, window_end, dry_run=dry_run, table=table.name
+    )
     rejects = Rejects()
-    state_file = fills_state(lake, source.name)
-    with sync_lock(lake.root, f"order_filled_{source.name}", timeout_s=300):
+    state_name = f"{table.name}_{source.name}"
+    state_file = StateFile(lake.root, state_name)
+    by_event: Counter[str] = Counter()
+    with sync_lock(lake.root, state_name, timeout_s=300):
         state = state_file.load()
         coverage = Coverage.from_json(state.get("coverage"))
         low = source.position_at(window_start)
@@ -148,8 +207,10 @@ def sync_order_fills(
             for reject in batch.rejects:
                 rejects.add(reject.where, 0, reject.field, reject.reason, "")
             report.rows_fetched += batch.table.num_rows
+            if "event" in batch.table.column_names:
+                by_event.update(rows_by_event(batch.table))
             if not dry_run and batch.table.num_rows:
-                days.update(_merge_batch(lake, batch.table, report))
+                days.update(_merge_batch(lake, table, batch.table, report))
             if not dry_run:
                 coverage.add(batch.start, batch.next_position)
                 state.update(
@@ -163,8 +224,8 @@ def sync_order_fills(
             report.batches += 1
             if progress:
                 progress(
-                    f"{source.name}: batch {report.batches}, {report.rows_fetched:,} fills "
-                    f"fetched, position {position:,} of {high:,}"
+                    f"{table.name} {source.name}: batch {report.batches}, "
+                    f"{report.rows_fetched:,} rows fetched, position {position:,} of {high:,}"
                 )
             if position >= high:
                 break
@@ -203,6 +264,7 @@ def sync_order_fills(
     report.peak_rss_mb = guard.peak_rss_mb
     report.rejected = len(rejects)
     report.reject_reasons = dict(Counter(r[2] for r in rejects.rows))
+    report.rows_by_event = dict(by_event)
     if rejects_path is not None and not dry_run:
         report.rejects_file = rejects.write(rejects_path)
     report.requests, report.retries = source.stats.requests, source.stats.retries
@@ -210,20 +272,20 @@ def sync_order_fills(
     return report
 
 
-def _merge_batch(lake: Lake, table: Any, report: FillSyncReport) -> set[date]:
+def _merge_batch(lake: Lake, table: Table, rows: Any, report: FillSyncReport) -> set[date]:
     with connect() as con:
-        con.register("fresh_fills", table)
+        con.register("fresh_rows", rows)
         batch_days = [
             d for (d,) in con.execute(
-                'SELECT DISTINCT CAST("timestamp" AS DATE) FROM fresh_fills'
+                'SELECT DISTINCT CAST("timestamp" AS DATE) FROM fresh_rows'
             ).fetchall()
         ]  # fmt: skip
-        old_files = [f for d in batch_days for f in lake.day_files(ORDER_FILLED.name, d)]
+        old_files = [f for d in batch_days for f in lake.day_files(table.name, d)]
         before = rows_in_files(old_files)
-        writes = merge_order_fills(con, lake, "SELECT * FROM fresh_fills")
+        writes = merge_day_rows(con, lake, table, "SELECT * FROM fresh_rows")
     after = sum(w.rows for w in writes)
     report.rows_new += after - before
-    report.duplicates += table.num_rows - (after - before)
+    report.duplicates += rows.num_rows - (after - before)
     return {w.day for w in writes}
 
 
@@ -269,10 +331,12 @@ def days_to_sync(now: datetime, synced_until: datetime | None) -> list[date]:
 
 
 def sync_status(lake: Lake) -> dict[str, Any]:
-    """Coverage of every fill source as times, for `polymkt sync status`."""
+    """Coverage of every fill source (and CTF event source) for `polymkt sync status`."""
     document: dict[str, Any] = {}
-    for name in ("goldsky", "rpc"):
-        state = fills_state(lake, name).load()
+    states = [(name, fills_state(lake, name)) for name in ("goldsky", "rpc")]
+    states += [(f"ctf_events_{name}", ctf_events_state(lake, name)) for name in ("goldsky", "rpc")]
+    for name, state_file in states:
+        state = state_file.load()
         if not state:
             continue
         coverage = Coverage.from_json(state.get("coverage"))

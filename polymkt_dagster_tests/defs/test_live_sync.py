@@ -21,6 +21,7 @@ from dagster_aws.s3 import S3Resource
 
 from polymkt_dagster.defs.ingest import sensors
 from polymkt_dagster.defs.ingest.assets import (
+    raw_ctf_events,
     raw_events,
     raw_markets,
     raw_order_filled,
@@ -32,7 +33,7 @@ from polymkt_dagster.lib.config import Settings
 from polymkt_dagster.lib.duck import connect
 from polymkt_dagster.lib.goldsky import GoldskySource
 from polymkt_dagster.lib.lake import Lake
-from polymkt_dagster.lib.schemas import MARKETS, ORDER_FILLED, TRADES
+from polymkt_dagster.lib.schemas import CTF_EVENTS, MARKETS, ORDER_FILLED, TRADES
 from polymkt_dagster.lib.status import sync_status as runtime_status
 from polymkt_dagster.lib.sync import fills_state, sync_order_fills, window_for_days
 from polymkt_dagster_tests.servers.polymarket_apis import PolymarketServers
@@ -41,6 +42,7 @@ from polymkt_dagster_tests.servers.seaweed import SeaweedS3
 REPO_ROOT = Path(__file__).resolve().parents[2]
 RPC_KEY = "rpcKEY0123456789abcdefSECRET"
 FILL_ASSETS = [raw_order_filled, raw_trades]
+SENSOR_ASSETS = [*FILL_ASSETS, raw_ctf_events]  # what the 10-minute sensor materializes
 
 
 def _days(n: int) -> list[date]:
@@ -59,6 +61,17 @@ def _ids(lake: Lake) -> list[str]:
     with connect() as con:
         rows = con.execute(f"SELECT id FROM {lake.scan_sql(ORDER_FILLED)}").fetchall()
     return [r[0] for r in rows]
+
+
+def _ctf_ids(lake: Lake) -> list[str]:
+    with connect() as con:
+        rows = con.execute(f"SELECT id FROM {lake.scan_sql(CTF_EVENTS)}").fetchall()
+    return [r[0] for r in rows]
+
+
+def _expected_ctf(servers: PolymarketServers, days: list[date]) -> set[str]:
+    start, end = window_for_days(days)
+    return servers.ctf.expected_ids(int(start.timestamp()), int(end.timestamp()))
 
 
 def _expected(servers: PolymarketServers, days: list[date]) -> set[str]:
@@ -97,7 +110,7 @@ def test_live_run_syncs_every_raw_asset_and_mirrors_to_s3(
     live_env.gamma.fail_next(429, retry_after="0.1")
     with dg.instance_for_test() as instance:
         result = dg.materialize(
-            [raw_markets, raw_events, *FILL_ASSETS, s3_lake],
+            [raw_markets, raw_events, *SENSOR_ASSETS, s3_lake],
             instance=instance,
             resources=resources,
             tags={"polymkt/ingest": "live", **_range_tags(days)},
@@ -108,6 +121,7 @@ def test_live_run_syncs_every_raw_asset_and_mirrors_to_s3(
         fills = result.asset_materializations_for_node("raw__order_filled")[0].metadata
         trades = result.asset_materializations_for_node("raw__trades")[0].metadata
         markets = result.asset_materializations_for_node("raw__markets")[0].metadata
+        ctf = result.asset_materializations_for_node("raw__ctf_events")[0].metadata
         mirror = result.asset_materializations_for_node("serving__s3_lake")[0].metadata
         log_text = _event_log_text(instance, result.run_id)
     lake = Lake(data_dir / "parquet")
@@ -118,6 +132,10 @@ def test_live_run_syncs_every_raw_asset_and_mirrors_to_s3(
     assert fills["stopped_reason"].value == "complete"
     assert trades["dagster/row_count"].value == len(expected)
     assert trades["tokens_still_unknown"].value == 0
+    ctf_ids, ctf_expected = _ctf_ids(lake), _expected_ctf(live_env, days)
+    assert ctf_expected and sorted(ctf_ids) == sorted(ctf_expected)
+    assert ctf["source"].value == "rpc" and ctf["rows_new"].value == len(ctf_expected)
+    assert "| PositionSplit |" in ctf["rows_by_event"].value
     assert markets["retries"].value == 1 and markets["rows_parsed"].value > 0
     assert mirror["uploaded"].value == mirror["verified"].value > 0, mirror
     with connect() as con:
@@ -133,7 +151,8 @@ def test_live_run_syncs_every_raw_asset_and_mirrors_to_s3(
     assert any(k.startswith("raw/polymarket/gamma_api/markets/") for k in keys)
     assert seaweedfs.secret_key not in log_text and seaweedfs.access_key not in log_text
     freshness = runtime_status(Settings.from_env().with_data_dir(data_dir))
-    assert all(freshness[t]["fresh"] for t in ("markets", "events", "order_filled", "trades"))
+    tables = ("markets", "events", "order_filled", "trades", "ctf_events")
+    assert all(freshness[t]["fresh"] for t in tables)
 
 
 def test_a_failing_source_fails_the_run_with_advice_and_no_key(
@@ -214,7 +233,7 @@ def test_fills_sensor_requests_runs_and_advances_only_after_success(
     with dg.instance_for_test() as instance:
         first = _tick(sensors.order_fills_sensor, instance, None, data_dir)
         (request,) = first.run_requests
-        assert set(request.asset_selection) == {raw_order_filled.key, raw_trades.key}
+        assert set(request.asset_selection) == {a.key for a in SENSOR_ASSETS}
         assert request.tags["polymkt/ingest"] == "live"
         assert request.tags[ASSET_PARTITION_RANGE_END_TAG] == datetime.now(UTC).date().isoformat()
         assert json.loads(first.cursor)["position"] is None
@@ -226,24 +245,29 @@ def test_fills_sensor_requests_runs_and_advances_only_after_success(
 
         # A failed run: the cursor keeps its watermark and a new run is requested.
         live_env.goldsky.fail_next(400)  # a permanent failure: the run fails at once
-        failed = _run_request(instance, request, data_dir, FILL_ASSETS)
+        failed = _run_request(instance, request, data_dir, SENSOR_ASSETS)
         assert not failed.success
         after_failure = _tick(sensors.order_fills_sensor, instance, first.cursor, data_dir)
         assert after_failure.run_requests
         assert json.loads(after_failure.cursor)["position"] is None
 
-        ok = _run_request(instance, after_failure.run_requests[0], data_dir, FILL_ASSETS)
+        ok = _run_request(instance, after_failure.run_requests[0], data_dir, SENSOR_ASSETS)
         assert ok.success
-        assert set(_ids(lake)) == _expected(
-            live_env,
-            [date.fromisoformat(request.tags[ASSET_PARTITION_RANGE_START_TAG]),
-             date.fromisoformat(request.tags[ASSET_PARTITION_RANGE_END_TAG])],
-        )  # fmt: skip
+        run_days = [date.fromisoformat(request.tags[ASSET_PARTITION_RANGE_START_TAG]),
+                    date.fromisoformat(request.tags[ASSET_PARTITION_RANGE_END_TAG])]  # fmt: skip
+        assert set(_ids(lake)) == _expected(live_env, run_days)
+        assert set(_ctf_ids(lake)) == _expected_ctf(live_env, run_days)
         quiet = _tick(sensors.order_fills_sensor, instance, after_failure.cursor, data_dir)
         cursor = json.loads(quiet.cursor)
         assert not quiet.run_requests and "no new fills" in quiet.skip_message
         state_end = fills_state(lake, "goldsky").load()["coverage"][-1][1]
         assert cursor["position"] == state_end and cursor["synced_until"]
+        assert cursor["ctf_synced_until"]
+
+        live_env.rpc.latest_block += 50  # only the chain moves: the CTF events are behind
+        ctf_only = _tick(sensors.order_fills_sensor, instance, quiet.cursor, data_dir)
+        assert len(ctf_only.run_requests) == 1
+        live_env.rpc.latest_block -= 50
 
         live_env.goldsky.head_timestamp += 5_000  # the source moves on
         again = _tick(sensors.order_fills_sensor, instance, quiet.cursor, data_dir)
@@ -372,6 +396,11 @@ def test_sync_verbs_print_one_json_document(
     assert not (data_dir / "parquet" / "raw" / "polymarket" / "order_filled").exists()
     status = run("sync", "status", "--json")
     assert status == {}
+    ctf_days = _days(2)
+    ctf = run("sync", "ctf", "--start", ctf_days[0].isoformat(), "--end",
+              ctf_days[1].isoformat(), "--json")  # fmt: skip
+    assert ctf["ctf_events"]["rows_new"] == len(_expected_ctf(live_env, ctf_days)) > 0
+    assert run("sync", "status", "--json")["ctf_events_rpc"]["unit"] == "block"
     # Catch-up of a gap: one Dagster range run over daily partitions, in DAGSTER_HOME.
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
     days = _days(3)
@@ -379,6 +408,7 @@ def test_sync_verbs_print_one_json_document(
                    days[-1].isoformat(), "--json")  # fmt: skip
     assert backfill["success"] and (tmp_path / "home" / "dagster.yaml").is_file()
     assert set(_ids(Lake(data_dir / "parquet"))) == _expected(live_env, days)
+    assert set(_ctf_ids(Lake(data_dir / "parquet"))) == _expected_ctf(live_env, days)
     assert run("sync", "status", "--json")["goldsky"]["unit"] == "second"
     with dg.DagsterInstance.from_config(str(tmp_path / "home")) as instance:
         run_record = instance.get_run_by_id(backfill["run_id"])

@@ -13,7 +13,11 @@ data and the recorded payloads vendored in ``polymkt_dagster_tests/fixtures/poly
   an order that is *not* by id, as a real store may, so paging by timestamp alone loses rows.
 - ``RpcServer``: ``eth_blockNumber``, ``eth_getBlockByNumber`` (2 s blocks), ``eth_getLogs``
   over the exchange contracts with V1/V2 ``OrderFilled`` encoding, refusing ranges wider than
-  ``max_block_range`` with the -32005 error real nodes send, and JSON-RPC batches.
+  ``max_block_range`` with the -32005 error real nodes send, and JSON-RPC batches; with a
+  ``CtfStore`` also the ConditionalTokens / NegRiskAdapter position events (real topic0s,
+  eth-abi encoded data, docs/architecture.md §3.1).
+- ``ActivityServer``: the Goldsky activity subgraph's ``splits``, ``merges``,
+  ``redemptions`` and ``negRiskConversions`` over the same ``CtfStore``.
 
 Every server can be told to answer the next requests with 429 (Retry-After), 500, a stall
 past the client's timeout, or a truncated body, and to repeat items across pages.
@@ -41,6 +45,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pytest
 
+from polymkt_dagster.lib.ctf_events import CONDITIONAL_TOKENS, NEG_RISK_ADAPTER, encode_ctf_log
 from polymkt_dagster.lib.rpc import V1_ORDER_FILLED, V2_ORDER_FILLED
 from polymkt_dagster.lib.schemas import EXCHANGE_CONTRACTS
 
@@ -311,6 +316,171 @@ def burst_fills(count: int, second: int, token: str, seed: int = 3) -> pa.Table:
 
 
 # ---------------------------------------------------------------------------------------
+# CTF position events (docs/architecture.md §3.1)
+# ---------------------------------------------------------------------------------------
+
+USDC_E = "0x2791bca1f2de4661ed88a30c99a7a9449aa84174"
+# Which activity-subgraph entity keeps an event (None: the subgraph has no such entity).
+ACTIVITY_ENTITY = {
+    "PositionSplit": "splits",
+    "PositionsMerge": "merges",
+    "PayoutRedemption": "redemptions",
+    "PositionsConverted": "negRiskConversions",
+}
+
+
+def ctf_event_rows(
+    count: int, *, first_block: int, last_block: int, seed: int = 11
+) -> list[dict[str, Any]]:
+    """``count`` canonical ctf_events rows (no timestamp) spread over the block range, cycling
+    through all eight (contract, event) kinds; log indexes start at 500 so they never meet the
+    fills' in a block."""
+    rng = random.Random(seed)
+
+    def address() -> str:
+        return "0x" + "".join(rng.choice("0123456789abcdef") for _ in range(40))
+
+    def h32(text: str) -> str:
+        return "0x" + hashlib.sha256(text.encode()).hexdigest()
+
+    kinds = [
+        ("conditional_tokens", "PositionSplit"), ("conditional_tokens", "PositionsMerge"),
+        ("conditional_tokens", "PayoutRedemption"), ("conditional_tokens", "ConditionResolution"),
+        ("neg_risk_adapter", "PositionSplit"), ("neg_risk_adapter", "PositionsMerge"),
+        ("neg_risk_adapter", "PositionsConverted"), ("neg_risk_adapter", "PayoutRedemption"),
+    ]  # fmt: skip
+    span = max(1, last_block - first_block)
+    rows: list[dict[str, Any]] = []
+    for i in range(count):
+        contract, event = kinds[i % len(kinds)]
+        block = first_block + (i * span) // max(1, count)
+        row: dict[str, Any] = {
+            "block_number": block,
+            "log_index": 500 + i % 7,
+            "transaction_hash": h32(f"ctf{seed}|{i}"),
+            "contract": contract,
+            "event": event,
+            "stakeholder": address(),
+            "condition_id": h32(f"condition{i % 13}"),
+        }
+        amount = rng.randint(1, 5_000) * 1_000_000
+        if event == "ConditionResolution":
+            row.update(question_id=h32(f"question{i % 13}"), outcome_slot_count=2,
+                       payout_numerators=rng.choice([[1, 0], [0, 1], [1, 1]]))  # fmt: skip
+        elif event == "PositionsConverted":
+            row.update(condition_id=None, neg_risk_market_id=h32(f"market{i % 5}")[:-2] + "00",
+                       index_sets=[str(rng.randint(1, 7))], amount=amount)  # fmt: skip
+        elif contract == "conditional_tokens":
+            row.update(collateral_token=USDC_E, parent_collection_id="0x" + "0" * 64,
+                       index_sets=["1", "2"])  # fmt: skip
+            row["payout" if event == "PayoutRedemption" else "amount"] = amount
+        elif event == "PayoutRedemption":
+            row.update(amounts=[amount, 0], payout=amount)
+        else:
+            row["amount"] = amount
+        rows.append(row)
+    return rows
+
+
+class CtfStore:
+    """CTF position events on the FillStore's block grid, as logs and as subgraph entities."""
+
+    def __init__(self, rows: list[dict[str, Any]], block_timestamp: Any) -> None:
+        self.rows = sorted(rows, key=lambda r: (r["block_number"], r["log_index"]))
+        self.block = np.array([r["block_number"] for r in self.rows], dtype=np.int64)
+        self.timestamp = np.array([block_timestamp(int(b)) for b in self.block], dtype=np.int64)
+        self.logs = [encode_ctf_log(r) for r in self.rows]
+        self.ids = [f"{r['transaction_hash']}_{r['log_index']}" for r in self.rows]
+
+    @classmethod
+    def over(cls, store: FillStore, count: int, seed: int = 11) -> CtfStore:
+        first = int(store.block.min()) if len(store) else BASE_BLOCK
+        last = int(store.block.max()) if len(store) else BASE_BLOCK + 1000
+        rows = ctf_event_rows(count, first_block=first, last_block=last, seed=seed)
+        return cls(rows, store.block_timestamp)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def expected_ids(self, start: int | None = None, end: int | None = None) -> set[str]:
+        lo = 0 if start is None else int(np.searchsorted(self.timestamp, start, "left"))
+        hi = len(self) if end is None else int(np.searchsorted(self.timestamp, end, "left"))
+        return set(self.ids[lo:hi])
+
+    def logs_in(self, first: int, last: int) -> list[dict[str, Any]]:
+        lo = int(np.searchsorted(self.block, first, "left"))
+        hi = int(np.searchsorted(self.block, last, "right"))
+        return self.logs[lo:hi]
+
+    def entity_rows(self, entity: str) -> list[tuple[int, dict[str, Any]]]:
+        """(timestamp, entity) of what the activity subgraph keeps, in a storage order."""
+        found = []
+        for ts, row in zip(self.timestamp, self.rows, strict=True):
+            if ACTIVITY_ENTITY.get(row["event"]) != entity:
+                continue
+            found.append((int(ts), _activity_entity(row)))
+        # stored by a salted key within each second: not the id order
+        found.sort(key=lambda p: (p[0], hashlib.md5(p[1]["id"].encode()).hexdigest()))
+        return found
+
+
+def _activity_entity(row: dict[str, Any]) -> dict[str, Any]:
+    entity: dict[str, Any] = {"id": f"{row['transaction_hash']}_{hex(row['log_index'])}"}
+    event = row["event"]
+    if event == "PayoutRedemption":
+        entity.update(
+            redeemer=row["stakeholder"],
+            condition=row["condition_id"],
+            indexSets=row.get("index_sets") or ["1", "2"],
+            payout=str(row["payout"]),
+        )
+    elif event == "PositionsConverted":
+        entity.update(stakeholder=row["stakeholder"], negRiskMarketId=row["neg_risk_market_id"],
+                      amount=str(row["amount"]), indexSet=row["index_sets"][0])  # fmt: skip
+    else:
+        entity.update(stakeholder=row["stakeholder"], condition=row["condition_id"],
+                      amount=str(row["amount"]))  # fmt: skip
+    return entity
+
+
+class ActivityServer(_JsonServer):
+    """The activity subgraph's splits/merges/redemptions/negRiskConversions, like graph-node:
+    the two query shapes the sync sends (by timestamp; one second by id) and ``_meta``."""
+
+    def __init__(self, ctf: CtfStore, *, head_timestamp: int | None = None) -> None:
+        super().__init__()
+        self.ctf = ctf
+        self.entities = {e: ctf.entity_rows(e) for e in set(ACTIVITY_ENTITY.values())}
+        last = int(ctf.timestamp.max()) if len(ctf) else 0
+        self.head_timestamp = head_timestamp if head_timestamp is not None else last
+
+    def answer(self, path: str, query: list[tuple[str, str]], body: Any) -> tuple[int, Any]:
+        if not isinstance(body, dict) or not isinstance(body.get("query"), str):
+            return 400, {"errors": [{"message": "expected a GraphQL POST body"}]}
+        text, variables = body["query"], body.get("variables") or {}
+        if "_meta" in text:
+            return 200, {"data": {"_meta": {"block": {"number": 1, "timestamp":
+                         self.head_timestamp}, "hasIndexingErrors": False}}}  # fmt: skip
+        entity = next((e for e in self.entities if f"{{ {e}(" in text), None)
+        if entity is None:
+            return 200, {"errors": [{"message": "unknown field"}]}
+        first = int(variables.get("first", 100))
+        if first > 1000:
+            return 200, {"errors": [{"message": "The `first` argument must be between 0 and 1000"}]}
+        rows = self.entities[entity]
+        if "orderBy: id" in text:
+            second, after = int(variables["ts"]), str(variables["after"])
+            chosen = sorted((e for ts, e in rows if ts == second and e["id"] > after),
+                            key=lambda e: e["id"])[:first]  # fmt: skip
+        else:
+            start, end = int(variables["from"]), int(variables["to"])
+            chosen = [e for ts, e in rows if start <= ts < end][:first]
+        timestamps = {e["id"]: ts for ts, e in rows}
+        return 200, {"data": {entity: [{**e, "timestamp": str(timestamps[e["id"]])}
+                                       for e in chosen]}}  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------
 # Goldsky GraphQL
 # ---------------------------------------------------------------------------------------
 
@@ -375,9 +545,11 @@ class RpcServer(_JsonServer):
         max_block_range: int = 5_000,
         max_results: int = 10_000,
         latest_block: int | None = None,
+        ctf: CtfStore | None = None,
     ) -> None:
         super().__init__()
         self.store = store
+        self.ctf = ctf  # CTF position events, served to eth_getLogs on their contracts
         self.max_block_range = max_block_range
         self.max_results = max_results
         last = int(store.block.max()) if len(store) else BASE_BLOCK
@@ -422,10 +594,16 @@ class RpcServer(_JsonServer):
             topics = set((query.get("topics") or [[]])[0] or [])
             lo = int(np.searchsorted(self.store.block, first, "left"))
             hi = int(np.searchsorted(self.store.block, last, "right"))
-            if hi - lo > self.max_results:
+            wants_ctf = self.ctf is not None and (
+                not addresses or bool(addresses & {CONDITIONAL_TOKENS, NEG_RISK_ADAPTER})
+            )
+            wants_fills = not addresses or bool(addresses - {CONDITIONAL_TOKENS, NEG_RISK_ADAPTER})
+            ctf_logs = self.ctf.logs_in(first, last) if wants_ctf and self.ctf else []
+            if (hi - lo if wants_fills else 0) + len(ctf_logs) > self.max_results:
                 self.refused_ranges += 1
                 return error(-32005, f"query returned more than {self.max_results} results")
-            logs = [self.store.log(i) for i in range(lo, hi)]
+            logs = [self.store.log(i) for i in range(lo, hi)] if wants_fills else []
+            logs.extend(ctf_logs)
             for block in range(first, last + 1):
                 logs.extend(self.extra_logs.get(block, []))
             logs = [
@@ -562,29 +740,41 @@ class PolymarketServers:
     gamma: GammaServer
     goldsky: GoldskyServer
     rpc: RpcServer
+    ctf: CtfStore
+    activity: ActivityServer
 
-    def env(self, source: str = "goldsky") -> dict[str, str]:
+    def env(self, source: str = "goldsky", ctf_source: str = "rpc") -> dict[str, str]:
         return {
             "POLYMKT_GAMMA_API_URL": self.gamma.base_url,
             "POLYMKT_GOLDSKY_ORDERBOOK_URL": self.goldsky.base_url,
+            "POLYMKT_GOLDSKY_ACTIVITY_URL": self.activity.base_url,
             "POLYMKT_POLYGON_RPC_URL": self.rpc.base_url,
             "POLYMKT_ORDER_FILLED_SOURCE": source,
+            "POLYMKT_CTF_EVENTS_SOURCE": ctf_source,
             "POLYMKT_RPC_CONFIRMATIONS": "10",
         }
 
 
 @pytest.fixture
 def polymarket_servers() -> Iterator[PolymarketServers]:
-    """Gamma, Goldsky and RPC servers over the bundled sample, moved to end an hour ago."""
+    """Gamma, Goldsky, activity-subgraph and RPC servers over the bundled sample, moved to end
+    an hour ago; the node also serves 2,000 CTF position events spread over the same blocks."""
     store = FillStore.from_csv(SAMPLE_DIR / "orderFilled.csv", end_at=time.time() - 3600)
     markets, events = sample_gamma()
+    ctf = CtfStore.over(store, 2_000)
     servers = PolymarketServers(
-        store, GammaServer(markets, events), GoldskyServer(store), RpcServer(store)
+        store,
+        GammaServer(markets, events),
+        GoldskyServer(store),
+        RpcServer(store, ctf=ctf),
+        ctf,
+        ActivityServer(ctf, head_timestamp=int(store.timestamp.max())),
     )
-    for server in (servers.gamma, servers.goldsky, servers.rpc):
+    running = (servers.gamma, servers.goldsky, servers.rpc, servers.activity)
+    for server in running:
         server.start()
     try:
         yield servers
     finally:
-        for server in (servers.gamma, servers.goldsky, servers.rpc):
+        for server in running:
             server.stop()

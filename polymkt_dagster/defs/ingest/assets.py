@@ -1,4 +1,4 @@
-"""Raw layer assets: markets, events, order_filled and trades (thin wiring over lib/)."""
+"""Raw layer assets: markets, events, order_filled, trades and ctf_events (thin wiring)."""
 
 from datetime import date
 from pathlib import Path
@@ -13,13 +13,14 @@ from polymkt_dagster.lib import bootstrap, quality
 from polymkt_dagster.lib.duck import connect
 from polymkt_dagster.lib.lake import Lake, rows_in_files
 from polymkt_dagster.lib.report import counts_table, markdown_table
-from polymkt_dagster.lib.schemas import EVENTS, MARKETS, ORDER_FILLED, TRADES, Table
+from polymkt_dagster.lib.schemas import CTF_EVENTS, EVENTS, MARKETS, ORDER_FILLED, TRADES, Table
 from polymkt_dagster.lib.trades import derive_trades
 
 MARKETS_KEY = dg.AssetKey(["raw", "markets"])
 EVENTS_KEY = dg.AssetKey(["raw", "events"])
 ORDER_FILLED_KEY = dg.AssetKey(["raw", "order_filled"])
 TRADES_KEY = dg.AssetKey(["raw", "trades"])
+CTF_EVENTS_KEY = dg.AssetKey(["raw", "ctf_events"])
 
 MARKET_PREVIEW = [
     "market_id",
@@ -32,6 +33,7 @@ MARKET_PREVIEW = [
 ]
 EVENT_PREVIEW = ["event_id", "title", "neg_risk", "end_date", "closed", "market_ids"]
 FILL_PREVIEW = ["timestamp", "maker", "taker", "maker_asset_id", "maker_amount_filled", "id"]
+CTF_PREVIEW = ["timestamp", "event", "contract", "stakeholder", "condition_id", "amount", "payout"]
 TRADE_PREVIEW = [
     "timestamp", "market_id", "outcome", "maker_direction", "price", "usd_amount",
     "is_taker_side",
@@ -252,4 +254,44 @@ def raw_trades(
                 "row_count_parity_with_order_filled",
             },
         ),
+    )
+
+
+@dg.asset(
+    key=CTF_EVENTS_KEY,
+    partitions_def=daily_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    group_name="raw",
+    kinds={"parquet"},
+    description=(
+        "Position events of the Conditional Tokens framework (splits, merges, redemptions, "
+        "resolutions, neg-risk conversions) as they happened on chain, by UTC day "
+        "(docs/architecture.md §3.1)."
+    ),
+    check_specs=[dg.AssetCheckSpec("ctf_event_id_unique", asset=CTF_EVENTS_KEY, blocking=True)],
+)
+def raw_ctf_events(
+    context: dg.AssetExecutionContext, polymkt: PolymktResource, config: live.IngestConfig
+) -> dg.MaterializeResult:
+    settings, lake = polymkt.settings(), polymkt.lake()
+    days = window_days(context)
+    if live.is_live(context, config, settings):
+        report, metadata = live.sync_ctf_events(context, settings, lake, days, config)
+        by_event = report.rows_by_event
+    else:
+        imported = bootstrap.import_ctf_events(
+            settings.data_dir, lake, start=days[0], end=days[-1], progress=context.log.info
+        )
+        metadata = _import_metadata(imported)
+        metadata["partitions_written"] = len(imported.partitions)
+        by_event = imported.rows_by_event
+    files = [f for day in days for f in lake.day_files(CTF_EVENTS.name, day)]
+    with connect() as con:
+        checks = quality.ctf_events_checks(con, files, lake)
+    metadata["dagster/row_count"] = rows_in_files(files)
+    metadata["rows_by_event"] = dg.MetadataValue.md(counts_table(by_event, "event", "rows"))
+    metadata["lake_dir"] = dg.MetadataValue.path(str(lake.table_dir(CTF_EVENTS.name)))
+    metadata["preview"] = dg.MetadataValue.md(_preview(lake, CTF_EVENTS, files[:1], CTF_PREVIEW))
+    return dg.MaterializeResult(
+        metadata=metadata, check_results=check_results(checks, {"ctf_event_id_unique"})
     )

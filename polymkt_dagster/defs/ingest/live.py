@@ -1,4 +1,5 @@
-"""Live-source bodies of the raw assets: Gamma for markets/events, Goldsky or RPC for fills.
+"""Live-source bodies of the raw assets: Gamma for markets/events, Goldsky or RPC for fills
+and CTF position events.
 
 An asset materialization pulls from the live sources when its run says so: run config
 ``source: live`` first, then the run tag ``polymkt/ingest`` (the sync sensors set ``live``,
@@ -16,7 +17,7 @@ from polymkt_dagster.lib.http import redact_text
 from polymkt_dagster.lib.lake import Lake
 from polymkt_dagster.lib.market_sync import GammaSyncReport, sync_gamma
 from polymkt_dagster.lib.report import counts_table
-from polymkt_dagster.lib.schemas import ORDER_FILLED
+from polymkt_dagster.lib.schemas import CTF_EVENTS, ORDER_FILLED
 
 INGEST_TAG = "polymkt/ingest"
 
@@ -30,6 +31,7 @@ class IngestConfig(dg.Config):
     resync: bool = False  # live fills: fetch covered positions again (repair)
     full_listing: bool = False  # live markets/events: list closed ones too (backfill)
     fill_source: str | None = None  # goldsky | rpc; default POLYMKT_ORDER_FILLED_SOURCE
+    ctf_source: str | None = None  # rpc | goldsky; default POLYMKT_CTF_EVENTS_SOURCE
 
 
 def is_live(context: dg.AssetExecutionContext, config: IngestConfig, settings: Settings) -> bool:
@@ -96,9 +98,34 @@ def sync_fills(
     config: IngestConfig,
 ) -> tuple[sync.FillSyncReport, dict[str, Any]]:
     source = sync.make_fill_source(settings, config.fill_source)
+    return _sync_table(context, settings, lake, days, config, source, ORDER_FILLED.name)
+
+
+def sync_ctf_events(
+    context: dg.AssetExecutionContext,
+    settings: Settings,
+    lake: Lake,
+    days: list,
+    config: IngestConfig,
+) -> tuple[sync.FillSyncReport, dict[str, Any]]:
+    """CTF position events of the days from the configured source, like the fills."""
+    source = sync.make_ctf_source(settings, config.ctf_source)
+    return _sync_table(context, settings, lake, days, config, source, CTF_EVENTS.name)
+
+
+def _sync_table(
+    context: dg.AssetExecutionContext,
+    settings: Settings,
+    lake: Lake,
+    days: list,
+    config: IngestConfig,
+    source: Any,
+    table: str,
+) -> tuple[sync.FillSyncReport, dict[str, Any]]:
     start, end = sync.window_for_days(days)
+    run = sync.sync_order_fills if table == ORDER_FILLED.name else sync.sync_ctf_events
     try:
-        report = sync.sync_order_fills(
+        report = run(
             lake,
             source,
             start,
@@ -106,7 +133,7 @@ def sync_fills(
             max_batches=config.max_batches,
             dry_run=config.dry_run,
             resync=config.resync,
-            rejects_path=settings.rejects_dir / ORDER_FILLED.name / f"{source.name}.rejects.csv",
+            rejects_path=settings.rejects_dir / table / f"{source.name}.rejects.csv",
             progress=context.log.info,
         )
     finally:

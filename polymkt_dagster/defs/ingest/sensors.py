@@ -1,4 +1,5 @@
-"""Sync sensors: order fills + trades every 10 minutes, markets + events every hour.
+"""Sync sensors: order fills + trades + CTF position events every 10 minutes, markets + events
+every hour.
 
 Each sensor launches runs tagged ``polymkt/ingest=live`` (the assets then pull from the live
 sources) and ``polymkt/sensor=<name>``. Its cursor holds the watermark as of the last
@@ -19,6 +20,7 @@ from dagster._core.storage.tags import (
 )
 
 from polymkt_dagster.defs.ingest.assets import (
+    CTF_EVENTS_KEY,
     EVENTS_KEY,
     MARKETS_KEY,
     ORDER_FILLED_KEY,
@@ -29,6 +31,7 @@ from polymkt_dagster.defs.resources import PolymktResource
 from polymkt_dagster.defs.serving.s3_lake import S3_LAKE_KEY
 from polymkt_dagster.lib import sync
 from polymkt_dagster.lib.config import Settings
+from polymkt_dagster.lib.http import SourceError
 from polymkt_dagster.lib.sync_state import Coverage
 
 SENSOR_TAG = "polymkt/sensor"
@@ -85,10 +88,11 @@ def _extra_keys(settings: Settings) -> list[dg.AssetKey]:
 @dg.sensor(
     name=FILLS_SENSOR,
     minimum_interval_seconds=600,
-    asset_selection=[ORDER_FILLED_KEY, TRADES_KEY, S3_LAKE_KEY],
+    asset_selection=[ORDER_FILLED_KEY, TRADES_KEY, CTF_EVENTS_KEY, S3_LAKE_KEY],
     default_status=_default_status(),
-    description="Every 10 minutes: sync order fills and derive trades for today (and "
-    "yesterday right after midnight) from the configured source.",
+    description="Every 10 minutes: sync order fills and CTF position events and derive trades "
+    "for today (and yesterday right after midnight, or while either is behind) from the "
+    "configured sources.",
 )
 def order_fills_sensor(context: dg.SensorEvaluationContext, polymkt: PolymktResource):
     settings, lake = polymkt.settings(), polymkt.lake()
@@ -112,7 +116,9 @@ def order_fills_sensor(context: dg.SensorEvaluationContext, polymkt: PolymktReso
     finally:
         source.close()
     cursor["synced_until"] = synced_until.isoformat() if synced_until else None
-    if position is not None and head <= position:
+    ctf_until, ctf_behind = _ctf_watermark(context, settings, lake)
+    cursor["ctf_synced_until"] = ctf_until.isoformat() if ctf_until else None
+    if position is not None and head <= position and not ctf_behind:
         return dg.SensorResult(
             skip_reason=dg.SkipReason(
                 f"no new fills: {source_name} head {head} is at the watermark {position} "
@@ -121,7 +127,9 @@ def order_fills_sensor(context: dg.SensorEvaluationContext, polymkt: PolymktReso
             cursor=json.dumps(cursor),
         )
     now = datetime.now(UTC)
-    days = sync.days_to_sync(now, synced_until)
+    # The same yesterday rule for both: the run covers yesterday while either is behind it.
+    watermarks = [t for t in (synced_until, ctf_until) if t is not None]
+    days = sync.days_to_sync(now, min(watermarks) if watermarks else None)
     if synced_until is not None and synced_until < datetime.combine(
         days[0], datetime.min.time(), tzinfo=UTC
     ):
@@ -136,9 +144,31 @@ def order_fills_sensor(context: dg.SensorEvaluationContext, polymkt: PolymktReso
         ASSET_PARTITION_RANGE_END_TAG: days[-1].isoformat(),
     }
     request = dg.RunRequest(
-        asset_selection=[ORDER_FILLED_KEY, TRADES_KEY, *_extra_keys(settings)], tags=tags
+        asset_selection=[ORDER_FILLED_KEY, TRADES_KEY, CTF_EVENTS_KEY, *_extra_keys(settings)],
+        tags=tags,
     )
     return dg.SensorResult(run_requests=[request], cursor=json.dumps(cursor))
+
+
+def _ctf_watermark(
+    context: dg.SensorEvaluationContext, settings: Settings, lake: Any
+) -> tuple[datetime | None, bool]:
+    """(time the CTF events are synced until, whether the source has more) from the lake's
+    state, which only a run that merged its batches moves (like the fills' watermark). A CTF
+    source that does not answer never stops the fills: the tick goes on with the fills alone
+    deciding, and the run's raw/ctf_events step reports the failure."""
+    state = sync.ctf_events_state(lake, settings.ctf_events_source).load()
+    end = Coverage.from_json(state.get("coverage")).end
+    source = sync.make_ctf_source(settings)
+    try:
+        head = source.head()
+        until = source.time_at(end) if end is not None else None
+    except SourceError as exc:
+        context.log.warning(f"CTF event source did not answer: {exc}")
+        return None, False
+    finally:
+        source.close()
+    return until, end is None or head > end
 
 
 @dg.sensor(

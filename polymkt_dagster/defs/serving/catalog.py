@@ -3,6 +3,7 @@
 import dagster as dg
 
 from polymkt_dagster.defs.ingest.assets import (
+    CTF_EVENTS_KEY,
     EVENTS_KEY,
     MARKETS_KEY,
     ORDER_FILLED_KEY,
@@ -15,11 +16,13 @@ from polymkt_dagster.lib.report import counts_table
 
 @dg.asset(
     key=dg.AssetKey(["serving", "duckdb_catalog"]),
-    deps=[MARKETS_KEY, EVENTS_KEY, ORDER_FILLED_KEY, TRADES_KEY],
+    deps=[MARKETS_KEY, EVENTS_KEY, ORDER_FILLED_KEY, TRADES_KEY, CTF_EVENTS_KEY],
     group_name="serving",
     kinds={"duckdb"},
     pool="duckdb",
-    description="DuckDB file with views markets, events, order_filled, trades over the lake.",
+    description=(
+        "DuckDB file with views markets, events, order_filled, trades, ctf_events over the lake."
+    ),
 )
 def duckdb_catalog(polymkt: PolymktResource) -> dg.MaterializeResult:
     settings = polymkt.settings()

@@ -11,6 +11,7 @@ import dagster as dg
 from dagster_aws.s3 import S3Resource
 
 from polymkt_dagster.defs.ingest.assets import (
+    CTF_EVENTS_KEY,
     EVENTS_KEY,
     MARKETS_KEY,
     ORDER_FILLED_KEY,
@@ -36,7 +37,7 @@ def s3_resource_from_env() -> S3Resource:
 
 @dg.asset(
     key=S3_LAKE_KEY,
-    deps=[MARKETS_KEY, EVENTS_KEY, ORDER_FILLED_KEY, TRADES_KEY],
+    deps=[MARKETS_KEY, EVENTS_KEY, ORDER_FILLED_KEY, TRADES_KEY, CTF_EVENTS_KEY],
     group_name="serving",
     kinds={"s3", "parquet"},
     output_required=False,
