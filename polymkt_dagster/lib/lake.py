@@ -6,6 +6,7 @@ Layout (docs/architecture.md §2), relative to the lake root:
     raw/polymarket/events.parquet
     raw/polymarket/order_filled/year=YYYY/month=MM/day=DD/part-0.parquet
     raw/polymarket/trades/year=YYYY/month=MM/day=DD/[bucket=K/]part-0.parquet
+    raw/polymarket/ctf_events/year=YYYY/month=MM/day=DD/part-0.parquet
     analytics/<name>/...
 
 A partition is only ever replaced whole: each file is written under a temporary name in

@@ -149,7 +149,44 @@ TRADES = Table(
     key=("order_fill_id",),
 )
 
-RAW_TABLES: dict[str, Table] = {t.name: t for t in (MARKETS, EVENTS, ORDER_FILLED, TRADES)}
+# Position events of the Conditional Tokens framework, as they happened on chain
+# (docs/architecture.md §3.1). Key: "<transaction_hash>_<log_index>".
+CTF_EVENTS = Table(
+    "ctf_events",
+    (
+        ("id", "VARCHAR"),
+        ("timestamp", "TIMESTAMPTZ"),
+        ("block_number", "BIGINT"),
+        ("log_index", "INTEGER"),
+        ("transaction_hash", "VARCHAR"),
+        ("contract", "VARCHAR"),
+        ("event", "VARCHAR"),
+        ("stakeholder", "VARCHAR"),
+        ("condition_id", "VARCHAR"),
+        ("neg_risk_market_id", "VARCHAR"),
+        ("question_id", "VARCHAR"),
+        ("collateral_token", "VARCHAR"),
+        ("parent_collection_id", "VARCHAR"),
+        ("index_sets", "VARCHAR[]"),
+        ("amount", "BIGINT"),
+        ("amounts", "BIGINT[]"),
+        ("payout", "BIGINT"),
+        ("outcome_slot_count", "INTEGER"),
+        ("payout_numerators", "BIGINT[]"),
+        ("source", "VARCHAR"),
+    ),
+    key=("id",),
+)
+
+# Contracts whose position events fill ctf_events (Polygon), by the `contract` value.
+CTF_CONTRACTS: dict[str, str] = {
+    "0x4d97dcd97ec945f40cf65f87097ace5ea0476045": "conditional_tokens",
+    "0xd91e80cf2e7be2e162c6513ced06f1dd0da35296": "neg_risk_adapter",
+}
+
+RAW_TABLES: dict[str, Table] = {
+    t.name: t for t in (MARKETS, EVENTS, ORDER_FILLED, TRADES, CTF_EVENTS)
+}
 
 # poly_data's CSV headers, exactly as its scripts write them.
 POLY_DATA_MARKETS_COLUMNS = (
