@@ -197,9 +197,9 @@ def event_rows_sql(
             SELECT c.wallet, c.ts, c.log_index, c.id, c.amount, c.conversion,
                    c.question_count, m.token_ids,
                    list_sum(list_transform(range(c.question_count),
-                            i -> CAST((c.mask >> CAST(i AS INTEGER)) & 1 AS INTEGER)))
+                            i -> CAST((c.mask >> CAST(i AS UHUGEINT)) & 1::UHUGEINT AS INTEGER)))
                      AS no_count,
-                   ((c.mask >> m.question_index) & 1) = 1 AS converted
+                   ((c.mask >> CAST(m.question_index AS UHUGEINT)) & 1::UHUGEINT) = 1 AS converted
             FROM conversions c
             JOIN markets m ON m.neg_risk_market_id = c.neg_risk_market_id
             WHERE m.question_index < c.question_count AND len(m.token_ids) = 2
