@@ -17,7 +17,7 @@ from polymkt_dagster.lib.duck import connect
 from polymkt_dagster.lib.lake import Lake
 from polymkt_dagster.lib.positions import compute_positions, token_info_sql
 from polymkt_dagster.lib.rollups import build_rollups, market_table, wallet_table
-from polymkt_dagster.lib.schemas import TRADES
+from polymkt_dagster.lib.schemas import CTF_EVENTS, TRADES
 from polymkt_dagster.lib.snapshots import SnapshotEngine, day_grid, snapshot_days
 from polymkt_dagster.lib.watchlists import (
     SuggestOptions,
@@ -36,10 +36,19 @@ from polymkt_dagster_tests.wallet_helpers import (  # noqa: F401 - fixtures
 MID_YEAR = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
 
 
-def _busiest_wallet(lake: Lake) -> str:
+def _busiest_wallet(lake: Lake, *, without_events: bool = False) -> str:
+    """The wallet with the most own fills (``without_events``: of those with no CTF
+    position event, whose ledger the fills alone decide)."""
+    skip = (
+        f"WHERE maker NOT IN (SELECT lower(stakeholder) FROM {lake.scan_sql(CTF_EVENTS)} "
+        "WHERE stakeholder IS NOT NULL)"
+        if without_events
+        else ""
+    )
     with connect() as con:
         return con.execute(
-            f"SELECT maker FROM {lake.scan_sql(TRADES)} GROUP BY 1 ORDER BY count(*) DESC LIMIT 1"
+            f"SELECT maker FROM {lake.scan_sql(TRADES)} {skip} "
+            "GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT 1"
         ).fetchone()[0]
 
 
@@ -51,7 +60,7 @@ def test_sharp_wallets_top_the_suggestion(wallet_lake: Lake) -> None:
     rows = suggestion.to_pylist()
     assert all(r["win_rate"] == 1.0 for r in rows[:5])
     assert all(r["fills"] >= 10 for r in rows)
-    pnl = [r["matched_realized_pnl"] for r in rows]
+    pnl = [r["realized_pnl"] for r in rows]
     assert pnl == sorted(pnl, reverse=True)
 
 
@@ -73,7 +82,7 @@ def test_suggestion_window_and_min_trades(wallet_lake: Lake) -> None:
 
 def test_positions_match_a_fill_by_fill_reference(wallet_lake: Lake) -> None:
     """The busiest wallet's positions against the obvious per-fill implementation."""
-    wallet = _busiest_wallet(wallet_lake)
+    wallet = _busiest_wallet(wallet_lake, without_events=True)
     with connect() as con:
         positions = compute_positions(con, wallet_lake, wallets=[wallet])
         fills = con.execute(
@@ -89,7 +98,8 @@ def test_positions_match_a_fill_by_fill_reference(wallet_lake: Lake) -> None:
                 f"SELECT token_id, payout, resolved_at FROM ({token_info_sql(wallet_lake)})"
             ).fetchall()
         }
-    state: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0, 0.0])  # sh, avg, rl, os
+    # shares, avg, realized, oversold shares, oversold proceeds
+    state: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0, 0.0, 0.0])
     for token, side, q, p, fee in fills:
         s = state[token]
         if side == "BUY":
@@ -97,25 +107,27 @@ def test_positions_match_a_fill_by_fill_reference(wallet_lake: Lake) -> None:
             s[0] += q
         else:
             tracked = min(q, s[0])
-            s[2] += tracked * (p - s[1]) + (q - tracked) * p - fee
+            s[2] += tracked * (p - s[1]) - fee * tracked / q
             s[3] += q - tracked
+            s[4] += (q - tracked) * p - fee * (q - tracked) / q
             s[0] -= tracked
     assert positions.num_rows == len(state) > 5
     for row in positions.to_pylist():
-        shares, avg, realized, oversold = state[row["token_id"]]
+        shares, avg, realized, oversold, proceeds = state[row["token_id"]]
         payout = tokens[row["token_id"]][1]
-        if payout is not None:
-            assert row["status"] == "settled" and row["shares"] == 0
-            realized += shares * (payout - avg)
-        else:
-            assert row["shares"] == pytest.approx(shares, abs=1e-6)
-            if shares > 0:
-                assert row["unrealized_pnl"] == pytest.approx(
-                    shares * (row["mark_price"] - avg), abs=1e-6
-                )
+        assert row["shares"] == pytest.approx(shares, abs=1e-6)
+        if payout is not None:  # resolved, never redeemed: marked at the payout
+            assert row["status"] == ("redeemable" if shares > 1e-9 else "closed")
+            assert row["mark_price"] == payout
+            assert row["settlement_pnl"] == pytest.approx(shares * (payout - avg), abs=1e-6)
+        if shares > 0:
+            assert row["unrealized_pnl"] == pytest.approx(
+                shares * (row["mark_price"] - avg), abs=1e-6
+            )
         assert row["shares"] >= 0
         assert row["realized_pnl"] == pytest.approx(realized, abs=1e-6)
         assert row["oversold_shares"] == pytest.approx(oversold, abs=1e-6)
+        assert row["oversold_proceeds"] == pytest.approx(proceeds, abs=1e-6)
 
 
 def test_snapshot_agrees_with_positions_as_of_the_same_time(wallet_lake: Lake) -> None:
