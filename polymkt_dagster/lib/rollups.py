@@ -5,8 +5,9 @@ Per bucket:
 - wallet_metrics: volume_usd, trades, buys, sells over the wallet's own fills (maker ==
   wallet), realized_pnl (what its fills and CTF position events realized in the bucket:
   sells, merges, redemptions, conversions, by the positions ledger of ``lib/positions.py``
-  over its whole history; a resolved market's shares realize when redeemed), counterparties (distinct wallets on the other side
-  of its matches, as maker or as taker), markets (distinct), last_price (its last fill).
+  over its whole history; a resolved market's shares realize when redeemed),
+  counterparties (distinct wallets on the other side of its matches, as maker or as
+  taker), markets (distinct), last_price (its last fill).
 - market_metrics: volume_usd, trades, buys, sells over the matches (taker-side rows only, so
   a match counts once), fills (every row), realized_pnl (all wallets' realized P&L in the
   market), counterparties (distinct wallets), last_price (of the market's first outcome:
