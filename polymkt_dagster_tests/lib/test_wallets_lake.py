@@ -26,8 +26,10 @@ from polymkt_dagster.lib.watchlists import (
     suggest_wallets,
     watched_set,
 )
+from polymkt_dagster_tests.wallet_helpers import WALLET as EVENT_WALLET
 from polymkt_dagster_tests.wallet_helpers import (  # noqa: F401 - fixtures
     WebhookReceiver,
+    build_event_lake,
     sharp_wallets,
     wallet_lake,
     webhook,
@@ -404,3 +406,54 @@ def test_numbering_dictionaries_in_many_rounds_gives_the_same_positions(
         monkeypatch.setattr(p, "_PENDING_ENTRIES", 1)
         every_group = compute_positions(con, wallet_lake).drop_columns(["as_of"])
     assert once.num_rows > 1000 and every_group.equals(once)
+
+
+def test_snapshots_and_rollups_read_the_position_events(tmp_path) -> None:
+    """The hand-made lake of test_positions_ledger.test_lake_ledger_by_hand: snapshots,
+    checkpoints and rollups count the same realized P&L as the positions (80 in all: 20
+    on day 2 from the binary market's sell, 85 - 25 = 60 on day 5 from the redemption),
+    and the unredeemed NO of the binary market is marked at its payout once resolved."""
+    lake = build_event_lake(tmp_path / "parquet")
+    days = [date(2024, 5, d) for d in range(1, 6)]
+    after_conversion = datetime(2024, 5, 3, 13, tzinfo=UTC)
+    end = datetime(2024, 5, 6, tzinfo=UTC)
+    with connect() as con:
+        engine = SnapshotEngine.prepare(con, lake, [EVENT_WALLET], end)
+        try:
+            snaps = engine.at([after_conversion, end]).to_pylist()
+        finally:
+            engine.close()
+        positions = {
+            at: compute_positions(con, lake, wallets=[EVENT_WALLET], as_of=at).to_pylist()
+            for at in (after_conversion, end)
+        }
+        build_rollups(con, lake, days)
+        got: dict[str, list[dict]] = {}
+        for day in days:  # day by day, each from the day before's checkpoint
+            snapshot_days(con, lake, [EVENT_WALLET], [day],
+                          on_day=lambda d, t: got.setdefault("warm", []).extend(t.to_pylist()))
+        snapshot_days(con, lake, [EVENT_WALLET], days, use_checkpoints=False,
+                      on_day=lambda d, t: got.setdefault("cold", []).extend(t.to_pylist()))
+    for snap, at, realized, unrealized in (
+        (snaps[0], after_conversion, 20.0, 0.0),  # held YES2/NO2/NO-binary never traded
+        (snaps[1], end, 80.0, 35.0),
+    ):
+        assert snap["realized_pnl"] == pytest.approx(realized)
+        assert snap["unrealized_pnl"] == pytest.approx(unrealized)
+        assert sum(r["realized_pnl"] for r in positions[at]) == pytest.approx(realized)
+    assert snaps[1]["exposure"] == pytest.approx(70.0) and snaps[1]["open_positions"] == 1
+    per_day = {
+        r["bucket_start"].date(): r["realized_pnl"]
+        for r in _read(lake, wallet_table("1d"))
+        if r["wallet"] == EVENT_WALLET
+    }
+    assert per_day[date(2024, 5, 2)] == pytest.approx(20.0)
+    assert per_day[date(2024, 5, 5)] == pytest.approx(60.0)
+    assert sum(per_day.values()) == pytest.approx(80.0)
+    markets_1d = _read(lake, market_table("1d"))
+    assert sum(r["realized_pnl"] for r in markets_1d) == pytest.approx(80.0)
+    assert len(got["warm"]) == len(got["cold"]) == 5 * 288
+    for a, b in zip(got["warm"], got["cold"], strict=True):
+        for key in ("realized_pnl", "unrealized_pnl", "exposure"):
+            assert a[key] == pytest.approx(b[key], abs=1e-6)
+    assert got["warm"][-1]["realized_pnl"] == pytest.approx(80.0)
