@@ -118,8 +118,14 @@ def wallet(
     rows = positions.to_pylist()
     totals = {
         key: sum(r[key] or 0.0 for r in rows)
-        for key in ("realized_pnl", "unrealized_pnl", "total_pnl", "exposure", "oversold_shares",
-                    "oversold_proceeds")
+        for key in (
+            "realized_pnl",
+            "unrealized_pnl",
+            "total_pnl",
+            "exposure",
+            "oversold_shares",
+            "oversold_proceeds",
+        )
     }
     totals.update(
         {

@@ -1072,9 +1072,7 @@ def load_sorted_fills(
     del raw
     _register_keys(con, prefix, wallet_names, token_names)
     if len(events.no_count):
-        _resolve_conversion_prices(
-            columns, columns["prefix_at"][first_event:], events
-        )
+        _resolve_conversion_prices(columns, columns["prefix_at"][first_event:], events)
     return pa.table({name: columns[name] for name in _FILL_TABLE_COLUMNS})
 
 
@@ -1112,9 +1110,7 @@ def _resolve_conversion_prices(
     # integer division in the subgraph (6-decimal BigInts); exact division here. Averages
     # of questions the lake does not map count as 0, as the subgraph's new positions do.
     no_price = np.divide(no_sum, k, out=np.zeros(conversions), where=k > 0)
-    yes_price = np.divide(
-        no_price * k - (k - 1.0), n - k, out=np.zeros(conversions), where=n > k
-    )
+    yes_price = np.divide(no_price * k - (k - 1.0), n - k, out=np.zeros(conversions), where=n > k)
     columns["price"][event_at[yes_rows]] = yes_price[conversion[yes_rows]]
 
 
@@ -1601,6 +1597,53 @@ def wallet_totals(con: duckdb.DuckDBPyConnection, positions: str, limit: int = 2
         ORDER BY realized_pnl DESC, wallet LIMIT {int(limit)}
         """
     ).to_arrow_table()
+
+
+@dataclass(frozen=True)
+class OversellReport:
+    """How much of the sells the ledger could not match with shares held (data gaps):
+    ``share`` = oversold proceeds / all sell proceeds (fills, merges, redemptions,
+    conversions); ``worst`` the wallets with the most oversold proceeds."""
+
+    sell_proceeds: float
+    oversold_proceeds: float
+    oversold_shares: float
+    positions_with_oversells: int
+    realized_pnl: float
+    worst: pa.Table
+
+    @property
+    def share(self) -> float:
+        return self.oversold_proceeds / self.sell_proceeds if self.sell_proceeds > 0 else 0.0
+
+
+def oversell_report(
+    con: duckdb.DuckDBPyConnection, positions: str, worst: int = 10
+) -> OversellReport:
+    """The oversells of a positions relation (see ``OversellReport``)."""
+    row = con.execute(
+        f"""
+        SELECT coalesce(sum(sold_usd + event_sold_usd), 0), coalesce(sum(oversold_proceeds), 0),
+               coalesce(sum(oversold_shares), 0),
+               count(*) FILTER (WHERE oversold_shares > 0), coalesce(sum(realized_pnl), 0)
+        FROM {positions}
+        """
+    ).fetchone()
+    assert row is not None
+    table = con.execute(
+        f"""
+        SELECT wallet, sum(oversold_proceeds) AS oversold_proceeds,
+               sum(sold_usd + event_sold_usd) AS sell_proceeds,
+               sum(oversold_proceeds) / nullif(sum(sold_usd + event_sold_usd), 0)
+                 AS oversold_share,
+               sum(realized_pnl) AS realized_pnl
+        FROM {positions} GROUP BY wallet HAVING sum(oversold_proceeds) > 0
+        ORDER BY oversold_proceeds DESC, wallet LIMIT {int(worst)}
+        """
+    ).to_arrow_table()
+    return OversellReport(
+        float(row[0]), float(row[1]), float(row[2]), int(row[3]), float(row[4]), table
+    )
 
 
 def register_ledger_state(

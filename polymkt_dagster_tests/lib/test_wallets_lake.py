@@ -430,10 +430,21 @@ def test_snapshots_and_rollups_read_the_position_events(tmp_path) -> None:
         build_rollups(con, lake, days)
         got: dict[str, list[dict]] = {}
         for day in days:  # day by day, each from the day before's checkpoint
-            snapshot_days(con, lake, [EVENT_WALLET], [day],
-                          on_day=lambda d, t: got.setdefault("warm", []).extend(t.to_pylist()))
-        snapshot_days(con, lake, [EVENT_WALLET], days, use_checkpoints=False,
-                      on_day=lambda d, t: got.setdefault("cold", []).extend(t.to_pylist()))
+            snapshot_days(
+                con,
+                lake,
+                [EVENT_WALLET],
+                [day],
+                on_day=lambda d, t: got.setdefault("warm", []).extend(t.to_pylist()),
+            )
+        snapshot_days(
+            con,
+            lake,
+            [EVENT_WALLET],
+            days,
+            use_checkpoints=False,
+            on_day=lambda d, t: got.setdefault("cold", []).extend(t.to_pylist()),
+        )
     for snap, at, realized, unrealized in (
         (snaps[0], after_conversion, 20.0, 0.0),  # held YES2/NO2/NO-binary never traded
         (snaps[1], end, 80.0, 35.0),
