@@ -150,9 +150,13 @@ def _ctf(
     }
 
 
-def build_event_lake(root: Path) -> Lake:
+def build_event_lake(
+    root: Path, *, binary_payouts: tuple[int, int] = (0, 1), redeem_binary: bool = False
+) -> Lake:
     """Markets, fills and CTF position events whose ledger is worked out by hand in
-    polymkt_dagster_tests/lib/test_positions_ledger.py (test_lake_ledger_by_hand)."""
+    polymkt_dagster_tests/lib/test_positions_ledger.py (test_lake_ledger_by_hand);
+    ``binary_payouts`` the binary market's resolution, ``redeem_binary`` adds the wallet's
+    Conditional Tokens redemption of it on day 6."""
     import duckdb
     import pyarrow as pa
 
@@ -202,12 +206,17 @@ def build_event_lake(root: Path) -> Lake:
         _ctf(_at(4), 7, "conditional_tokens", "ConditionResolution", ADAPTER,
              condition_id=condition(2), payout_numerators=[1, 0]),
         _ctf(_at(4), 8, "conditional_tokens", "ConditionResolution", "0x" + "0e" * 20,
-             condition_id=BINARY_CONDITION, payout_numerators=[0, 1]),
+             condition_id=BINARY_CONDITION, payout_numerators=list(binary_payouts)),
         _ctf(_at(5), 9, "neg_risk_adapter", "PayoutRedemption", WALLET,
              condition_id=condition(2), amounts=[150, 50]),
         _ctf(_at(5), 10, "conditional_tokens", "PayoutRedemption", ADAPTER,
              condition_id=condition(2), index_sets=["1", "2"]),
     ]  # fmt: skip
+    if redeem_binary:
+        events.append(
+            _ctf(_at(6), 11, "conditional_tokens", "PayoutRedemption", WALLET,
+                 condition_id=BINARY_CONDITION, index_sets=["1", "2"])
+        )  # fmt: skip
     con = duckdb.connect()
     try:
         con.register("m", pa.Table.from_pylist(markets))

@@ -40,6 +40,7 @@ import numpy as np
 import pyarrow as pa
 
 from polymkt_dagster.lib.lake import Lake
+from polymkt_dagster.lib.resolutions import resolutions_sql
 from polymkt_dagster.lib.schemas import CTF_EVENTS, EXCHANGE_CONTRACTS, MARKETS
 
 NEG_RISK_ADAPTER = "0xd91e80cf2e7be2e162c6513ced06f1dd0da35296"
@@ -82,33 +83,25 @@ def _ts(moment: datetime) -> str:
     return f"TIMESTAMPTZ '{moment.isoformat()}'"
 
 
-def payouts_sql(lake: Lake, ctf: str) -> str:
-    """Per condition id (lower case): payout per outcome in token order. The chain's
-    ``ConditionResolution`` numerators / their sum when the lake has them, else the
-    market's Gamma resolution (1 for the winning outcome, 0 for the others)."""
+def market_resolutions_sql(lake: Lake) -> str:
+    """``resolutions.resolutions_sql`` (one row per market: the chain's payouts when the lake
+    has its ``ConditionResolution``, else Gamma's decision), over a markets relation that
+    has the ``payouts`` column whether or not this lake's markets were written with it."""
+    markets = (
+        f"(SELECT * FROM {lake.scan_sql(MARKETS)} "
+        "UNION ALL BY NAME (SELECT CAST(NULL AS DOUBLE[]) AS payouts WHERE false))"
+    )
+    return resolutions_sql(lake, markets_relation=markets)
+
+
+def payouts_sql(lake: Lake) -> str:
+    """Per condition id (lower case): payout per outcome in token order, from the markets'
+    resolutions (``market_resolutions_sql``)."""
     return f"""
-        WITH chain AS (
-            SELECT lower(condition_id) AS condition_id,
-                   list_transform(payout_numerators,
-                                  x -> x / list_sum(payout_numerators)) AS payouts
-            FROM {ctf}
-            WHERE event = 'ConditionResolution' AND condition_id IS NOT NULL
-              AND coalesce(list_sum(payout_numerators), 0) > 0
-            QUALIFY row_number() OVER (PARTITION BY lower(condition_id)
-                                       ORDER BY block_number DESC, log_index DESC) = 1
-        ),
-        gamma AS (
-            SELECT lower(condition_id) AS condition_id,
-                   list_transform(generate_series(0, len(token_ids) - 1),
-                                  i -> CASE WHEN i = winning_outcome_index THEN 1.0
-                                            ELSE 0.0 END) AS payouts
-            FROM {lake.scan_sql(MARKETS)}
-            WHERE coalesce(resolved, false) AND winning_outcome_index IS NOT NULL
-              AND condition_id IS NOT NULL AND len(token_ids) > 0
-            QUALIFY row_number() OVER (PARTITION BY lower(condition_id) ORDER BY market_id) = 1
-        )
-        SELECT condition_id, coalesce(c.payouts, g.payouts) AS payouts
-        FROM chain c FULL JOIN gamma g USING (condition_id)
+        SELECT lower(condition_id) AS condition_id, payouts
+        FROM ({market_resolutions_sql(lake)})
+        WHERE resolved AND condition_id IS NOT NULL
+        QUALIFY row_number() OVER (PARTITION BY lower(condition_id) ORDER BY market_id) = 1
     """
 
 
@@ -155,7 +148,7 @@ def event_rows_sql(
             WHERE condition_id IS NOT NULL AND len(token_ids) > 0
             QUALIFY row_number() OVER (PARTITION BY lower(condition_id) ORDER BY market_id) = 1
         ),
-        payouts AS ({payouts_sql(lake, lake.scan_sql(CTF_EVENTS))}),
+        payouts AS ({payouts_sql(lake)}),
         per_outcome AS (  -- splits, merges, redemptions: one row per outcome token
             SELECT e.*, m.token_ids[i + 1] AS token_id, i AS outcome_index,
                    p.payouts[i + 1] AS payout

@@ -63,8 +63,12 @@ import pyarrow.parquet as pq
 
 from polymkt_dagster.lib.duck import sql_string
 from polymkt_dagster.lib.lake import Lake, write_atomically
-from polymkt_dagster.lib.position_events import EventRows, load_event_rows, payouts_sql
-from polymkt_dagster.lib.schemas import AMOUNT_SCALE, CTF_EVENTS, MARKETS, TRADES
+from polymkt_dagster.lib.position_events import (
+    EventRows,
+    load_event_rows,
+    market_resolutions_sql,
+)
+from polymkt_dagster.lib.schemas import AMOUNT_SCALE, MARKETS, TRADES
 
 MICRO = float(AMOUNT_SCALE)
 
@@ -644,35 +648,27 @@ def _group_ends(starts: np.ndarray) -> np.ndarray:
 def token_info_sql(lake: Lake) -> str:
     """Per token: market_id, outcome_index, outcome, resolved, payout, resolved_at.
 
-    The payout is the chain's (``ConditionResolution`` numerators / their sum, resolved at
-    that event's time) when the lake has it, else the Gamma resolution's 1/0 (resolved at
-    ``closed_time``, else ``end_date``): ``position_events.payouts_sql``.
+    The one resolution definition of ``lib/resolutions.py``: the chain's payouts
+    (``ConditionResolution`` numerators / their sum, at that block's time) when the lake
+    has them, else Gamma's decision (at ``closed_time``, else ``end_date``); a 50/50
+    resolution pays 0.5 per outcome.
     """
-    ctf = lake.scan_sql(CTF_EVENTS)
     return f"""
-        WITH payouts AS ({payouts_sql(lake, ctf)}),
-        chain_times AS (
-            SELECT lower(condition_id) AS condition_id, max("timestamp") AS resolved_at
-            FROM {ctf} WHERE event = 'ConditionResolution' GROUP BY ALL
-        )
         SELECT token_id, market_id, CAST(outcome_index AS INTEGER) AS outcome_index, outcome,
-               p.payouts IS NOT NULL AS resolved,
-               CAST(p.payouts[outcome_index + 1] AS DOUBLE) AS payout,
-               CASE WHEN p.payouts IS NOT NULL
-                    THEN coalesce(c.resolved_at, resolution_time) END AS resolved_at
+               coalesce(r.resolved, false) AS resolved,
+               CAST(r.payouts[outcome_index + 1] AS DOUBLE) AS payout,
+               CASE WHEN r.resolved THEN r.resolved_at END AS resolved_at
         FROM (
             SELECT
                 unnest(token_ids) AS token_id,
                 unnest(generate_series(0, len(token_ids) - 1)) AS outcome_index,
                 unnest(CASE WHEN len(outcomes) = len(token_ids) THEN outcomes
                             ELSE list_transform(token_ids, x -> NULL::VARCHAR) END) AS outcome,
-                market_id, lower(condition_id) AS condition_id,
-                coalesce(closed_time, end_date) AS resolution_time
+                market_id
             FROM {lake.scan_sql(MARKETS)}
             WHERE len(token_ids) > 0
         ) t
-        LEFT JOIN payouts p USING (condition_id)
-        LEFT JOIN chain_times c USING (condition_id)
+        LEFT JOIN ({market_resolutions_sql(lake)}) r USING (market_id)
         QUALIFY row_number() OVER (PARTITION BY token_id ORDER BY market_id) = 1
     """
 

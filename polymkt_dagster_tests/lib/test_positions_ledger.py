@@ -213,6 +213,35 @@ def test_lake_ledger_by_hand(tmp_path: Path) -> None:
     assert sum(r["oversold_proceeds"] for r in rows.values()) == pytest.approx(29.0)
 
 
+@pytest.mark.parametrize(
+    ("payouts", "redeem", "expected"),
+    [
+        # NO won, redeemed: everything held (70 NO) sells at 1: realized 70 x 0.5 = 35
+        ((0, 1), True, {"realized": 35.0, "unrealized": 0.0, "status": "closed", "mark": 1.0}),
+        # 50/50 (numerators [1, 1]): 0.5 per outcome; held, marked at 0.5 = its average
+        ((1, 1), False, {"realized": 0.0, "unrealized": 0.0, "status": "redeemable",
+                         "mark": 0.5}),
+        # YES won, never redeemed: the 70 NO are worth 0, a loss of 35 until redeemed
+        ((1, 0), False, {"realized": 0.0, "unrealized": -35.0, "status": "redeemable",
+                         "mark": 0.0}),
+    ],
+)  # fmt: skip
+def test_binary_market_settles_at_the_chain_payout(
+    tmp_path: Path, payouts: tuple[int, int], redeem: bool, expected: dict
+) -> None:
+    """The binary market of test_lake_ledger_by_hand (70 NO held at 0.50 after day 2)."""
+    lake = build_event_lake(tmp_path / "parquet", binary_payouts=payouts, redeem_binary=redeem)
+    with connect() as con:
+        table = compute_positions(con, lake, wallets=[WALLET])
+    assert table is not None
+    row = {r["token_id"]: r for r in table.to_pylist()}[BINARY_NO]
+    assert row["realized_pnl"] == pytest.approx(expected["realized"], abs=1e-9)
+    assert row["unrealized_pnl"] == pytest.approx(expected["unrealized"], abs=1e-9)
+    assert row["status"] == expected["status"]
+    assert row["mark_price"] == pytest.approx(expected["mark"])
+    assert row["shares"] == (0.0 if redeem else pytest.approx(70.0))
+
+
 def test_bad_input_names_the_row() -> None:
     with pytest.raises(PositionsInputError, match="row 1: shares must be positive"):
         run_ledger(np.array([1, 1]), np.array([True, True]), np.array([1.0, 0.0]),
