@@ -94,17 +94,6 @@ def market_resolutions_sql(lake: Lake) -> str:
     return resolutions_sql(lake, markets_relation=markets)
 
 
-def payouts_sql(lake: Lake) -> str:
-    """Per condition id (lower case): payout per outcome in token order, from the markets'
-    resolutions (``market_resolutions_sql``)."""
-    return f"""
-        SELECT lower(condition_id) AS condition_id, payouts
-        FROM ({market_resolutions_sql(lake)})
-        WHERE resolved AND condition_id IS NOT NULL
-        QUALIFY row_number() OVER (PARTITION BY lower(condition_id) ORDER BY market_id) = 1
-    """
-
-
 def event_rows_sql(
     lake: Lake,
     files: list,
@@ -112,9 +101,12 @@ def event_rows_sql(
     wallets: str | None,
     since: datetime | None,
     until: datetime | None,
+    token_info: str,
 ) -> str:
     """The ledger rows of the users' position events in ``files`` (see the module doc);
-    ``wallets`` a relation of (wallet) to keep, or None for every wallet."""
+    ``wallets`` a relation of (wallet) to keep, or None for every wallet; ``token_info`` a
+    relation of (token_id, payout): each outcome's payout, NULL while unresolved
+    (``positions.token_info_sql``, from ``lib/resolutions.py``)."""
     ctf = lake.scan_sql(CTF_EVENTS, files)
     not_a_user = ", ".join(f"'{a}'" for a in NOT_A_USER)
     window = " ".join(
@@ -127,7 +119,7 @@ def event_rows_sql(
         if clause
     )
     return f"""
-        WITH ev AS (
+        WITH ev AS MATERIALIZED (  -- one scan of the day files, read by two branches
             SELECT lower(stakeholder) AS wallet, epoch_us("timestamp") AS ts,
                    CAST(coalesce(log_index, 0) AS BIGINT) AS log_index, block_number,
                    contract, event, lower(condition_id) AS condition_id,
@@ -139,24 +131,24 @@ def event_rows_sql(
               AND stakeholder IS NOT NULL AND lower(stakeholder) NOT IN ({not_a_user})
               {window}
         ),
-        markets AS (
+        markets AS MATERIALIZED (
             SELECT lower(condition_id) AS condition_id, token_ids,
                    lower(neg_risk_market_id) AS neg_risk_market_id,
                    -- the NegRiskAdapter's question id is the market id plus the index
-                   CAST(('0x' || right(question_id, 2)) AS INTEGER) AS question_index
+                   TRY_CAST(('0x' || right(question_id, 2)) AS INTEGER) AS question_index
             FROM {lake.scan_sql(MARKETS)}
             WHERE condition_id IS NOT NULL AND len(token_ids) > 0
             QUALIFY row_number() OVER (PARTITION BY lower(condition_id) ORDER BY market_id) = 1
         ),
-        payouts AS ({payouts_sql(lake)}),
-        per_outcome AS (  -- splits, merges, redemptions: one row per outcome token
-            SELECT e.*, m.token_ids[i + 1] AS token_id, i AS outcome_index,
-                   p.payouts[i + 1] AS payout
+        outcomes AS (  -- splits, merges, redemptions: one row per outcome token
+            SELECT e.*, m.token_ids[i + 1] AS token_id, i AS outcome_index
             FROM ev e
-            JOIN markets m USING (condition_id)
-            LEFT JOIN payouts p USING (condition_id),
+            JOIN markets m USING (condition_id),
             LATERAL (SELECT unnest(generate_series(0, len(m.token_ids) - 1)) AS i)
             WHERE e.event <> 'PositionsConverted'
+        ),
+        per_outcome AS (
+            SELECT o.*, ti.payout FROM outcomes o LEFT JOIN {token_info} ti USING (token_id)
         ),
         simple AS (
             SELECT wallet, token_id, ts, log_index, id,
@@ -233,9 +225,10 @@ def load_event_rows(
     wallets: list[str] | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
+    token_info: str,
 ) -> EventRows:
     """The users' position events up to ``until`` (after ``since``) as ledger rows; empty
-    when the lake has no ``ctf_events``."""
+    when the lake has no ``ctf_events`` (``token_info``: see ``event_rows_sql``)."""
     files = lake.files(
         CTF_EVENTS.name, start=since.date() if since else None, end=until.date() if until else None
     )
@@ -247,7 +240,9 @@ def load_event_rows(
         relation = "_event_wallets"
     try:
         table = con.execute(
-            event_rows_sql(lake, files, wallets=relation, since=since, until=until)
+            event_rows_sql(
+                lake, files, wallets=relation, since=since, until=until, token_info=token_info
+            )
         ).to_arrow_table()
     finally:
         if relation is not None:

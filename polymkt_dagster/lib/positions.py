@@ -673,6 +673,13 @@ def token_info_sql(lake: Lake) -> str:
     """
 
 
+def register_token_info(con: duckdb.DuckDBPyConnection, lake: Lake, prefix: str) -> str:
+    """``token_info_sql`` as the temp table ``{prefix}_info`` (one pass over the markets and
+    the chain's resolutions for a whole ledger run); returns its name."""
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {prefix}_info AS {token_info_sql(lake)}")
+    return f"{prefix}_info"
+
+
 def fills_source_sql(
     lake: Lake, until: datetime | None = None, since: datetime | None = None
 ) -> str:
@@ -1020,7 +1027,7 @@ def load_sorted_fills(
     prefix: str = "_fills",
     since: datetime | None = None,
     opening: str | None = None,
-    with_events: bool = True,
+    token_info: str | None = None,
 ) -> pa.Table:
     """Own fills and position events sorted by (wallet, token, time, in-file order) as
     compact numeric columns.
@@ -1033,8 +1040,9 @@ def load_sorted_fills(
     fills give the same ledger as the whole history.
 
     The users' position events of ``ctf_events`` (``lib/position_events.py``) join them as
-    ledger rows of their ``kind`` (unless ``with_events`` is False), conversions' YES
-    prices resolved (``_resolve_conversion_prices``).
+    ledger rows of their ``kind``, conversions' YES prices resolved
+    (``_resolve_conversion_prices``); ``token_info`` is ``token_info_sql``'s relation when
+    the caller has it already (redemptions read its payouts).
 
     Columns: gkey (wallet id << 32 | token id), ts_us, is_buy, kind, shares, price, fee,
     frn (the row's place in its day file: with the second, it orders a token's trades). Wallets and
@@ -1054,11 +1062,10 @@ def load_sorted_fills(
     files = lake.files(
         TRADES.name, start=since.date() if since else None, end=until.date() if until else None
     )
-    events = (
-        load_event_rows(con, lake, wallets=wallets, since=since, until=until)
-        if with_events
-        else EventRows.empty()
-    )
+    events = load_event_rows(
+        con, lake, wallets=wallets, since=since, until=until,
+        token_info=token_info or f"({token_info_sql(lake)})",
+    )  # fmt: skip
     raw = _read_raw_fills(
         files, _opening_fills(con, opening, since_us), since_us, until_us, watched, events.rows
     )
@@ -1373,13 +1380,14 @@ def _token_table(
     marks: np.ndarray | None = None,
 ) -> pa.Table:
     """Per token id (dense, in tid order): market, outcome, payout, resolution time, mark
-    (``marks`` by tid when known, else the last trade price from the lake)."""
+    (``marks`` by tid when known, else the last trade price from the lake). Reads the
+    token facts from ``{prefix}_info`` (``register_token_info``)."""
     if marks is not None:
         info = con.execute(
             f"""
             SELECT t.tid, ti.market_id, ti.outcome_index, ti.outcome, ti.payout,
                    epoch_us(ti.resolved_at) AS resolved_us
-            FROM {prefix}_t t LEFT JOIN ({token_info_sql(lake)}) ti USING (token_id)
+            FROM {prefix}_t t LEFT JOIN {prefix}_info ti USING (token_id)
             ORDER BY t.tid
             """
         ).to_arrow_table()
@@ -1399,7 +1407,7 @@ def _token_table(
         SELECT t.tid, ti.market_id, ti.outcome_index, ti.outcome, ti.payout,
                epoch_us(ti.resolved_at) AS resolved_us, m.mark_price
         FROM {prefix}_t t
-        LEFT JOIN ({token_info_sql(lake)}) ti USING (token_id)
+        LEFT JOIN {prefix}_info ti USING (token_id)
         LEFT JOIN marks m USING (token_id)
         ORDER BY t.tid
         """
@@ -1506,7 +1514,10 @@ def compute_positions(
     """
     prefix = "_pos"
     try:
-        fills = load_sorted_fills(con, lake, wallets=wallets, until=as_of, prefix=prefix)
+        info = register_token_info(con, lake, prefix)
+        fills = load_sorted_fills(
+            con, lake, wallets=wallets, until=as_of, prefix=prefix, token_info=info
+        )
         arrays = _FillArrays.of(fills)
         wallet_array, token_array = _key_names(con, prefix)
         marks = None
@@ -1516,6 +1527,7 @@ def compute_positions(
         tokens = _token_table(con, lake, as_of, prefix, marks=marks)
     finally:
         drop_fill_keys(con, prefix)
+        con.execute(f"DROP TABLE IF EXISTS {prefix}_info")
     chunks = _group_chunks(arrays.gkey, chunk_rows)
 
     def piece(chunk: tuple[int, int, int]) -> pa.Table:
@@ -1663,11 +1675,12 @@ def register_ledger_state(
     merges, redemptions, conversions: the same numbers as ``compute_positions``; a resolved
     market's shares realize only when redeemed, until then they are marked at the payout).
     """
-    fills, ledger = ledger_table(
-        load_sorted_fills(
-            con, lake, wallets=wallets, until=until, prefix=prefix, since=since, opening=opening
-        )
-    )
+    info = register_token_info(con, lake, prefix)
+    loaded = load_sorted_fills(
+        con, lake, wallets=wallets, until=until, prefix=prefix, since=since,
+        opening=opening, token_info=info,
+    )  # fmt: skip
+    fills, ledger = ledger_table(loaded)
     ts = fills.column("ts_us").to_numpy()
     next_ts = np.empty_like(ts)
     if len(ts):
@@ -1698,7 +1711,7 @@ def register_ledger_state(
             CREATE OR REPLACE TEMP TABLE {prefix}_state AS
             SELECT k.*, ti.market_id, ti.payout, epoch_us(ti.resolved_at) AS resolved_us
             FROM {arrow_name} k
-            LEFT JOIN ({token_info_sql(lake)}) ti ON ti.token_id = k.token_id
+            LEFT JOIN {info} ti ON ti.token_id = k.token_id
             """
         )
     finally:
@@ -1715,5 +1728,5 @@ def register_ledger_state(
 
 
 def drop_ledger_state(con: duckdb.DuckDBPyConnection, prefix: str) -> None:
-    for suffix in ("state", "events", "w", "t"):
+    for suffix in ("state", "events", "w", "t", "info"):
         con.execute(f"DROP TABLE IF EXISTS {prefix}_{suffix}")
