@@ -1099,8 +1099,10 @@ def _resolve_conversion_prices(
     keys = np.unique(gkey[no_at])
     lo = np.searchsorted(gkey, keys, "left")
     hi = np.searchsorted(gkey, keys, "right")
-    rows = np.concatenate([np.arange(a, b) for a, b in zip(lo, hi, strict=True)] or [[]])
-    rows = rows.astype(np.int64)
+    lengths = hi - lo
+    # the rows of those groups, in order: each group's range [lo, hi) laid end to end
+    rows = np.arange(int(lengths.sum()), dtype=np.int64)
+    rows += np.repeat(lo - (np.cumsum(lengths) - lengths), lengths)
     ledger = run_ledger(
         gkey[rows], columns["is_buy"][rows], columns["shares"][rows], columns["price"][rows],
         columns["fee"][rows], kind=columns["kind"][rows],
