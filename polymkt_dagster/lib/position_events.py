@@ -43,6 +43,14 @@ from polymkt_dagster.lib.lake import Lake
 from polymkt_dagster.lib.resolutions import resolutions_sql
 from polymkt_dagster.lib.schemas import CTF_EVENTS, EXCHANGE_CONTRACTS, MARKETS
 
+# What a ledger row is (``kind``): a fill, or a position event that buys or sells ``shares``
+# at ``price``, sells every share held at ``price`` (a Conditional Tokens redemption), or
+# sells ``shares`` at the position's own average price (the NO side of a conversion).
+KIND_FILL = 0
+KIND_EVENT = 1
+KIND_EVENT_SELL_ALL = 2
+KIND_EVENT_SELL_AT_AVG = 3
+
 NEG_RISK_ADAPTER = "0xd91e80cf2e7be2e162c6513ced06f1dd0da35296"
 NOT_A_USER = (*EXCHANGE_CONTRACTS, NEG_RISK_ADAPTER)
 FIFTY_CENTS = 0.5
@@ -154,7 +162,7 @@ def event_rows_sql(
             SELECT wallet, token_id, ts, log_index, id,
                    event = 'PositionSplit' AS is_buy,
                    CASE WHEN event = 'PayoutRedemption' AND contract = 'conditional_tokens'
-                        THEN 2 ELSE 1 END AS kind,
+                        THEN {KIND_EVENT_SELL_ALL} ELSE {KIND_EVENT} END AS kind,
                    CASE WHEN event = 'PayoutRedemption' AND contract = 'conditional_tokens'
                         THEN 0.0
                         WHEN event = 'PayoutRedemption'
@@ -193,13 +201,15 @@ def event_rows_sql(
             SELECT wallet, CASE WHEN converted THEN token_ids[2] ELSE token_ids[1] END
                      AS token_id,
                    ts, log_index, id, NOT converted AS is_buy,
-                   CASE WHEN converted THEN 3 ELSE 1 END AS kind, amount AS shares,
+                   CASE WHEN converted THEN {KIND_EVENT_SELL_AT_AVG} ELSE {KIND_EVENT} END
+                     AS kind,
+                   amount AS shares,
                    CAST(CASE WHEN converted THEN 0.0 END AS DOUBLE) AS price, conversion,
                    no_count, question_count
             FROM conversion_sides
         ),
         all_rows AS (
-            SELECT * FROM simple WHERE shares > 0 OR kind = 2
+            SELECT * FROM simple WHERE shares > 0 OR kind = {KIND_EVENT_SELL_ALL}
             UNION ALL BY NAME
             SELECT * FROM converted WHERE shares > 0
         )
@@ -207,7 +217,7 @@ def event_rows_sql(
                CAST(CASE WHEN is_buy THEN {ADD_FRN_BASE} ELSE {REMOVE_FRN_BASE} END
                     + least(log_index, 1000000) AS INTEGER) AS frn,
                is_buy, CAST(kind AS TINYINT) AS kind, CAST(shares AS DOUBLE) AS shares,
-               CASE WHEN kind = 1 AND conversion >= 0 AND is_buy THEN 'NaN'::DOUBLE
+               CASE WHEN kind = {KIND_EVENT} AND conversion >= 0 AND is_buy THEN 'NaN'::DOUBLE
                     ELSE CAST(price AS DOUBLE) END AS price,
                CAST(conversion AS BIGINT) AS conversion,
                CAST(no_count AS BIGINT) AS no_count,

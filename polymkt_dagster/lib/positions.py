@@ -64,6 +64,10 @@ import pyarrow.parquet as pq
 from polymkt_dagster.lib.duck import sql_string
 from polymkt_dagster.lib.lake import Lake, write_atomically
 from polymkt_dagster.lib.position_events import (
+    KIND_EVENT,
+    KIND_EVENT_SELL_ALL,
+    KIND_EVENT_SELL_AT_AVG,
+    KIND_FILL,
     EventRows,
     load_event_rows,
     market_resolutions_sql,
@@ -71,14 +75,6 @@ from polymkt_dagster.lib.position_events import (
 from polymkt_dagster.lib.schemas import AMOUNT_SCALE, MARKETS, TRADES
 
 MICRO = float(AMOUNT_SCALE)
-
-# What a ledger row is (``kind``): a fill, or a position event that buys or sells ``shares``
-# at ``price``, sells every share held at ``price`` (a Conditional Tokens redemption), or
-# sells ``shares`` at the position's own average price (the NO side of a conversion).
-KIND_FILL = 0
-KIND_EVENT = 1
-KIND_EVENT_SELL_ALL = 2
-KIND_EVENT_SELL_AT_AVG = 3
 
 
 class PositionsInputError(ValueError):
@@ -266,9 +262,9 @@ def _ledger_loop(
             out[6, i] = 0.0
             out[7, i] = 0.0
         else:
-            if kind[i] == 2:  # a redemption of everything held
+            if kind[i] == KIND_EVENT_SELL_ALL:  # a redemption of everything held
                 q = held
-            if kind[i] == 3:  # a conversion's NO side sells at the average price
+            if kind[i] == KIND_EVENT_SELL_AT_AVG:  # a conversion's NO side: at the average
                 p = avg
             sold = q if q < held else held
             over = q - sold
@@ -323,7 +319,7 @@ def _summary_loop(
             counts[5, g] = 0
         q = np.rint(shares[i] * micro)
         p = price[i]
-        is_fill = kind[i] == 0
+        is_fill = kind[i] == KIND_FILL
         if is_buy[i]:
             after = held + q
             avg = (held * avg + q * p + fee[i] * micro) / after
@@ -336,9 +332,9 @@ def _summary_loop(
                 sums[11, g] += shares[i]
                 sums[13, g] += shares[i] * p
         else:
-            if kind[i] == 2:
+            if kind[i] == KIND_EVENT_SELL_ALL:
                 q = held
-            if kind[i] == 3:
+            if kind[i] == KIND_EVENT_SELL_AT_AVG:
                 p = avg
             sold = q if q < held else held
             over = q - sold
@@ -380,7 +376,7 @@ def _last_trade_loop(
     gkey): the latest (second, in-file row) fill seen and its price; later rows win ties.
     Position events are not trades."""
     for i in range(len(gkey)):
-        if kind[i] != 0:
+        if kind[i] != KIND_FILL:
             continue
         tid = gkey[i] & 0xFFFFFFFF
         key = (ts[i] // 1000000) * 10000000 + frn[i]
@@ -1509,10 +1505,12 @@ def compute_positions(
     """Positions of every wallet (or ``wallets``) and token from all fills up to ``as_of``.
 
     Returned as a table sorted by wallet, or with ``output`` written to that Parquet file
-    (atomically, in chunks so memory stays bounded) and None returned. Markets resolved by
-    ``as_of`` (resolution time at or before it; any resolved market when ``as_of`` is
-    None) settle their remaining shares at the payout; open positions are marked at the
-    token's last trade price at or before ``as_of`` (NULL when it never traded).
+    (atomically, in chunks so memory stays bounded) and None returned. The ledger reads
+    the fills and the users' CTF position events up to ``as_of``. Shares of markets
+    resolved by ``as_of`` (resolution time at or before it; any resolved market when
+    ``as_of`` is None) are marked at their payout until redeemed (status ``redeemable``);
+    open positions at the token's last trade price at or before ``as_of`` (NULL when it
+    never traded).
     """
     prefix = "_pos"
     try:
