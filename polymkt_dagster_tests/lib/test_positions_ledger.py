@@ -20,6 +20,7 @@ from polymkt_dagster.lib.positions import (
     KIND_FILL,
     PositionsInputError,
     compute_positions,
+    oversell_report,
     run_ledger,
 )
 from polymkt_dagster_tests.wallet_helpers import (
@@ -211,6 +212,22 @@ def test_lake_ledger_by_hand(tmp_path: Path) -> None:
     assert no["exposure"] == pytest.approx(70.0)
     assert sum(r["realized_pnl"] for r in rows.values()) == pytest.approx(80.0)
     assert sum(r["oversold_proceeds"] for r in rows.values()) == pytest.approx(29.0)
+
+
+def test_oversell_report_measures_the_share_of_sell_proceeds(tmp_path: Path) -> None:
+    """The hand-made lake: the wallet's sells bring 84 (fill: 120 x 0.70) + 15 + 15
+    (merges) + 80 + 60 (conversion's NO sides at their averages) + 150 + 0 (redemption) =
+    404, of which 29 from oversold shares (14 + 15): 7.2%; the other wallet only buys."""
+    lake = build_event_lake(tmp_path / "parquet")
+    with connect() as con:
+        con.register("positions", compute_positions(con, lake))
+        report = oversell_report(con, "positions")
+    assert report.sell_proceeds == pytest.approx(404.0)
+    assert report.oversold_proceeds == pytest.approx(29.0)
+    assert report.share == pytest.approx(29.0 / 404.0)
+    assert report.positions_with_oversells == 1
+    assert report.worst.column("wallet").to_pylist() == [WALLET]
+    assert report.worst.column("oversold_share").to_pylist() == [pytest.approx(29.0 / 404.0)]
 
 
 @pytest.mark.parametrize(
