@@ -225,7 +225,7 @@ def worker_positions(root: Path, out: Path, fills_only: bool = False) -> None:
         seconds = time.perf_counter() - started
         row = con.execute(
             f"SELECT count(*), count(DISTINCT wallet), sum(buys + sells), "
-            f"count(*) FILTER (WHERE shares < 0), sum(events), sum(realized_pnl), "
+            f"count(*) FILTER (WHERE shares < 0), sum(position_events), sum(realized_pnl), "
             f"sum(oversold_proceeds) / nullif(sum(sold_usd + event_sold_usd), 0) "
             f"FROM read_parquet('{out}')"
         ).fetchone()

@@ -1232,7 +1232,7 @@ def per_group_summary(fills: pa.Table, ledger: LedgerColumns) -> pa.Table:
             "event_sold_shares": total(np.where(~is_buy & ~fill, moved, 0.0)),
             "event_bought_usd": total(np.where(is_buy & ~fill, usd, 0.0)),
             "event_sold_usd": total(np.where(~is_buy & ~fill, usd, 0.0)),
-            "events": total((~fill).astype(np.int64)),
+            "position_events": total((~fill).astype(np.int64)),
         }
     )
 
@@ -1286,7 +1286,7 @@ _SUMS = (
     "sold_usd", "fees", "oversold_shares", "oversold_proceeds", "last_fill_price",
     "event_bought_shares", "event_sold_shares", "event_bought_usd", "event_sold_usd",
 )  # fmt: skip
-_COUNTS = ("buys", "sells", "oversold_fills", "first_ts_us", "last_ts_us", "events")
+_COUNTS = ("buys", "sells", "oversold_fills", "first_ts_us", "last_ts_us", "position_events")
 
 
 def _summarize_rows(fills: pa.Table, arrays: _FillArrays, chunk: tuple[int, int, int]) -> pa.Table:
@@ -1357,7 +1357,7 @@ _SUMMARY_TYPES: dict[str, pa.DataType] = {
     "event_sold_shares": pa.float64(),
     "event_bought_usd": pa.float64(),
     "event_sold_usd": pa.float64(),
-    "events": pa.int64(),
+    "position_events": pa.int64(),
 }
 
 POSITION_COLUMNS = (
@@ -1365,8 +1365,8 @@ POSITION_COLUMNS = (
     "avg_price", "cost_basis", "mark_price", "exposure", "realized_pnl", "unrealized_pnl",
     "total_pnl", "settlement_pnl", "payout", "buys", "sells", "bought_shares", "sold_shares",
     "bought_usd", "sold_usd", "fees", "oversold_shares", "oversold_fills", "oversold_proceeds",
-    "events", "event_bought_shares", "event_sold_shares", "event_bought_usd", "event_sold_usd",
-    "first_trade_at", "last_trade_at", "resolved_at", "as_of",
+    "position_events", "event_bought_shares", "event_sold_shares", "event_bought_usd",
+    "event_sold_usd", "first_trade_at", "last_trade_at", "resolved_at", "as_of",
 )  # fmt: skip
 
 
@@ -1482,7 +1482,7 @@ def _position_rows(
     }
     for name in (
         "buys", "sells", "bought_shares", "sold_shares", "bought_usd", "sold_usd", "fees",
-        "oversold_shares", "oversold_fills", "oversold_proceeds", "events",
+        "oversold_shares", "oversold_fills", "oversold_proceeds", "position_events",
         "event_bought_shares", "event_sold_shares", "event_bought_usd", "event_sold_usd",
     ):  # fmt: skip
         columns[name] = summary.column(name)

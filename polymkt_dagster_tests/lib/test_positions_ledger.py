@@ -204,7 +204,7 @@ def test_lake_ledger_by_hand(tmp_path: Path) -> None:
         assert row["status"] == status, tok
     assert rows[token(2, 0)]["event_bought_shares"] == pytest.approx(150)
     assert rows[BINARY_YES]["buys"] == 0 and rows[BINARY_YES]["sells"] == 1
-    assert rows[BINARY_YES]["events"] == 2  # the split and the merge
+    assert rows[BINARY_YES]["position_events"] == 2  # the split and the merge
     no = rows[BINARY_NO]
     assert no["mark_price"] == 1.0 and no["payout"] == 1.0
     assert no["unrealized_pnl"] == pytest.approx(35.0)
