@@ -141,8 +141,8 @@ class SnapshotEngine:
             f"""
             WITH last_state AS (
                 SELECT any_value(wallet) AS wallet, any_value(token_id) AS token_id,
-                       arg_max(shares, seq) AS shares, arg_max(avg_price, seq) AS avg_price,
-                    FROM _snap_state WHERE ts_us <= {at_us}
+                       arg_max(shares, seq) AS shares, arg_max(avg_price, seq) AS avg_price
+                FROM _snap_state WHERE ts_us <= {at_us}
                 GROUP BY gkey
             ),
             realized AS (
