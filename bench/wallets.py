@@ -1,21 +1,28 @@
 """Wallet benchmark: positions and P&L of every wallet over >= 20 million trades, and the
 5-minute P&L snapshot of a 100-wallet watchlist.
 
-Targets (issue 6): full recompute under 30 s with peak RSS under 4 GB; one 5-minute
-snapshot of 100 wallets under 2 s. Both are reported with their ratio to one scan of the
-trades' columns the ledger reads (the baseline, measured in the same run).
+Targets (issues 6 and 11): full recompute under 30 s with peak RSS under 4 GB, with CTF
+position events at a realistic ratio (one split or merge per 20 fills, plus redemptions
+and neg-risk conversions); one 5-minute snapshot of 100 wallets under 2 s. Both are
+reported with their ratio to one scan of the trades' columns the ledger reads (the
+baseline, measured in the same run), and the positions beside the same ledger without the
+position events (``fills only``).
 
     python bench/wallets.py            # 20,000,000 trades (lake built once, then reused)
     python bench/wallets.py --quick    # 300,000 trades, seconds (smoke run)
 
 Build: the generated sample (sharp wallets, noise wallets, resolved markets) written as
-the real lake by bench/query.py's builders (order fills, then derive_trades). Each
+the real lake by bench/query.py's builders (order fills, then derive_trades), then
+raw/polymarket/ctf_events from the trades (``build_ctf_events``: a split or merge by the
+maker of one fill in 20, of its amount; a Conditional Tokens redemption by the maker of
+one fill in 200 of a resolved market; a neg-risk conversion by the maker of one fill in
+2,000 of a neg-risk market; the resolved markets' ConditionResolution). Each
 measurement runs in a fresh worker process so its peak RSS is its own (os.wait4):
 
   - scan: SELECT max(maker), max(token_id), sum(price * token_amount), max(timestamp) over
     every trades file (the columns the ledger needs), the baseline;
   - positions: compute_positions(all wallets) written to Parquet (what wallets/positions
-    runs), with its stages timed;
+    runs), with its stages timed; the same with the ctf_events moved aside (fills only);
   - snapshot: the suggested top-100 watchlist marked to market at the last 5-minute mark
     the way a sync's re-run of today's wallets/pnl_snapshots partition does it: from
     yesterday's end-of-day checkpoint (saved first, untimed) plus today's fills, in a fresh
@@ -60,6 +67,95 @@ def build(workdir: Path, trades: int, seed: int) -> Path:
     return root
 
 
+EVENT_EVERY = 20  # fills per split or merge
+REDEEM_EVERY = 200  # fills of resolved markets per redemption
+CONVERT_EVERY = 2_000  # fills of neg-risk markets per conversion
+
+
+def build_ctf_events(root: Path, seed: int) -> int:
+    """raw/polymarket/ctf_events from the lake's trades (see the module doc); returns rows."""
+    from polymkt_dagster.lib.duck import connect
+    from polymkt_dagster.lib.lake import DAY_COLUMN, Lake
+    from polymkt_dagster.lib.schemas import CTF_EVENTS, MARKETS, TRADES
+
+    lake = Lake(root)
+    if lake.files(CTF_EVENTS.name):
+        return -1
+    started = time.perf_counter()
+    trades = lake.scan_sql(TRADES)
+    # hash buckets of the fill id pick the sampled fills: deterministic for a seed
+    pick = f"hash(order_fill_id || '{seed}')"
+    columns = ", ".join(CTF_EVENTS.column_names)
+    sql = f"""
+        WITH m AS (
+            SELECT lower(condition_id) AS condition_id, market_id, neg_risk,
+                   neg_risk_market_id, question_id, resolved, winning_outcome_index,
+                   coalesce(closed_time, end_date) AS resolved_at
+            FROM {lake.scan_sql(MARKETS)}
+        ),
+        t AS (
+            SELECT t."timestamp", t.maker, t.token_amount, t.order_fill_id, {pick} AS h,
+                   m.*
+            FROM {trades} t JOIN m ON m.market_id = t.market_id
+            WHERE t.maker IS NOT NULL
+        ),
+        ev AS (
+            SELECT "timestamp", maker AS stakeholder,
+                   CASE WHEN neg_risk THEN 'neg_risk_adapter' ELSE 'conditional_tokens' END
+                     AS contract,
+                   CASE WHEN h % 2 = 0 THEN 'PositionSplit' ELSE 'PositionsMerge' END AS event,
+                   condition_id, NULL AS neg_risk_market_id, NULL AS question_id,
+                   ['1', '2'] AS index_sets, CAST(token_amount * 1e6 AS BIGINT) AS amount,
+                   NULL::BIGINT[] AS amounts, NULL::BIGINT[] AS payout_numerators,
+                   order_fill_id
+            FROM t WHERE h % {EVENT_EVERY} = 0
+            UNION ALL BY NAME
+            SELECT resolved_at + INTERVAL 1 DAY AS "timestamp", maker AS stakeholder,
+                   'conditional_tokens' AS contract, 'PayoutRedemption' AS event,
+                   condition_id, ['1', '2'] AS index_sets, order_fill_id
+            FROM t WHERE resolved AND h % {REDEEM_EVERY} = 1
+            UNION ALL BY NAME
+            SELECT "timestamp", maker AS stakeholder, 'neg_risk_adapter' AS contract,
+                   'PositionsConverted' AS event, neg_risk_market_id,
+                   [CAST(1 << TRY_CAST('0x' || right(question_id, 2) AS INTEGER) AS VARCHAR)]
+                     AS index_sets,
+                   CAST(token_amount * 1e6 AS BIGINT) AS amount, order_fill_id
+            FROM t WHERE neg_risk AND neg_risk_market_id IS NOT NULL
+              AND TRY_CAST('0x' || right(question_id, 2) AS INTEGER) < 62
+              AND h % {CONVERT_EVERY} = 2
+            UNION ALL BY NAME
+            SELECT resolved_at AS "timestamp", '0x' || repeat('0e', 20) AS stakeholder,
+                   'conditional_tokens' AS contract, 'ConditionResolution' AS event,
+                   condition_id, 2 AS outcome_slot_count,
+                   CASE WHEN winning_outcome_index = 0 THEN [1, 0] ELSE [0, 1] END
+                     AS payout_numerators, market_id AS order_fill_id
+            FROM m WHERE resolved AND winning_outcome_index IS NOT NULL
+              AND resolved_at IS NOT NULL
+        ),
+        keyed AS (
+            SELECT *, row_number() OVER (ORDER BY "timestamp", order_fill_id, event) AS n
+            FROM ev WHERE "timestamp" IS NOT NULL
+        )
+        SELECT {columns}, CAST("timestamp" AS DATE) AS {DAY_COLUMN}
+        FROM (
+            SELECT *, '0x' || lpad(printf('%x', n), 64, '0') || '_' || (n % 500) AS id,
+                   n AS block_number, CAST(n % 500 AS INTEGER) AS log_index,
+                   '0x' || lpad(printf('%x', n), 64, '0') AS transaction_hash,
+                   NULL AS collateral_token, NULL AS parent_collection_id, NULL AS payout,
+                   'csv' AS source
+            FROM keyed UNION ALL BY NAME ({CTF_EVENTS.typed_empty_select()})
+        )
+        ORDER BY {DAY_COLUMN}, "timestamp", id
+    """
+    with connect(temp_dir=root.parent / ".duckdb_tmp") as con:
+        typed = ", ".join(f"CAST({n} AS {t}) AS {n}" for n, t in CTF_EVENTS.columns)
+        reader = con.execute(f"SELECT {typed}, {DAY_COLUMN} FROM ({sql})").to_arrow_reader(122_880)
+        writes = lake.write_sorted_days(CTF_EVENTS.name, reader)
+    rows = sum(w.rows for w in writes)
+    print(f"built {rows:,} ctf_events in {time.perf_counter() - started:,.0f} s", flush=True)
+    return rows
+
+
 def warm_compiled_ledger() -> None:
     """Compile the numba passes once (cached on disk), as any earlier run would have: the
     workers then time the work, not the one-off compilation (reported here)."""
@@ -72,14 +168,15 @@ def warm_compiled_ledger() -> None:
     fills = pa.table(
         {
             "gkey": np.array([1, 1], np.int64), "ts_us": np.array([1, 2], np.int64),
-            "is_buy": [True, False], "shares": [1.0, 1.0], "price": [0.5, 0.6],
-            "fee": [0.0, 0.0], "frn": np.array([0, 1], np.int64),
+            "is_buy": [True, False], "kind": np.array([0, 1], np.int8), "shares": [1.0, 1.0],
+            "price": [0.5, 0.6], "fee": [0.0, 0.0], "frn": np.array([0, 1], np.int64),
         }
     )  # fmt: skip
     p.summarize_fills(fills, 2)
     p.run_ledger(np.array([1]), np.array([True]), np.array([1.0]), np.array([0.5]))
-    raw = p._RawFills.allocate(2)  # the counting sort and gather of load_sorted_fills
+    raw = p._RawFills.allocate(2)  # the counting sort, merge and gather of load_sorted_fills
     raw.keep[:], raw.wid[:], raw.tid[:], raw.payload["ts"] = True, 0, [1, 0], [1, 2]
+    raw.payload["kind"], raw.prefix = 0, 1
     p._sorted_fills(raw, 1, 2)
     print(f"compiled ledger ready in {time.perf_counter() - started:.1f} s", flush=True)
 
@@ -99,12 +196,15 @@ def worker_scan(root: Path) -> None:
     c.emit_result({"seconds": seconds, "rows": int(row[0]) if row else 0})
 
 
-def worker_positions(root: Path, out: Path) -> None:
+def worker_positions(root: Path, out: Path, fills_only: bool = False) -> None:
     from polymkt_dagster.lib import positions as p
     from polymkt_dagster.lib.duck import connect
     from polymkt_dagster.lib.lake import Lake
+    from polymkt_dagster.lib.position_events import EventRows
 
     lake = Lake(root)
+    if fills_only:  # the same ledger, the position events left out
+        p.load_event_rows = lambda *args, **kwargs: EventRows.empty()
     stages: dict[str, float] = {}
     original_load, original_ledger = p.load_sorted_fills, p._summarize_rows
 
@@ -125,7 +225,9 @@ def worker_positions(root: Path, out: Path) -> None:
         seconds = time.perf_counter() - started
         row = con.execute(
             f"SELECT count(*), count(DISTINCT wallet), sum(buys + sells), "
-            f"count(*) FILTER (WHERE shares < 0) FROM read_parquet('{out}')"
+            f"count(*) FILTER (WHERE shares < 0), sum(position_events), sum(realized_pnl), "
+            f"sum(oversold_proceeds) / nullif(sum(sold_usd + event_sold_usd), 0) "
+            f"FROM read_parquet('{out}')"
         ).fetchone()
     # the ledger runs beside the rows and the write, so the stages overlap after the load
     stages["after load: marks, ledger + rows || write"] = seconds - stages.get("load+sort", 0.0)
@@ -136,6 +238,9 @@ def worker_positions(root: Path, out: Path) -> None:
             "wallets": row[1],
             "fills": int(row[2] or 0),
             "negative": row[3],
+            "events": int(row[4] or 0),
+            "realized": float(row[5] or 0.0),
+            "oversold_share": float(row[6] or 0.0),
             "stages": stages,
         }
     )
@@ -196,7 +301,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument(
-        "--worker", choices=["scan", "positions", "snapshot"], help=argparse.SUPPRESS
+        "--worker",
+        choices=["scan", "positions", "fills_only", "snapshot"],
+        help=argparse.SUPPRESS,
     )
     parser.add_argument("--root", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
@@ -205,8 +312,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.worker == "scan":
         worker_scan(args.root)
         return 0
-    if args.worker == "positions":
-        worker_positions(args.root, args.out)
+    if args.worker in ("positions", "fills_only"):
+        worker_positions(args.root, args.out, fills_only=args.worker == "fills_only")
         return 0
     if args.worker == "snapshot":
         worker_snapshot(args.root, args.out)
@@ -217,9 +324,11 @@ def main(argv: list[str] | None = None) -> int:
     warm_compiled_ledger()
     c.banner(f"Wallet positions and P&L over {trades:,} generated trades")
     root = build(workdir, trades, args.seed)
+    build_ctf_events(root, args.seed)
     out = workdir / "positions.parquet"
     runs = {}
-    for name, extra in (("scan", []), ("positions", ["--out", str(out)]),
+    for name, extra in (("scan", []), ("fills_only", ["--out", str(workdir / "fills.parquet")]),
+                        ("positions", ["--out", str(out)]),
                         ("snapshot", ["--out", str(out)])):  # fmt: skip
         runs[name] = c.run_worker(SCRIPT, ["--worker", name, "--root", str(root), *extra])
     scan = runs["scan"].result["seconds"]
@@ -227,11 +336,18 @@ def main(argv: list[str] | None = None) -> int:
     def rss(name: str) -> float:
         return runs[name].peak_rss_mb  # the worker's own high-water RSS (VmHWM)
 
-    pos, snap = runs["positions"], runs["snapshot"]
+    pos, snap, bare = runs["positions"], runs["snapshot"], runs["fills_only"]
     print(f"trades in the lake: {runs['scan'].result['rows']:,}")
     print(
         f"positions: {pos.result['positions']:,} for {pos.result['wallets']:,} wallets from "
-        f"{pos.result['fills']:,} own fills; negative positions: {pos.result['negative']}"
+        f"{pos.result['fills']:,} own fills and {pos.result['events']:,} position-event rows "
+        f"(1 per {pos.result['fills'] / max(pos.result['events'], 1):.1f} fills); "
+        f"negative positions: {pos.result['negative']}"
+    )
+    print(
+        f"realized P&L {pos.result['realized']:,.0f} USDC, oversold share of sell proceeds "
+        f"{pos.result['oversold_share']:.1%}; fills only: {bare.result['realized']:,.0f} USDC, "
+        f"{bare.result['oversold_share']:.1%}"
     )
     print(
         "positions stages: " + ", ".join(f"{k} {v:.1f} s" for k, v in pos.result["stages"].items())
@@ -247,6 +363,14 @@ def main(argv: list[str] | None = None) -> int:
         ["measure", "seconds", "x one scan", "peak RSS MB", "target", "verdict"],
         [
             ["one scan of trades (baseline)", scan, 1.0, rss("scan"), "", ""],
+            [
+                "positions, fills only (no events)",
+                bare.result["seconds"],
+                bare.result["seconds"] / scan,
+                rss("fills_only"),
+                "",
+                "",
+            ],
             [
                 "positions + P&L, all wallets",
                 pos.result["seconds"],

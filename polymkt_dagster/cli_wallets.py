@@ -74,7 +74,7 @@ def _table(rows: list[dict[str, Any]], columns: list[str], title: str) -> None:
 @click.command()
 @click.argument("address")
 @click.argument("view", type=click.Choice(["positions", "pnl", "trades"]), default="positions")
-@click.option("--all", "include_closed", is_flag=True, help="positions: closed/settled too.")
+@click.option("--all", "include_closed", is_flag=True, help="positions: closed ones too.")
 @click.option("--limit", type=int, default=50, show_default=True, help="trades: how many.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 @click.pass_context
@@ -118,12 +118,20 @@ def wallet(
     rows = positions.to_pylist()
     totals = {
         key: sum(r[key] or 0.0 for r in rows)
-        for key in ("realized_pnl", "unrealized_pnl", "total_pnl", "exposure", "oversold_shares")
+        for key in (
+            "realized_pnl",
+            "unrealized_pnl",
+            "total_pnl",
+            "exposure",
+            "oversold_shares",
+            "oversold_proceeds",
+        )
     }
     totals.update(
         {
             "positions": len(rows),
             "open_positions": sum(r["status"] == "open" for r in rows),
+            "redeemable_positions": sum(r["status"] == "redeemable" for r in rows),
             "fills": sum(r["buys"] + r["sells"] for r in rows),
         }
     )
@@ -144,7 +152,8 @@ def wallet(
             _table(markets, ["market_id", "realized_pnl", "unrealized_pnl", "total_pnl"],
                    f"{address}: total P&L {totals['total_pnl']:,.2f}")  # fmt: skip
         return
-    shown = rows if include_closed else [r for r in rows if r["status"] == "open"]
+    # a resolved position still held is worth its payout until redeemed: shown with the open
+    shown = rows if include_closed else [r for r in rows if r["status"] != "closed"]
     if as_json:
         _emit({"wallet": address, "totals": totals, "positions": shown})
     else:
@@ -287,7 +296,8 @@ def watchlists_suggest(
     save_as: str | None,
     as_json: bool,
 ) -> None:
-    """The most profitable wallets over a window (matched realized P&L, win rate)."""
+    """The most profitable wallets over a window (realized P&L without oversold proceeds,
+    win rate)."""
     from polymkt_dagster.lib.duck import connect
     from polymkt_dagster.lib.queries import QueryError, parse_when
     from polymkt_dagster.lib.watchlists import SuggestOptions, WatchlistError, suggest_wallets
@@ -316,7 +326,7 @@ def watchlists_suggest(
     if as_json:
         _emit({"options": options.__dict__, "wallets": rows, "saved": saved})
         return
-    _table(rows, ["wallet", "matched_realized_pnl", "realized_pnl", "win_rate",
+    _table(rows, ["wallet", "realized_pnl", "oversold_proceeds", "win_rate",
                   "positions_realized", "fills"], f"{len(rows)} suggested wallets")  # fmt: skip
 
 

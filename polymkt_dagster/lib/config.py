@@ -40,6 +40,19 @@ def _positive_int(env: Mapping[str, str], name: str, default: int, minimum: int 
     return value
 
 
+def _fraction(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} must be a number between 0 and 1") from None
+    if not 0.0 <= value <= 1.0:
+        raise ConfigError(f"{name}={raw!r} must be a number between 0 and 1")
+    return value
+
+
 def _choice(env: Mapping[str, str], name: str, default: str, allowed: tuple[str, ...]) -> str:
     value = env.get(name, default).strip().lower() or default
     if value not in allowed:
@@ -76,6 +89,9 @@ class Settings:
     clickhouse_user: str | None = None
     watchlists_file: Path | None = None
     alerts_webhook_url: str | None = None
+    # wallets/positions:oversells_reported passes while oversold proceeds are at most this
+    # share of all sell proceeds (fills, merges, redemptions, conversions)
+    oversell_max_share: float = 0.05
     # Secrets are kept out of repr() so a printed Settings never leaks them.
     openai_api_key: str | None = field(default=None, repr=False)
     clickhouse_password: str | None = field(default=None, repr=False)
@@ -163,4 +179,5 @@ class Settings:
             s3_secret_access_key=text("S3_SECRET_ACCESS_KEY", None),
             watchlists_file=Path(w) if (w := text("WATCHLISTS_FILE", None)) else None,
             alerts_webhook_url=text("ALERTS_WEBHOOK_URL", None),
+            oversell_max_share=_fraction(env, "POLYMKT_OVERSELL_MAX_SHARE", 0.05),
         )

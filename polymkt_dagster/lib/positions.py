@@ -1,35 +1,48 @@
 """Wallet positions and P&L by weighted-average cost (docs/architecture.md §5), vectorised.
 
-Conventions (Polymarket's pnl-subgraph):
+The rules are Polymarket's pnl-subgraph (Polymarket/polymarket-subgraph, ``pnl-subgraph/src``):
 
-- A wallet is credited only with the fill rows where it is the ``maker``; ``maker_direction``
-  is its side. Shares are tracked per (wallet, outcome token).
-- A buy adds shares and cost; its fee is added to the cost, so it raises the average price.
-- A sell realizes ``(price - avg_price) x sold`` on at most the tracked shares and leaves
-  ``avg_price`` unchanged; its fee is deducted from the proceeds. Shares sold beyond what is
-  tracked (a data gap) are an *oversell*: reported per fill and per position, realized
-  against a zero cost basis, and the position stops at zero shares, never below.
-- A resolved market settles the remaining shares at 1 (winning outcome) or 0 at its
-  resolution time (``closed_time``, else ``end_date``).
-- Unrealized = shares x (mark - avg_price), mark = last trade price of the token at or before
-  the time asked for (any wallet's fill).
+- Fills (``ExchangeMapping.ts``, ``utils/parseOrderFilled.ts``): a wallet is credited only
+  with the fill rows where it is the ``maker``; ``maker_direction`` is its side. Shares are
+  tracked per (wallet, outcome token). A buy adds shares and cost (``utils/
+  updateUserPositionWithBuy.ts``); here its fee is added to the cost too (the subgraph
+  ignores fees), so it raises the average price.
+- A sell (``utils/updateUserPositionWithSell.ts``) realizes ``(price - avg_price) x
+  min(amount, held)`` and leaves ``avg_price`` unchanged; a fill's fee is deducted from
+  it, pro rata to the shares held. Shares sold beyond what is held are an *oversell* (a
+  data gap: the subgraph gives no P&L for "tokens obtained outside of what we track"):
+  counted per row and position, their proceeds reported in ``oversold_proceeds``, never
+  in realized P&L; the position stops at zero shares, never below.
+- Position events from ``ctf_events`` (docs/architecture.md §3.1; ``lib/position_events.py``
+  turns them into ledger rows): a split buys every outcome at 0.50, a merge sells every
+  outcome at 0.50 (``ConditionalTokensMapping.ts``, ``NegRiskAdapterMapping.ts``); a
+  Conditional Tokens redemption sells the whole held amount of every outcome at its payout
+  (numerator / denominator), a NegRiskAdapter redemption sells ``amounts[i]``; a neg-risk
+  conversion sells the NO shares of the converted questions at their own average price
+  and buys YES shares of the other questions at ``utils/computeNegRiskYesPrice.ts``'s
+  price (resolved by ``_resolve_conversion_prices`` before the main pass).
+- A resolved market's remaining shares are not realized until redeemed (as on chain): the
+  position is ``redeemable``, marked at its payout (unrealized). Open positions are marked
+  at the token's last trade price at or before the time asked for (any wallet's fill).
 
-The average cost is path dependent, so it cannot be a plain window aggregate. Two
-recurrences carry it, both solved as parallel prefix scans in numpy (O(n log L) for the
-longest history L, no Python loop per fill):
+The average cost is path dependent, so it cannot be a plain window aggregate. With numba
+(a pinned dependency) one compiled pass per chunk of positions carries it; without numba
+two recurrences, both solved as parallel prefix scans in numpy (O(n log L) for the longest
+history L, no Python loop per fill), give the same numbers:
 
-- shares ``S_k = max(0, S_{k-1} + d_k)``: a (max, +) affine map per fill, composed by scan;
+- shares ``S_k = max(0, S_{k-1} + d_k)``: a (max, +) affine map per row, composed by scan;
 - average price over the buys ``A_k = a_k A_{k-1} + (1 - a_k) p_k`` with
   ``a_k = S_before / S_after``: an affine map per buy, composed by scan (sells keep A).
 
 Both compositions only multiply by numbers in [0, 1] or add exact integers (shares are
 micro-share integers held in float64, exact below 2^53), so they are numerically stable.
-With numba (a pinned dependency) one compiled pass per chunk of positions does the same.
 
 Reading all wallets' positions is bound by moving tens of millions of rows, so the load
 avoids strings per row: the trades files are read with pyarrow into preallocated arrays,
 maker and token kept as their Parquet dictionaries (ids come from hashing the dictionaries),
-and a counting sort on those ids groups the fills (``load_sorted_fills``).
+and a counting sort on those ids groups the fills (``load_sorted_fills``). Position events
+(a few per hundred fills) are read by DuckDB, numbered with the fills and merged into each
+group's time order by a linear pass.
 """
 
 from __future__ import annotations
@@ -50,6 +63,15 @@ import pyarrow.parquet as pq
 
 from polymkt_dagster.lib.duck import sql_string
 from polymkt_dagster.lib.lake import Lake, write_atomically
+from polymkt_dagster.lib.position_events import (
+    KIND_EVENT,
+    KIND_EVENT_SELL_ALL,
+    KIND_EVENT_SELL_AT_AVG,
+    KIND_FILL,
+    EventRows,
+    load_event_rows,
+    market_resolutions_sql,
+)
 from polymkt_dagster.lib.schemas import AMOUNT_SCALE, MARKETS, TRADES
 
 MICRO = float(AMOUNT_SCALE)
@@ -61,44 +83,55 @@ class PositionsInputError(ValueError):
 
 @dataclass(frozen=True)
 class LedgerColumns:
-    """Per-fill results of the average-cost ledger, aligned with the sorted input."""
+    """Per-row results of the average-cost ledger, aligned with the sorted input."""
 
-    shares_before: np.ndarray  # float64, shares held before the fill
+    shares_before: np.ndarray  # float64, shares held before the row
     shares_after: np.ndarray
-    avg_before: np.ndarray  # average price before the fill (0 when nothing held yet)
+    avg_before: np.ndarray  # average price before the row (0 when nothing held yet)
     avg_after: np.ndarray
-    realized: np.ndarray  # P&L realized by the fill (sells; 0 for buys)
+    realized: np.ndarray  # P&L realized by the row on the shares held (sells; 0 for buys)
     tracked_sold: np.ndarray  # shares of a sell matched against the tracked position
     oversold: np.ndarray  # shares of a sell beyond the tracked position
-    group_start: np.ndarray  # bool, first fill of its (wallet, token) group
-    group_end: np.ndarray  # bool, last fill of its group
+    oversold_proceeds: np.ndarray  # what those shares brought in (never realized P&L)
+    price: np.ndarray  # the price the row traded at (a conversion's NO sell: avg_before)
+    group_start: np.ndarray  # bool, first row of its (wallet, token) group
+    group_end: np.ndarray  # bool, last row of its group
 
 
 def _validate(
     group: np.ndarray,
     is_buy: np.ndarray,
+    kind: np.ndarray,
     shares: np.ndarray,
     price: np.ndarray,
     fee: np.ndarray,
     first_row: int = 0,
 ) -> None:
     """Raise PositionsInputError naming the first bad row (counted from ``first_row``, the
-    place of these arrays in a larger input)."""
+    place of these arrays in a larger input). Fill prices are in [0, inf); an event's price
+    may be negative (a conversion's YES price by the subgraph's formula can be); a
+    sell-everything row carries no amount."""
     n = len(group)
-    for name, arr in (("is_buy", is_buy), ("shares", shares), ("price", price), ("fee", fee)):
+    for name, arr in (
+        ("is_buy", is_buy), ("kind", kind), ("shares", shares), ("price", price), ("fee", fee)
+    ):  # fmt: skip
         if len(arr) != n:
             raise PositionsInputError(f"{name} has {len(arr)} rows, group has {n}")
     if n and np.any(group[1:] < group[:-1]):
         row = int(np.flatnonzero(group[1:] < group[:-1])[0]) + 1
         raise PositionsInputError(f"fills are not sorted by group (row {row + first_row})")
-    for name, values, ok in (
-        ("shares", shares, "must be positive"),
-        ("price", price, "must be >= 0"),
-        ("fee", fee, "must be >= 0"),
-    ):
-        bad = ~(np.isfinite(values) & ((values > 0) if name == "shares" else (values >= 0)))
+    sell_all = kind == KIND_EVENT_SELL_ALL
+    fill = kind == KIND_FILL
+    for name, bad, ok in (
+        ("kind", (kind < KIND_FILL) | (kind > KIND_EVENT_SELL_AT_AVG), "must be 0-3"),
+        ("shares", ~np.isfinite(shares) | np.where(sell_all, shares < 0, shares <= 0),
+         "must be positive"),
+        ("price", ~np.isfinite(price) | (fill & (price < 0)), "must be >= 0"),
+        ("fee", ~np.isfinite(fee) | (fee < 0), "must be >= 0"),
+    ):  # fmt: skip
         if bad.any():
             row = int(np.flatnonzero(bad)[0])
+            values = {"kind": kind, "shares": shares, "price": price, "fee": fee}[name]
             raise PositionsInputError(f"row {row + first_row}: {name} {ok}, got {values[row]!r}")
 
 
@@ -197,6 +230,7 @@ def _shift_in_group(values: np.ndarray, starts: np.ndarray, fill: float) -> np.n
 def _ledger_loop(
     group: np.ndarray,
     is_buy: np.ndarray,
+    kind: np.ndarray,
     shares: np.ndarray,
     price: np.ndarray,
     fee: np.ndarray,
@@ -204,9 +238,10 @@ def _ledger_loop(
     out: np.ndarray,
     starts: np.ndarray,
 ) -> None:
-    """The ledger as one compiled pass over the sorted fills (numba), same rules as the
-    scans. ``out`` rows: shares before/after, avg before/after, realized, tracked, oversold
-    (shares in micro-share integers held in float64, avg in USDC per share)."""
+    """The ledger as one compiled pass over the sorted rows (numba), same rules as the
+    scans. ``out`` rows: shares before/after, avg before/after, realized, tracked, oversold,
+    oversold proceeds, price (shares in micro-share integers held in float64, avg in USDC
+    per share)."""
     held = 0.0
     avg = 0.0
     for i in range(len(group)):
@@ -217,27 +252,38 @@ def _ledger_loop(
         out[0, i] = held
         out[2, i] = avg
         q = np.rint(shares[i] * micro)
+        p = price[i]
         if is_buy[i]:
             after = held + q
-            avg = (held * avg + q * price[i] + fee[i] * micro) / after
+            avg = (held * avg + q * p + fee[i] * micro) / after
             held = after
             out[4, i] = 0.0
             out[5, i] = 0.0
             out[6, i] = 0.0
+            out[7, i] = 0.0
         else:
+            if kind[i] == KIND_EVENT_SELL_ALL:  # a redemption of everything held
+                q = held
+            if kind[i] == KIND_EVENT_SELL_AT_AVG:  # a conversion's NO side: at the average
+                p = avg
             sold = q if q < held else held
-            out[4, i] = (sold * (price[i] - avg) + (q - sold) * price[i]) / micro - fee[i]
+            over = q - sold
+            fee_held = fee[i] * sold / q if q > 0 else 0.0
+            out[4, i] = sold * (p - avg) / micro - fee_held
             out[5, i] = sold
-            out[6, i] = q - sold
+            out[6, i] = over
+            out[7, i] = over * p / micro - (fee[i] - fee_held)
             held -= sold
         out[1, i] = held
         out[3, i] = avg
+        out[8, i] = p
 
 
 def _summary_loop(
     gkey: np.ndarray,
     ts: np.ndarray,
     is_buy: np.ndarray,
+    kind: np.ndarray,
     shares: np.ndarray,
     price: np.ndarray,
     fee: np.ndarray,
@@ -248,10 +294,11 @@ def _summary_loop(
 ) -> int:
     """Per (wallet, token) totals in one compiled pass.
 
-    ``sums`` rows: shares, avg, realized, bought/sold shares, bought/sold usd, fees,
-    oversold shares, oversold proceeds, last fill price; ``counts`` rows: buys, sells,
-    oversold fills, first ts, last ts. Returns the number of groups. The per-fill ledger
-    never materialises: positions need only its end state.
+    ``sums`` rows (``_SUMS``): shares, avg, realized, bought/sold shares and usd of the
+    fills, fees, oversold shares and proceeds, last fill price, bought/sold shares and usd
+    of the position events; ``counts`` rows (``_COUNTS``): buys, sells, oversold rows,
+    first ts, last ts, events. Returns the number of groups. The per-row ledger never
+    materialises: positions need only its end state.
     """
     g = -1
     held = 0.0
@@ -264,35 +311,54 @@ def _summary_loop(
             keys[g] = gkey[i]
             for r in range(sums.shape[0]):
                 sums[r, g] = 0.0
+            sums[10, g] = np.nan
             counts[0, g] = 0
             counts[1, g] = 0
             counts[2, g] = 0
             counts[3, g] = ts[i]
+            counts[5, g] = 0
         q = np.rint(shares[i] * micro)
-        usd = shares[i] * price[i]
+        p = price[i]
+        is_fill = kind[i] == KIND_FILL
         if is_buy[i]:
             after = held + q
-            avg = (held * avg + q * price[i] + fee[i] * micro) / after
+            avg = (held * avg + q * p + fee[i] * micro) / after
             held = after
-            counts[0, g] += 1
-            sums[3, g] += shares[i]
-            sums[5, g] += usd
+            if is_fill:
+                counts[0, g] += 1
+                sums[3, g] += shares[i]
+                sums[5, g] += shares[i] * p
+            else:
+                sums[11, g] += shares[i]
+                sums[13, g] += shares[i] * p
         else:
+            if kind[i] == KIND_EVENT_SELL_ALL:
+                q = held
+            if kind[i] == KIND_EVENT_SELL_AT_AVG:
+                p = avg
             sold = q if q < held else held
             over = q - sold
-            sums[2, g] += (sold * (price[i] - avg) + over * price[i]) / micro - fee[i]
+            fee_held = fee[i] * sold / q if q > 0 else 0.0
+            sums[2, g] += sold * (p - avg) / micro - fee_held
             held -= sold
-            counts[1, g] += 1
-            sums[4, g] += shares[i]
-            sums[6, g] += usd
+            if is_fill:
+                counts[1, g] += 1
+                sums[4, g] += shares[i]
+                sums[6, g] += shares[i] * p
+            else:
+                sums[12, g] += q / micro
+                sums[14, g] += q / micro * p
             if over > 0:
                 counts[2, g] += 1
                 sums[8, g] += over / micro
-                sums[9, g] += over / micro * price[i]
+                sums[9, g] += over / micro * p - (fee[i] - fee_held)
+        if not is_fill:
+            counts[5, g] += 1
+        else:
+            sums[10, g] = p
         sums[7, g] += fee[i]
         sums[0, g] = held / micro
         sums[1, g] = avg
-        sums[10, g] = price[i]
         counts[4, g] = ts[i]
     return g + 1
 
@@ -301,13 +367,17 @@ def _last_trade_loop(
     gkey: np.ndarray,
     ts: np.ndarray,
     frn: np.ndarray,
+    kind: np.ndarray,
     price: np.ndarray,
     mark_key: np.ndarray,
     mark_price: np.ndarray,
 ) -> None:
     """Each token's last trade (``mark_key``/``mark_price`` per token id, the low 32 bits of
-    gkey): the latest (second, in-file row) seen and its price; later rows win ties."""
+    gkey): the latest (second, in-file row) fill seen and its price; later rows win ties.
+    Position events are not trades."""
     for i in range(len(gkey)):
+        if kind[i] != KIND_FILL:
+            continue
         tid = gkey[i] & 0xFFFFFFFF
         key = (ts[i] // 1000000) * 10000000 + frn[i]
         if key >= mark_key[tid]:
@@ -365,16 +435,17 @@ def _gather_loop(
     columns: tuple[np.ndarray, ...],
     out: tuple[np.ndarray, ...],
 ) -> bool:
-    """Rows in ``order`` into the ``out`` arrays (ts, frn, is_buy, shares, price, fee, as
-    ``columns``); True when every group is in (time, file row) order."""
-    ts, frn, is_buy, shares, price, fee = columns
-    ts_out, frn_out, buy_out, shares_out, price_out, fee_out = out
+    """Rows in ``order`` into the ``out`` arrays (ts, frn, is_buy, kind, shares, price,
+    fee, as ``columns``); True when every group is in (time, file row) order."""
+    ts, frn, is_buy, kind, shares, price, fee = columns
+    ts_out, frn_out, buy_out, kind_out, shares_out, price_out, fee_out = out
     in_order = True
     for j in range(len(order)):
         i = order[j]
         ts_out[j] = ts[i]
         frn_out[j] = frn[i]
         buy_out[j] = is_buy[i]
+        kind_out[j] = kind[i]
         shares_out[j] = shares[i]
         price_out[j] = price[i]
         fee_out[j] = fee[i]
@@ -386,6 +457,49 @@ def _gather_loop(
     return in_order
 
 
+def _merge_prefix_loop(
+    order: np.ndarray, gkey: np.ndarray, ts: np.ndarray, frn: np.ndarray, prefix: int
+) -> None:
+    """Within each group of ``order`` (raw row numbers grouped by ``gkey``), merge the rows
+    below ``prefix`` (opening rows and position events, in time order, first in their group
+    since the grouping is stable) into the fill rows after them by (time, file row), in
+    place: one linear pass, where sorting every group again would cost O(n log n)."""
+    n = len(order)
+    scratch = np.empty(0, dtype=order.dtype)
+    j = 0
+    while j < n:
+        k = j + 1
+        while k < n and gkey[k] == gkey[j]:
+            k += 1
+        m = j
+        while m < k and order[m] < prefix:
+            m += 1
+        if j < m < k:
+            if len(scratch) < k - j:
+                scratch = np.empty(max(k - j, 2 * len(scratch)), dtype=order.dtype)
+            a, b, o = j, m, 0
+            while a < m and b < k:
+                ia, ib = order[a], order[b]
+                if ts[ib] < ts[ia] or (ts[ib] == ts[ia] and frn[ib] < frn[ia]):
+                    scratch[o] = ib
+                    b += 1
+                else:
+                    scratch[o] = ia
+                    a += 1
+                o += 1
+            while a < m:
+                scratch[o] = order[a]
+                a += 1
+                o += 1
+            while b < k:
+                scratch[o] = order[b]
+                b += 1
+                o += 1
+            for r in range(k - j):
+                order[j + r] = scratch[r]
+        j = k
+
+
 try:  # numba compiles the loop once (cached on disk); without it the prefix scans run
     import numba
 
@@ -394,12 +508,14 @@ try:  # numba compiles the loop once (cached on disk); without it the prefix sca
     _compiled_last_trade = numba.njit(cache=True, nogil=True)(_last_trade_loop)
     _compiled_group_order = numba.njit(cache=True, nogil=True)(_group_order_loop)
     _compiled_gather = numba.njit(cache=True, nogil=True)(_gather_loop)
+    _compiled_merge_prefix = numba.njit(cache=True, nogil=True)(_merge_prefix_loop)
 except ImportError:  # pragma: no cover - numba is a pinned dependency
     _compiled_loop = None
     _compiled_summary = None
     _compiled_last_trade = None
     _compiled_group_order = None
     _compiled_gather = None
+    _compiled_merge_prefix = None
 
 
 def run_ledger(
@@ -409,12 +525,14 @@ def run_ledger(
     price: np.ndarray,
     fee: np.ndarray | None = None,
     *,
+    kind: np.ndarray | None = None,
     engine: str = "auto",
 ) -> LedgerColumns:
-    """Average-cost accounting over fills sorted by (group, time).
+    """Average-cost accounting over rows sorted by (group, time).
 
     ``group`` identifies the (wallet, token) of each row (any sortable integer), ``shares``
-    are share amounts (> 0), ``price`` USDC per share, ``fee`` USDC (default 0).
+    are share amounts (> 0; ignored by a sell-everything row), ``price`` USDC per share,
+    ``fee`` USDC (default 0), ``kind`` what each row is (``KIND_*``, default: all fills).
     ``engine``: "scan" (numpy prefix scans), "loop" (one compiled pass, numba) or "auto"
     (the compiled pass when numba is there). Both give the same numbers (tested).
     """
@@ -425,21 +543,22 @@ def run_ledger(
     use_loop = engine == "loop" or (engine == "auto" and _compiled_loop is not None)
     group = np.asarray(group)
     is_buy = np.asarray(is_buy, dtype=bool)
+    n = len(group)
+    kind = np.zeros(n, np.int8) if kind is None else np.asarray(kind, dtype=np.int8)
     raw_shares = np.asarray(shares, dtype=np.float64)
     # micro-shares as exact integers in float64: sums of them stay exact below 2^53
     shares = np.rint(raw_shares * MICRO)
     price = np.asarray(price, dtype=np.float64)
-    fee = np.zeros(len(group)) if fee is None else np.asarray(fee, np.float64)
+    fee = np.zeros(n) if fee is None else np.asarray(fee, np.float64)
     if np.isnan(fee).any():  # a missing fee is no fee
         fee = np.nan_to_num(fee, nan=0.0, posinf=np.inf, neginf=-np.inf)
-    _validate(group, is_buy, shares, price, fee)
-    n = len(group)
+    _validate(group, is_buy, kind, shares, price, fee)
 
     if use_loop:
         assert _compiled_loop is not None
-        out = np.empty((7, n))
+        out = np.empty((9, n))
         starts = np.empty(n, dtype=bool)
-        _compiled_loop(group, is_buy, raw_shares, price, fee, MICRO, out, starts)
+        _compiled_loop(group, is_buy, kind, raw_shares, price, fee, MICRO, out, starts)
         out[(0, 1, 5, 6), :] /= MICRO
         return LedgerColumns(
             shares_before=out[0],
@@ -449,6 +568,8 @@ def run_ledger(
             realized=out[4],
             tracked_sold=out[5],
             oversold=out[6],
+            oversold_proceeds=out[7],
+            price=out[8],
             group_start=starts,
             group_end=_group_ends(starts),
         )
@@ -456,11 +577,15 @@ def run_ledger(
     if n > 1:
         starts[1:] = group[1:] != group[:-1]
 
-    delta = np.where(is_buy, shares, -shares)
+    sell_all = ~is_buy & (kind == KIND_EVENT_SELL_ALL)
+    # a redemption of everything: a drop larger than anything the group can hold
+    everything = float(np.where(is_buy, shares, 0.0).sum()) + 1.0
+    delta = np.where(is_buy, shares, -np.where(sell_all, everything, shares))
     s_after = _reflected_walk(delta, starts)
     s_before = _shift_in_group(s_after, starts, 0.0)
-    tracked = np.where(is_buy, 0.0, np.minimum(shares, s_before))
-    oversold = np.where(is_buy, 0.0, shares - tracked)
+    asked = np.where(sell_all, s_before, shares)
+    tracked = np.where(is_buy, 0.0, np.minimum(asked, s_before))
+    oversold = np.where(is_buy, 0.0, asked - tracked)
 
     # Average price: only buys change it, so scan over the buys alone and carry it forward.
     buy_idx = np.flatnonzero(is_buy)
@@ -487,9 +612,10 @@ def run_ledger(
         avg_after[valid] = avg_buys[last_buy[valid]]
     avg_before = _shift_in_group(avg_after, starts, 0.0)
 
-    realized = np.where(
-        is_buy, 0.0, (tracked * (price - avg_before) + oversold * price) / MICRO - fee
-    )
+    used_price = np.where(~is_buy & (kind == KIND_EVENT_SELL_AT_AVG), avg_before, price)
+    fee_held = np.where(asked > 0, fee * tracked / np.where(asked > 0, asked, 1.0), 0.0)
+    realized = np.where(is_buy, 0.0, tracked * (used_price - avg_before) / MICRO - fee_held)
+    proceeds = np.where(is_buy, 0.0, oversold * used_price / MICRO - (fee - fee_held))
     return LedgerColumns(
         shares_before=s_before / MICRO,
         shares_after=s_after / MICRO,
@@ -498,6 +624,8 @@ def run_ledger(
         realized=realized,
         tracked_sold=tracked / MICRO,
         oversold=oversold / MICRO,
+        oversold_proceeds=proceeds,
+        price=used_price,
         group_start=starts,
         group_end=_group_ends(starts),
     )
@@ -514,30 +642,38 @@ def _group_ends(starts: np.ndarray) -> np.ndarray:
 
 
 def token_info_sql(lake: Lake) -> str:
-    """Per token: market_id, outcome_index, outcome, resolved, payout (1/0), resolved_at."""
+    """Per token: market_id, outcome_index, outcome, resolved, payout, resolved_at.
+
+    The one resolution definition of ``lib/resolutions.py``: the chain's payouts
+    (``ConditionResolution`` numerators / their sum, at that block's time) when the lake
+    has them, else Gamma's decision (at ``closed_time``, else ``end_date``); a 50/50
+    resolution pays 0.5 per outcome.
+    """
     return f"""
         SELECT token_id, market_id, CAST(outcome_index AS INTEGER) AS outcome_index, outcome,
-               is_resolved AS resolved,
-               CASE WHEN is_resolved THEN
-                    CAST(CASE WHEN outcome_index = winning_outcome_index THEN 1 ELSE 0 END
-                         AS DOUBLE)
-               END AS payout,
-               CASE WHEN is_resolved THEN resolution_time END AS resolved_at
+               coalesce(r.resolved, false) AS resolved,
+               CAST(r.payouts[outcome_index + 1] AS DOUBLE) AS payout,
+               CASE WHEN r.resolved THEN r.resolved_at END AS resolved_at
         FROM (
             SELECT
                 unnest(token_ids) AS token_id,
                 unnest(generate_series(0, len(token_ids) - 1)) AS outcome_index,
                 unnest(CASE WHEN len(outcomes) = len(token_ids) THEN outcomes
                             ELSE list_transform(token_ids, x -> NULL::VARCHAR) END) AS outcome,
-                market_id,
-                coalesce(resolved, false) AND winning_outcome_index IS NOT NULL AS is_resolved,
-                winning_outcome_index,
-                coalesce(closed_time, end_date) AS resolution_time
+                market_id
             FROM {lake.scan_sql(MARKETS)}
             WHERE len(token_ids) > 0
-        )
+        ) t
+        LEFT JOIN ({market_resolutions_sql(lake)}) r USING (market_id)
         QUALIFY row_number() OVER (PARTITION BY token_id ORDER BY market_id) = 1
     """
+
+
+def register_token_info(con: duckdb.DuckDBPyConnection, lake: Lake, prefix: str) -> str:
+    """``token_info_sql`` as the temp table ``{prefix}_info`` (one pass over the markets and
+    the chain's resolutions for a whole ledger run); returns its name."""
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {prefix}_info AS {token_info_sql(lake)}")
+    return f"{prefix}_info"
 
 
 def fills_source_sql(
@@ -574,7 +710,7 @@ _FILL_COLUMNS = ("maker", "token_id", "timestamp", "maker_direction", "token_amo
 # frn is a row of one day file: int32 is ample, and 80 MB less per 20 million fills
 _PAYLOAD = np.dtype(
     [("ts", np.int64), ("frn", np.int32), ("shares", np.float64), ("price", np.float64),
-     ("fee", np.float64), ("is_buy", np.bool_)]
+     ("fee", np.float64), ("is_buy", np.bool_), ("kind", np.int8)]
 )  # fmt: skip
 
 
@@ -625,6 +761,7 @@ class _RawFills:
     # row groups not numbered yet: first row, end row, maker and token dictionaries
     pending: list[tuple[int, int, pa.Array, pa.Array]] = field(default_factory=list)
     pending_entries: int = 0
+    prefix: int = 0  # opening and event rows come first, in time order; then the files
 
     @classmethod
     def allocate(cls, rows: int) -> _RawFills:
@@ -731,6 +868,7 @@ def _take_batch(
     row["is_buy"] = is_buy.fill_null(False).to_numpy(zero_copy_only=False)
     row["price"] = batch.column("price").cast(pa.float64()).to_numpy(zero_copy_only=False)
     row["fee"] = batch.column("fee").cast(pa.float64()).fill_null(0.0).to_numpy()
+    row["kind"] = KIND_FILL
     return lo, hi, makers, tokens
 
 
@@ -767,14 +905,28 @@ def _read_raw_fills(
     since_us: int | None,
     until_us: int | None,
     wallets: pa.Array | None,
+    events: pa.Table | None = None,
 ) -> _RawFills:
-    """The opening rows (as buys at ``since``), then every row of ``files`` in lake order.
+    """The opening rows (as buys at ``since``), the position events' ledger rows (in time
+    order), then every row of ``files`` in lake order.
 
     Arrow's scanner decodes the files on its own threads, in order, while this thread
     copies each decoded batch into the preallocated arrays."""
     dataset, rows = _fill_dataset(files) if files else (None, 0)
     first = opening.num_rows
-    raw = _RawFills.allocate(first + rows)
+    event_rows = events.num_rows if events is not None else 0
+    raw = _RawFills.allocate(first + event_rows + rows)
+    if event_rows:
+        assert events is not None
+        lo, hi = first, first + event_rows
+        makers, raw.wid[lo:hi], _ = _dictionary_parts(events.column("wallet").combine_chunks())
+        tokens, raw.tid[lo:hi], _ = _dictionary_parts(events.column("token_id").combine_chunks())
+        raw.keep[lo:hi] = True
+        row = raw.payload[lo:hi]
+        for name in ("ts", "frn", "is_buy", "kind", "shares", "price"):
+            row[name] = events.column(name).to_numpy(zero_copy_only=False)
+        row["fee"] = 0.0
+        raw.add_group(lo, hi, makers, tokens)
     if first:
         makers, raw.wid[:first], _ = _dictionary_parts(opening.column("wallet").combine_chunks())
         tokens, raw.tid[:first], _ = _dictionary_parts(opening.column("token_id").combine_chunks())
@@ -786,10 +938,12 @@ def _read_raw_fills(
         row["shares"] = opening.column("shares").to_numpy()
         row["price"] = opening.column("avg_price").to_numpy()
         row["fee"] = 0.0
+        row["kind"] = KIND_FILL
         raw.add_group(0, first, makers, tokens)
+    raw.prefix = first + event_rows
     if dataset is None:
         return raw
-    lo, path, file_row = first, None, 0
+    lo, path, file_row = raw.prefix, None, 0
     scanner = dataset.scanner(use_threads=True, batch_readahead=4, fragment_readahead=2)
     for tagged in scanner.scan_batches():
         batch = tagged.record_batch
@@ -803,12 +957,15 @@ def _read_raw_fills(
 
 
 def _sorted_fills(raw: _RawFills, wallet_count: int, token_count: int) -> dict[str, np.ndarray]:
-    """The kept rows by (wallet, token, time, file row), as load_sorted_fills' columns.
+    """The kept rows by (wallet, token, time, file row), as load_sorted_fills' columns, and
+    ``prefix_at``: where each opening or event row (raw row < ``raw.prefix``) landed (-1
+    when not kept).
 
-    Rows are in lake order (day files in turn, each sorted by market and time), so a
-    stable order by (wallet, token) alone is already by time within each group whenever
-    the files are sorted as written; that is checked while gathering, and a full sort is
-    the fallback.
+    Rows are in lake order (the opening and event rows in time order, then the day files
+    in turn, each sorted by market and time), so a stable order by (wallet, token) alone
+    is by time within each group except that the prefix rows come first: a linear merge
+    puts them in place. That order is checked while gathering, and a full sort is the
+    fallback.
     """
     kept = int(np.count_nonzero(raw.keep))
     columns = tuple(raw.column(name) for name in _PAYLOAD_ORDER)
@@ -824,22 +981,37 @@ def _sorted_fills(raw: _RawFills, wallet_count: int, token_count: int) -> dict[s
             raw.wid, raw.tid, raw.keep, wallet_count, token_count, order, gkey, by_token, frn_out
         )
         del by_token
+        if raw.prefix and _compiled_merge_prefix is not None:
+            _compiled_merge_prefix(order, gkey, columns[0], columns[1], raw.prefix)
         out = (ts_out, frn_out, *(np.empty(kept, dtype=c.dtype) for c in columns[2:]))
         if _compiled_gather(order, gkey, columns, out):
-            return dict(zip(("gkey", *_SORTED_COLUMNS), (gkey, *out), strict=True))
+            result = dict(zip(("gkey", *_SORTED_COLUMNS), (gkey, *out), strict=True))
+            result["prefix_at"] = _prefix_positions(order, raw.prefix)
+            return result
         del order, gkey, out
     rows = np.flatnonzero(raw.keep)
     ts, frn = raw.column("ts")[rows], raw.column("frn")[rows]
     order = rows[np.lexsort((frn, ts, raw.tid[rows], raw.wid[rows]))]
     del rows, ts, frn
     gkey = (raw.wid[order].astype(np.int64) << 32) | raw.tid[order]
-    return {"gkey": gkey} | {
-        name: column[order] for name, column in zip(_SORTED_COLUMNS, columns, strict=True)
-    }
+    return (
+        {"gkey": gkey}
+        | {name: column[order] for name, column in zip(_SORTED_COLUMNS, columns, strict=True)}
+        | {"prefix_at": _prefix_positions(order, raw.prefix)}
+    )
 
 
-_PAYLOAD_ORDER = ("ts", "frn", "is_buy", "shares", "price", "fee")
-_SORTED_COLUMNS = ("ts_us", "frn", "is_buy", "shares", "price", "fee")
+def _prefix_positions(order: np.ndarray, prefix: int) -> np.ndarray:
+    """For each raw row below ``prefix``, its place in ``order`` (-1 when not there)."""
+    at = np.full(prefix, -1, dtype=np.int64)
+    if prefix:
+        places = np.flatnonzero(order < prefix)
+        at[order[places]] = places
+    return at
+
+
+_PAYLOAD_ORDER = ("ts", "frn", "is_buy", "kind", "shares", "price", "fee")
+_SORTED_COLUMNS = ("ts_us", "frn", "is_buy", "kind", "shares", "price", "fee")
 
 
 def load_sorted_fills(
@@ -851,8 +1023,10 @@ def load_sorted_fills(
     prefix: str = "_fills",
     since: datetime | None = None,
     opening: str | None = None,
+    token_info: str | None = None,
 ) -> pa.Table:
-    """Own fills sorted by (wallet, token, time, in-file order) as compact numeric columns.
+    """Own fills and position events sorted by (wallet, token, time, in-file order) as
+    compact numeric columns.
 
     A wallet is credited with the fills where it is the maker (maker, token and a positive
     amount present). With ``since``, only fills after it are read (only the day files from
@@ -861,8 +1035,13 @@ def load_sorted_fills(
     an empty position that reproduces the state exactly, so a checkpoint plus the newer
     fills give the same ledger as the whole history.
 
-    Columns: gkey (wallet id << 32 | token id), ts_us, is_buy, shares, price, fee, frn (the
-    row's place in its day file: with the second, it orders a token's trades). Wallets and
+    The users' position events of ``ctf_events`` (``lib/position_events.py``) join them as
+    ledger rows of their ``kind``, conversions' YES prices resolved
+    (``_resolve_conversion_prices``); ``token_info`` is ``token_info_sql``'s relation when
+    the caller has it already (redemptions read its payouts).
+
+    Columns: gkey (wallet id << 32 | token id), ts_us, is_buy, kind, shares, price, fee,
+    frn (the row's place in its day file: with the second, it orders a token's trades). Wallets and
     tokens are numbered in sorted order, kept in temp tables ``{prefix}_w(wallet, wid)``
     and ``{prefix}_t(token_id, tid)`` (``attach_keys`` maps back).
 
@@ -879,17 +1058,64 @@ def load_sorted_fills(
     files = lake.files(
         TRADES.name, start=since.date() if since else None, end=until.date() if until else None
     )
+    events = load_event_rows(
+        con, lake, wallets=wallets, since=since, until=until,
+        token_info=token_info or f"({token_info_sql(lake)})",
+    )  # fmt: skip
     raw = _read_raw_fills(
-        files, _opening_fills(con, opening, since_us), since_us, until_us, watched
+        files, _opening_fills(con, opening, since_us), since_us, until_us, watched, events.rows
     )
+    first_event = raw.prefix - events.rows.num_rows
     wallet_names, token_names = raw.assign_ids()
     columns = _sorted_fills(raw, len(wallet_names), len(token_names))
     del raw
     _register_keys(con, prefix, wallet_names, token_names)
+    if len(events.no_count):
+        _resolve_conversion_prices(columns, columns["prefix_at"][first_event:], events)
     return pa.table({name: columns[name] for name in _FILL_TABLE_COLUMNS})
 
 
-_FILL_TABLE_COLUMNS = ("gkey", "ts_us", "is_buy", "shares", "price", "fee", "frn")
+def _resolve_conversion_prices(
+    columns: dict[str, np.ndarray], event_at: np.ndarray, events: EventRows
+) -> None:
+    """Set the price of each conversion's YES buys (NaN until now), in place.
+
+    ``computeNegRiskYesPrice`` needs the average price of each converted NO position at
+    the conversion (pnl-subgraph ``NegRiskAdapterMapping.ts``). NO positions never depend
+    on a conversion's YES buys (a conversion only buys YES), so an exact pass of the
+    ledger over just the (wallet, NO token) groups that take part in conversions gives
+    those prices, before the main pass runs with every price known.
+    """
+    conversion = events.rows.column("conversion").to_numpy()
+    kind = events.rows.column("kind").to_numpy()
+    no_rows = np.flatnonzero((conversion >= 0) & (kind == KIND_EVENT_SELL_AT_AVG))
+    yes_rows = np.flatnonzero((conversion >= 0) & (kind == KIND_EVENT))
+    gkey = columns["gkey"]
+    no_at = event_at[no_rows]
+    keys = np.unique(gkey[no_at])
+    lo = np.searchsorted(gkey, keys, "left")
+    hi = np.searchsorted(gkey, keys, "right")
+    lengths = hi - lo
+    # the rows of those groups, in order: each group's range [lo, hi) laid end to end
+    rows = np.arange(int(lengths.sum()), dtype=np.int64)
+    rows += np.repeat(lo - (np.cumsum(lengths) - lengths), lengths)
+    ledger = run_ledger(
+        gkey[rows], columns["is_buy"][rows], columns["shares"][rows], columns["price"][rows],
+        columns["fee"][rows], kind=columns["kind"][rows],
+    )  # fmt: skip
+    no_avg = ledger.avg_before[np.searchsorted(rows, no_at)]  # rows ascend
+    conversions = len(events.no_count)
+    no_sum = np.bincount(conversion[no_rows], weights=no_avg, minlength=conversions)
+    k = events.no_count.astype(np.float64)
+    n = events.question_count.astype(np.float64)
+    # integer division in the subgraph (6-decimal BigInts); exact division here. Averages
+    # of questions the lake does not map count as 0, as the subgraph's new positions do.
+    no_price = np.divide(no_sum, k, out=np.zeros(conversions), where=k > 0)
+    yes_price = np.divide(no_price * k - (k - 1.0), n - k, out=np.zeros(conversions), where=n > k)
+    columns["price"][event_at[yes_rows]] = yes_price[conversion[yes_rows]]
+
+
+_FILL_TABLE_COLUMNS = ("gkey", "ts_us", "is_buy", "kind", "shares", "price", "fee", "frn")
 _UNIX_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -945,19 +1171,20 @@ def drop_fill_keys(con: duckdb.DuckDBPyConnection, prefix: str = "_fills") -> No
 
 
 def ledger_table(fills: pa.Table) -> tuple[pa.Table, LedgerColumns]:
-    """Run the ledger over ``load_sorted_fills`` output; returns per-fill results too."""
+    """Run the ledger over ``load_sorted_fills`` output; returns per-row results too."""
     ledger = run_ledger(
         fills.column("gkey").to_numpy(),
         fills.column("is_buy").to_numpy(zero_copy_only=False),
         fills.column("shares").to_numpy(),
         fills.column("price").to_numpy(),
         fills.column("fee").to_numpy(),
+        kind=fills.column("kind").to_numpy(),
     )
     return fills, ledger
 
 
 def per_group_summary(fills: pa.Table, ledger: LedgerColumns) -> pa.Table:
-    """One row per (wallet, token) group: final shares/avg, totals over its fills."""
+    """One row per (wallet, token) group: final shares/avg, totals over its rows."""
     gkey = fills.column("gkey").to_numpy()
     n = len(gkey)
     if n == 0:
@@ -965,46 +1192,60 @@ def per_group_summary(fills: pa.Table, ledger: LedgerColumns) -> pa.Table:
     starts = np.flatnonzero(ledger.group_start)
     ends = np.flatnonzero(ledger.group_end)
     is_buy = fills.column("is_buy").to_numpy(zero_copy_only=False)
+    fill = fills.column("kind").to_numpy() == KIND_FILL
     shares = fills.column("shares").to_numpy()
-    price = fills.column("price").to_numpy()
-    fee = fills.column("fee").to_numpy()
+    # a redemption of everything held moves the shares held, whatever the row says
+    moved = np.where(is_buy, shares, ledger.tracked_sold + ledger.oversold)
+    price = ledger.price
+    fee = np.nan_to_num(fills.column("fee").to_numpy(), nan=0.0)
     ts = fills.column("ts_us").to_numpy()
-    usd = shares * price
+    usd = moved * price
 
     def total(values: np.ndarray) -> np.ndarray:
         return np.add.reduceat(values, starts)
 
+    fill_rows = np.flatnonzero(fill)
+    last_fill = np.full(n, -1, dtype=np.int64)
+    last_fill[fill_rows] = fill_rows
+    last_fill = np.maximum.accumulate(last_fill)[ends]
+    has_fill = last_fill >= starts
     return pa.table(
         {
             "gkey": pa.array(gkey[starts]),
             "shares": ledger.shares_after[ends],
             "avg_price": ledger.avg_after[ends],
             "trading_realized": total(ledger.realized),
-            "buys": total(is_buy.astype(np.int64)),
-            "sells": total((~is_buy).astype(np.int64)),
-            "bought_shares": total(np.where(is_buy, shares, 0.0)),
-            "sold_shares": total(np.where(is_buy, 0.0, shares)),
-            "bought_usd": total(np.where(is_buy, usd, 0.0)),
-            "sold_usd": total(np.where(is_buy, 0.0, usd)),
+            "buys": total((is_buy & fill).astype(np.int64)),
+            "sells": total((~is_buy & fill).astype(np.int64)),
+            "bought_shares": total(np.where(is_buy & fill, shares, 0.0)),
+            "sold_shares": total(np.where(~is_buy & fill, shares, 0.0)),
+            "bought_usd": total(np.where(is_buy & fill, usd, 0.0)),
+            "sold_usd": total(np.where(~is_buy & fill, usd, 0.0)),
             "fees": total(fee),
             "oversold_shares": total(ledger.oversold),
             "oversold_fills": total((ledger.oversold > 0).astype(np.int64)),
-            "oversold_proceeds": total(ledger.oversold * price),
+            "oversold_proceeds": total(ledger.oversold_proceeds),
             "first_ts_us": ts[starts],
             "last_ts_us": ts[ends],
-            "last_fill_price": price[ends],
+            "last_fill_price": np.where(has_fill, price[np.maximum(last_fill, 0)], np.nan),
+            "event_bought_shares": total(np.where(is_buy & ~fill, moved, 0.0)),
+            "event_sold_shares": total(np.where(~is_buy & ~fill, moved, 0.0)),
+            "event_bought_usd": total(np.where(is_buy & ~fill, usd, 0.0)),
+            "event_sold_usd": total(np.where(~is_buy & ~fill, usd, 0.0)),
+            "position_events": total((~fill).astype(np.int64)),
         }
     )
 
 
 @dataclass(frozen=True)
 class _FillArrays:
-    """The sorted fills' columns as numpy arrays (a missing fee is no fee)."""
+    """The sorted rows' columns as numpy arrays (a missing fee is no fee)."""
 
     gkey: np.ndarray
     ts: np.ndarray
     frn: np.ndarray
     is_buy: np.ndarray
+    kind: np.ndarray
     shares: np.ndarray
     price: np.ndarray
     fee: np.ndarray
@@ -1017,6 +1258,7 @@ class _FillArrays:
             ts=fills.column("ts_us").to_numpy(),
             frn=fills.column("frn").to_numpy(),
             is_buy=fills.column("is_buy").to_numpy(zero_copy_only=False),
+            kind=fills.column("kind").to_numpy(),
             shares=fills.column("shares").to_numpy(),
             price=fills.column("price").to_numpy(),
             fee=np.nan_to_num(fee, nan=0.0) if np.isnan(fee).any() else fee,
@@ -1038,52 +1280,46 @@ def _group_chunks(gkey: np.ndarray, groups_per_chunk: int) -> list[tuple[int, in
     ]  # fmt: skip
 
 
+# rows of the compiled summary's arrays (see _summary_loop)
+_SUMS = (
+    "shares", "avg_price", "trading_realized", "bought_shares", "sold_shares", "bought_usd",
+    "sold_usd", "fees", "oversold_shares", "oversold_proceeds", "last_fill_price",
+    "event_bought_shares", "event_sold_shares", "event_bought_usd", "event_sold_usd",
+)  # fmt: skip
+_COUNTS = ("buys", "sells", "oversold_fills", "first_ts_us", "last_ts_us", "position_events")
+
+
 def _summarize_rows(fills: pa.Table, arrays: _FillArrays, chunk: tuple[int, int, int]) -> pa.Table:
     """Per-group summary (as ``per_group_summary``) of the whole groups in rows [lo, hi):
-    the compiled pass when numba is there, else the per-fill ledger and numpy reductions."""
+    the compiled pass when numba is there, else the per-row ledger and numpy reductions."""
     lo, hi, groups = chunk
     if _compiled_summary is None or hi == lo:
         piece, ledger = ledger_table(fills.slice(lo, hi - lo))
         return per_group_summary(piece, ledger)
     gkey, ts = arrays.gkey[lo:hi], arrays.ts[lo:hi]
-    is_buy, shares = arrays.is_buy[lo:hi], arrays.shares[lo:hi]
+    is_buy, kind, shares = arrays.is_buy[lo:hi], arrays.kind[lo:hi], arrays.shares[lo:hi]
     price, fee = arrays.price[lo:hi], arrays.fee[lo:hi]
-    _validate(gkey, is_buy, np.rint(shares * MICRO), price, fee, first_row=lo)
-    sums = np.empty((11, groups))
-    counts = np.empty((5, groups), dtype=np.int64)
+    _validate(gkey, is_buy, kind, np.rint(shares * MICRO), price, fee, first_row=lo)
+    sums = np.empty((len(_SUMS), groups))
+    counts = np.empty((len(_COUNTS), groups), dtype=np.int64)
     keys = np.empty(groups, dtype=np.int64)
-    _compiled_summary(gkey, ts, is_buy, shares, price, fee, MICRO, sums, counts, keys)
-    return pa.table(
-        {
-            "gkey": keys,
-            "shares": sums[0],
-            "avg_price": sums[1],
-            "trading_realized": sums[2],
-            "buys": counts[0],
-            "sells": counts[1],
-            "bought_shares": sums[3],
-            "sold_shares": sums[4],
-            "bought_usd": sums[5],
-            "sold_usd": sums[6],
-            "fees": sums[7],
-            "oversold_shares": sums[8],
-            "oversold_fills": counts[2],
-            "oversold_proceeds": sums[9],
-            "first_ts_us": counts[3],
-            "last_ts_us": counts[4],
-            "last_fill_price": sums[10],
-        }
-    )
+    _compiled_summary(gkey, ts, is_buy, kind, shares, price, fee, MICRO, sums, counts, keys)
+    columns = {"gkey": keys} | dict(zip(_SUMS, sums, strict=True))
+    columns |= dict(zip(_COUNTS, counts, strict=True))
+    return pa.table({name: columns[name] for name in _SUMMARY_TYPES})
 
 
 def _last_trade_prices(arrays: _FillArrays, token_count: int) -> np.ndarray:
-    """Each token id's last trade price among the fills (NaN when none)."""
+    """Each token id's last trade price among the fills (NaN when none; events are not
+    trades)."""
     marks = np.full(token_count, np.nan)
     gkey, ts, frn, price = arrays.gkey, arrays.ts, arrays.frn, arrays.price
     if _compiled_last_trade is not None:
         mark_key = np.full(token_count, np.iinfo(np.int64).min, dtype=np.int64)
-        _compiled_last_trade(gkey, ts, frn, price, mark_key, marks)
+        _compiled_last_trade(gkey, ts, frn, arrays.kind, price, mark_key, marks)
         return marks
+    fill = np.flatnonzero(arrays.kind == KIND_FILL)
+    gkey, ts, frn, price = gkey[fill], ts[fill], frn[fill], price[fill]
     tid = gkey & 0xFFFFFFFF
     order = np.lexsort(((ts // 1_000_000) * 10_000_000 + frn, tid))
     last = order[np.r_[tid[order][1:] != tid[order][:-1], True]] if len(gkey) else order
@@ -1093,7 +1329,7 @@ def _last_trade_prices(arrays: _FillArrays, token_count: int) -> np.ndarray:
 
 def summarize_fills(fills: pa.Table, token_count: int) -> tuple[pa.Table, np.ndarray]:
     """Per-group summary (as ``per_group_summary``) and each token's last trade price
-    (NaN when none), straight from the sorted fills."""
+    (NaN when none), straight from the sorted rows."""
     arrays = _FillArrays.of(fills)
     chunk = _group_chunks(arrays.gkey, max(len(arrays.gkey), 1))[0]
     return _summarize_rows(fills, arrays, chunk), _last_trade_prices(arrays, token_count)
@@ -1117,6 +1353,11 @@ _SUMMARY_TYPES: dict[str, pa.DataType] = {
     "first_ts_us": pa.int64(),
     "last_ts_us": pa.int64(),
     "last_fill_price": pa.float64(),
+    "event_bought_shares": pa.float64(),
+    "event_sold_shares": pa.float64(),
+    "event_bought_usd": pa.float64(),
+    "event_sold_usd": pa.float64(),
+    "position_events": pa.int64(),
 }
 
 POSITION_COLUMNS = (
@@ -1124,7 +1365,8 @@ POSITION_COLUMNS = (
     "avg_price", "cost_basis", "mark_price", "exposure", "realized_pnl", "unrealized_pnl",
     "total_pnl", "settlement_pnl", "payout", "buys", "sells", "bought_shares", "sold_shares",
     "bought_usd", "sold_usd", "fees", "oversold_shares", "oversold_fills", "oversold_proceeds",
-    "first_trade_at", "last_trade_at", "resolved_at", "as_of",
+    "position_events", "event_bought_shares", "event_sold_shares", "event_bought_usd",
+    "event_sold_usd", "first_trade_at", "last_trade_at", "resolved_at", "as_of",
 )  # fmt: skip
 
 
@@ -1136,13 +1378,14 @@ def _token_table(
     marks: np.ndarray | None = None,
 ) -> pa.Table:
     """Per token id (dense, in tid order): market, outcome, payout, resolution time, mark
-    (``marks`` by tid when known, else the last trade price from the lake)."""
+    (``marks`` by tid when known, else the last trade price from the lake). Reads the
+    token facts from ``{prefix}_info`` (``register_token_info``)."""
     if marks is not None:
         info = con.execute(
             f"""
             SELECT t.tid, ti.market_id, ti.outcome_index, ti.outcome, ti.payout,
                    epoch_us(ti.resolved_at) AS resolved_us
-            FROM {prefix}_t t LEFT JOIN ({token_info_sql(lake)}) ti USING (token_id)
+            FROM {prefix}_t t LEFT JOIN {prefix}_info ti USING (token_id)
             ORDER BY t.tid
             """
         ).to_arrow_table()
@@ -1162,7 +1405,7 @@ def _token_table(
         SELECT t.tid, ti.market_id, ti.outcome_index, ti.outcome, ti.payout,
                epoch_us(ti.resolved_at) AS resolved_us, m.mark_price
         FROM {prefix}_t t
-        LEFT JOIN ({token_info_sql(lake)}) ti USING (token_id)
+        LEFT JOIN {prefix}_info ti USING (token_id)
         LEFT JOIN marks m USING (token_id)
         ORDER BY t.tid
         """
@@ -1187,26 +1430,27 @@ def _position_rows(
     def floats(array: pa.Array) -> np.ndarray:
         return array.to_numpy(zero_copy_only=False).astype(np.float64)
 
-    payout_arr = token("payout")
-    payout = floats(payout_arr.fill_null(np.nan))
+    payout = floats(token("payout").fill_null(np.nan))
     resolved_us = token("resolved_us")
     cutoff = int(as_of.timestamp() * 1_000_000) if as_of else None
-    settled = ~np.isnan(payout)
+    resolved = ~np.isnan(payout)
     if cutoff is not None:
         due = resolved_us.fill_null(np.iinfo(np.int64).min).to_numpy()
-        settled &= due <= cutoff
-    mark = floats(token("mark_price").fill_null(np.nan))
+        resolved &= due <= cutoff
+    last_trade = floats(token("mark_price").fill_null(np.nan))
+    # a resolved market's shares are worth their payout until redeemed (pnl-subgraph:
+    # only the redemption realizes them); open ones are marked at the last trade
+    mark = np.where(resolved, payout, last_trade)
     shares = summary.column("shares").to_numpy()
     avg = summary.column("avg_price").to_numpy()
-    trading = summary.column("trading_realized").to_numpy()
-    open_shares = np.where(settled, 0.0, shares)
-    settlement = np.where(settled, shares * (np.nan_to_num(payout) - avg), 0.0)
-    unrealized = np.where(settled, 0.0, shares * (mark - avg))
+    realized = summary.column("trading_realized").to_numpy()
+    unrealized = shares * (mark - avg)
+    held = shares > 0
     # status and the two big string columns as dictionary arrays over ids we already have:
     # nothing to hash when Parquet writes them (they read back as plain strings)
-    status_code = np.where(settled, 2, np.where(shares > 0, 1, 0)).astype(np.int8)
+    status_code = np.where(held, np.where(resolved, 2, 1), 0).astype(np.int8)
     status = pa.DictionaryArray.from_arrays(
-        pa.array(status_code), pa.array(["closed", "open", "settled"])
+        pa.array(status_code), pa.array(["closed", "open", "redeemable"])
     )
     as_of_us = cutoff if cutoff is not None else int(datetime.now(UTC).timestamp() * 1e6)
     utc = pa.timestamp("us", tz="UTC")
@@ -1225,20 +1469,21 @@ def _position_rows(
         "outcome_index": token("outcome_index"),
         "outcome": token("outcome"),
         "status": status,
-        "shares": open_shares,
+        "shares": shares,
         "avg_price": avg,
-        "cost_basis": open_shares * avg,
-        "mark_price": pa.array(np.where(settled, payout, mark), from_pandas=True),
-        "exposure": pa.array(np.where(settled, 0.0, shares * mark), from_pandas=True),
-        "realized_pnl": trading + settlement,
-        "unrealized_pnl": pa.array(unrealized, from_pandas=True),
-        "total_pnl": pa.array(trading + settlement + unrealized, from_pandas=True),
-        "settlement_pnl": settlement,
-        "payout": pa.array(np.where(settled, payout, np.nan), from_pandas=True),
+        "cost_basis": shares * avg,
+        "mark_price": pa.array(mark, from_pandas=True),
+        "exposure": pa.array(np.where(held, shares * mark, 0.0), from_pandas=True),
+        "realized_pnl": realized,
+        "unrealized_pnl": pa.array(np.where(held, unrealized, 0.0), from_pandas=True),
+        "total_pnl": pa.array(realized + np.where(held, unrealized, 0.0), from_pandas=True),
+        "settlement_pnl": np.where(resolved & held, unrealized, 0.0),
+        "payout": pa.array(np.where(resolved, payout, np.nan), from_pandas=True),
     }
     for name in (
         "buys", "sells", "bought_shares", "sold_shares", "bought_usd", "sold_usd", "fees",
-        "oversold_shares", "oversold_fills", "oversold_proceeds",
+        "oversold_shares", "oversold_fills", "oversold_proceeds", "position_events",
+        "event_bought_shares", "event_sold_shares", "event_bought_usd", "event_sold_usd",
     ):  # fmt: skip
         columns[name] = summary.column(name)
     columns["first_trade_at"] = ts(summary.column("first_ts_us"))
@@ -1260,14 +1505,19 @@ def compute_positions(
     """Positions of every wallet (or ``wallets``) and token from all fills up to ``as_of``.
 
     Returned as a table sorted by wallet, or with ``output`` written to that Parquet file
-    (atomically, in chunks so memory stays bounded) and None returned. Markets resolved by
-    ``as_of`` (resolution time at or before it; any resolved market when ``as_of`` is
-    None) settle their remaining shares at the payout; open positions are marked at the
-    token's last trade price at or before ``as_of`` (NULL when it never traded).
+    (atomically, in chunks so memory stays bounded) and None returned. The ledger reads
+    the fills and the users' CTF position events up to ``as_of``. Shares of markets
+    resolved by ``as_of`` (resolution time at or before it; any resolved market when
+    ``as_of`` is None) are marked at their payout until redeemed (status ``redeemable``);
+    open positions at the token's last trade price at or before ``as_of`` (NULL when it
+    never traded).
     """
     prefix = "_pos"
     try:
-        fills = load_sorted_fills(con, lake, wallets=wallets, until=as_of, prefix=prefix)
+        info = register_token_info(con, lake, prefix)
+        fills = load_sorted_fills(
+            con, lake, wallets=wallets, until=as_of, prefix=prefix, token_info=info
+        )
         arrays = _FillArrays.of(fills)
         wallet_array, token_array = _key_names(con, prefix)
         marks = None
@@ -1277,6 +1527,7 @@ def compute_positions(
         tokens = _token_table(con, lake, as_of, prefix, marks=marks)
     finally:
         drop_fill_keys(con, prefix)
+        con.execute(f"DROP TABLE IF EXISTS {prefix}_info")
     chunks = _group_chunks(arrays.gkey, chunk_rows)
 
     def piece(chunk: tuple[int, int, int]) -> pa.Table:
@@ -1332,7 +1583,8 @@ _POSITIONS_PARQUET: dict[str, object] = {
 
 
 def wallet_totals(con: duckdb.DuckDBPyConnection, positions: str, limit: int = 20) -> pa.Table:
-    """Per wallet (best total P&L first): realized, unrealized, total P&L, exposure, counts.
+    """Per wallet (best realized P&L first: what the pnl-subgraph counts, no oversold
+    proceeds): realized, unrealized, total P&L, exposure, oversells, counts.
 
     ``positions`` is a relation: a registered table name or a read_parquet(...) call.
     """
@@ -1347,10 +1599,59 @@ def wallet_totals(con: duckdb.DuckDBPyConnection, positions: str, limit: int = 2
                count(*) AS positions,
                sum(buys + sells) AS fills,
                sum(bought_usd + sold_usd) AS volume_usd,
-               sum(oversold_shares) AS oversold_shares
-        FROM {positions} GROUP BY wallet ORDER BY total_pnl DESC, wallet LIMIT {int(limit)}
+               sum(oversold_shares) AS oversold_shares,
+               sum(oversold_proceeds) AS oversold_proceeds
+        FROM {positions} GROUP BY wallet
+        ORDER BY realized_pnl DESC, wallet LIMIT {int(limit)}
         """
     ).to_arrow_table()
+
+
+@dataclass(frozen=True)
+class OversellReport:
+    """How much of the sells the ledger could not match with shares held (data gaps):
+    ``share`` = oversold proceeds / all sell proceeds (fills, merges, redemptions,
+    conversions); ``worst`` the wallets with the most oversold proceeds."""
+
+    sell_proceeds: float
+    oversold_proceeds: float
+    oversold_shares: float
+    positions_with_oversells: int
+    realized_pnl: float
+    worst: pa.Table
+
+    @property
+    def share(self) -> float:
+        return self.oversold_proceeds / self.sell_proceeds if self.sell_proceeds > 0 else 0.0
+
+
+def oversell_report(
+    con: duckdb.DuckDBPyConnection, positions: str, worst: int = 10
+) -> OversellReport:
+    """The oversells of a positions relation (see ``OversellReport``)."""
+    row = con.execute(
+        f"""
+        SELECT coalesce(sum(sold_usd + event_sold_usd), 0), coalesce(sum(oversold_proceeds), 0),
+               coalesce(sum(oversold_shares), 0),
+               count(*) FILTER (WHERE oversold_shares > 0), coalesce(sum(realized_pnl), 0)
+        FROM {positions}
+        """
+    ).fetchone()
+    assert row is not None
+    table = con.execute(
+        f"""
+        SELECT wallet, sum(oversold_proceeds) AS oversold_proceeds,
+               sum(sold_usd + event_sold_usd) AS sell_proceeds,
+               sum(oversold_proceeds) / nullif(sum(sold_usd + event_sold_usd), 0)
+                 AS oversold_share,
+               sum(realized_pnl) AS realized_pnl
+        FROM {positions} GROUP BY wallet HAVING sum(oversold_proceeds) > 0
+        ORDER BY oversold_proceeds DESC, wallet LIMIT {int(worst)}
+        """
+    ).to_arrow_table()
+    return OversellReport(
+        float(row[0]), float(row[1]), float(row[2]), int(row[3]), float(row[4]), table
+    )
 
 
 def register_ledger_state(
@@ -1363,25 +1664,29 @@ def register_ledger_state(
     since: datetime | None = None,
     opening: str | None = None,
 ) -> int:
-    """Run the ledger and keep its per-fill state in temp tables ``{prefix}_state`` and
-    ``{prefix}_events``; returns the number of fills (see ``load_sorted_fills`` for
-    ``since``/``opening``: a checkpoint instead of the whole history).
+    """Run the ledger and keep its per-row state in temp tables ``{prefix}_state`` and
+    ``{prefix}_events``; returns the number of ledger rows (fills and position events; see
+    ``load_sorted_fills`` for ``since``/``opening``: a checkpoint instead of the whole
+    history).
 
-    ``_state``: gkey, wallet, token_id, market_id, ts_us, next_ts_us (the group's next fill,
-    max int64 after its last), shares, avg_price (after the fill), realized, payout,
-    resolved_us. ``_events``: every realized P&L amount with its time: one per fill, plus a
-    settlement per resolved position (the shares held at resolution x (payout - avg_price)).
+    ``_state``: gkey, wallet, token_id, market_id, ts_us, next_ts_us (the group's next row,
+    max int64 after its last), shares, avg_price (after the row), realized, seq, payout,
+    resolved_us. ``_events``: every realized P&L amount with its time, one per row (fills,
+    merges, redemptions, conversions: the same numbers as ``compute_positions``; a resolved
+    market's shares realize only when redeemed, until then they are marked at the payout).
     """
-    fills, ledger = ledger_table(
-        load_sorted_fills(
-            con, lake, wallets=wallets, until=until, prefix=prefix, since=since, opening=opening
-        )
-    )
+    info = register_token_info(con, lake, prefix)
+    loaded = load_sorted_fills(
+        con, lake, wallets=wallets, until=until, prefix=prefix, since=since,
+        opening=opening, token_info=info,
+    )  # fmt: skip
+    fills, ledger = ledger_table(loaded)
     ts = fills.column("ts_us").to_numpy()
     next_ts = np.empty_like(ts)
     if len(ts):
         next_ts[:-1] = ts[1:]
     next_ts[ledger.group_end] = np.iinfo(np.int64).max
+    kind = fills.column("kind").to_numpy()
     state = attach_keys(
         con,
         pa.table(
@@ -1392,6 +1697,7 @@ def register_ledger_state(
                 "shares": ledger.shares_after,
                 "avg_price": ledger.avg_after,
                 "realized": ledger.realized,
+                "is_fill": kind == KIND_FILL,
                 "seq": np.arange(len(ts), dtype=np.int64),  # ledger order, ties included
             }
         ),
@@ -1405,7 +1711,7 @@ def register_ledger_state(
             CREATE OR REPLACE TEMP TABLE {prefix}_state AS
             SELECT k.*, ti.market_id, ti.payout, epoch_us(ti.resolved_at) AS resolved_us
             FROM {arrow_name} k
-            LEFT JOIN ({token_info_sql(lake)}) ti ON ti.token_id = k.token_id
+            LEFT JOIN {info} ti ON ti.token_id = k.token_id
             """
         )
     finally:
@@ -1413,20 +1719,14 @@ def register_ledger_state(
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE {prefix}_events AS
-        SELECT wallet, market_id, token_id, ts_us, realized AS amount, 'fill' AS kind
+        SELECT wallet, market_id, token_id, ts_us, realized AS amount,
+               CASE WHEN is_fill THEN 'fill' ELSE 'position_event' END AS kind
         FROM {prefix}_state
-        UNION ALL
-        SELECT any_value(wallet), any_value(market_id), any_value(token_id),
-               any_value(resolved_us) AS ts_us,
-               arg_max(shares * (payout - avg_price), seq) AS amount, 'settlement' AS kind
-        FROM {prefix}_state
-        WHERE payout IS NOT NULL AND resolved_us IS NOT NULL AND ts_us <= resolved_us
-        GROUP BY gkey  -- the last state before resolution; aggregates spill, sorts may not
         """
     )
     return fills.num_rows
 
 
 def drop_ledger_state(con: duckdb.DuckDBPyConnection, prefix: str) -> None:
-    for suffix in ("state", "events", "w", "t"):
+    for suffix in ("state", "events", "w", "t", "info"):
         con.execute(f"DROP TABLE IF EXISTS {prefix}_{suffix}")

@@ -3,9 +3,11 @@
 Per bucket:
 
 - wallet_metrics: volume_usd, trades, buys, sells over the wallet's own fills (maker ==
-  wallet), realized_pnl (its fills' realized P&L plus settlements at resolution time, by
-  average cost over its whole history), counterparties (distinct wallets on the other side
-  of its matches, as maker or as taker), markets (distinct), last_price (its last fill).
+  wallet), realized_pnl (what its fills and CTF position events realized in the bucket:
+  sells, merges, redemptions, conversions, by the positions ledger of ``lib/positions.py``
+  over its whole history; a resolved market's shares realize when redeemed),
+  counterparties (distinct wallets on the other side of its matches, as maker or as
+  taker), markets (distinct), last_price (its last fill).
 - market_metrics: volume_usd, trades, buys, sells over the matches (taker-side rows only, so
   a match counts once), fills (every row), realized_pnl (all wallets' realized P&L in the
   market), counterparties (distinct wallets), last_price (of the market's first outcome:
@@ -25,7 +27,7 @@ import duckdb
 
 from polymkt_dagster.lib.lake import DAY_COLUMN, Lake, PartitionWrite
 from polymkt_dagster.lib.positions import drop_ledger_state, register_ledger_state
-from polymkt_dagster.lib.schemas import MARKETS, TRADES
+from polymkt_dagster.lib.schemas import CTF_EVENTS, TRADES
 
 GRAINS: dict[str, str] = {"1m": "minute", "1h": "hour", "1d": "day"}
 WALLET_TABLE = "analytics/wallets/metrics_{grain}"
@@ -163,20 +165,23 @@ def build_rollups(
         f"AND \"timestamp\" < TIMESTAMPTZ '{end.isoformat()}')"
     )
     # Realized P&L needs each active wallet's whole history (average cost is path
-    # dependent); settlements in the window also need wallets that did not trade in it.
-    history = lake.scan_sql(TRADES, lake.files(TRADES.name, end=days[-1]))
+    # dependent); P&L is realized only by a ledger row (a fill or a position event), so
+    # the active wallets are the window's makers and the stakeholders of its events.
+    event_files = lake.files(CTF_EVENTS.name, start=days[0], end=days[-1])
+    window_events = (
+        f"SELECT DISTINCT lower(stakeholder) FROM {lake.scan_sql(CTF_EVENTS, event_files)} "
+        f"WHERE stakeholder IS NOT NULL AND \"timestamp\" >= TIMESTAMPTZ '{start.isoformat()}' "
+        f"AND \"timestamp\" < TIMESTAMPTZ '{end.isoformat()}'"
+        if event_files
+        else "SELECT NULL::VARCHAR WHERE false"
+    )
     active = [
         r[0]
         for r in con.execute(
             f"""
             SELECT DISTINCT maker FROM {window_trades} WHERE maker IS NOT NULL
             UNION
-            SELECT DISTINCT t.maker FROM {history} t
-            WHERE t.maker IS NOT NULL AND t.token_id IN (
-                SELECT unnest(token_ids) FROM {lake.scan_sql(MARKETS)}
-                WHERE coalesce(closed_time, end_date) >= TIMESTAMPTZ '{start.isoformat()}'
-                  AND coalesce(closed_time, end_date) < TIMESTAMPTZ '{end.isoformat()}'
-                  AND resolved)
+            {window_events}
             """
         ).fetchall()
     ]

@@ -1,9 +1,11 @@
 """Mark-to-market P&L snapshots of watched wallets every 5 minutes.
 
-At each snapshot time t, per wallet: realized P&L of every fill at or before t (plus the
-settlement of markets resolved at or before t), unrealized = sum over open positions of
-shares x (mark - avg_price) with mark = the token's last trade price at or before t,
-total = realized + unrealized, exposure = sum of shares x mark.
+At each snapshot time t, per wallet: realized P&L of every ledger row at or before t (fills
+and CTF position events: merges, redemptions and conversions realize too, by the same
+ledger as ``lib/positions.py``), unrealized = sum over held positions of shares x (mark -
+avg_price) with mark = the payout when the market resolved at or before t (held shares
+realize only when redeemed), else the token's last trade price at or before t; total =
+realized + unrealized, exposure = sum of shares x mark.
 
 The ledger runs once over the wallets' whole history up to the last snapshot (average cost
 is path dependent); snapshot times are then answered with ASOF joins in DuckDB, a day at a
@@ -139,8 +141,7 @@ class SnapshotEngine:
             f"""
             WITH last_state AS (
                 SELECT any_value(wallet) AS wallet, any_value(token_id) AS token_id,
-                       arg_max(shares, seq) AS shares, arg_max(avg_price, seq) AS avg_price,
-                       any_value(payout) AS payout, any_value(resolved_us) AS resolved_us
+                       arg_max(shares, seq) AS shares, arg_max(avg_price, seq) AS avg_price
                 FROM _snap_state WHERE ts_us <= {at_us}
                 GROUP BY gkey
             ),
@@ -152,9 +153,7 @@ class SnapshotEngine:
                 SELECT token_id, arg_max(price, ts_us) AS mark_price
                 FROM _snap_prices WHERE ts_us <= {at_us} GROUP BY token_id
             )
-            SELECT wallet, token_id,
-                   CASE WHEN l.payout IS NOT NULL AND l.resolved_us <= {at_us} THEN 0.0
-                        ELSE coalesce(l.shares, 0.0) END AS shares,
+            SELECT wallet, token_id, coalesce(l.shares, 0.0) AS shares,
                    coalesce(l.avg_price, 0.0) AS avg_price,
                    coalesce(r.realized_pnl, 0.0) AS realized_pnl,
                    m.mark_price
@@ -201,20 +200,24 @@ class SnapshotEngine:
         try:
             return self.con.execute(
                 f"""
-                WITH open_pairs AS (
-                    SELECT g.t_us, s.wallet, s.token_id, s.shares, s.avg_price
+                WITH held AS (
+                    SELECT g.t_us, s.wallet, s.token_id, s.shares, s.avg_price,
+                           coalesce(s.payout IS NOT NULL AND s.resolved_us <= g.t_us, false)
+                             AS resolved,
+                           s.payout
                     FROM _snap_state s
                     JOIN _snap_grid g
                       ON g.t_us >= s.ts_us AND g.t_us < s.next_ts_us
                     WHERE s.shares > 0
-                      AND NOT coalesce(s.payout IS NOT NULL AND s.resolved_us <= g.t_us, false)
                 ),
-                needed AS (SELECT DISTINCT token_id, t_us FROM open_pairs),
+                needed AS (SELECT DISTINCT token_id, t_us FROM held WHERE NOT resolved),
                 marks AS ({marks_sql}),
                 marked AS (
+                    -- a resolved market's shares are worth the payout until redeemed
                     SELECT o.t_us, o.wallet, o.shares, o.avg_price,
-                           coalesce(m.price, o.avg_price) AS mark
-                    FROM open_pairs o LEFT JOIN marks m USING (token_id, t_us)
+                           CASE WHEN o.resolved THEN o.payout
+                                ELSE coalesce(m.price, o.avg_price) END AS mark
+                    FROM held o LEFT JOIN marks m USING (token_id, t_us)
                 ),
                 unrealized AS (
                     SELECT t_us, wallet,

@@ -361,11 +361,13 @@ def suggest_wallets(
 
     Realized P&L in the window is the difference of each position's realized P&L at the
     window's end and at its start (positions are path dependent, so both ends are computed
-    from the full history). The ranking uses *matched* realized P&L: realized P&L minus the
-    proceeds of oversold shares, whose cost basis is unknown (a data gap must not make a
-    wallet look sharp). Win rate is the share of positions whose matched realized P&L rose
-    in the window. Wallets with fewer than ``min_trades`` own fills in the window are left
-    out.
+    from the full history). Realized P&L is the pnl-subgraph's (docs/architecture.md §5):
+    sells, merges, redemptions and conversions on the shares held, never the proceeds of
+    oversold shares (a data gap must not make a wallet look sharp); a resolved position
+    not redeemed yet counts at its payout (``settlement_pnl``: the chain fixed that money
+    at resolution, redeeming only collects it). Win rate is the share of positions whose
+    realized P&L rose in the window. Wallets with fewer than ``min_trades`` own fills in
+    the window are left out.
     """
     end = compute_positions(con, lake, as_of=options.until)
     start = compute_positions(con, lake, as_of=options.since) if options.since else None
@@ -392,7 +394,7 @@ def rank_wallets(
     and start (None: from the beginning)."""
     start_sql = (
         "SELECT NULL::VARCHAR AS wallet, NULL::VARCHAR AS token_id, 0.0 AS realized_pnl, "
-        "0.0 AS oversold_proceeds, 0 AS buys, 0 AS sells WHERE false"
+        "0.0 AS settlement_pnl, 0.0 AS oversold_proceeds, 0 AS buys, 0 AS sells WHERE false"
         if start is None
         else f"SELECT * FROM {start}"
     )
@@ -400,32 +402,32 @@ def rank_wallets(
         f"""
             WITH delta AS (
                 SELECT e.wallet, e.token_id,
-                       e.realized_pnl - coalesce(s.realized_pnl, 0) AS realized,
-                       (e.realized_pnl - e.oversold_proceeds)
-                         - coalesce(s.realized_pnl - s.oversold_proceeds, 0) AS matched,
+                       (e.realized_pnl + e.settlement_pnl)
+                         - coalesce(s.realized_pnl + s.settlement_pnl, 0) AS realized,
+                       e.oversold_proceeds - coalesce(s.oversold_proceeds, 0) AS oversold,
                        (e.buys + e.sells) - coalesce(s.buys + s.sells, 0) AS fills,
-                       e.unrealized_pnl
+                       e.unrealized_pnl - e.settlement_pnl AS unrealized
                 FROM {end} e
                 LEFT JOIN ({start_sql}) s USING (wallet, token_id)
             ),
             per_wallet AS (
                 SELECT wallet,
-                       sum(matched) AS matched_realized_pnl,
                        sum(realized) AS realized_pnl,
-                       sum(unrealized_pnl) AS unrealized_pnl,
-                       count(*) FILTER (WHERE abs(matched) > 1e-9) AS positions_realized,
-                       count(*) FILTER (WHERE matched > 1e-9) AS positions_won,
+                       sum(unrealized) AS unrealized_pnl,
+                       sum(oversold) AS oversold_proceeds,
+                       count(*) FILTER (WHERE abs(realized) > 1e-9) AS positions_realized,
+                       count(*) FILTER (WHERE realized > 1e-9) AS positions_won,
                        sum(fills) AS fills
                 FROM delta GROUP BY wallet
             )
-            SELECT wallet, matched_realized_pnl, realized_pnl, unrealized_pnl,
+            SELECT wallet, realized_pnl, unrealized_pnl, oversold_proceeds,
                    CASE WHEN positions_realized > 0
                         THEN positions_won / positions_realized END AS win_rate,
                    positions_realized, CAST(fills AS BIGINT) AS fills
             FROM per_wallet
             WHERE fills >= $min_trades
               AND coalesce(positions_won / nullif(positions_realized, 0), 0) >= $min_win_rate
-            ORDER BY matched_realized_pnl DESC, win_rate DESC, wallet
+            ORDER BY realized_pnl DESC, win_rate DESC, wallet
             LIMIT $top
             """,
         {

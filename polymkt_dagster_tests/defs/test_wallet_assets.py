@@ -101,9 +101,20 @@ def test_assets_materialize_with_readable_metadata(materialized: dict[str, Any])
     result = materialized["result"]
     positions = _metadata(result, "wallets/positions")
     assert positions["dagster/row_count"] > 100 and positions["wallets"] > 10
-    assert "| wallet |" in positions["top_wallets_by_total_pnl"]
+    assert "| wallet |" in positions["top_wallets_by_realized_pnl"]
     checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
     assert checks["shares_non_negative"].passed
+    # the oversell check measures a share of sell proceeds against its threshold and
+    # names the worst wallets (whether it passes depends on the sample's position events)
+    oversells = checks["oversells_reported"]
+    share = oversells.metadata["oversold_share"].value
+    assert 0.0 <= share <= 1.0 and oversells.metadata["threshold"].value == 0.05
+    assert oversells.passed == (share <= 0.05)
+    assert share == pytest.approx(
+        positions["oversold_proceeds"] / oversells.metadata["sell_proceeds"].value
+    )
+    worst = oversells.metadata["worst_wallets"].value
+    assert "| wallet |" in worst or worst == "_no oversells_"
 
     snapshots = _metadata(result, "wallets/pnl_snapshots")
     assert snapshots["watchlists"] == "sharps" and snapshots["watched_wallets"] == 5

@@ -17,7 +17,7 @@ from polymkt_dagster.lib.duck import connect
 from polymkt_dagster.lib.lake import Lake
 from polymkt_dagster.lib.positions import compute_positions, token_info_sql
 from polymkt_dagster.lib.rollups import build_rollups, market_table, wallet_table
-from polymkt_dagster.lib.schemas import TRADES
+from polymkt_dagster.lib.schemas import CTF_EVENTS, TRADES
 from polymkt_dagster.lib.snapshots import SnapshotEngine, day_grid, snapshot_days
 from polymkt_dagster.lib.watchlists import (
     SuggestOptions,
@@ -26,8 +26,10 @@ from polymkt_dagster.lib.watchlists import (
     suggest_wallets,
     watched_set,
 )
+from polymkt_dagster_tests.wallet_helpers import WALLET as EVENT_WALLET
 from polymkt_dagster_tests.wallet_helpers import (  # noqa: F401 - fixtures
     WebhookReceiver,
+    build_event_lake,
     sharp_wallets,
     wallet_lake,
     webhook,
@@ -36,10 +38,19 @@ from polymkt_dagster_tests.wallet_helpers import (  # noqa: F401 - fixtures
 MID_YEAR = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
 
 
-def _busiest_wallet(lake: Lake) -> str:
+def _busiest_wallet(lake: Lake, *, without_events: bool = False) -> str:
+    """The wallet with the most own fills (``without_events``: of those with no CTF
+    position event, whose ledger the fills alone decide)."""
+    skip = (
+        f"WHERE maker NOT IN (SELECT lower(stakeholder) FROM {lake.scan_sql(CTF_EVENTS)} "
+        "WHERE stakeholder IS NOT NULL)"
+        if without_events
+        else ""
+    )
     with connect() as con:
         return con.execute(
-            f"SELECT maker FROM {lake.scan_sql(TRADES)} GROUP BY 1 ORDER BY count(*) DESC LIMIT 1"
+            f"SELECT maker FROM {lake.scan_sql(TRADES)} {skip} "
+            "GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT 1"
         ).fetchone()[0]
 
 
@@ -51,7 +62,7 @@ def test_sharp_wallets_top_the_suggestion(wallet_lake: Lake) -> None:
     rows = suggestion.to_pylist()
     assert all(r["win_rate"] == 1.0 for r in rows[:5])
     assert all(r["fills"] >= 10 for r in rows)
-    pnl = [r["matched_realized_pnl"] for r in rows]
+    pnl = [r["realized_pnl"] for r in rows]
     assert pnl == sorted(pnl, reverse=True)
 
 
@@ -73,7 +84,7 @@ def test_suggestion_window_and_min_trades(wallet_lake: Lake) -> None:
 
 def test_positions_match_a_fill_by_fill_reference(wallet_lake: Lake) -> None:
     """The busiest wallet's positions against the obvious per-fill implementation."""
-    wallet = _busiest_wallet(wallet_lake)
+    wallet = _busiest_wallet(wallet_lake, without_events=True)
     with connect() as con:
         positions = compute_positions(con, wallet_lake, wallets=[wallet])
         fills = con.execute(
@@ -89,7 +100,8 @@ def test_positions_match_a_fill_by_fill_reference(wallet_lake: Lake) -> None:
                 f"SELECT token_id, payout, resolved_at FROM ({token_info_sql(wallet_lake)})"
             ).fetchall()
         }
-    state: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0, 0.0])  # sh, avg, rl, os
+    # shares, avg, realized, oversold shares, oversold proceeds
+    state: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0, 0.0, 0.0])
     for token, side, q, p, fee in fills:
         s = state[token]
         if side == "BUY":
@@ -97,25 +109,27 @@ def test_positions_match_a_fill_by_fill_reference(wallet_lake: Lake) -> None:
             s[0] += q
         else:
             tracked = min(q, s[0])
-            s[2] += tracked * (p - s[1]) + (q - tracked) * p - fee
+            s[2] += tracked * (p - s[1]) - fee * tracked / q
             s[3] += q - tracked
+            s[4] += (q - tracked) * p - fee * (q - tracked) / q
             s[0] -= tracked
     assert positions.num_rows == len(state) > 5
     for row in positions.to_pylist():
-        shares, avg, realized, oversold = state[row["token_id"]]
+        shares, avg, realized, oversold, proceeds = state[row["token_id"]]
         payout = tokens[row["token_id"]][1]
-        if payout is not None:
-            assert row["status"] == "settled" and row["shares"] == 0
-            realized += shares * (payout - avg)
-        else:
-            assert row["shares"] == pytest.approx(shares, abs=1e-6)
-            if shares > 0:
-                assert row["unrealized_pnl"] == pytest.approx(
-                    shares * (row["mark_price"] - avg), abs=1e-6
-                )
+        assert row["shares"] == pytest.approx(shares, abs=1e-6)
+        if payout is not None:  # resolved, never redeemed: marked at the payout
+            assert row["status"] == ("redeemable" if shares > 1e-9 else "closed")
+            assert row["mark_price"] == payout
+            assert row["settlement_pnl"] == pytest.approx(shares * (payout - avg), abs=1e-6)
+        if shares > 0:
+            assert row["unrealized_pnl"] == pytest.approx(
+                shares * (row["mark_price"] - avg), abs=1e-6
+            )
         assert row["shares"] >= 0
         assert row["realized_pnl"] == pytest.approx(realized, abs=1e-6)
         assert row["oversold_shares"] == pytest.approx(oversold, abs=1e-6)
+        assert row["oversold_proceeds"] == pytest.approx(proceeds, abs=1e-6)
 
 
 def test_snapshot_agrees_with_positions_as_of_the_same_time(wallet_lake: Lake) -> None:
@@ -302,22 +316,25 @@ def test_webhook_down_is_reported_not_raised(wallet_lake: Lake, tmp_path) -> Non
     assert report.failed == 1 and report.attempts == 3 and "ConnectError" in report.errors[0]
 
 
+@pytest.mark.parametrize("with_events", [False, True])
 def test_compiled_and_numpy_positions_agree(
-    wallet_lake: Lake, monkeypatch: pytest.MonkeyPatch, tmp_path
+    wallet_lake: Lake, monkeypatch: pytest.MonkeyPatch, tmp_path, with_events: bool
 ) -> None:
-    """The compiled summary pass and the numpy ledger path give the same positions file."""
+    """The compiled summary pass and the numpy ledger path give the same positions file
+    (the sample's lake; the hand-made lake with CTF position events)."""
     from polymkt_dagster.lib import positions as p
 
+    lake = build_event_lake(tmp_path / "parquet") if with_events else wallet_lake
     with connect() as con:
-        p.compute_positions(con, wallet_lake, output=tmp_path / "compiled.parquet")
+        p.compute_positions(con, lake, output=tmp_path / "compiled.parquet")
         monkeypatch.setattr(p, "_compiled_summary", None)
         monkeypatch.setattr(p, "_compiled_loop", None)
         monkeypatch.setattr(p, "_compiled_last_trade", None)
         monkeypatch.setattr(p, "_compiled_group_order", None)  # the full sort instead
-        p.compute_positions(con, wallet_lake, output=tmp_path / "numpy.parquet")
+        p.compute_positions(con, lake, output=tmp_path / "numpy.parquet")
     compiled = pq.read_table(tmp_path / "compiled.parquet").to_pylist()
     plain = pq.read_table(tmp_path / "numpy.parquet").to_pylist()
-    assert len(compiled) == len(plain) > 1000
+    assert len(compiled) == len(plain) > (6 if with_events else 1000)
     for a, b in zip(compiled, plain, strict=True):
         for key, value in a.items():
             if isinstance(value, float) and key != "as_of":
@@ -392,3 +409,65 @@ def test_numbering_dictionaries_in_many_rounds_gives_the_same_positions(
         monkeypatch.setattr(p, "_PENDING_ENTRIES", 1)
         every_group = compute_positions(con, wallet_lake).drop_columns(["as_of"])
     assert once.num_rows > 1000 and every_group.equals(once)
+
+
+def test_snapshots_and_rollups_read_the_position_events(tmp_path) -> None:
+    """The hand-made lake of test_positions_ledger.test_lake_ledger_by_hand: snapshots,
+    checkpoints and rollups count the same realized P&L as the positions (80 in all: 20
+    on day 2 from the binary market's sell, 85 - 25 = 60 on day 5 from the redemption),
+    and the unredeemed NO of the binary market is marked at its payout once resolved."""
+    lake = build_event_lake(tmp_path / "parquet")
+    days = [date(2024, 5, d) for d in range(1, 6)]
+    after_conversion = datetime(2024, 5, 3, 13, tzinfo=UTC)
+    end = datetime(2024, 5, 6, tzinfo=UTC)
+    with connect() as con:
+        engine = SnapshotEngine.prepare(con, lake, [EVENT_WALLET], end)
+        try:
+            snaps = engine.at([after_conversion, end]).to_pylist()
+        finally:
+            engine.close()
+        positions = {
+            at: compute_positions(con, lake, wallets=[EVENT_WALLET], as_of=at).to_pylist()
+            for at in (after_conversion, end)
+        }
+        build_rollups(con, lake, days)
+        got: dict[str, list[dict]] = {}
+        for day in days:  # day by day, each from the day before's checkpoint
+            snapshot_days(
+                con,
+                lake,
+                [EVENT_WALLET],
+                [day],
+                on_day=lambda d, t: got.setdefault("warm", []).extend(t.to_pylist()),
+            )
+        snapshot_days(
+            con,
+            lake,
+            [EVENT_WALLET],
+            days,
+            use_checkpoints=False,
+            on_day=lambda d, t: got.setdefault("cold", []).extend(t.to_pylist()),
+        )
+    for snap, at, realized, unrealized in (
+        (snaps[0], after_conversion, 20.0, 0.0),  # held YES2/NO2/NO-binary never traded
+        (snaps[1], end, 80.0, 35.0),
+    ):
+        assert snap["realized_pnl"] == pytest.approx(realized)
+        assert snap["unrealized_pnl"] == pytest.approx(unrealized)
+        assert sum(r["realized_pnl"] for r in positions[at]) == pytest.approx(realized)
+    assert snaps[1]["exposure"] == pytest.approx(70.0) and snaps[1]["open_positions"] == 1
+    per_day = {
+        r["bucket_start"].date(): r["realized_pnl"]
+        for r in _read(lake, wallet_table("1d"))
+        if r["wallet"] == EVENT_WALLET
+    }
+    assert per_day[date(2024, 5, 2)] == pytest.approx(20.0)
+    assert per_day[date(2024, 5, 5)] == pytest.approx(60.0)
+    assert sum(per_day.values()) == pytest.approx(80.0)
+    markets_1d = _read(lake, market_table("1d"))
+    assert sum(r["realized_pnl"] for r in markets_1d) == pytest.approx(80.0)
+    assert len(got["warm"]) == len(got["cold"]) == 5 * 288
+    for a, b in zip(got["warm"], got["cold"], strict=True):
+        for key in ("realized_pnl", "unrealized_pnl", "exposure"):
+            assert a[key] == pytest.approx(b[key], abs=1e-6)
+    assert got["warm"][-1]["realized_pnl"] == pytest.approx(80.0)

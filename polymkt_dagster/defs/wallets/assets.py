@@ -21,7 +21,7 @@ from polymkt_dagster.lib import alerts as alerts_lib
 from polymkt_dagster.lib.config import Settings
 from polymkt_dagster.lib.duck import connect, sql_string
 from polymkt_dagster.lib.lake import DAY_COLUMN, Lake
-from polymkt_dagster.lib.positions import compute_positions, wallet_totals
+from polymkt_dagster.lib.positions import compute_positions, oversell_report, wallet_totals
 from polymkt_dagster.lib.report import markdown_table
 from polymkt_dagster.lib.rollups import GRAINS, build_rollups, market_table, wallet_table
 from polymkt_dagster.lib.snapshots import SNAPSHOT_SCHEMA, snapshot_days
@@ -32,6 +32,8 @@ from polymkt_dagster.lib.watchlists import (
     watched_set,
 )
 
+# raw/ctf_events (defs/ingest, docs/architecture.md §3.1): the position events the ledger reads
+CTF_EVENTS_KEY = dg.AssetKey(["raw", "ctf_events"])
 POSITIONS_KEY = dg.AssetKey(["wallets", "positions"])
 PNL_SNAPSHOTS_KEY = dg.AssetKey(["wallets", "pnl_snapshots"])
 ALERTS_KEY = dg.AssetKey(["wallets", "alerts"])
@@ -39,6 +41,12 @@ WALLET_METRIC_KEYS = {g: dg.AssetKey(["wallets", f"metrics_{g}"]) for g in GRAIN
 MARKET_METRIC_KEYS = {g: dg.AssetKey(["analytics", f"market_metrics_{g}"]) for g in GRAINS}
 POSITIONS_TABLE = "analytics/wallets/positions"
 SNAPSHOTS_TABLE = "analytics/wallets/pnl_snapshots"
+TOP_WALLET_COLUMNS = [
+    "wallet", "realized_pnl", "unrealized_pnl", "total_pnl", "oversold_proceeds", "fills",
+]  # fmt: skip
+WORST_OVERSELL_COLUMNS = [
+    "wallet", "oversold_proceeds", "sell_proceeds", "oversold_share", "realized_pnl",
+]  # fmt: skip
 
 
 def analytics_automation() -> dg.AutomationCondition | None:
@@ -75,14 +83,16 @@ def _daily_wallet_asset(
 
 @dg.asset(
     key=POSITIONS_KEY,
-    deps=[TRADES_KEY, MARKETS_KEY],
+    deps=[TRADES_KEY, MARKETS_KEY, CTF_EVENTS_KEY],
     group_name="wallets",
     kinds={"parquet"},
     automation_condition=analytics_automation(),
     description=(
         "Current position of every wallet in every outcome token: weighted-average cost "
-        "(pnl-subgraph convention), realized/unrealized P&L, settlement of resolved markets, "
-        "oversells reported. Recomputed from all fills (vectorised ledger)."
+        "(pnl-subgraph convention) over the fills and the CTF position events (splits, "
+        "merges, redemptions, neg-risk conversions), realized/unrealized P&L, resolved "
+        "shares marked at payout until redeemed, oversells reported apart. Recomputed from "
+        "the whole history (vectorised ledger)."
     ),
     check_specs=[
         dg.AssetCheckSpec("shares_non_negative", asset=POSITIONS_KEY, blocking=True),
@@ -94,29 +104,31 @@ def wallet_positions(
 ) -> dg.MaterializeResult:
     lake = polymkt.lake()
     path = lake.single_file(POSITIONS_TABLE)
+    threshold = polymkt.settings().oversell_max_share
     with connect() as con:
         compute_positions(con, lake, output=path)
         relation = f"read_parquet({sql_string(path)})"
         totals = wallet_totals(con, relation)
+        oversells = oversell_report(con, relation)
         row = con.execute(
-            "SELECT count(*), count(*) FILTER (WHERE shares < 0), sum(oversold_shares), "
-            "count(*) FILTER (WHERE oversold_shares > 0), count(DISTINCT wallet), "
-            f"count(*) FILTER (WHERE status = 'open') FROM {relation}"
+            "SELECT count(*), count(*) FILTER (WHERE shares < 0), count(DISTINCT wallet), "
+            "count(*) FILTER (WHERE status = 'open'), "
+            f"count(*) FILTER (WHERE status = 'redeemable') FROM {relation}"
         ).fetchone()
-    rows, negative, oversold, oversold_positions, wallets, open_positions = row or (0,) * 6
+    rows, negative, wallets, open_positions, redeemable = row or (0,) * 5
     context.log.info(f"positions: {rows:,} for {wallets:,} wallets")
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": int(rows or 0),
             "wallets": int(wallets or 0),
             "open_positions": int(open_positions or 0),
-            "oversold_shares": float(oversold or 0.0),
+            "redeemable_positions": int(redeemable or 0),
+            "realized_pnl": oversells.realized_pnl,
+            "oversold_shares": oversells.oversold_shares,
+            "oversold_proceeds": oversells.oversold_proceeds,
             "path": dg.MetadataValue.path(str(path)),
-            "top_wallets_by_total_pnl": dg.MetadataValue.md(
-                markdown_table(
-                    totals,
-                    ["wallet", "total_pnl", "realized_pnl", "unrealized_pnl", "exposure", "fills"],
-                )
+            "top_wallets_by_realized_pnl": dg.MetadataValue.md(
+                markdown_table(totals, TOP_WALLET_COLUMNS)
             ),
         },
         check_results=[
@@ -128,15 +140,26 @@ def wallet_positions(
             ),
             dg.AssetCheckResult(
                 check_name="oversells_reported",
-                passed=int(oversold_positions or 0) == 0,
+                passed=oversells.share <= threshold,
                 severity=dg.AssetCheckSeverity.WARN,
                 description=(
-                    "positions that sold more shares than their fills bought (data gaps or "
-                    "shares from splits/transfers); realized against a zero cost basis"
+                    "share of sell proceeds (fills, merges, redemptions, conversions) from "
+                    "shares the ledger never saw bought, split or converted (data gaps); "
+                    f"at most {threshold:.1%} (POLYMKT_OVERSELL_MAX_SHARE). Their proceeds "
+                    "are reported apart, never realized P&L"
                 ),
                 metadata={
-                    "positions_with_oversells": int(oversold_positions or 0),
-                    "oversold_shares": float(oversold or 0.0),
+                    "oversold_share": oversells.share,
+                    "threshold": threshold,
+                    "oversold_proceeds": oversells.oversold_proceeds,
+                    "sell_proceeds": oversells.sell_proceeds,
+                    "positions_with_oversells": oversells.positions_with_oversells,
+                    "oversold_shares": oversells.oversold_shares,
+                    "worst_wallets": dg.MetadataValue.md(
+                        markdown_table(oversells.worst, WORST_OVERSELL_COLUMNS)
+                        if oversells.worst.num_rows
+                        else "_no oversells_"
+                    ),
                 },
             ),
         ],
@@ -145,7 +168,7 @@ def wallet_positions(
 
 @_daily_wallet_asset(
     PNL_SNAPSHOTS_KEY,
-    deps=[TRADES_KEY, MARKETS_KEY, POSITIONS_KEY],
+    deps=[TRADES_KEY, MARKETS_KEY, CTF_EVENTS_KEY, POSITIONS_KEY],
     description=(
         "Mark-to-market P&L of every watched wallet every 5 minutes (realized, unrealized at "
         "the last trade price, total, exposure), by UTC day. Without any watchlist the "
@@ -253,7 +276,7 @@ def wallet_alerts(
         *(
             dg.AssetSpec(
                 key,
-                deps=[TRADES_KEY, MARKETS_KEY],
+                deps=[TRADES_KEY, MARKETS_KEY, CTF_EVENTS_KEY],
                 group_name="wallets",
                 kinds={"parquet"},
                 automation_condition=analytics_automation(),
@@ -267,7 +290,7 @@ def wallet_alerts(
         *(
             dg.AssetSpec(
                 key,
-                deps=[TRADES_KEY, MARKETS_KEY],
+                deps=[TRADES_KEY, MARKETS_KEY, CTF_EVENTS_KEY],
                 group_name="analytics",
                 kinds={"parquet"},
                 automation_condition=analytics_automation(),
