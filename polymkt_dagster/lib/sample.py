@@ -843,7 +843,7 @@ _RESOLVED_HISTORIES: tuple[tuple[tuple[str, ...], float], ...] = (
 
 
 def _assign_uma_statuses(
-    markets: list[_Market], events: list[_Event], rng: np.random.Generator
+    markets: list[_Market], events: list[_Event], expected: np.ndarray, rng: np.random.Generator
 ) -> None:
     """Gamma's UMA fields and the on-chain resolution of every closed market.
 
@@ -853,7 +853,9 @@ def _assign_uma_statuses(
     one resolves at near-1/0 prices (0.999998 / 0.000002, payout to the higher one) and one
     resolves 50/50 (prices 0.5 / 0.5, payout [1, 1]; a cancelled game when there is one).
     Markets closed without a status (``closed_price``, ``closed_zero``) stand for pre-UMA
-    markets. Uses its own rng stream, so the rest of the sample does not change with it.
+    markets. The special cases are picked among the quieter half of the markets (by
+    ``expected`` matches), so few fills (and few sharp-wallet buys) sit in them. Uses its own
+    rng stream, so the rest of the sample does not change with it.
     """
     histories = [h for h, _ in _RESOLVED_HISTORIES]
     weights = np.array([w for _, w in _RESOLVED_HISTORIES])
@@ -869,6 +871,7 @@ def _assign_uma_statuses(
     ]
     n_proposed = max(2, round(0.01 * len(singles)))
     n_disputed = max(1, round(0.005 * len(singles)))
+    singles = sorted(sorted(singles, key=lambda i: expected[i])[: max(1, len(singles) // 2)])
     if len(singles) < n_proposed + n_disputed + 2:
         return
     cancellable = [i for i in singles if "50-50" in markets[i].description]
@@ -1124,7 +1127,7 @@ def _build_universe(config: SampleConfig) -> _Universe:
     win_side = np.array([m.winner if m.resolved else -1 for m in markets], dtype=np.int8)
     neg_risk = np.array([events[m.event].neg_risk for m in markets])
     # after the arrays above, so the fills do not change with the UMA statuses
-    _assign_uma_statuses(markets, events, np.random.default_rng([config.seed, 5]))
+    _assign_uma_statuses(markets, events, expected, np.random.default_rng([config.seed, 5]))
 
     # --- wallets -----------------------------------------------------------------------------
     n_noise = config.n_noise_wallets
