@@ -1,6 +1,6 @@
 """Deterministic, realistic Polymarket sample data in poly_data's CSV layout.
 
-``generate_sample`` writes five files into a directory:
+``generate_sample`` writes six files into a directory:
 
 - ``markets.csv``: poly_data's market table (token ids as 76-78 digit decimal strings);
 - ``markets.json`` / ``events.json``: Gamma-shaped market and event objects for the same
@@ -9,12 +9,18 @@
 - ``orderFilled.csv``: raw V1 exchange ``OrderFilled`` rows (one per maker order plus one for
   the taker order, whose ``taker`` is the exchange contract), amounts raw with 6 decimals,
   about 10% of the addresses in mixed case;
-- ``trades.csv``: poly_data's processed trades, one row per ``orderFilled`` row.
+- ``trades.csv``: poly_data's processed trades, one row per ``orderFilled`` row;
+- ``ctfEvents.csv``: Conditional Tokens position events (splits, merges, neg-risk conversions,
+  redemptions, ConditionResolution payouts) that make every wallet's sells covered by what it
+  holds (``sample_ctf``; docs/architecture.md §3.1).
 
 The data has single-market events and negRisk "election groups" (one Yes winner per resolved
 group), price paths that drift to the outcome (Brownian bridges in logit space, softmax across
 the candidates of a group), closed-but-not-resolved markets, open markets with fractional
 prices, a pool of noise wallets and five "sharp" wallets that buy the eventual winner early.
+Gamma's UMA fields are realistic: the singular ``umaResolutionStatus`` ("resolved"; a few
+closed 1/0 markets only "proposed"/"disputed"), an often empty ``umaResolutionStatuses``
+history, one near-1/0 and one 50/50 resolution.
 
 Everything is derived from ``numpy.random.default_rng`` streams seeded from ``config.seed``, so
 the same config gives the same bytes. Fills are generated per time slice (vectorised numpy,
