@@ -1714,9 +1714,17 @@ def generate_sample(
     out_dir: Path,
     config: SampleConfig = SampleConfig(),
     progress: Callable[[int, int], None] | None = None,
+    *,
+    ctf_events: bool = True,
 ) -> SampleSummary:
     """Write markets.csv, markets.json, events.json, orderFilled.csv, trades.csv and
-    ctfEvents.csv."""
+    ctfEvents.csv.
+
+    The position events number about one per fill (the generated wallets spread their trading
+    over many markets, and each wallet that sells in a market needs its own inventory there);
+    ``ctf_events=False`` skips them (no ctfEvents.csv; the other files are the same bytes), as
+    benchmarks of the fill import at millions of fills do.
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     u = _build_universe(config)
@@ -1729,7 +1737,7 @@ def generate_sample(
         "trades_csv": out_dir / "trades.csv",
         "ctf_events_csv": out_dir / "ctfEvents.csv",
     }
-    planner = _ctf_planner(u)
+    planner = _ctf_planner(u) if ctf_events else None
     opts = pacsv.WriteOptions(include_header=False, quoting_style="none", batch_size=8192)
     volume_raw = np.zeros(len(u.markets))
     generated = written = matches = 0
@@ -1749,9 +1757,9 @@ def generate_sample(
         # at most one slice is in flight, so memory stays bounded
         in_flight: list[Future[None]] = []
         for k in range(u.n_slices):
-            sl = _generate_slice(u, k, for_csv=True, positions=True)
-            assert sl.positions is not None
-            planner.add_fills(*sl.positions)
+            sl = _generate_slice(u, k, for_csv=True, positions=planner is not None)
+            if planner is not None and sl.positions is not None:
+                planner.add_fills(*sl.positions)
             for fut in in_flight:
                 fut.result()
             in_flight = []
@@ -1773,10 +1781,13 @@ def generate_sample(
     if progress is not None:
         progress(written, total)
 
-    ctf_events = planner.finish()
-    with pa.OSFile(str(paths["ctf_events_csv"]), "wb") as f:
-        f.write(_csv_header(CTF_EVENTS_CSV_COLUMNS))
-        pacsv.write_csv(ctf_events, f, write_options=opts)
+    n_ctf_events = 0
+    if planner is not None:
+        table = planner.finish()
+        n_ctf_events = table.num_rows
+        with pa.OSFile(str(paths["ctf_events_csv"]), "wb") as f:
+            f.write(_csv_header(CTF_EVENTS_CSV_COLUMNS))
+            pacsv.write_csv(table, f, write_options=opts)
 
     volumes = volume_raw / 1e6
     with paths["markets_csv"].open("w", newline="", encoding="utf-8") as f:
@@ -1795,7 +1806,7 @@ def generate_sample(
         order_fills=written,
         trades=written,
         matches=matches,
-        ctf_events=ctf_events.num_rows,
+        ctf_events=n_ctf_events,
         wallets=u.n_noise + _SHARP_COUNT,
         sharp_wallets=list(u.sharp_wallets),
         **paths,

@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 __all__ = [
     "CONDITIONAL_TOKENS",
@@ -192,8 +193,12 @@ class CtfPlanner:
         self.n_markets = len(self.markets)
         self.created = np.array([m.created for m in self.markets], dtype=np.int64)
         self._neg_risk = np.array([m.neg_risk_market_id is not None for m in self.markets])
-        self._conditions = np.array([m.condition_id for m in self.markets], dtype=object)
-        self._wallets = np.array(self.wallets, dtype=object)
+        # string dictionaries of the coded event columns
+        self._stakeholders = pa.array([*self.wallets, NEG_RISK_ADAPTER, UMA_CTF_ADAPTER])
+        self._adapter_code, self._uma_code = len(self.wallets), len(self.wallets) + 1
+        self._condition_dictionary = pa.array([m.condition_id for m in self.markets])
+        self._question_ids = pa.array([m.question_id for m in self.markets])
+        self._neg_risk_market_ids = pa.array([m.neg_risk_market_id or "" for m in self.markets])
         self.state = _State()
         self.splits = _Actions()
         self.conversions = self._plan_conversions(np.asarray(converters, dtype=np.int64))
@@ -386,156 +391,141 @@ class CtfPlanner:
         redeem_payout = (bal1 * payout[:, 0] + bal2 * payout[:, 1]) // denominator
 
         split_t, split_w, split_m, split_a = self.splits.arrays()
-        frames = [
-            self._split_merge_frame("PositionSplit", split_t, split_w, split_m, split_a),
-            self._split_merge_frame(
-                "PositionsMerge",
-                merge_t[merging],
-                wallet[merging],
-                market[merging],
-                merge_amount[merging],
-            ),
-            self._redemption_frame(
-                redeem_t[redeeming],
-                wallet[redeeming],
-                market[redeeming],
-                bal1[redeeming],
-                bal2[redeeming],
-                redeem_payout[redeeming],
-            ),
-            self._resolution_frame(),
-            self._conversion_frame(),
-        ]
-        frames = [f for f in frames if len(f)]
-        return self._assign_chain_positions(pd.concat(frames, ignore_index=True))
+        rows = _Rows()
+        self._add_split_merge(rows, _SPLIT, split_t, split_w, split_m, split_a)
+        self._add_split_merge(
+            rows,
+            _MERGE,
+            merge_t[merging],
+            wallet[merging],
+            market[merging],
+            merge_amount[merging],
+        )
+        self._add_redemptions(
+            rows,
+            redeem_t[redeeming],
+            wallet[redeeming],
+            market[redeeming],
+            bal1[redeeming],
+            bal2[redeeming],
+            redeem_payout[redeeming],
+        )
+        self._add_resolutions(rows)
+        self._add_conversions(rows)
+        return self._table(rows)
 
     # --- event rows ---------------------------------------------------------------------------
 
-    def _split_merge_frame(
-        self, event: str, t: np.ndarray, wallet: np.ndarray, market: np.ndarray, amount: np.ndarray
-    ) -> pd.DataFrame:
+    def _user_and_inner(
+        self, rows: _Rows, event: int, t: np.ndarray, wallet: np.ndarray, market: np.ndarray,
+        **values: np.ndarray,
+    ) -> None:  # fmt: skip
+        """The user's event (ConditionalTokens for plain markets, the NegRiskAdapter's for
+        neg-risk ones) and, for neg-risk markets, the adapter's inner ConditionalTokens event
+        earlier in the same transaction."""
         neg = self._neg_risk[market]
-        cond = self._conditions[market]
-        who = self._wallets[wallet]
-        # the user's event: ConditionalTokens for plain markets, the adapter's for neg-risk
-        user = pd.DataFrame(
-            {
-                "t": t,
-                "tx": np.arange(len(t)),
-                "sub": 1,
-                "contract": np.where(neg, "neg_risk_adapter", "conditional_tokens"),
-                "event": event,
-                "stakeholder": who,
-                "condition_id": cond,
-                "collateral_token": np.where(neg, None, USDC_E),
-                "parent_collection_id": np.where(neg, None, ZERO_COLLECTION),
-                "index_sets": np.where(neg, None, "1|2"),
-                "amount": amount,
-            }
+        tx = rows.new_transactions(len(t))
+        rows.add(
+            t=t,
+            tx=tx,
+            sub=np.ones(len(t), np.int64),
+            event=np.full(len(t), event),
+            contract=neg.astype(np.int64),
+            who=wallet,
+            market=market,
+            collateral=np.where(neg, -1, _USDC),
+            parent=np.where(neg, -1, 0),
+            index_sets=np.where(neg, -1, 0),
+            **values,
         )
-        # the adapter's inner ConditionalTokens event, earlier in the same transaction
-        inner = user[neg].copy()
-        inner["sub"] = 0
-        inner["contract"] = "conditional_tokens"
-        inner["stakeholder"] = NEG_RISK_ADAPTER
-        inner["collateral_token"] = WRAPPED_COLLATERAL
-        inner["parent_collection_id"] = ZERO_COLLECTION
-        inner["index_sets"] = "1|2"
-        return _tag_kind(pd.concat([inner, user], ignore_index=True), event)
+        inner = {k: v[neg] for k, v in values.items() if k not in ("amounts_yes", "amounts_no")}
+        rows.add(
+            t=t[neg],
+            tx=tx[neg],
+            sub=np.zeros(int(neg.sum()), np.int64),
+            event=np.full(int(neg.sum()), event),
+            contract=np.zeros(int(neg.sum()), np.int64),
+            who=np.full(int(neg.sum()), self._adapter_code),
+            market=market[neg],
+            collateral=np.full(int(neg.sum()), _WCOL),
+            parent=np.zeros(int(neg.sum()), np.int64),
+            index_sets=np.zeros(int(neg.sum()), np.int64),
+            **inner,
+        )
 
-    def _redemption_frame(
-        self,
-        t: np.ndarray,
-        wallet: np.ndarray,
-        market: np.ndarray,
-        bal1: np.ndarray,
-        bal2: np.ndarray,
-        payout: np.ndarray,
-    ) -> pd.DataFrame:
+    def _add_split_merge(
+        self, rows: _Rows, event: int, t: np.ndarray, wallet: np.ndarray, market: np.ndarray,
+        amount: np.ndarray,
+    ) -> None:  # fmt: skip
+        self._user_and_inner(rows, event, t, wallet, market, amount=amount)
+
+    def _add_redemptions(
+        self, rows: _Rows, t: np.ndarray, wallet: np.ndarray, market: np.ndarray,
+        bal1: np.ndarray, bal2: np.ndarray, payout: np.ndarray,
+    ) -> None:  # fmt: skip
         neg = self._neg_risk[market]
-        user = pd.DataFrame(
-            {
-                "t": t,
-                "tx": np.arange(len(t)),
-                "sub": 1,
-                "contract": np.where(neg, "neg_risk_adapter", "conditional_tokens"),
-                "event": "PayoutRedemption",
-                "stakeholder": self._wallets[wallet],
-                "condition_id": self._conditions[market],
-                "collateral_token": np.where(neg, None, USDC_E),
-                "parent_collection_id": np.where(neg, None, ZERO_COLLECTION),
-                "index_sets": np.where(neg, None, "1|2"),
-                "amounts": [
-                    f"{a}|{b}" if n else None for a, b, n in zip(bal1, bal2, neg, strict=True)
-                ],
-                "payout": payout,
-            }
+        self._user_and_inner(
+            rows,
+            _REDEMPTION,
+            t,
+            wallet,
+            market,
+            payout=payout,
+            amounts_yes=np.where(neg, bal1, -1),
+            amounts_no=np.where(neg, bal2, -1),
         )
-        inner = user[neg].copy()
-        inner["sub"] = 0
-        inner["contract"] = "conditional_tokens"
-        inner["stakeholder"] = NEG_RISK_ADAPTER
-        inner["collateral_token"] = WRAPPED_COLLATERAL
-        inner["parent_collection_id"] = ZERO_COLLECTION
-        inner["index_sets"] = "1|2"
-        inner["amounts"] = None
-        return _tag_kind(pd.concat([inner, user], ignore_index=True), "PayoutRedemption")
 
-    def _resolution_frame(self) -> pd.DataFrame:
-        rows = [
-            {
-                "t": m.resolved_at,
-                "tx": i,
-                "sub": 1,
-                "contract": "conditional_tokens",
-                "event": "ConditionResolution",
-                "stakeholder": UMA_CTF_ADAPTER
-                if m.neg_risk_market_id is None
-                else NEG_RISK_ADAPTER,
-                "condition_id": m.condition_id,
-                "question_id": m.question_id,
-                "outcome_slot_count": 2,
-                "payout_numerators": f"{m.payout[0]}|{m.payout[1]}",
-            }
-            for i, m in enumerate(self.markets)
-            if m.resolved_at is not None and m.payout is not None
-        ]
-        return _tag_kind(pd.DataFrame(rows), "ConditionResolution")
+    def _add_resolutions(self, rows: _Rows) -> None:
+        resolved = [i for i, m in enumerate(self.markets) if m.resolved_at is not None and m.payout]
+        market = np.array(resolved, dtype=np.int64)
+        n = len(market)
+        t = np.array([self.markets[i].resolved_at for i in resolved], dtype=np.int64)
+        numerators = [f"{a}|{b}" for a, b in (self.markets[i].payout or () for i in resolved)]
+        codes = np.array([rows.numerator_code(x) for x in numerators], dtype=np.int64)
+        rows.add(
+            t=t,
+            tx=rows.new_transactions(n),
+            sub=np.ones(n, np.int64),
+            event=np.full(n, _RESOLUTION),
+            contract=np.zeros(n, np.int64),
+            who=np.where(self._neg_risk[market], self._adapter_code, self._uma_code),
+            market=market,
+            question=market,
+            outcome_slot_count=np.full(n, 2),
+            numerators=codes,
+        )
 
-    def _conversion_frame(self) -> pd.DataFrame:
-        rows = [
-            {
-                "t": c.t,
-                "tx": i,
-                "sub": 1,
-                "contract": "neg_risk_adapter",
-                "event": "PositionsConverted",
-                "stakeholder": self.wallets[c.wallet],
-                "neg_risk_market_id": self.markets[self.groups[c.group][0]].neg_risk_market_id,
-                "index_sets": str(c.index_set),
-                "amount": c.amount,
-            }
-            for i, c in enumerate(self.conversions)
-        ]
-        return _tag_kind(pd.DataFrame(rows), "PositionsConverted")
+    def _add_conversions(self, rows: _Rows) -> None:
+        n = len(self.conversions)
+        c = self.conversions
+        rows.add(
+            t=np.array([x.t for x in c], dtype=np.int64),
+            tx=rows.new_transactions(n),
+            sub=np.ones(n, np.int64),
+            event=np.full(n, _CONVERSION),
+            contract=np.ones(n, np.int64),
+            who=np.array([x.wallet for x in c], dtype=np.int64),
+            neg_risk_market=np.array([self.groups[x.group][0] for x in c], dtype=np.int64),
+            index_sets=np.array([rows.index_set_code(str(x.index_set)) for x in c], np.int64),
+            amount=np.array([x.amount for x in c], dtype=np.int64),
+        )
 
-    def _assign_chain_positions(self, frame: pd.DataFrame) -> pa.Table:
+    def _table(self, rows: _Rows) -> pa.Table:
         """Blocks, log indexes and transaction hashes; rows in (block, log index) order."""
+        col = rows.columns()
+        if len(col["t"]) == 0:
+            return pa.table({name: pa.array([], pa.string()) for name in CTF_EVENTS_CSV_COLUMNS})
         rng = np.random.default_rng([self.seed, 6, 3])
-        t = frame["t"].to_numpy(np.int64)
-        block = _REF_BLOCK + (t - _REF_TS) // _BLOCK_SECONDS
-        # one transaction per (kind, tx); transactions of a block in a random order
-        kind_codes, _ = pd.factorize(frame["kind"], sort=True)
-        tx_key = kind_codes.astype(np.int64) << 40 | frame["tx"].to_numpy(np.int64)
-        uniques, codes = np.unique(tx_key, return_inverse=True)
-        n_tx = len(uniques)
+        block = _REF_BLOCK + (col["t"] - _REF_TS) // _BLOCK_SECONDS
+        codes = col["tx"]  # dense transaction numbers 0..n_tx-1
+        n_tx = rows.n_tx
         tx_block = np.zeros(n_tx, np.int64)
         tx_block[codes] = block
+        # transactions of a block in a random order, after other transactions of the block;
+        # each spans a few logs (USDC and ERC-1155 transfers around ours)
         tx_order = np.lexsort((rng.random(n_tx), tx_block))
         rank = np.empty(n_tx, np.int64)
         rank[tx_order] = np.arange(n_tx)
-        # each transaction spans a few logs (USDC and ERC-1155 transfers around ours), after
-        # other transactions of the block
         width = rng.integers(4, 12, n_tx)[tx_order]
         sorted_block = tx_block[tx_order]
         start = np.cumsum(width) - width
@@ -545,43 +535,115 @@ class CtfPlanner:
         offset = rng.integers(0, 200, n_tx)[block_start]
         first_log = np.empty(n_tx, np.int64)
         first_log[tx_order] = start - base_at_block + offset
-        log_index = first_log[codes] + 1 + 2 * frame["sub"].to_numpy(np.int64)
-        hashes = _unique_hashes(rng, n_tx)
+        log_index = first_log[codes] + 1 + 2 * col["sub"]
+        hashes = _hash_text(rng, n_tx)
         order = np.lexsort((log_index, rank[codes], block))
-        computed = {
-            "timestamp": _REF_TS + (block - _REF_BLOCK) * _BLOCK_SECONDS,
-            "block_number": block,
-            "log_index": log_index,
+        col = {k: v[order] for k, v in col.items()}
+        block, log_index, codes = block[order], log_index[order], codes[order]
+
+        def coded(index: np.ndarray, dictionary: Sequence[str] | pa.Array) -> pa.Array:
+            return pa.DictionaryArray.from_arrays(
+                pa.array(index.astype(np.int32), mask=index < 0),
+                dictionary if isinstance(dictionary, pa.Array) else pa.array(dictionary),
+            )
+
+        def optional(values: np.ndarray) -> pa.Array:
+            return pa.array(values, type=pa.int64(), mask=values < 0)
+
+        yes, no = optional(col["amounts_yes"]), optional(col["amounts_no"])
+        amounts = pc.binary_join_element_wise(
+            pc.cast(yes, pa.string()), pc.cast(no, pa.string()), "|"
+        )
+        hash_rows = hashes[codes]
+        n = len(codes)
+        arrays = {
+            "timestamp": pa.array(_REF_TS + (block - _REF_BLOCK) * _BLOCK_SECONDS),
+            "block_number": pa.array(block),
+            "log_index": pa.array(log_index),
+            "transaction_hash": pa.StringArray.from_buffers(
+                n,
+                pa.py_buffer(np.arange(n + 1, dtype=np.int32) * 66),
+                pa.py_buffer(np.ascontiguousarray(hash_rows).tobytes()),
+            ),
+            "contract": coded(col["contract"], _CONTRACT_NAMES),
+            "event": coded(col["event"], _EVENT_NAMES),
+            "stakeholder": coded(col["who"], self._stakeholders),
+            "condition_id": coded(col["market"], self._condition_dictionary),
+            "neg_risk_market_id": coded(col["neg_risk_market"], self._neg_risk_market_ids),
+            "question_id": coded(col["question"], self._question_ids),
+            "collateral_token": coded(col["collateral"], _COLLATERALS),
+            "parent_collection_id": coded(col["parent"], [ZERO_COLLECTION]),
+            "index_sets": coded(col["index_sets"], list(rows.index_sets)),
+            "amount": optional(col["amount"]),
+            "amounts": amounts,
+            "payout": optional(col["payout"]),
+            "outcome_slot_count": optional(col["outcome_slot_count"]),
+            "payout_numerators": coded(col["numerators"], list(rows.numerators) or [""]),
         }
-        arrays = []
-        for name in CTF_EVENTS_CSV_COLUMNS:
-            if name in computed:
-                arrays.append(pa.array(computed[name]))
-            elif name == "transaction_hash":
-                arrays.append(hashes.take(pa.array(codes)))
-            elif name in ("amount", "payout", "outcome_slot_count"):
-                values = frame[name] if name in frame else pd.Series([None] * len(frame))
-                arrays.append(pa.array(values.astype("Int64"), type=pa.int64()))
-            else:
-                values = frame[name] if name in frame else pd.Series([None] * len(frame))
-                arrays.append(pa.array(values.astype(object), type=pa.string(), from_pandas=True))
-        table = pa.Table.from_arrays(arrays, names=list(CTF_EVENTS_CSV_COLUMNS))
-        return table.take(pa.array(order))
+        return pa.Table.from_arrays(
+            [arrays[name] for name in CTF_EVENTS_CSV_COLUMNS], names=list(CTF_EVENTS_CSV_COLUMNS)
+        )
 
 
-def _tag_kind(frame: pd.DataFrame, kind: str) -> pd.DataFrame:
-    frame["kind"] = kind
-    return frame
+_SPLIT, _MERGE, _REDEMPTION, _RESOLUTION, _CONVERSION = range(5)
+_EVENT_NAMES = (
+    "PositionSplit",
+    "PositionsMerge",
+    "PayoutRedemption",
+    "ConditionResolution",
+    "PositionsConverted",
+)
+_CONTRACT_NAMES = ("conditional_tokens", "neg_risk_adapter")
+_USDC, _WCOL = 0, 1
+_COLLATERALS = (USDC_E, WRAPPED_COLLATERAL)
+# integer-coded columns of the event rows; -1 is NULL
+_ROW_COLUMNS = (
+    "t", "tx", "sub", "event", "contract", "who", "market", "neg_risk_market", "question",
+    "collateral", "parent", "index_sets", "amount", "amounts_yes", "amounts_no", "payout",
+    "outcome_slot_count", "numerators",
+)  # fmt: skip
 
 
-def _unique_hashes(rng: np.random.Generator, n: int) -> pa.Array:
-    """n distinct random ``0x`` + 64 lower-case hex transaction hashes."""
+class _Rows:
+    """Event rows as integer-coded columns (strings come from dictionaries at the end)."""
+
+    def __init__(self) -> None:
+        self.parts: dict[str, list[np.ndarray]] = {name: [] for name in _ROW_COLUMNS}
+        self.n_tx = 0
+        self.index_sets: dict[str, int] = {"1|2": 0}
+        self.numerators: dict[str, int] = {}
+
+    def new_transactions(self, n: int) -> np.ndarray:
+        tx = np.arange(self.n_tx, self.n_tx + n, dtype=np.int64)
+        self.n_tx += n
+        return tx
+
+    def index_set_code(self, text: str) -> int:
+        return self.index_sets.setdefault(text, len(self.index_sets))
+
+    def numerator_code(self, text: str) -> int:
+        return self.numerators.setdefault(text, len(self.numerators))
+
+    def add(self, **columns: np.ndarray) -> None:
+        n = len(columns["t"])
+        for name in _ROW_COLUMNS:
+            values = columns.get(name)
+            self.parts[name].append(
+                np.full(n, -1, np.int64) if values is None else np.asarray(values, np.int64)
+            )
+
+    def columns(self) -> dict[str, np.ndarray]:
+        return {name: np.concatenate(parts) for name, parts in self.parts.items()}
+
+
+def _hash_text(rng: np.random.Generator, n: int) -> np.ndarray:
+    """(n, 66) uint8: n distinct random ``0x`` + 64 lower-case hex transaction hashes."""
     raw = rng.integers(0, 256, size=(n, 32), dtype=np.uint8)
+    prefix = raw[:, :8].copy().view(np.uint64).ravel()
+    if len(np.unique(prefix)) != n:  # pragma: no cover - about n^2 / 2^65 odds
+        raise AssertionError("duplicate transaction hash")
     text = np.empty((n, 66), dtype=np.uint8)
     text[:, 0], text[:, 1] = ord("0"), ord("x")
     text[:, 2::2] = _HEX[raw >> 4]
     text[:, 3::2] = _HEX[raw & 15]
-    if len(np.unique(raw, axis=0)) != n:  # pragma: no cover - 2^-256 odds
-        raise AssertionError("duplicate transaction hash")
-    offsets = np.arange(n + 1, dtype=np.int32) * 66
-    return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(text.tobytes()))
+    return text

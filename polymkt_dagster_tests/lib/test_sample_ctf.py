@@ -353,3 +353,8 @@ def test_generate_ctf_events_equals_the_csv(tmp_path: Path) -> None:
     assert table.num_rows == len(rows) > 0
     first = {k: ("" if v is None else str(v)) for k, v in table.slice(0, 1).to_pylist()[0].items()}
     assert first == rows[0]
+    # without the events: no ctfEvents.csv, every other file the same bytes
+    bare = generate_sample(tmp_path / "bare", config, ctf_events=False)
+    assert bare.ctf_events == 0 and not bare.ctf_events_csv.exists()
+    for name in ("markets.csv", "markets.json", "events.json", "orderFilled.csv", "trades.csv"):
+        assert (tmp_path / "bare" / name).read_bytes() == (tmp_path / name).read_bytes(), name
