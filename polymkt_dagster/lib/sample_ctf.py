@@ -29,7 +29,10 @@ resolution. Balance changes sharing a second count credits before debits (fills 
 index in poly_data's layout). Timestamps sit on 2-second Polygon blocks; ids, tx hashes and
 log indexes are unique. Everything comes from ``numpy.random.default_rng([seed, 6, ...])``.
 
-The layout is the ``ctfEvents.csv`` bootstrap file of docs/architecture.md §3.1.
+The layout is the ``ctfEvents.csv`` bootstrap file of docs/architecture.md §3.1. The
+NegRiskAdapter's own events have no collateral, parent collection or partition in their ABI:
+those cells are empty. There is about one event per fill: the generated wallets spread their
+trading over many markets, and every wallet that sells in a market needs its own inventory.
 """
 
 from __future__ import annotations
