@@ -122,7 +122,7 @@ def generate(data_dir: Path, fills: int, seed: int) -> tuple[int, float, int]:
     scale, expected = c.scale_for_fills(fills)
     print(f"generating sample: scale {scale:.3f} (~{expected:,} fills) into {data_dir}")
     started = time.perf_counter()
-    summary = generate_sample(data_dir, SampleConfig(scale=scale, seed=seed))
+    summary = generate_sample(data_dir, SampleConfig(scale=scale, seed=seed), ctf_events=False)
     seconds = time.perf_counter() - started
     # trades.csv is only used by the importer when orderFilled.csv is absent: drop it
     summary.trades_csv.unlink()

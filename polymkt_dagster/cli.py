@@ -153,8 +153,8 @@ def sample(out: Path, scale: float, seed: int) -> None:
 
         summary = generate_sample(out, SampleConfig(scale=scale, seed=seed), progress=report)
     err.print(
-        f"Wrote {summary.markets:,} markets, {summary.order_fills:,} order fills and "
-        f"{summary.trades:,} trades to {out}"
+        f"Wrote {summary.markets:,} markets, {summary.order_fills:,} order fills, "
+        f"{summary.trades:,} trades and {summary.ctf_events:,} CTF position events to {out}"
     )
 
 

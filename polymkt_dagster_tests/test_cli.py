@@ -127,3 +127,6 @@ def test_sample_command_writes_the_poly_data_layout(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     header = (tmp_path / "orderFilled.csv").read_text().splitlines()[0]
     assert header.startswith("timestamp,maker,makerAssetId")
+    events = (tmp_path / "ctfEvents.csv").read_text().splitlines()
+    assert events[0].startswith("timestamp,block_number,log_index,transaction_hash")
+    assert f"{len(events) - 1:,} CTF position events" in result.output

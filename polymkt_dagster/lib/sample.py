@@ -1,6 +1,6 @@
 """Deterministic, realistic Polymarket sample data in poly_data's CSV layout.
 
-``generate_sample`` writes five files into a directory:
+``generate_sample`` writes six files into a directory:
 
 - ``markets.csv``: poly_data's market table (token ids as 76-78 digit decimal strings);
 - ``markets.json`` / ``events.json``: Gamma-shaped market and event objects for the same
@@ -9,12 +9,18 @@
 - ``orderFilled.csv``: raw V1 exchange ``OrderFilled`` rows (one per maker order plus one for
   the taker order, whose ``taker`` is the exchange contract), amounts raw with 6 decimals,
   about 10% of the addresses in mixed case;
-- ``trades.csv``: poly_data's processed trades, one row per ``orderFilled`` row.
+- ``trades.csv``: poly_data's processed trades, one row per ``orderFilled`` row;
+- ``ctfEvents.csv``: Conditional Tokens position events (splits, merges, neg-risk conversions,
+  redemptions, ConditionResolution payouts) that make every wallet's sells covered by what it
+  holds (``sample_ctf``; docs/architecture.md §3.1).
 
 The data has single-market events and negRisk "election groups" (one Yes winner per resolved
 group), price paths that drift to the outcome (Brownian bridges in logit space, softmax across
 the candidates of a group), closed-but-not-resolved markets, open markets with fractional
 prices, a pool of noise wallets and five "sharp" wallets that buy the eventual winner early.
+Gamma's UMA fields are realistic: the singular ``umaResolutionStatus`` ("resolved"; a few
+closed 1/0 markets only "proposed"/"disputed"), an often empty ``umaResolutionStatuses``
+history, one near-1/0 and one 50/50 resolution.
 
 Everything is derived from ``numpy.random.default_rng`` streams seeded from ``config.seed``, so
 the same config gives the same bytes. Fills are generated per time slice (vectorised numpy,
@@ -45,7 +51,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
+from polymkt_dagster.lib.sample_ctf import CTF_EVENTS_CSV_COLUMNS, CtfMarket, CtfPlanner
+
 __all__ = [
+    "CTF_EVENTS_CSV_COLUMNS",
     "CTF_EXCHANGE",
     "FILLS_PER_SCALE",
     "MARKETS_CSV_COLUMNS",
@@ -57,6 +66,7 @@ __all__ = [
     "SampleConfig",
     "SampleSummary",
     "count_order_fills",
+    "generate_ctf_events",
     "generate_markets",
     "generate_sample",
     "iter_order_fill_batches",
@@ -208,6 +218,7 @@ class SampleSummary:
     order_fills: int
     trades: int
     matches: int
+    ctf_events: int
     wallets: int
     sharp_wallets: list[str]
     markets_csv: Path
@@ -215,6 +226,7 @@ class SampleSummary:
     events_json: Path
     order_filled_csv: Path
     trades_csv: Path
+    ctf_events_csv: Path
 
 
 # ---------------------------------------------------------------------------------------------
@@ -446,10 +458,15 @@ class _Market:
     closed: bool = False
     closed_time: int | None = None
     resolved: bool = False
-    kind: str = "open"  # resolved | open | closed_price | closed_zero
+    # resolved | open | closed_price | closed_zero | proposed | disputed (closed, 1/0 prices,
+    # UMA not final: not resolved)
+    kind: str = "open"
     winner: int = -1  # 0 = outcome 1 (token1) won, 1 = outcome 2 won, -1 none
     outcome_prices: tuple[str, str] = ("0.5", "0.5")
-    uma_statuses: tuple[str, ...] = ()
+    uma_status: str | None = None  # Gamma's current (singular) umaResolutionStatus
+    uma_statuses: tuple[str, ...] = ()  # Gamma's umaResolutionStatuses history
+    payout: tuple[int, int] | None = None  # on-chain ConditionResolution payout numerators
+    resolved_at: int | None = None  # ConditionResolution time
     liquidity: float = 0.0
     updated: int = 0
 
@@ -484,7 +501,7 @@ class _Universe:
     trade_end: np.ndarray
     alpha: np.ndarray
     expected_matches: np.ndarray
-    resolved: np.ndarray
+    resolved: np.ndarray  # the market has an eventual winner (sharp wallets buy it early)
     win_side: np.ndarray
     neg_risk: np.ndarray
     path: np.ndarray  # (n_markets, _GRID) price of token1 over tau in [0, 1]
@@ -497,6 +514,7 @@ class _Universe:
     sharp_wallets: list[str]
     maker_table: np.ndarray  # inverse-CDF lookup tables: uniform int -> noise wallet index
     taker_table: np.ndarray
+    converters: np.ndarray  # the busiest market makers: they make the neg-risk conversions
     n_slices: int
     slice_len: int
 
@@ -820,6 +838,65 @@ def _single_duration_days(rng: np.random.Generator, category: str, q_short: bool
     return float(rng.uniform(7, 90))
 
 
+# Gamma's umaResolutionStatuses history of a resolved market: empty for most, lagging for many
+# (docs/architecture.md §4)
+_RESOLVED_HISTORIES: tuple[tuple[tuple[str, ...], float], ...] = (
+    ((), 0.55),
+    (("proposed", "resolved"), 0.25),
+    (("proposed",), 0.12),
+    (("proposed", "disputed", "proposed", "resolved"), 0.08),
+)
+
+
+def _assign_uma_statuses(
+    markets: list[_Market], events: list[_Event], expected: np.ndarray, rng: np.random.Generator
+) -> None:
+    """Gamma's UMA fields and the on-chain resolution of every closed market.
+
+    Resolved markets get ``umaResolutionStatus`` "resolved", a ConditionResolution payout and
+    a history from ``_RESOLVED_HISTORIES``. Among the resolved single markets a few become
+    closed at 1/0 prices but only "proposed" or "disputed" (not resolved, no payout on chain),
+    one resolves at near-1/0 prices (0.999998 / 0.000002, payout to the higher one) and one
+    resolves 50/50 (prices 0.5 / 0.5, payout [1, 1]; a cancelled game when there is one).
+    Markets closed without a status (``closed_price``, ``closed_zero``) stand for pre-UMA
+    markets. The special cases are picked among the quieter half of the markets (by
+    ``expected`` matches), so few fills (and few sharp-wallet buys) sit in them. Uses its own
+    rng stream, so the rest of the sample does not change with it.
+    """
+    histories = [h for h, _ in _RESOLVED_HISTORIES]
+    weights = np.array([w for _, w in _RESOLVED_HISTORIES])
+    for m in markets:
+        if m.kind != "resolved" or m.closed_time is None:
+            continue
+        m.uma_status = "resolved"
+        m.uma_statuses = histories[int(rng.choice(len(histories), p=weights))]
+        m.payout = (1, 0) if m.winner == 0 else (0, 1)
+        m.resolved_at = m.closed_time - int(rng.integers(60, 1800))
+    singles = [
+        i for i, m in enumerate(markets) if m.kind == "resolved" and not events[m.event].neg_risk
+    ]
+    n_proposed = max(2, round(0.01 * len(singles)))
+    n_disputed = max(1, round(0.005 * len(singles)))
+    singles = sorted(sorted(singles, key=lambda i: expected[i])[: max(1, len(singles) // 2)])
+    if len(singles) < n_proposed + n_disputed + 2:
+        return
+    cancellable = [i for i in singles if "50-50" in markets[i].description]
+    fifty = cancellable[int(rng.integers(len(cancellable)))] if cancellable else singles[-1]
+    rest = [i for i in singles if i != fifty]
+    picks = rng.choice(len(rest), size=n_proposed + n_disputed + 1, replace=False)
+    for r, p in enumerate(picks):
+        m = markets[rest[int(p)]]
+        if r < n_proposed + n_disputed:
+            m.kind = "proposed" if r < n_proposed else "disputed"
+            m.resolved, m.uma_status, m.payout, m.resolved_at = False, m.kind, None, None
+            m.uma_statuses = ("proposed",) if m.kind == "disputed" else ()
+        else:  # resolved by UMA in the AMM era's style: near-1/0 prices
+            near = ("0.999998", "0.000002")
+            m.outcome_prices = near if m.winner == 0 else (near[1], near[0])
+    m = markets[fifty]
+    m.outcome_prices, m.payout = ("0.5", "0.5"), (1, 1)
+
+
 def _build_universe(config: SampleConfig) -> _Universe:
     rng = np.random.default_rng([config.seed, 0])
     namer = _Namer(rng)
@@ -1055,6 +1132,8 @@ def _build_universe(config: SampleConfig) -> _Universe:
     resolved = np.array([m.resolved for m in markets])
     win_side = np.array([m.winner if m.resolved else -1 for m in markets], dtype=np.int8)
     neg_risk = np.array([events[m.event].neg_risk for m in markets])
+    # after the arrays above, so the fills do not change with the UMA statuses
+    _assign_uma_statuses(markets, events, expected, np.random.default_rng([config.seed, 5]))
 
     # --- wallets -----------------------------------------------------------------------------
     n_noise = config.n_noise_wallets
@@ -1112,6 +1191,7 @@ def _build_universe(config: SampleConfig) -> _Universe:
         sharp_wallets=sharp_wallets,
         maker_table=maker_table,
         taker_table=taker_table,
+        converters=np.argsort(-maker_w, kind="stable")[:20],
         n_slices=n_slices,
         slice_len=slice_len,
     )
@@ -1128,6 +1208,8 @@ class _Slice:
     trades: pa.RecordBatch | None  # TRADES_SCHEMA (unless for_csv)
     matches: int
     market_volume: np.ndarray  # raw micro-USDC per market, taker-side rows only
+    # own-fill balance changes (time, wallet index, token index, signed raw shares) or None
+    positions: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
 
 
 def _slice_counts(u: _Universe, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -1204,23 +1286,33 @@ _SIDES = pa.array(["token1", "token2"], type=pa.string())
 
 
 def _generate_slice(
-    u: _Universe, k: int, *, fills: bool = True, trades: bool = True, for_csv: bool = False
+    u: _Universe,
+    k: int,
+    *,
+    fills: bool = True,
+    trades: bool = True,
+    for_csv: bool = False,
+    positions: bool = False,
 ) -> _Slice:
     """The rows of time slice k.
 
     ``for_csv`` builds batches that are cheaper to write as CSV and give the same text:
     dictionary-encoded string columns and the trades' timestamp pre-rendered as text.
+    ``positions`` also returns each row's balance change for its ``maker`` (the wallet a fill
+    row belongs to, docs/architecture.md §4).
     """
     counts, n_makers, fa, fb = _slice_counts(u, k)
     rng = np.random.default_rng([u.config.seed, 2, k])
     n = int(counts.sum())
     n_m = len(u.markets)
     if n == 0:
+        none = np.zeros(0, np.int64)
         return _Slice(
             fills=pa.RecordBatch.from_pylist([], schema=ORDER_FILLED_SCHEMA) if fills else None,
             trades=pa.RecordBatch.from_pylist([], schema=TRADES_SCHEMA) if trades else None,
             matches=0,
             market_volume=np.zeros(n_m),
+            positions=(none, none, none, none) if positions else None,
         )
 
     # --- matches: market, time, price ---------------------------------------------------------
@@ -1352,7 +1444,21 @@ def _generate_slice(
         )
     # raw micro-USDC: exact in float64 up to 9e15 (9 billion USDC per market)
     volume = np.bincount(mkt, weights=tk_usdc, minlength=n_m)
-    return _Slice(fills=fills_batch, trades=trades_batch, matches=n, market_volume=volume)
+    changes = None
+    if positions:
+        changes = (
+            t[row_match],
+            maker_addr,
+            2 * r_mkt + r_side,
+            np.where(maker_buys, shares, -shares),
+        )
+    return _Slice(
+        fills=fills_batch,
+        trades=trades_batch,
+        matches=n,
+        market_volume=volume,
+        positions=changes,
+    )
 
 
 def _iter_slices(u: _Universe, *, fills: bool = True, trades: bool = True) -> Iterator[_Slice]:
@@ -1407,6 +1513,39 @@ def iter_trade_batches(
     u = _build_universe(config)
     slices = _iter_slices(u, fills=False)
     yield from _rebatch((s.trades for s in slices if s.trades is not None), chunk_rows)
+
+
+def _ctf_planner(u: _Universe) -> CtfPlanner:
+    markets = [
+        CtfMarket(
+            condition_id=m.condition_id,
+            question_id=m.question_id,
+            neg_risk_market_id=u.events[m.event].neg_risk_market_id,
+            created=m.created,
+            trade_start=int(u.start[i]),
+            trade_end=int(u.trade_end[i]),
+            resolved_at=m.resolved_at,
+            payout=m.payout,
+        )
+        for i, m in enumerate(u.markets)
+    ]
+    groups = [ev.markets for ev in u.events if ev.neg_risk]  # market ids ascend: question order
+    wallets = [a.decode() for a in u.addresses[: u.n_noise + _SHARP_COUNT]]
+    return CtfPlanner(
+        markets, groups, wallets, seed=u.config.seed, t_end=u.t1, converters=u.converters
+    )
+
+
+def generate_ctf_events(config: SampleConfig) -> pa.Table:
+    """The sample's Conditional Tokens position events (``ctfEvents.csv``'s rows and columns,
+    ``CTF_EVENTS_CSV_COLUMNS``), without writing the fills; see ``sample_ctf``."""
+    u = _build_universe(config)
+    planner = _ctf_planner(u)
+    for k in range(u.n_slices):
+        sl = _generate_slice(u, k, fills=False, trades=False, positions=True)
+        assert sl.positions is not None
+        planner.add_fills(*sl.positions)
+    return planner.finish()
 
 
 def count_order_fills(config: SampleConfig) -> int:
@@ -1465,8 +1604,8 @@ def _gamma_dicts(
         if m.group_item_title is not None:
             d["groupItemTitle"] = m.group_item_title
         d["questionID"] = m.question_id
-        if m.resolved:
-            d["umaResolutionStatus"] = "resolved"
+        if m.uma_status is not None:
+            d["umaResolutionStatus"] = m.uma_status
         d.update(
             {
                 "enableOrderBook": True,
@@ -1575,8 +1714,17 @@ def generate_sample(
     out_dir: Path,
     config: SampleConfig = SampleConfig(),
     progress: Callable[[int, int], None] | None = None,
+    *,
+    ctf_events: bool = True,
 ) -> SampleSummary:
-    """Write markets.csv, markets.json, events.json, orderFilled.csv and trades.csv."""
+    """Write markets.csv, markets.json, events.json, orderFilled.csv, trades.csv and
+    ctfEvents.csv.
+
+    The position events number about one per fill (the generated wallets spread their trading
+    over many markets, and each wallet that sells in a market needs its own inventory there);
+    ``ctf_events=False`` skips them (no ctfEvents.csv; the other files are the same bytes), as
+    benchmarks of the fill import at millions of fills do.
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     u = _build_universe(config)
@@ -1587,7 +1735,9 @@ def generate_sample(
         "events_json": out_dir / "events.json",
         "order_filled_csv": out_dir / "orderFilled.csv",
         "trades_csv": out_dir / "trades.csv",
+        "ctf_events_csv": out_dir / "ctfEvents.csv",
     }
+    planner = _ctf_planner(u) if ctf_events else None
     opts = pacsv.WriteOptions(include_header=False, quoting_style="none", batch_size=8192)
     volume_raw = np.zeros(len(u.markets))
     generated = written = matches = 0
@@ -1607,7 +1757,9 @@ def generate_sample(
         # at most one slice is in flight, so memory stays bounded
         in_flight: list[Future[None]] = []
         for k in range(u.n_slices):
-            sl = _generate_slice(u, k, for_csv=True)
+            sl = _generate_slice(u, k, for_csv=True, positions=planner is not None)
+            if planner is not None and sl.positions is not None:
+                planner.add_fills(*sl.positions)
             for fut in in_flight:
                 fut.result()
             in_flight = []
@@ -1629,6 +1781,14 @@ def generate_sample(
     if progress is not None:
         progress(written, total)
 
+    n_ctf_events = 0
+    if planner is not None:
+        table = planner.finish()
+        n_ctf_events = table.num_rows
+        with pa.OSFile(str(paths["ctf_events_csv"]), "wb") as f:
+            f.write(_csv_header(CTF_EVENTS_CSV_COLUMNS))
+            pacsv.write_csv(table, f, write_options=opts)
+
     volumes = volume_raw / 1e6
     with paths["markets_csv"].open("w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f, lineterminator="\n")
@@ -1646,6 +1806,7 @@ def generate_sample(
         order_fills=written,
         trades=written,
         matches=matches,
+        ctf_events=n_ctf_events,
         wallets=u.n_noise + _SHARP_COUNT,
         sharp_wallets=list(u.sharp_wallets),
         **paths,

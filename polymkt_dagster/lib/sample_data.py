@@ -14,6 +14,7 @@ SOURCE_FILES = (
     "events.csv",
     "orderFilled.csv",
     "trades.csv",
+    "ctfEvents.csv",
 )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import re
-from collections import defaultdict
+from collections import Counter, defaultdict
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -34,7 +34,14 @@ from polymkt_dagster.lib.sample import (
 EXCHANGES = {CTF_EXCHANGE, NEG_RISK_EXCHANGE}
 ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
 TX_HASH = re.compile(r"^0x[0-9a-f]{64}$")
-FILES = ("markets.csv", "markets.json", "events.json", "orderFilled.csv", "trades.csv")
+FILES = (
+    "markets.csv",
+    "markets.json",
+    "events.json",
+    "orderFilled.csv",
+    "trades.csv",
+    "ctfEvents.csv",
+)
 
 
 def _rows(path: Path) -> list[dict[str, str]]:
@@ -70,6 +77,11 @@ class Sample:
         return float(prices[0 if side == "token1" else 1])
 
     def resolved(self, market_id: str) -> bool:
+        """UMA's final resolution (the singular ``umaResolutionStatus``), 1/0 or not."""
+        return self.by_id[market_id].get("umaResolutionStatus") == "resolved"
+
+    def has_winner(self, market_id: str) -> bool:
+        """Closed at exact 1/0 prices: resolved, or only proposed / disputed so far."""
         m = self.by_id[market_id]
         return m["closed"] and sorted(json.loads(m["outcomePrices"])) == ["0", "1"]
 
@@ -98,8 +110,8 @@ def test_summary_counts(sample: Sample) -> None:
     assert s.order_filled_csv == sample.out / "orderFilled.csv"
     grouped = sum(1 for m in sample.markets if m["negRisk"])
     assert 0.25 <= grouped / s.markets <= 0.42
-    # the committed sample must stay small
-    assert sum((sample.out / n).stat().st_size for n in FILES) < 8_000_000
+    # the committed sample must stay small (ctfEvents.csv: ~4 MB of it)
+    assert sum((sample.out / n).stat().st_size for n in FILES) < 11_000_000
 
 
 def test_progress_reports(sample: Sample) -> None:
@@ -228,25 +240,39 @@ def test_gamma_json_strings_parse(sample: Sample) -> None:
 
 def test_resolution_states(sample: Sample) -> None:
     resolved = closed_price = closed_zero = open_ = 0
+    not_final: Counter[str] = Counter()
+    resolved_prices: Counter[tuple[str, ...]] = Counter()
+    histories: Counter[tuple[str, ...]] = Counter()
     for m in sample.markets:
         prices = json.loads(m["outcomePrices"])
         statuses = json.loads(m["umaResolutionStatuses"])
+        status = m.get("umaResolutionStatus")
         if not m["closed"]:
             open_ += 1
             assert all(0 < float(p) < 1 for p in prices)
-            assert "closedTime" not in m
-        elif sorted(prices) == ["0", "1"]:
+            assert "closedTime" not in m and status is None and statuses == []
+        elif status == "resolved":
             resolved += 1
-            assert statuses == ["proposed", "resolved"]
-        elif prices == ["0", "0"]:
+            resolved_prices[tuple(sorted(prices))] += 1
+            histories[tuple(statuses)] += 1
+        elif status in ("proposed", "disputed"):  # UMA not final yet: 1/0 prices already
+            not_final[status] += 1
+            assert sorted(prices) == ["0", "1"]
+            assert "resolved" not in statuses
+        elif prices == ["0", "0"]:  # closed before UMA: no status at all
             closed_zero += 1
-            assert statuses[-1:] != ["resolved"]
+            assert status is None and statuses == []
         else:
             closed_price += 1
             assert all(0 < float(p) < 1 for p in prices)
-            assert statuses[-1:] != ["resolved"]
+            assert status is None and statuses == []
     assert resolved > 100 and open_ > 20
     assert closed_price >= 3 and closed_zero >= 2
+    assert not_final["proposed"] >= 2 and not_final["disputed"] >= 1
+    assert set(resolved_prices) == {("0", "1"), ("0.000002", "0.999998"), ("0.5", "0.5")}
+    assert resolved_prices[("0.000002", "0.999998")] == resolved_prices[("0.5", "0.5")] == 1
+    # Gamma's history is empty for most markets and lags for many
+    assert histories[()] > resolved / 3 and histories[("proposed",)] > 0
     window_end = sample.config.end.strftime("%Y-%m-%dT%H:%M:%SZ")
     assert any(m["endDate"] > window_end and not m["closed"] for m in sample.markets)
 
@@ -377,7 +403,7 @@ def test_prices_drift_to_the_outcome(sample: Sample) -> None:
     winners = losers = 0
     hits = 0
     for (market_id, side), price in last_price.items():
-        if not sample.resolved(market_id):
+        if not sample.has_winner(market_id):
             continue
         prices = json.loads(sample.by_id[market_id]["outcomePrices"])
         won = prices[0 if side == "token1" else 1] == "1"
@@ -400,7 +426,9 @@ def test_sharp_wallets_are_profitable(sample: Sample) -> None:
             token = row["takerAssetId"]
             cost = int(row["makerAmountFilled"]) / 1e6
             shares = int(row["takerAmountFilled"]) / 1e6
-            assert sample.resolved(sample.token_of[token][0])
+            # the eventual winner: resolved, or closed at 1/0 while UMA is not final yet
+            market_id = sample.token_of[token][0]
+            assert sample.resolved(market_id) or sample.has_winner(market_id)
             pnl[wallet] += shares * sample.payout(token) - cost
             buys[wallet] += 1
         else:  # a sale
