@@ -10,7 +10,9 @@ import duckdb
 
 from polymkt_dagster.lib.duck import connect, sql_string
 from polymkt_dagster.lib.lake import Lake
+from polymkt_dagster.lib.search.analysis import STOPWORDS, normalise_numbers_sql
 from polymkt_dagster.lib.search.common import (
+    BM25_INDEX_VERSION,
     FIELD_WEIGHTS,
     FTS_DELTA_SCHEMA,
     FTS_IGNORE,
@@ -19,6 +21,7 @@ from polymkt_dagster.lib.search.common import (
     FTS_STOPWORDS,
     FULL_REBUILD_FRACTION,
     INDEXED_FIELDS,
+    INDEXED_SOURCES,
     Log,
     _scalar,
     _stage_documents,
@@ -46,6 +49,32 @@ class Bm25Report:
     @property
     def reindexed(self) -> int:
         return self.new + self.changed
+
+
+def documents_select(source: str, where: str = "") -> str:
+    """``search.documents`` rows from staged documents: display, filter and indexed columns."""
+    indexed = ", ".join(
+        f"{normalise_numbers_sql(src)} AS {name}" for name, src in INDEXED_SOURCES.items()
+    )
+    return (
+        f"SELECT market_id, question, event_title, slug, category, closed, resolved, volume, "
+        f"end_date, event_id, content_hash, {indexed} FROM {source} {where}"
+    )
+
+
+def _write_index_settings(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute("CREATE OR REPLACE TABLE search.bm25_stopwords (sw VARCHAR)")
+    con.execute(
+        "INSERT INTO search.bm25_stopwords SELECT unnest(?::VARCHAR[])", [sorted(STOPWORDS)]
+    )
+    con.execute("CREATE OR REPLACE TABLE search.bm25_settings (version VARCHAR)")
+    con.execute("INSERT INTO search.bm25_settings VALUES (?)", [BM25_INDEX_VERSION])
+
+
+def _index_version(con: duckdb.DuckDBPyConnection) -> str | None:
+    if not _table_exists(con, "search", "bm25_settings"):
+        return None
+    return _scalar(con, "SELECT max(version) FROM search.bm25_settings")
 
 
 def _fts_pragma(table: str) -> str:
@@ -102,14 +131,17 @@ def update_bm25_index(
     with connect(catalog_path, extensions=("fts",), lock_timeout_s=lock_timeout_s) as con:
         con.execute("CREATE SCHEMA IF NOT EXISTS search")
         incoming = _stage_documents(con, lake)
-        index_ready = all(
-            _table_exists(con, s, t)
-            for s, t in (
-                ("search", "documents"),
-                ("search", "bm25_postings"),
-                (FTS_SCHEMA, "dict"),
-                (FTS_SCHEMA, "docs"),
+        index_ready = (
+            all(
+                _table_exists(con, s, t)
+                for s, t in (
+                    ("search", "documents"),
+                    ("search", "bm25_postings"),
+                    (FTS_SCHEMA, "dict"),
+                    (FTS_SCHEMA, "docs"),
+                )
             )
+            and _index_version(con) == BM25_INDEX_VERSION
         )
         if index_ready:
             con.execute(
@@ -162,7 +194,8 @@ def update_bm25_index(
             mode = "unchanged"
             # Filter columns (volume, closed, ...) move without a text change.
             con.execute(
-                "CREATE OR REPLACE TABLE search.documents AS SELECT * FROM incoming_documents"
+                f"CREATE OR REPLACE TABLE search.documents AS "
+                f"{documents_select('incoming_documents')}"
             )
         terms = int(_scalar(con, f"SELECT count(*) FROM {FTS_SCHEMA}.dict") or 0)
         con.execute("CHECKPOINT")
@@ -181,7 +214,10 @@ def update_bm25_index(
 
 def _full_bm25_build(con: duckdb.DuckDBPyConnection) -> None:
     with _transaction(con):
-        con.execute("CREATE OR REPLACE TABLE search.documents AS SELECT * FROM incoming_documents")
+        _write_index_settings(con)
+        con.execute(
+            f"CREATE OR REPLACE TABLE search.documents AS {documents_select('incoming_documents')}"
+        )
         con.execute(_fts_pragma("search.documents"))
         # Sorted tables let a query's term filter skip most row groups (zone maps): the
         # dictionary by term, the postings by term id. Row order means nothing to FTS.
@@ -201,8 +237,10 @@ def _incremental_bm25_update(con: duckdb.DuckDBPyConnection) -> None:
     # index is built outside the merge transaction: DuckDB cannot commit a transaction
     # that both creates and drops the FTS tables.
     con.execute(
-        "CREATE OR REPLACE TABLE search.bm25_delta AS SELECT * FROM incoming_documents "
-        "WHERE market_id IN (SELECT market_id FROM changed_ids)"
+        "CREATE OR REPLACE TABLE search.bm25_delta AS "
+        + documents_select(
+            "incoming_documents", "WHERE market_id IN (SELECT market_id FROM changed_ids)"
+        )
     )
     con.execute(_fts_pragma("search.bm25_delta"))
     with _transaction(con):
@@ -263,6 +301,8 @@ def _incremental_bm25_update(con: duckdb.DuckDBPyConnection) -> None:
         )
         con.execute(f"DELETE FROM {fts}.stats")
         con.execute(f"INSERT INTO {fts}.stats SELECT count(*), avg(len) FROM {fts}.docs")
-        con.execute("CREATE OR REPLACE TABLE search.documents AS SELECT * FROM incoming_documents")
+        con.execute(
+            f"CREATE OR REPLACE TABLE search.documents AS {documents_select('incoming_documents')}"
+        )
     con.execute("PRAGMA drop_fts_index('search.bm25_delta')")
     con.execute("DROP TABLE search.bm25_delta")

@@ -10,7 +10,7 @@ from polymkt_dagster.lib.search.common import (
     SearchError,
 )
 from polymkt_dagster.lib.search.embedders import (
-    openai_embedder,
+    configured_embedder,
 )
 from polymkt_dagster.lib.search.engine import (
     SearchResponse,
@@ -48,7 +48,7 @@ def run_search_command(
     With ``as_json`` stdout is exactly one JSON document, an error document included.
     """
     embedder = (
-        openai_embedder(api_key, base_url, embedding_model, max_retries=2, timeout_s=20.0)
+        configured_embedder(api_key, base_url, embedding_model, max_retries=2, timeout_s=20.0)
         if mode != "bm25"
         else None
     )
@@ -81,8 +81,8 @@ def render_text(response: SearchResponse) -> str:
     ]
     for rank, hit in enumerate(response.hits, start=1):
         scores = []
-        if hit.rrf_score is not None:
-            scores.append(f"rrf {hit.rrf_score:.4f}")
+        if hit.fused_score is not None:
+            scores.append(f"fused {hit.fused_score:.3f}")
         if hit.bm25_score is not None:
             scores.append(f"bm25 {hit.bm25_score:.3f} (#{hit.bm25_rank})")
         if hit.semantic_score is not None:

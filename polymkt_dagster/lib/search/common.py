@@ -16,7 +16,6 @@ Log = Callable[[str], None]
 
 SEARCH_MODES = ("bm25", "semantic", "hybrid")
 DEFAULT_MODE = "hybrid"
-DEFAULT_RRF_K = 60
 MAX_QUERY_CHARS = 500
 MAX_QUERY_TERMS = 64
 MAX_LIMIT = 1000
@@ -24,21 +23,42 @@ MAX_LIMIT = 1000
 # FTS settings. The default ignore pattern '(\.|[^a-z])+' drops digits, which would make
 # "2028" or "100k" unsearchable in titles; this one keeps them (docs/architecture.md §5).
 FTS_STEMMER = "porter"
-FTS_STOPWORDS = "english"
+# The stop words are DuckDB's English list minus words that carry meaning in market
+# questions (analysis.KEPT_STOPWORDS), stored in this catalog table.
+FTS_STOPWORDS = "search.bm25_stopwords"
+# Bumped when tokenising changes (stop words, number forms): an index built by another
+# version is rebuilt in full on the next update.
+BM25_INDEX_VERSION = "2-numbers-market-stopwords"
 FTS_IGNORE = r"(\.|[^a-z0-9])+"
 FTS_SCHEMA = "fts_search_documents"
 FTS_DELTA_SCHEMA = "fts_search_bm25_delta"
 # Order matters: a field's position is its fieldid in the FTS tables.
-INDEXED_FIELDS = ("question", "event_title", "outcomes_text", "tags_text", "slug", "description")
+# The indexed columns hold the fields with numbers in one form (analysis.normalise_numbers).
+INDEXED_FIELDS = (
+    "question_terms",
+    "event_title_terms",
+    "outcomes_terms",
+    "tags_terms",
+    "slug_terms",
+    "description_terms",
+)
+# Each indexed column and the staged field it is made from.
+INDEXED_SOURCES: Mapping[str, str] = dict(
+    zip(
+        INDEXED_FIELDS,
+        ("question", "event_title", "outcomes_text", "tags_text", "slug", "description"),
+        strict=True,
+    )
+)
 # Occurrences in the question and event title count more than in the long resolution text:
 # a simple BM25F-style weighting of term frequency (the FTS macro counts every field as 1).
 FIELD_WEIGHTS: Mapping[str, float] = {
-    "question": 3.0,
-    "event_title": 2.0,
-    "outcomes_text": 1.0,
-    "tags_text": 1.0,
-    "slug": 1.0,
-    "description": 1.0,
+    "question_terms": 3.0,
+    "event_title_terms": 2.0,
+    "outcomes_terms": 1.0,
+    "tags_terms": 1.0,
+    "slug_terms": 1.0,
+    "description_terms": 1.0,
 }
 BM25_K1 = 1.2
 BM25_B = 0.75

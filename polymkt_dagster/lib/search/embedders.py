@@ -71,6 +71,110 @@ def _crude_stem(word: str) -> str:
     return word
 
 
+# The built-in model: WordLlama "l2_supercat" (MIT, github.com/dleemiller/WordLlama), a
+# static token-embedding table distilled from the input embeddings of several large
+# language models (Llama 2 70B, Mixtral, ...) with the Llama 2 tokenizer (32k tokens),
+# 256 dimensions. Its weights (16 MB) and tokenizer ship inside the `wordllama` wheel.
+LOCAL_EMBEDDING_MODEL = "wordllama-l2-supercat-256"
+_WORDLLAMA_WEIGHTS = ("weights", "l2_supercat_256.safetensors")
+_WORDLLAMA_TOKENIZER = ("tokenizers", "l2_supercat_tokenizer_config.json")
+# Tokens per text: question and event title come first, so a long description only loses
+# its tail, which is boilerplate resolution wording.
+LOCAL_MAX_TOKENS = 256
+
+
+class LocalModelError(RuntimeError):
+    """The bundled model files are missing (the `wordllama` wheel is not installed)."""
+
+
+_LOCAL_MODEL: tuple[Any, np.ndarray] | None = None
+
+
+def _load_local_model() -> tuple[Any, np.ndarray]:
+    """The tokenizer and the token-embedding table, read once per process from the wheel.
+
+    The files are read directly rather than through ``WordLlama.load()``: that function looks
+    for the tokenizer under ``tokenizer/`` while the wheel ships it under ``tokenizers/``, so
+    it goes to the network (Hugging Face) and fails offline; importing ``wordllama`` also
+    costs ~0.5 s and configures the root logger. Only ``tokenizers`` and ``safetensors`` are
+    needed to compute the same vectors (mean of the token vectors, L2-normalised).
+    """
+    global _LOCAL_MODEL
+    if _LOCAL_MODEL is not None:
+        return _LOCAL_MODEL
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("wordllama")
+    if spec is None or not spec.submodule_search_locations:
+        raise LocalModelError(
+            "the built-in embedding model needs the `wordllama` package "
+            "(pip install wordllama==0.4.0.post1)"
+        )
+    root = Path(next(iter(spec.submodule_search_locations)))
+    weights, tokenizer_file = (
+        root.joinpath(*_WORDLLAMA_WEIGHTS),
+        root.joinpath(*_WORDLLAMA_TOKENIZER),
+    )
+    for path in (weights, tokenizer_file):
+        if not path.exists():
+            raise LocalModelError(f"the wordllama wheel has no {path.name} at {path}")
+    from safetensors.numpy import load_file
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(tokenizer_file))
+    tokenizer.no_padding()
+    tokenizer.enable_truncation(LOCAL_MAX_TOKENS)
+    table = np.ascontiguousarray(load_file(str(weights))["embedding.weight"], dtype=np.float32)
+    _LOCAL_MODEL = (tokenizer, table)
+    return _LOCAL_MODEL
+
+
+class LocalEmbedder(Embedder):
+    """The built-in embedder: WordLlama's static token vectors, mean-pooled, on the CPU.
+
+    No network, no key, no download: the model ships in the ``wordllama`` wheel. About 20k
+    short texts per second on one core, so every market can be embedded on any machine.
+    """
+
+    dim = 256
+    # Long texts dilute a mean of token vectors: the local model embeds the question,
+    # event title, outcomes and tags, and the description's first sentences only.
+    document_chars = 600
+
+    def __init__(self) -> None:
+        self.model = LOCAL_EMBEDDING_MODEL
+        self.usage = EmbeddingUsage()
+        self._model: tuple[Any, np.ndarray] | None = None
+
+    def load(self) -> LocalEmbedder:
+        """Read the model now (otherwise on the first ``embed``)."""
+        if self._model is None:
+            self._model = _load_local_model()
+        return self
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        tokenizer, table = self.load()._model or _load_local_model()
+        out = np.zeros((len(texts), table.shape[1]), dtype=np.float32)
+        step = 1024
+        for start in range(0, len(texts), step):
+            batch = [t[:MAX_EMBED_CHARS] for t in texts[start : start + step]]
+            encodings = tokenizer.encode_batch(batch, add_special_tokens=False)
+            lengths = np.fromiter((len(e.ids) for e in encodings), np.int64, len(encodings))
+            total = int(lengths.sum())
+            if not total:
+                continue
+            ids = np.fromiter((i for e in encodings for i in e.ids), np.int64, total)
+            np.clip(ids, 0, table.shape[0] - 1, out=ids)
+            present = np.flatnonzero(lengths)
+            starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))[present]
+            sums = np.add.reduceat(table[ids], starts, axis=0)
+            out[start + present] = sums / lengths[present, None]
+        self.usage.requests += 1
+        self.usage.inputs += len(texts)
+        return _normalise_rows(out)
+
+
 class HashingEmbedder(Embedder):
     """A deterministic offline embedder: a signed hashed bag of crudely stemmed words.
 
@@ -218,6 +322,13 @@ def _retry_after_seconds(response: Any) -> float | None:
         return float(raw) if raw is not None else None
     except ValueError:
         return None
+
+
+def configured_embedder(
+    api_key: str | None, base_url: str | None, model: str, **options: Any
+) -> Embedder:
+    """The OpenAI-compatible provider when a key is set, else the built-in local model."""
+    return openai_embedder(api_key, base_url, model, **options) or LocalEmbedder()
 
 
 def openai_embedder(

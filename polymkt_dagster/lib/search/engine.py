@@ -6,7 +6,7 @@ import json
 import math
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -15,11 +15,11 @@ from typing import Any
 import duckdb
 
 from polymkt_dagster.lib.duck import connect
+from polymkt_dagster.lib.search.analysis import meaningful_words, normalise_numbers
 from polymkt_dagster.lib.search.common import (
     BM25_B,
     BM25_K1,
     DEFAULT_MODE,
-    DEFAULT_RRF_K,
     FTS_SCHEMA,
     FTS_STEMMER,
     LOCK_TIMEOUT_S,
@@ -33,8 +33,12 @@ from polymkt_dagster.lib.search.common import (
     SearchError,
     _table_exists,
 )
-from polymkt_dagster.lib.search.embedders import (
-    Embedder,
+from polymkt_dagster.lib.search.embedders import Embedder
+from polymkt_dagster.lib.search.fusion import (
+    DEFAULT_FUSION,
+    Bm25Candidate,
+    FusionSettings,
+    score_fusion,
 )
 from polymkt_dagster.lib.search.vectors import (
     _attach,
@@ -43,27 +47,6 @@ from polymkt_dagster.lib.search.vectors import (
     _local_index_state,
     vector_index_path,
 )
-
-# ---- rank fusion -------------------------------------------------------------------------
-
-
-def reciprocal_rank_fusion(
-    rankings: Mapping[str, Sequence[str]], k: int = DEFAULT_RRF_K
-) -> list[tuple[str, float]]:
-    """Fuse ranked id lists: score(id) = sum over lists of 1 / (k + rank), rank from 1.
-
-    Ties are broken by the best single rank, then by id, so the order is deterministic.
-    """
-    if k < 0:
-        raise ValueError("k must be non-negative")
-    scores: dict[str, float] = {}
-    best_rank: dict[str, int] = {}
-    for ranked in rankings.values():
-        for rank, item in enumerate(ranked, start=1):
-            scores[item] = scores.get(item, 0.0) + 1.0 / (k + rank)
-            best_rank[item] = min(best_rank.get(item, rank), rank)
-    return sorted(scores.items(), key=lambda kv: (-kv[1], best_rank[kv[0]], kv[0]))
-
 
 # ---- search ------------------------------------------------------------------------------
 
@@ -83,7 +66,7 @@ class SearchHit:
     bm25_rank: int | None = None
     semantic_score: float | None = None  # cosine similarity
     semantic_rank: int | None = None
-    rrf_score: float | None = None
+    fused_score: float | None = None  # hybrid only
 
 
 @dataclass
@@ -128,6 +111,29 @@ def validate_query(query: str | None) -> str:
             "Use a few distinctive words."
         )
     return cleaned
+
+
+# A query word missing from the index is corrected when it has at least this many letters
+# and an index term is at least this similar (Jaro-Winkler): "etherium" -> "ethereum" 0.95,
+# "solona" -> "solana" 0.92, while "trump" -> "truss" stays out at 0.84.
+FUZZY_MIN_CHARS = 4
+FUZZY_MIN_SIMILARITY = 0.88
+_PHRASE_WORD = re.compile(r"[a-z0-9]+")
+# A field as space-separated lower-case words with a space at each end, for phrase tests.
+_PHRASE_SQL = "(' ' || trim(regexp_replace({}, '[^a-z0-9]+', ' ', 'g')) || ' ')"
+
+
+def _nothing_to_search(query: str) -> str:
+    return (
+        f"Nothing to search for in {query!r}: it has only common English words "
+        "(stop words) or punctuation. Add a distinctive word, e.g. a name or a topic."
+    )
+
+
+@dataclass(frozen=True)
+class QueryAnalysis:
+    terms: list[str]  # index terms (stems) to look up; empty when BM25 cannot use the query
+    corrections: dict[str, str]  # query word -> the index terms searched in its place
 
 
 @dataclass(frozen=True)
@@ -231,29 +237,109 @@ class MarketSearch:
         self.close()
 
     # -- query analysis --------------------------------------------------------------
-    def query_terms(self, query: str) -> list[str]:
-        """The stemmed, stop-word-free terms of a query, as the index tokenises them."""
+    def analyse(self, query: str) -> QueryAnalysis:
+        """The query's index terms, with misspelled words replaced by their closest terms.
+
+        Numbers are first put in the index's form ("100k" -> "100000"), then tokenised,
+        stop words dropped and stemmed exactly as the index did. A term the index has never
+        seen is looked up: a compound written as one word ("shutdown" -> "shut" + "down"),
+        else the most similar index term by Jaro-Winkler similarity ("etherium" ->
+        "ethereum"). Empty ``terms`` means BM25 cannot use the query (e.g. another script).
+        """
         con = self._connection()
-        row = con.execute(
+        rows = con.execute(
             f"""
-            SELECT list(DISTINCT stem(tok, '{FTS_STEMMER}') ORDER BY stem(tok, '{FTS_STEMMER}'))
+            SELECT tok, stem(tok, '{FTS_STEMMER}') AS term
             FROM (SELECT unnest({FTS_SCHEMA}.tokenize(?)) AS tok)
             WHERE tok <> '' AND tok NOT IN (SELECT sw FROM {FTS_SCHEMA}.stopwords)
             """,
-            [query],
-        ).fetchone()
-        terms = [t for t in (row[0] if row and row[0] else []) if t]
-        if not terms:
-            raise SearchError(
-                f"Nothing to search for in {query!r}: it has only common English words "
-                "(stop words) or punctuation. Add a distinctive word, e.g. a name or a topic."
+            [normalise_numbers(query)],
+        ).fetchall()
+        words: dict[str, str] = {}
+        for token, term in rows:
+            if term and term not in words.values():
+                words[str(token)] = str(term)
+        known = {
+            str(r[0])
+            for r in con.execute(
+                f"SELECT term FROM {FTS_SCHEMA}.dict WHERE term IN (SELECT unnest(?::VARCHAR[]))",
+                [list(words.values())],
+            ).fetchall()
+        }
+        terms: list[str] = []
+        corrections: dict[str, str] = {}
+        for token, term in words.items():
+            if term in known or len(token) < FUZZY_MIN_CHARS or token.isdigit():
+                terms.append(term)
+                continue
+            replacement = self._split_compound(token) or self._closest_terms(term)
+            if replacement:
+                corrections[token] = " ".join(replacement)
+                terms.extend(replacement)
+            else:
+                terms.append(term)
+        unique = list(dict.fromkeys(terms))[:MAX_QUERY_TERMS]
+        return QueryAnalysis(terms=unique, corrections=corrections)
+
+    def _split_compound(self, token: str) -> list[str] | None:
+        """Two index terms that write ``token`` when joined ("shutdown": shut, down)."""
+        splits = [(token[:i], token[i:]) for i in range(3, len(token) - 2)]
+        if not splits:
+            return None
+        row = (
+            self._connection()
+            .execute(
+                f"""
+            SELECT l, r FROM (
+                SELECT s[1] AS lw, s[2] AS rw, stem(s[1], '{FTS_STEMMER}') AS l,
+                       stem(s[2], '{FTS_STEMMER}') AS r
+                FROM (SELECT unnest(?::VARCHAR[][]) AS s)
             )
-        return terms[:MAX_QUERY_TERMS]
+            WHERE l IN (SELECT term FROM {FTS_SCHEMA}.dict)
+              AND r IN (SELECT term FROM {FTS_SCHEMA}.dict)
+              AND lw NOT IN (SELECT sw FROM {FTS_SCHEMA}.stopwords)
+            ORDER BY abs(length(lw) - length(rw)) LIMIT 1
+            """,
+                [[list(p) for p in splits]],
+            )
+            .fetchone()
+        )
+        return [str(row[0]), str(row[1])] if row else None
+
+    def _closest_terms(self, term: str) -> list[str] | None:
+        """The index term most like ``term`` (similarity >= FUZZY_MIN_SIMILARITY)."""
+        row = (
+            self._connection()
+            .execute(
+                f"""
+            SELECT term FROM {FTS_SCHEMA}.dict
+            WHERE length(term) BETWEEN ? AND ? AND NOT regexp_matches(term, '^[0-9]+$')
+              AND jaro_winkler_similarity(term, ?) >= {FUZZY_MIN_SIMILARITY}
+            ORDER BY jaro_winkler_similarity(term, ?) DESC, df DESC, term LIMIT 1
+            """,
+                [len(term) - 2, len(term) + 2, term, term],
+            )
+            .fetchone()
+        )
+        return [str(row[0])] if row else None
+
+    def query_terms(self, query: str) -> list[str]:
+        """The stemmed, stop-word-free terms of a query, as the index tokenises them."""
+        terms = self.analyse(query).terms
+        if not terms:
+            raise SearchError(_nothing_to_search(query))
+        return sorted(terms)
 
     # -- rankers ---------------------------------------------------------------------
     def bm25_ranking(
         self, terms: Sequence[str], n: int, filters: _Filters
     ) -> list[tuple[str, float]]:
+        return [(c.market_id, c.score) for c in self.bm25_candidates(terms, n, filters)]
+
+    def bm25_candidates(
+        self, terms: Sequence[str], n: int, filters: _Filters
+    ) -> list[Bm25Candidate]:
+        """Top ``n`` markets by BM25, with how many of the query terms each one matched."""
         con = self._connection()
         score = (
             f"sum(q.idf * p.tf * ({BM25_K1} + 1) / "
@@ -270,11 +356,12 @@ class MarketSearch:
             sql = f"""
                 WITH q AS ({qterms}),
                 top AS (
-                    SELECT p.docid, {score} AS score
+                    SELECT p.docid, {score} AS score, count(*) AS matched
                     FROM search.bm25_postings p JOIN q USING (termid)
                     GROUP BY p.docid ORDER BY score DESC, p.docid LIMIT {int(n)}
                 )
-                SELECT docs.name, top.score FROM top JOIN {FTS_SCHEMA}.docs docs USING (docid)
+                SELECT docs.name, top.score, top.matched
+                FROM top JOIN {FTS_SCHEMA}.docs docs USING (docid)
                 ORDER BY top.score DESC, docs.name
             """
             params: list[Any] = [list(terms)]
@@ -283,10 +370,10 @@ class MarketSearch:
             sql = f"""
                 WITH q AS ({qterms}),
                 scored AS (
-                    SELECT p.docid, {score} AS score
+                    SELECT p.docid, {score} AS score, count(*) AS matched
                     FROM search.bm25_postings p JOIN q USING (termid) GROUP BY p.docid
                 )
-                SELECT docs.name, scored.score
+                SELECT docs.name, scored.score, scored.matched
                 FROM scored
                 JOIN {FTS_SCHEMA}.docs docs USING (docid)
                 JOIN search.documents d ON d.market_id = docs.name
@@ -294,7 +381,31 @@ class MarketSearch:
                 ORDER BY scored.score DESC, docs.name LIMIT {int(n)}
             """
             params = [list(terms), *fparams]
-        return [(str(r[0]), float(r[1])) for r in con.execute(sql, params).fetchall()]
+        return [
+            Bm25Candidate(str(r[0]), float(r[1]), int(r[2]))
+            for r in con.execute(sql, params).fetchall()
+        ]
+
+    def phrase_matches(self, query: str, ids: Sequence[str]) -> frozenset[str]:
+        """Markets among ``ids`` whose question or event title holds the query's words in order
+        (stop words included, numbers in index form)."""
+        phrase = " ".join(_PHRASE_WORD.findall(normalise_numbers(query)))
+        if not ids or len(phrase.split()) < 2:
+            return frozenset()
+        rows = (
+            self._connection()
+            .execute(
+                f"""
+            SELECT market_id FROM search.documents
+            WHERE market_id IN (SELECT unnest(?::VARCHAR[]))
+              AND (contains({_PHRASE_SQL.format("question_terms")}, ?)
+                   OR contains({_PHRASE_SQL.format("event_title_terms")}, ?))
+            """,
+                [list(ids), f" {phrase} ", f" {phrase} "],
+            )
+            .fetchall()
+        )
+        return frozenset(str(r[0]) for r in rows)
 
     def _embedding_state(self) -> _EmbeddingState | None:
         if not self._state_loaded:
@@ -384,7 +495,7 @@ class MarketSearch:
         closed: bool | None = None,
         min_volume: float | None = None,
         limit: int = 10,
-        rrf_k: int = DEFAULT_RRF_K,
+        fusion: FusionSettings = DEFAULT_FUSION,
         query_vector: Sequence[float] | None = None,
     ) -> SearchResponse:
         """Search markets by words. Raises SearchError with a user-facing message."""
@@ -396,15 +507,29 @@ class MarketSearch:
             raise SearchError(f"--limit must be between 1 and {MAX_LIMIT}.")
         if min_volume is not None and (not math.isfinite(min_volume) or min_volume < 0):
             raise SearchError("--min-volume must be a non-negative number.")
-        if rrf_k < 0:
-            raise SearchError("The RRF k must be non-negative.")
         cleaned = validate_query(query)
+        if not meaningful_words(cleaned):
+            raise SearchError(_nothing_to_search(cleaned))
         category = category.strip() if category and category.strip() else None
         filters = _Filters(category, closed, min_volume)
         filters_doc = {"category": category, "closed": closed, "min_volume": min_volume}
         notices: list[str] = []
 
-        terms = self.query_terms(cleaned)
+        # Only BM25 needs index terms: semantic modes accept any text in any script.
+        tick = time.perf_counter()
+        analysis = self.analyse(cleaned)
+        timings["analyse"] = _ms(tick)
+        if analysis.corrections:
+            notices.append(
+                "Also searched for "
+                + ", ".join(f"{new!r} (for {old!r})" for old, new in analysis.corrections.items())
+                + "."
+            )
+        if not analysis.terms and mode == "bm25":
+            raise SearchError(
+                f"BM25 cannot search {cleaned!r}: none of its words is in Latin letters or "
+                "digits. Use --mode semantic or hybrid, which understand other languages."
+            )
         candidates = limit if mode == "bm25" else max(5 * limit, 50)
 
         # Is semantic search possible? Say why not, precisely.
@@ -416,13 +541,12 @@ class MarketSearch:
             if state is None or state.rows == 0:
                 semantic_off = (
                     "Semantic search is not available: no market embeddings have been built "
-                    "(materialize search/market_embeddings with POLYMKT_OPENAI_API_KEY set)."
+                    "(materialize search/market_embeddings)."
                 )
             elif vector is None and self.embedder is None:
                 semantic_off = (
-                    "Semantic search is off: no embedding provider is configured (set "
-                    "POLYMKT_OPENAI_API_KEY, and POLYMKT_OPENAI_BASE_URL for an "
-                    "OpenAI-compatible server)."
+                    "Semantic search is off: no embedding model is configured (the built-in "
+                    "local model, or POLYMKT_OPENAI_API_KEY for an OpenAI-compatible server)."
                 )
             elif (
                 vector is None and self.embedder is not None and self.embedder.model != state.model
@@ -440,16 +564,20 @@ class MarketSearch:
                     semantic_off = f"Semantic search failed: {exc}."
                 timings["embed_query"] = _ms(tick)
         if semantic_off is not None:
-            if mode == "semantic":
+            if mode == "semantic" or not analysis.terms:
                 raise SearchError(semantic_off)
             notices.append(semantic_off + " Showing BM25 results instead.")
         mode_used = "bm25" if semantic_off is not None else mode
+        if mode_used == "hybrid" and not analysis.terms:
+            notices.append(
+                "No word of the query is in the BM25 index's alphabet; results are semantic only."
+            )
 
-        bm25: list[tuple[str, float]] = []
+        bm25: list[Bm25Candidate] = []
         semantic: list[tuple[str, float]] = []
-        if mode_used in ("bm25", "hybrid"):
+        if mode_used in ("bm25", "hybrid") and analysis.terms:
             tick = time.perf_counter()
-            bm25 = self.bm25_ranking(terms, candidates if mode_used == "hybrid" else limit, filters)
+            bm25 = self.bm25_candidates(analysis.terms, candidates, filters)
             timings["bm25"] = _ms(tick)
         if mode_used in ("semantic", "hybrid"):
             assert state is not None and vector is not None
@@ -461,16 +589,23 @@ class MarketSearch:
                     "Vector index not current; semantic results came from an exact scan."
                 )
 
-        bm25_by_id = {mid: (rank, s) for rank, (mid, s) in enumerate(bm25, start=1)}
+        bm25_by_id = {c.market_id: (rank, c.score) for rank, c in enumerate(bm25, start=1)}
         sem_by_id = {mid: (rank, s) for rank, (mid, s) in enumerate(semantic, start=1)}
-        if mode_used == "hybrid":
-            fused = reciprocal_rank_fusion(
-                {"bm25": [m for m, _ in bm25], "semantic": [m for m, _ in semantic]}, k=rrf_k
+        if mode_used == "hybrid" and bm25:
+            tick = time.perf_counter()
+            phrases = self.phrase_matches(cleaned, [c.market_id for c in bm25])
+            fused = score_fusion(
+                bm25,
+                semantic,
+                query_terms=len(analysis.terms),
+                phrase_matches=phrases,
+                settings=fusion,
             )[:limit]
-        elif mode_used == "semantic":
+            timings["fusion"] = _ms(tick)
+        elif mode_used in ("semantic", "hybrid"):
             fused = semantic[:limit]
         else:
-            fused = bm25[:limit]
+            fused = [(c.market_id, c.score) for c in bm25[:limit]]
 
         tick = time.perf_counter()
         details = self._details([m for m, _ in fused])
@@ -490,7 +625,7 @@ class MarketSearch:
                     bm25_rank=b[0] if b else None,
                     semantic_score=s[1] if s else None,
                     semantic_rank=s[0] if s else None,
-                    rrf_score=score if mode_used == "hybrid" else None,
+                    fused_score=score if mode_used == "hybrid" else None,
                 )
             )
         if not hits:
@@ -551,7 +686,7 @@ def search(
     limit: int = 10,
     embedder: Embedder | None = None,
     query_vector: Sequence[float] | None = None,
-    rrf_k: int = DEFAULT_RRF_K,
+    fusion: FusionSettings = DEFAULT_FUSION,
     lock_timeout_s: float = LOCK_TIMEOUT_S,
 ) -> SearchResponse:
     """One search (opens the catalog read-only, searches, closes). See MarketSearch."""
@@ -563,6 +698,6 @@ def search(
             closed=closed,
             min_volume=min_volume,
             limit=limit,
-            rrf_k=rrf_k,
+            fusion=fusion,
             query_vector=query_vector,
         )
