@@ -19,8 +19,8 @@ from polymkt_dagster.defs.ingest.assets import MARKETS_KEY
 from polymkt_dagster.defs.resources import PolymktResource
 from polymkt_dagster.lib.report import markdown_table
 from polymkt_dagster.lib.search import (
-    Bm25Report,
     LOCAL_EMBEDDING_MODEL,
+    Bm25Report,
     EmbeddingReport,
     LocalEmbedder,
     OpenAIEmbedder,

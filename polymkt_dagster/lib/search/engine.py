@@ -31,6 +31,7 @@ from polymkt_dagster.lib.search.common import (
     SEARCH_THREADS,
     EmbeddingError,
     SearchError,
+    _scalar,
     _table_exists,
 )
 from polymkt_dagster.lib.search.embedders import Embedder
@@ -114,10 +115,10 @@ def validate_query(query: str | None) -> str:
 
 
 # A query word missing from the index is corrected when it has at least this many letters
-# and an index term is at least this similar (Jaro-Winkler): "etherium" -> "ethereum" 0.95,
-# "solona" -> "solana" 0.92, while "trump" -> "truss" stays out at 0.84.
-FUZZY_MIN_CHARS = 4
-FUZZY_MIN_SIMILARITY = 0.88
+# and an index term is one or two edits away and this similar (Jaro-Winkler): "etherium" ->
+# "ethereum", "solona" -> "solana"; short words ("price" -> "prime") are left alone.
+FUZZY_MIN_CHARS = 6
+FUZZY_MIN_SIMILARITY = 0.85
 _PHRASE_WORD = re.compile(r"[a-z0-9]+")
 # A field as space-separated lower-case words with a space at each end, for phrase tests.
 _PHRASE_SQL = "(' ' || trim(regexp_replace({}, '[^a-z0-9]+', ' ', 'g')) || ' ')"
@@ -272,7 +273,7 @@ class MarketSearch:
             if term in known or len(token) < FUZZY_MIN_CHARS or token.isdigit():
                 terms.append(term)
                 continue
-            replacement = self._split_compound(token) or self._closest_terms(term)
+            replacement = self._split_compound(token) or self._closest_terms(token, term)
             if replacement:
                 corrections[token] = " ".join(replacement)
                 terms.extend(replacement)
@@ -306,22 +307,44 @@ class MarketSearch:
         )
         return [str(row[0]), str(row[1])] if row else None
 
-    def _closest_terms(self, term: str) -> list[str] | None:
-        """The index term most like ``term`` (similarity >= FUZZY_MIN_SIMILARITY)."""
+    def _closest_terms(self, token: str, term: str) -> list[str] | None:
+        """The index term nearest ``term``: one edit away (two for words of 8+ letters),
+        ties to the most Jaro-Winkler-similar, then the most common."""
+        edits = 1 if len(token) < 8 else 2
         row = (
             self._connection()
             .execute(
                 f"""
             SELECT term FROM {FTS_SCHEMA}.dict
             WHERE length(term) BETWEEN ? AND ? AND NOT regexp_matches(term, '^[0-9]+$')
+              AND damerau_levenshtein(term, ?) <= {edits}
               AND jaro_winkler_similarity(term, ?) >= {FUZZY_MIN_SIMILARITY}
-            ORDER BY jaro_winkler_similarity(term, ?) DESC, df DESC, term LIMIT 1
+            ORDER BY damerau_levenshtein(term, ?), jaro_winkler_similarity(term, ?) DESC,
+                     df DESC, term
+            LIMIT 1
             """,
-                [len(term) - 2, len(term) + 2, term, term],
+                [len(term) - edits, len(term) + edits, term, term, term, term],
             )
             .fetchone()
         )
         return [str(row[0])] if row else None
+
+    def terms_idf(self, terms: Sequence[str]) -> dict[str, float]:
+        """BM25 idf of each term; a term the index lacks gets the idf of an unseen term."""
+        con = self._connection()
+        rows = con.execute(
+            f"""
+            SELECT d.term, log(((s.num_docs - d.df + 0.5) / (d.df + 0.5)) + 1)
+            FROM {FTS_SCHEMA}.dict d, {FTS_SCHEMA}.stats s
+            WHERE d.term IN (SELECT unnest(?::VARCHAR[]))
+            """,
+            [list(terms)],
+        ).fetchall()
+        found = {str(r[0]): float(r[1]) for r in rows}
+        unseen = float(
+            _scalar(con, f"SELECT log(((num_docs + 0.5) / 0.5) + 1) FROM {FTS_SCHEMA}.stats") or 1.0
+        )
+        return {t: found.get(t, unseen) for t in terms}
 
     def query_terms(self, query: str) -> list[str]:
         """The stemmed, stop-word-free terms of a query, as the index tokenises them."""
@@ -356,11 +379,11 @@ class MarketSearch:
             sql = f"""
                 WITH q AS ({qterms}),
                 top AS (
-                    SELECT p.docid, {score} AS score, count(*) AS matched
+                    SELECT p.docid, {score} AS score, count(*) AS matched, sum(q.idf) AS matched_idf
                     FROM search.bm25_postings p JOIN q USING (termid)
                     GROUP BY p.docid ORDER BY score DESC, p.docid LIMIT {int(n)}
                 )
-                SELECT docs.name, top.score, top.matched
+                SELECT docs.name, top.score, top.matched, top.matched_idf
                 FROM top JOIN {FTS_SCHEMA}.docs docs USING (docid)
                 ORDER BY top.score DESC, docs.name
             """
@@ -370,10 +393,10 @@ class MarketSearch:
             sql = f"""
                 WITH q AS ({qterms}),
                 scored AS (
-                    SELECT p.docid, {score} AS score, count(*) AS matched
+                    SELECT p.docid, {score} AS score, count(*) AS matched, sum(q.idf) AS matched_idf
                     FROM search.bm25_postings p JOIN q USING (termid) GROUP BY p.docid
                 )
-                SELECT docs.name, scored.score, scored.matched
+                SELECT docs.name, scored.score, scored.matched, scored.matched_idf
                 FROM scored
                 JOIN {FTS_SCHEMA}.docs docs USING (docid)
                 JOIN search.documents d ON d.market_id = docs.name
@@ -382,7 +405,7 @@ class MarketSearch:
             """
             params = [list(terms), *fparams]
         return [
-            Bm25Candidate(str(r[0]), float(r[1]), int(r[2]))
+            Bm25Candidate(str(r[0]), float(r[1]), int(r[2]), float(r[3]))
             for r in con.execute(sql, params).fetchall()
         ]
 
@@ -598,6 +621,7 @@ class MarketSearch:
                 bm25,
                 semantic,
                 query_terms=len(analysis.terms),
+                query_idf=sum(self.terms_idf(analysis.terms).values()),
                 phrase_matches=phrases,
                 settings=fusion,
             )[:limit]

@@ -2,11 +2,12 @@
 
 Plain reciprocal rank fusion treats rank 1 of a list that matched one weak word like rank 1
 of a list that matched the whole query, so a market matching one common word could climb
-over an exact match. ``score_fusion`` uses the scores instead: BM25 scaled by the best BM25
-score of the query, cosine similarity above a floor scaled by the best similarity, a
-weighted sum of the two, and a bonus for markets whose text matches every query term or the
-query as a phrase, which keeps BM25's sure answers on top. Its settings were tuned on the
-labelled queries in ``polymkt_dagster_tests/fixtures/search_relevance.json``.
+over an exact match. ``score_fusion`` uses the scores instead: BM25 relative to the best
+BM25 score of the query and scaled by the share of the query's idf the market matched;
+cosine similarity above a floor, relative to the best similarity; a weighted sum of the
+two; and a bonus for markets matching every query term or the query as a phrase, which
+keeps BM25's sure answers on top. The settings were tuned on the labelled queries in
+``polymkt_dagster_tests/fixtures/search_relevance.json``.
 """
 
 from __future__ import annotations
@@ -39,11 +40,11 @@ def reciprocal_rank_fusion(
 class FusionSettings:
     """How hybrid weighs its two rankings (defaults tuned on the labelled query set)."""
 
-    bm25_weight: float = 0.5
-    semantic_weight: float = 0.5
+    bm25_weight: float = 0.7
+    semantic_weight: float = 0.3
     # Cosine similarity under which a market found only by the embeddings is not a match:
     # static word vectors give unrelated short texts 0.0-0.3.
-    semantic_floor: float = 0.35
+    semantic_floor: float = 0.3
     # Added for a market matching every term of a query of two or more terms.
     all_terms_bonus: float = 0.15
     # Added for a market whose question or event title holds the query words in order.
@@ -58,6 +59,7 @@ class Bm25Candidate:
     market_id: str
     score: float
     matched_terms: int
+    matched_idf: float = 0.0  # sum of the idf of the query terms it matched
 
 
 def score_fusion(
@@ -65,6 +67,7 @@ def score_fusion(
     semantic: Sequence[tuple[str, float]],
     *,
     query_terms: int,
+    query_idf: float = 0.0,
     phrase_matches: frozenset[str] = frozenset(),
     settings: FusionSettings = DEFAULT_FUSION,
 ) -> list[tuple[str, float]]:
@@ -76,7 +79,11 @@ def score_fusion(
     bm25_rank: dict[str, int] = {}
     for rank, candidate in enumerate(bm25, start=1):
         bm25_rank[candidate.market_id] = rank
-        value = settings.bm25_weight * (candidate.score / best_bm25 if best_bm25 > 0 else 0.0)
+        relative = candidate.score / best_bm25 if best_bm25 > 0 else 0.0
+        # The share of the query's idf the market matched: a market that matched only a
+        # common word of the query is a weak match even when it tops the BM25 list.
+        coverage = min(1.0, candidate.matched_idf / query_idf) if query_idf > 0 else 1.0
+        value = settings.bm25_weight * coverage * (0.5 + 0.5 * relative)
         if query_terms >= 2 and candidate.matched_terms >= query_terms:
             value += settings.all_terms_bonus
         if candidate.market_id in phrase_matches:

@@ -28,7 +28,9 @@ class LabelledQuery:
 def load_labelled_queries(path: Path) -> list[LabelledQuery]:
     document = json.loads(Path(path).read_text(encoding="utf-8"))
     return [
-        LabelledQuery(str(q["query"]), str(q["kind"]), {str(k): int(v) for k, v in q["relevant"].items()})
+        LabelledQuery(
+            str(q["query"]), str(q["kind"]), {str(k): int(v) for k, v in q["relevant"].items()}
+        )
         for q in document["queries"]
     ]
 
