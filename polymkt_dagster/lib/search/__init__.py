@@ -79,6 +79,7 @@ _EXPORTS: dict[str, str] = {
     "_transaction": "common",
     "content_hash": "common",
     "document_text": "common",
+    "short_document_text_sql": "common",
     "Bm25Report": "bm25",
     "_fts_pragma": "bm25",
     "_full_bm25_build": "bm25",

@@ -118,6 +118,21 @@ DOCUMENT_TEXT_SQL = (
 )
 
 
+def short_document_text_sql(description_chars: int) -> str:
+    """A market's text for mean-pooled static embeddings: no field labels, no slug (a copy
+    of the question), outcomes only when not Yes/No, the description's opening only.
+
+    Words shared by every market (labels, resolution boilerplate) pull all the means
+    towards one point and blur the question, which carries what the market is about.
+    """
+    return (
+        "concat_ws('. ', question, nullif(event_title, question), "
+        "CASE WHEN outcomes_text NOT IN ('Yes, No', '') THEN outcomes_text END, "
+        "nullif(tags_text, ''), "
+        f"nullif(left(description, {int(description_chars)}), ''))"
+    )
+
+
 def document_text(market: Mapping[str, Any]) -> str:
     """The searchable text of one market (canonical MARKETS column names)."""
 

@@ -140,7 +140,7 @@ class LocalEmbedder(Embedder):
     dim = 256
     # Long texts dilute a mean of token vectors: the local model embeds the question,
     # event title, outcomes and tags, and the description's first sentences only.
-    document_chars = 600
+    description_chars = 0
 
     def __init__(self) -> None:
         self.model = LOCAL_EMBEDDING_MODEL

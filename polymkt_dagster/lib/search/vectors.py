@@ -25,6 +25,7 @@ from polymkt_dagster.lib.search.common import (
     _stage_documents,
     _table_exists,
     _transaction,
+    short_document_text_sql,
 )
 from polymkt_dagster.lib.search.embedders import (
     Embedder,
@@ -178,6 +179,9 @@ def update_market_embeddings(
     say = log or (lambda _msg: None)
     catalog_path.parent.mkdir(parents=True, exist_ok=True)
     model = embedder.model
+    # Providers embed the whole document; the local model a short form (its own setting).
+    chars = getattr(embedder, "description_chars", None)
+    text_sql = DOCUMENT_TEXT_SQL if chars is None else short_document_text_sql(chars)
     with connect(catalog_path, lock_timeout_s=lock_timeout_s) as con:
         con.execute("CREATE SCHEMA IF NOT EXISTS search")
         markets = _stage_documents(con, lake)
@@ -187,7 +191,7 @@ def update_market_embeddings(
         if has_table and not reembed_all:
             pending = con.execute(
                 f"""
-                SELECT i.market_id, {DOCUMENT_TEXT_SQL} AS text, i.content_hash, i.question
+                SELECT i.market_id, {text_sql} AS text, i.content_hash, i.question
                 FROM incoming_documents i
                 LEFT JOIN search.embeddings e
                   ON e.market_id = i.market_id AND e.content_hash = i.content_hash
@@ -206,7 +210,7 @@ def update_market_embeddings(
             ]
         else:
             pending = con.execute(
-                f"SELECT market_id, {DOCUMENT_TEXT_SQL}, content_hash, question "
+                f"SELECT market_id, {text_sql}, content_hash, question "
                 f"FROM incoming_documents ORDER BY market_id"
             ).fetchall()
             deleted = []
