@@ -6,7 +6,7 @@ import json
 import math
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -119,6 +119,11 @@ def validate_query(query: str | None) -> str:
 # "ethereum", "solona" -> "solana"; short words ("price" -> "prime") are left alone.
 FUZZY_MIN_CHARS = 6
 FUZZY_MIN_SIMILARITY = 0.85
+# Prefix expansion of query terms (see MarketSearch.prefix_expansions).
+EXPANSION_MIN_CHARS = 5
+EXPANSION_MAX_EXTRA_CHARS = 4
+EXPANSION_MAX_TERMS = 3
+EXPANSION_WEIGHT = 0.8
 _PHRASE_WORD = re.compile(r"[a-z0-9]+")
 # A field as space-separated lower-case words with a space at each end, for phrase tests.
 _PHRASE_SQL = "(' ' || trim(regexp_replace({}, '[^a-z0-9]+', ' ', 'g')) || ' ')"
@@ -360,42 +365,61 @@ class MarketSearch:
         return [(c.market_id, c.score) for c in self.bm25_candidates(terms, n, filters)]
 
     def bm25_candidates(
-        self, terms: Sequence[str], n: int, filters: _Filters
+        self,
+        terms: Sequence[str],
+        n: int,
+        filters: _Filters,
+        expansions: Mapping[str, Sequence[str]] | None = None,
     ) -> list[Bm25Candidate]:
-        """Top ``n`` markets by BM25, with how many of the query terms each one matched."""
-        con = self._connection()
-        score = (
-            f"sum(q.idf * p.tf * ({BM25_K1} + 1) / "
-            f"(p.tf + {BM25_K1} * (1 - {BM25_B} + {BM25_B} * p.len / q.avgdl)))"
-        )
-        # Same idf as the FTS macro (log base 10 there too, so scores compare).
-        qterms = f"""
-            SELECT d.termid,
-                   log(((s.num_docs - d.df + 0.5) / (d.df + 0.5)) + 1) AS idf, s.avgdl
-            FROM {FTS_SCHEMA}.dict d, {FTS_SCHEMA}.stats s
-            WHERE d.term IN (SELECT unnest(?::VARCHAR[]))
+        """Top ``n`` markets by BM25, with how many of the query terms each one matched.
+
+        ``expansions`` maps a query term to longer index terms it is a prefix of
+        ("presid" -> "presidenti"): a market matching one of them matches that query term,
+        at EXPANSION_WEIGHT of the score.
         """
+        con = self._connection()
+        words, groups, weights = list(terms), list(terms), [1.0] * len(terms)
+        for term, extra in (expansions or {}).items():
+            words += extra
+            groups += [term] * len(extra)
+            weights += [EXPANSION_WEIGHT] * len(extra)
+        part = (
+            f"q.weight * q.idf * p.tf * ({BM25_K1} + 1) / "
+            f"(p.tf + {BM25_K1} * (1 - {BM25_B} + {BM25_B} * p.len / q.avgdl))"
+        )
+        # Same idf as the FTS macro (log base 10 there too, so scores compare). A market
+        # scores each query term once: by its best-scoring word of that term's group.
+        grouped = f"""
+            q AS (
+                SELECT d.termid, w.grp, w.weight,
+                       log(((s.num_docs - d.df + 0.5) / (d.df + 0.5)) + 1) AS idf, s.avgdl
+                FROM (SELECT unnest(?::VARCHAR[]) AS term, unnest(?::VARCHAR[]) AS grp,
+                             unnest(?::DOUBLE[]) AS weight) w
+                JOIN {FTS_SCHEMA}.dict d USING (term), {FTS_SCHEMA}.stats s
+            ),
+            per_term AS (
+                SELECT p.docid, q.grp, max({part}) AS part, max(q.idf) AS idf
+                FROM search.bm25_postings p JOIN q USING (termid)
+                GROUP BY p.docid, q.grp
+            )"""
+        aggregate = "sum(part) AS score, count(*) AS matched, sum(idf) AS matched_idf"
+        params: list[Any] = [words, groups, weights]
         if not filters.active:
             sql = f"""
-                WITH q AS ({qterms}),
+                WITH {grouped},
                 top AS (
-                    SELECT p.docid, {score} AS score, count(*) AS matched, sum(q.idf) AS matched_idf
-                    FROM search.bm25_postings p JOIN q USING (termid)
-                    GROUP BY p.docid ORDER BY score DESC, p.docid LIMIT {int(n)}
+                    SELECT docid, {aggregate} FROM per_term
+                    GROUP BY docid ORDER BY score DESC, docid LIMIT {int(n)}
                 )
                 SELECT docs.name, top.score, top.matched, top.matched_idf
                 FROM top JOIN {FTS_SCHEMA}.docs docs USING (docid)
                 ORDER BY top.score DESC, docs.name
             """
-            params: list[Any] = [list(terms)]
         else:
             where, fparams = filters.sql("d")
             sql = f"""
-                WITH q AS ({qterms}),
-                scored AS (
-                    SELECT p.docid, {score} AS score, count(*) AS matched, sum(q.idf) AS matched_idf
-                    FROM search.bm25_postings p JOIN q USING (termid) GROUP BY p.docid
-                )
+                WITH {grouped},
+                scored AS (SELECT docid, {aggregate} FROM per_term GROUP BY docid)
                 SELECT docs.name, scored.score, scored.matched, scored.matched_idf
                 FROM scored
                 JOIN {FTS_SCHEMA}.docs docs USING (docid)
@@ -403,11 +427,35 @@ class MarketSearch:
                 WHERE {where}
                 ORDER BY scored.score DESC, docs.name LIMIT {int(n)}
             """
-            params = [list(terms), *fparams]
+            params += fparams
         return [
             Bm25Candidate(str(r[0]), float(r[1]), int(r[2]), float(r[3]))
             for r in con.execute(sql, params).fetchall()
         ]
+
+    def prefix_expansions(self, terms: Sequence[str]) -> dict[str, list[str]]:
+        """Index terms that extend a query term of 5+ letters by up to 4 letters, the most
+        common first ("presid" -> "presidenti": Porter leaves "presidency" and
+        "presidential" apart)."""
+        long_terms = [t for t in terms if len(t) >= EXPANSION_MIN_CHARS and not t.isdigit()]
+        if not long_terms:
+            return {}
+        rows = (
+            self._connection()
+            .execute(
+                f"""
+            SELECT q.t, list(d.term ORDER BY d.df DESC, d.term)[:{EXPANSION_MAX_TERMS}]
+            FROM (SELECT unnest(?::VARCHAR[]) AS t) q
+            JOIN {FTS_SCHEMA}.dict d
+              ON starts_with(d.term, q.t) AND d.term <> q.t
+             AND length(d.term) <= length(q.t) + {EXPANSION_MAX_EXTRA_CHARS}
+            GROUP BY q.t
+            """,
+                [long_terms],
+            )
+            .fetchall()
+        )
+        return {str(r[0]): [str(x) for x in r[1]] for r in rows}
 
     def phrase_matches(self, query: str, ids: Sequence[str]) -> frozenset[str]:
         """Markets among ``ids`` whose question or event title holds the query's words in order
@@ -600,7 +648,8 @@ class MarketSearch:
         semantic: list[tuple[str, float]] = []
         if mode_used in ("bm25", "hybrid") and analysis.terms:
             tick = time.perf_counter()
-            bm25 = self.bm25_candidates(analysis.terms, candidates, filters)
+            expansions = self.prefix_expansions(analysis.terms)
+            bm25 = self.bm25_candidates(analysis.terms, candidates, filters, expansions)
             timings["bm25"] = _ms(tick)
         if mode_used in ("semantic", "hybrid"):
             assert state is not None and vector is not None

@@ -40,11 +40,11 @@ def reciprocal_rank_fusion(
 class FusionSettings:
     """How hybrid weighs its two rankings (defaults tuned on the labelled query set)."""
 
-    bm25_weight: float = 0.7
-    semantic_weight: float = 0.3
+    bm25_weight: float = 0.8
+    semantic_weight: float = 0.2
     # Cosine similarity under which a market found only by the embeddings is not a match:
     # static word vectors give unrelated short texts 0.0-0.3.
-    semantic_floor: float = 0.3
+    semantic_floor: float = 0.35
     # Added for a market matching every term of a query of two or more terms.
     all_terms_bonus: float = 0.15
     # Added for a market whose question or event title holds the query words in order.
