@@ -931,14 +931,15 @@ def test_switching_the_embedding_model_rebuilds_the_vectors(
 
 
 def test_search_cli_imports_only_what_the_mode_needs() -> None:
+    # The BM25 path loads DuckDB and nothing heavier; embedders load on first use.
     import subprocess
     import sys
 
     code = (
         "import sys; from polymkt_dagster.lib.search import run_search_command; "
         "from polymkt_dagster.lib.search.engine import MarketSearch; "
-        "print(sorted(m for m in ('openai', 'wordllama', 'tokenizers', 'safetensors') "
-        "if m in sys.modules))"
+        "print(sorted(m for m in ('openai', 'wordllama', 'tokenizers', 'safetensors', "
+        "'numpy', 'pyarrow') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

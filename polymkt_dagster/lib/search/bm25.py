@@ -5,11 +5,14 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
 
 from polymkt_dagster.lib.duck import connect, sql_string
-from polymkt_dagster.lib.lake import Lake
+
+if TYPE_CHECKING:
+    from polymkt_dagster.lib.lake import Lake
 from polymkt_dagster.lib.search.analysis import STOPWORDS, normalise_numbers_sql
 from polymkt_dagster.lib.search.common import (
     BM25_INDEX_VERSION,

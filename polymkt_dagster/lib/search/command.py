@@ -9,9 +9,6 @@ from pathlib import Path
 from polymkt_dagster.lib.search.common import (
     SearchError,
 )
-from polymkt_dagster.lib.search.embedders import (
-    configured_embedder,
-)
 from polymkt_dagster.lib.search.engine import (
     SearchResponse,
     search,
@@ -47,6 +44,9 @@ def run_search_command(
 
     With ``as_json`` stdout is exactly one JSON document, an error document included.
     """
+    # Imported here: BM25 needs neither numpy nor the model's libraries, nor openai.
+    from polymkt_dagster.lib.search.embedders import configured_embedder
+
     embedder = (
         configured_embedder(api_key, base_url, embedding_model, max_retries=2, timeout_s=20.0)
         if mode != "bm25"

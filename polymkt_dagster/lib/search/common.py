@@ -5,12 +5,15 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 
-from polymkt_dagster.lib.lake import Lake
-from polymkt_dagster.lib.schemas import MARKETS
+if TYPE_CHECKING:  # the query path never needs the lake (pyarrow) or numpy
+    import numpy as np
+
+    from polymkt_dagster.lib.lake import Lake
 
 Log = Callable[[str], None]
 
@@ -157,6 +160,8 @@ def content_hash(text: str) -> str:
 
 def _stage_documents(con: duckdb.DuckDBPyConnection, lake: Lake) -> int:
     """Temp table ``incoming_documents``: the lake's markets as search documents."""
+    from polymkt_dagster.lib.schemas import MARKETS
+
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE incoming_documents AS
@@ -209,3 +214,32 @@ def _transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
             con.execute("ROLLBACK")
         raise
     con.execute("COMMIT")
+
+
+# ---- embedder interface ------------------------------------------------------------------
+
+
+@dataclass
+class EmbeddingUsage:
+    """Requests and tokens spent, for the materialization metadata."""
+
+    requests: int = 0
+    retries: int = 0
+    inputs: int = 0
+    prompt_tokens: int = 0
+    total_tokens: int = 0
+
+    def cost_usd(self, model: str) -> float | None:
+        price = EMBEDDING_PRICES_PER_MTOK.get(model)
+        return None if price is None else round(self.total_tokens * price / 1_000_000, 10)
+
+
+class Embedder:
+    """Turns texts into unit vectors; subclasses talk to a provider or compute locally."""
+
+    model: str
+    usage: EmbeddingUsage
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """One row per text, float32, L2-normalised."""
+        raise NotImplementedError

@@ -7,7 +7,6 @@ import re
 import time
 import zlib
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -15,38 +14,13 @@ import numpy as np
 from polymkt_dagster.lib.search.common import (
     EMBED_BATCH_CHAR_BUDGET,
     EMBED_BATCH_SIZE,
-    EMBEDDING_PRICES_PER_MTOK,
     MAX_EMBED_CHARS,
+    Embedder,
     EmbeddingError,
+    EmbeddingUsage,
 )
 
 # ---- embedding providers -----------------------------------------------------------------
-
-
-@dataclass
-class EmbeddingUsage:
-    """Requests and tokens spent, for the materialization metadata."""
-
-    requests: int = 0
-    retries: int = 0
-    inputs: int = 0
-    prompt_tokens: int = 0
-    total_tokens: int = 0
-
-    def cost_usd(self, model: str) -> float | None:
-        price = EMBEDDING_PRICES_PER_MTOK.get(model)
-        return None if price is None else round(self.total_tokens * price / 1_000_000, 10)
-
-
-class Embedder:
-    """Turns texts into unit vectors; subclasses talk to a provider or compute locally."""
-
-    model: str
-    usage: EmbeddingUsage
-
-    def embed(self, texts: Sequence[str]) -> np.ndarray:
-        """One row per text, float32, L2-normalised."""
-        raise NotImplementedError
 
 
 def _normalise_rows(matrix: np.ndarray) -> np.ndarray:

@@ -29,12 +29,12 @@ from polymkt_dagster.lib.search.common import (
     MAX_QUERY_TERMS,
     SEARCH_MODES,
     SEARCH_THREADS,
+    Embedder,
     EmbeddingError,
     SearchError,
     _scalar,
     _table_exists,
 )
-from polymkt_dagster.lib.search.embedders import Embedder
 from polymkt_dagster.lib.search.fusion import (
     DEFAULT_FUSION,
     Bm25Candidate,
@@ -193,6 +193,7 @@ class MarketSearch:
         self._state: _EmbeddingState | None = None
         self._state_loaded = False
         self._hnsw_current: bool | None = None
+        self.last_query_idf = 0.0  # of the last bm25_candidates query
 
     # -- connection ------------------------------------------------------------------
     def _connection(self) -> duckdb.DuckDBPyConnection:
@@ -403,6 +404,12 @@ class MarketSearch:
                 GROUP BY p.docid, q.grp
             )"""
         aggregate = "sum(part) AS score, count(*) AS matched, sum(idf) AS matched_idf"
+        # The query's total idf (fusion scales BM25 by the share a market matched): known
+        # terms' own idf, an unseen term's idf for each term the index lacks.
+        query_stats = f"""
+            (SELECT sum(i) FROM (SELECT max(idf) AS i FROM q WHERE weight = 1 GROUP BY grp)),
+            (SELECT count(DISTINCT grp) FROM q WHERE weight = 1),
+            (SELECT log(((num_docs + 0.5) / 0.5) + 1) FROM {FTS_SCHEMA}.stats)"""
         params: list[Any] = [words, groups, weights]
         if not filters.active:
             sql = f"""
@@ -411,7 +418,7 @@ class MarketSearch:
                     SELECT docid, {aggregate} FROM per_term
                     GROUP BY docid ORDER BY score DESC, docid LIMIT {int(n)}
                 )
-                SELECT docs.name, top.score, top.matched, top.matched_idf
+                SELECT docs.name, top.score, top.matched, top.matched_idf, {query_stats}
                 FROM top JOIN {FTS_SCHEMA}.docs docs USING (docid)
                 ORDER BY top.score DESC, docs.name
             """
@@ -420,7 +427,7 @@ class MarketSearch:
             sql = f"""
                 WITH {grouped},
                 scored AS (SELECT docid, {aggregate} FROM per_term GROUP BY docid)
-                SELECT docs.name, scored.score, scored.matched, scored.matched_idf
+                SELECT docs.name, scored.score, scored.matched, scored.matched_idf, {query_stats}
                 FROM scored
                 JOIN {FTS_SCHEMA}.docs docs USING (docid)
                 JOIN search.documents d ON d.market_id = docs.name
@@ -428,10 +435,14 @@ class MarketSearch:
                 ORDER BY scored.score DESC, docs.name LIMIT {int(n)}
             """
             params += fparams
-        return [
-            Bm25Candidate(str(r[0]), float(r[1]), int(r[2]), float(r[3]))
-            for r in con.execute(sql, params).fetchall()
-        ]
+        rows = con.execute(sql, params).fetchall()
+        candidates = [Bm25Candidate(str(r[0]), float(r[1]), int(r[2]), float(r[3])) for r in rows]
+        if rows:
+            known_idf, known_terms, unseen_idf = (float(x or 0) for x in rows[0][4:7])
+            self.last_query_idf = known_idf + (len(terms) - known_terms) * unseen_idf
+        else:
+            self.last_query_idf = 0.0
+        return candidates
 
     def prefix_expansions(self, terms: Sequence[str]) -> dict[str, list[str]]:
         """Index terms that extend a query term of 5+ letters by up to 4 letters, the most
@@ -665,12 +676,14 @@ class MarketSearch:
         sem_by_id = {mid: (rank, s) for rank, (mid, s) in enumerate(semantic, start=1)}
         if mode_used == "hybrid" and bm25:
             tick = time.perf_counter()
-            phrases = self.phrase_matches(cleaned, [c.market_id for c in bm25])
+            # A phrase match implies every term matched: only those markets are checked.
+            complete = [c.market_id for c in bm25 if c.matched_terms >= len(analysis.terms)]
+            phrases = self.phrase_matches(cleaned, complete)
             fused = score_fusion(
                 bm25,
                 semantic,
                 query_terms=len(analysis.terms),
-                query_idf=sum(self.terms_idf(analysis.terms).values()),
+                query_idf=self.last_query_idf,
                 phrase_matches=phrases,
                 settings=fusion,
             )[:limit]

@@ -8,28 +8,29 @@ from collections.abc import Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
-import numpy as np
-import pyarrow as pa
 
 from polymkt_dagster.lib.duck import connect, sql_string
-from polymkt_dagster.lib.lake import Lake
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from polymkt_dagster.lib.lake import Lake
 from polymkt_dagster.lib.search.common import (
     DOCUMENT_TEXT_SQL,
     HNSW_OPTIONS,
     VECTOR_REBUILD_FRACTION,
     WRITE_CHUNK_SIZE,
+    Embedder,
+    EmbeddingUsage,
     Log,
     _scalar,
     _stage_documents,
     _table_exists,
     _transaction,
     short_document_text_sql,
-)
-from polymkt_dagster.lib.search.embedders import (
-    Embedder,
-    EmbeddingUsage,
 )
 
 # ---- embeddings and the vector index -----------------------------------------------------
@@ -123,6 +124,9 @@ def _write_embeddings(
     vectors: np.ndarray,
     model: str,
 ) -> None:
+    import numpy as np
+    import pyarrow as pa
+
     dim = int(vectors.shape[1])
     chunk = pa.table(
         {
