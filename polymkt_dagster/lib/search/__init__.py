@@ -1,12 +1,15 @@
-"""Market search: BM25 (DuckDB FTS), semantic (embeddings + HNSW) and hybrid (RRF).
+"""Market search: BM25 (DuckDB FTS), semantic (embeddings + HNSW) and hybrid (score fusion).
 
 Where things live and why:
 
 - The catalog (DATA_DIR/polymkt.duckdb), schema ``search``:
-    ``documents``            one row per market: the indexed text fields, the filter and
-                             display columns, and the ``content_hash`` of the text.
+    ``documents``            one row per market: the indexed text fields (``*_terms``,
+                             numbers in one form), the filter and display columns, and
+                             the ``content_hash`` of the text.
+    ``bm25_stopwords``       the stop words (DuckDB's English list minus market words);
+    ``bm25_settings``        the index version (another version is rebuilt in full).
     ``fts_search_documents`` the DuckDB FTS index built by ``PRAGMA create_fts_index``
-                             (Porter stemmer, English stop words, digits kept): ``dict``,
+                             (Porter stemmer, those stop words, digits kept): ``dict``,
                              ``docs``, ``terms``, ``stats``, ``stopwords``, the ``tokenize``
                              and ``match_bm25`` macros. It stays a valid FTS index, so
                              ``match_bm25`` works for anyone querying the catalog by hand.
@@ -14,7 +17,8 @@ Where things live and why:
                              by term: queries read only the postings of their own terms
                              (5-20 ms over 200k markets, where ``match_bm25`` takes 60-150).
     ``embeddings``           (market_id, content_hash, model, vector FLOAT[dim]): the
-                             vectors, the costly part, kept in an ordinary table.
+                             vectors of one model (the built-in local one unless an
+                             OpenAI-compatible provider is configured), in a plain table.
     ``embedding_state``      a generation counter bumped by every write to ``embeddings``.
 - The vector index file (DATA_DIR/polymkt_search_vectors.duckdb): a copy of the vectors with
   a persisted HNSW index (cosine). It is a cache derived from ``search.embeddings`` and is
@@ -28,11 +32,12 @@ Incremental updates compare content hashes: only new or changed markets are re-t
 and re-embedded; deleted markets leave every index. A search reads with read-only
 connections that wait a little for a writer's lock.
 
-The package is split along its seams: ``common`` (settings, errors, documents), ``bm25``
-(the full-text index), ``embedders`` (local model, OpenAI-compatible client, hashing stub),
-``vectors`` (stored embeddings and the HNSW file), ``engine`` (query analysis, rankers,
-fusion) and ``command`` (the CLI verb). Names are imported from their module on first use,
-so ``polymkt search --mode bm25`` never loads numpy-heavy embedders or ``openai``.
+The package is split along its seams: ``common`` (settings, errors, documents, the embedder
+interface), ``analysis`` (number forms, stop words), ``bm25`` (the full-text index),
+``embedders`` (local model, OpenAI-compatible client, hashing stub), ``vectors`` (stored
+embeddings and the HNSW file), ``fusion`` (hybrid scoring), ``engine`` (query analysis,
+rankers), ``command`` (the CLI verb) and ``relevance`` (nDCG@10 on a labelled set). Names are imported from their module on first use,
+so ``polymkt search --mode bm25`` loads DuckDB only, and ``openai`` loads only with a key.
 """
 
 from __future__ import annotations
