@@ -36,8 +36,9 @@ The package is split along its seams: ``common`` (settings, errors, documents, t
 interface), ``analysis`` (number forms, stop words), ``bm25`` (the full-text index),
 ``embedders`` (local model, OpenAI-compatible client, hashing stub), ``vectors`` (stored
 embeddings and the HNSW file), ``fusion`` (hybrid scoring), ``engine`` (query analysis,
-rankers), ``command`` (the CLI verb) and ``relevance`` (nDCG@10 on a labelled set). Names are imported from their module on first use,
-so ``polymkt search --mode bm25`` loads DuckDB only, and ``openai`` loads only with a key.
+rankers), ``command`` (the CLI verb) and ``relevance`` (nDCG@10 on a labelled set). Names
+are imported from their module on first use, so ``polymkt search --mode bm25`` loads DuckDB
+only, and ``openai`` loads only with a key.
 """
 
 from __future__ import annotations
