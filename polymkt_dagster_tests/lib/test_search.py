@@ -943,3 +943,20 @@ def test_search_cli_imports_only_what_the_mode_needs() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_the_local_model_loads_from_the_wheel_without_any_network(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import socket
+
+    from polymkt_dagster.lib.search import embedders
+
+    def no_network(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("the local model tried to reach the network")
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    monkeypatch.setattr(embedders, "_LOCAL_MODEL", None)  # force a fresh read of the files
+    vectors = s.LocalEmbedder().embed(["Will the Fed cut rates?"])
+    assert vectors.shape == (1, 256)
