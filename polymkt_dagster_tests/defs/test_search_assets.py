@@ -101,17 +101,34 @@ def test_assets_build_incrementally_and_report_usage(
     assert response.mode_used == "hybrid" and response.hits[0].market_id == "101"
 
 
-def test_without_a_key_embeddings_record_that_semantic_search_is_off(
+def test_without_a_key_the_local_model_embeds_offline_and_a_key_rebuilds_the_vectors(
     tmp_path: Path, openai_server: OpenAICompatServer
 ) -> None:
     write_markets(Lake(tmp_path / "parquet"), MARKETS_FIXTURE)
     metadata = _run(tmp_path, openai_resource_from_env({}))
-    assert metadata[EMBEDDINGS_KEY]["semantic_search"] == "disabled"
-    assert "POLYMKT_OPENAI_API_KEY" in metadata[EMBEDDINGS_KEY]["reason"]
+    local = metadata[EMBEDDINGS_KEY]
+    assert (local["model"], local["dimensions"]) == (s.LOCAL_EMBEDDING_MODEL, 256)
+    assert local["markets_embedded"] == len(MARKETS_FIXTURE) and local["vector_index"] == "full"
     assert metadata[BM25_KEY]["dagster/row_count"] == len(MARKETS_FIXTURE)
-    assert openai_server.requests == []
-    response = s.search("fed rate cut", catalog_path=tmp_path / "polymkt.duckdb", mode="hybrid")
-    assert response.mode_used == "bm25" and response.hits[0].market_id == "106"
+    assert openai_server.requests == []  # no network: the model ships in the wheel
+    catalog = tmp_path / "polymkt.duckdb"
+    response = s.search(
+        "fed rate cut", catalog_path=catalog, mode="hybrid", embedder=s.LocalEmbedder()
+    )
+    assert response.mode_used == "hybrid" and response.hits[0].market_id == "106"
+
+    # Configuring a provider replaces the model: every vector is rebuilt with its dimension.
+    remote = _run(tmp_path, OpenAIResource(api_key="sk-test", base_url=openai_server.base_url))
+    switched = remote[EMBEDDINGS_KEY]
+    assert switched["model"] == "text-embedding-3-small"
+    assert switched["dimensions"] == openai_server.dim != 256
+    assert switched["markets_embedded"] == len(MARKETS_FIXTURE)
+    assert switched["vector_index"] == "full"
+    back = _run(tmp_path, openai_resource_from_env({}))[EMBEDDINGS_KEY]
+    assert (back["model"], back["markets_embedded"]) == (
+        s.LOCAL_EMBEDDING_MODEL,
+        len(MARKETS_FIXTURE),
+    )
 
 
 def test_asset_wiring() -> None:

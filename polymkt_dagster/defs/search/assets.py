@@ -19,8 +19,10 @@ from polymkt_dagster.defs.ingest.assets import MARKETS_KEY
 from polymkt_dagster.defs.resources import PolymktResource
 from polymkt_dagster.lib.report import markdown_table
 from polymkt_dagster.lib.search import (
+    LOCAL_EMBEDDING_MODEL,
     Bm25Report,
     EmbeddingReport,
+    LocalEmbedder,
     OpenAIEmbedder,
     update_bm25_index,
     update_market_embeddings,
@@ -125,10 +127,11 @@ class MarketEmbeddingsConfig(dg.Config):
     pool="duckdb",
     automation_condition=dg.AutomationCondition.eager(),
     description=(
-        "Embeddings of each market's text (POLYMKT_OPENAI_EMBEDDING_MODEL, default "
-        "text-embedding-3-small) with a content hash, plus an HNSW index (cosine) for "
-        "semantic and hybrid search. Only new or changed markets are embedded. Without "
-        "POLYMKT_OPENAI_API_KEY it records that semantic search is off."
+        "Embeddings of each market's text with a content hash, plus an HNSW index (cosine) "
+        "for semantic and hybrid search. Only new or changed markets are embedded. Without "
+        "POLYMKT_OPENAI_API_KEY the built-in local model (WordLlama, offline) embeds them; "
+        "with it, POLYMKT_OPENAI_EMBEDDING_MODEL (default text-embedding-3-small) on any "
+        "OpenAI-compatible server. A change of model re-embeds every market."
     ),
 )
 def market_embeddings(
@@ -139,17 +142,19 @@ def market_embeddings(
 ) -> dg.MaterializeResult:
     settings = polymkt.settings()
     if not semantic_search_enabled(openai):
-        context.log.warning(
-            f"{OPENAI_API_KEY_ENV} is not set: no embeddings; search falls back to BM25."
+        context.log.info(
+            f"{OPENAI_API_KEY_ENV} is not set: embedding with the built-in local model "
+            f"{LOCAL_EMBEDDING_MODEL}."
         )
-        return dg.MaterializeResult(
-            metadata={
-                "semantic_search": "disabled",
-                "reason": f"{OPENAI_API_KEY_ENV} is not set; semantic and hybrid search fall "
-                "back to BM25",
-                "requests": 0,
-            }
+        report = update_market_embeddings(
+            settings.catalog_path,
+            polymkt.lake(),
+            LocalEmbedder(),
+            reembed_all=config.reembed_all,
+            rebuild_vector_index=config.rebuild_vector_index,
+            log=context.log.info,
         )
+        return dg.MaterializeResult(metadata=embeddings_metadata(report, settings.catalog_path))
     with openai.get_client(context) as client:
         embedder = OpenAIEmbedder(
             client, settings.openai_embedding_model, batch_size=config.batch_size
