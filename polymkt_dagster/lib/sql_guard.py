@@ -27,7 +27,7 @@ Execution (``run_guarded``) is read-only and bounded in time and memory on eithe
   for those directories, caps memory and threads, disables spilling and locks the
   configuration. The parent kills the child at the deadline, so even a single long
   function call ends within the timeout.
-- ClickHouse (when POLYMKT_CLICKHOUSE_ENABLED=true): ``readonly=1``, ``max_execution_time``,
+- ClickHouse (when POLYMKT_CLICKHOUSE_ENABLED=true): ``readonly=2``, ``max_execution_time``,
   ``max_memory_usage`` and ``max_threads`` on the query, plus a client-side deadline.
 """
 
@@ -54,8 +54,8 @@ from polymkt_dagster.lib.clickhouse import SERVED_TABLES
 from polymkt_dagster.lib.lake import Lake
 
 MAX_SQL_CHARS = 20_000
-MAX_NESTING = 64  # parentheses/brackets deep; analyst queries stay far below
-MAX_TREE_DEPTH = 256  # levels of the parsed tree (long a+b+c+... chains nest without parens)
+MAX_NESTING = 32  # parentheses/brackets deep; sqlglot recurses ~20 frames per level
+MAX_TREE_DEPTH = 200  # levels of the parsed tree (long a+b+c+... chains nest without parens)
 MAX_PAD_LENGTH = 1_000  # repeat/lpad/rpad: the longest string a query may build
 DEFAULT_MAX_ROWS = 1_000
 MAX_ROWS_CEILING = 100_000
@@ -497,7 +497,11 @@ class QueryResult:
 
 
 class QueryTimeout(RuntimeError):
-    pass
+    """The query ran past its timeout and was stopped; ``query_seconds`` is how long it ran."""
+
+    def __init__(self, message: str, query_seconds: float) -> None:
+        super().__init__(message)
+        self.query_seconds = query_seconds
 
 
 class QueryFailed(RuntimeError):
@@ -579,11 +583,14 @@ def _run_duckdb_worker(request: dict[str, Any], timeout_s: float) -> tuple[list[
         reader.start()
         if not reader.ready.wait(SETUP_TIMEOUT_S):
             raise QueryFailed(f"the query engine did not start within {SETUP_TIMEOUT_S:g} s")
+        query_started = time.monotonic()
         reader.join(timeout_s)
         if reader.is_alive():
+            process.kill()
             raise QueryTimeout(
                 f"query ran longer than {timeout_s:g} s and was stopped (raise --timeout or "
-                "POLYMKT_SQL_TIMEOUT_S, or narrow the query)"
+                "POLYMKT_SQL_TIMEOUT_S, or narrow the query)",
+                time.monotonic() - query_started,
             )
         process.wait(timeout=5)
     finally:
@@ -619,8 +626,10 @@ def _engine_message(message: str) -> str:
 def _run_clickhouse(
     client: Any, sql: str, timeout_s: float, memory_limit: str, threads: int, database: str
 ) -> tuple[list[str], list[Any]]:
+    # readonly=2: reads only, but the limits below may still be set. (In chdb a failed
+    # readonly=1 query leaves the session read-only, and then no setting can be passed.)
     settings = {
-        "readonly": 1,
+        "readonly": 2,
         "max_execution_time": timeout_s,
         "timeout_overflow_mode": "throw",
         "max_memory_usage": _bytes(memory_limit),
@@ -636,16 +645,23 @@ def _run_clickhouse(
             outcome["error"] = exc
 
     thread = threading.Thread(target=work, daemon=True, name="guarded-clickhouse-query")
+    started = time.monotonic()
     thread.start()
     # the server stops the query at max_execution_time; this deadline covers a server that
     # does not answer at all
     thread.join(timeout_s + 0.5)
     if thread.is_alive():
-        raise QueryTimeout(f"query ran longer than {timeout_s:g} s and was abandoned")
+        raise QueryTimeout(
+            f"query ran longer than {timeout_s:g} s and was abandoned", time.monotonic() - started
+        )
     if "error" in outcome:
         message = str(outcome["error"])
         if "TIMEOUT_EXCEEDED" in message or "Timeout exceeded" in message:
-            raise QueryTimeout(f"query ran longer than {timeout_s:g} s and was stopped")
+            raise QueryTimeout(
+                f"query ran longer than {timeout_s:g} s and was stopped (raise --timeout or "
+                "POLYMKT_SQL_TIMEOUT_S, or narrow the query)",
+                time.monotonic() - started,
+            )
         raise QueryFailed(_engine_message(_clickhouse_error_line(message)))
     result = outcome["result"]
     return list(result.column_names), list(result.result_rows)

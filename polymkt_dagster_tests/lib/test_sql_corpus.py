@@ -83,8 +83,11 @@ def normalised_cases() -> list[tuple[str, str]]:
 
 
 def legitimate_cases() -> list[tuple[str, str, str, int]]:
-    return [(entry["name"], e, entry["sql"], entry.get("min_rows", 1))
-            for entry in _load("legitimate.yaml") for e in entry.get("engines", ENGINES)]  # fmt: skip
+    return [
+        (entry["name"], engine, entry["sql"], entry.get("min_rows", 1))
+        for entry in _load("legitimate.yaml")
+        for engine in entry.get("engines", ENGINES)
+    ]
 
 
 def _case_id(value: Any) -> str:
@@ -99,8 +102,8 @@ def test_corpus_counts() -> None:
     legitimate = legitimate_cases()
     print("\nSQL corpus: refused statements per category (duckdb / clickhouse runs)")
     for category in sorted(per_category):
-        print(f"  {category:36} {per_category[category]:4}   "
-              f"{per_engine[(category, 'duckdb')]:4} / {per_engine[(category, 'clickhouse')]:4}")  # fmt: skip
+        duck, click = per_engine[(category, "duckdb")], per_engine[(category, "clickhouse")]
+        print(f"  {category:36} {per_category[category]:4}   {duck:4} / {click:4}")
     print(f"  {'total hostile statements':36} {len(statements):4}   "
           f"{sum(1 for h in hostile if h[1] == 'duckdb'):4} / "
           f"{sum(1 for h in hostile if h[1] == 'clickhouse'):4}")  # fmt: skip
@@ -169,7 +172,8 @@ def _write_alerts(lake: Lake, con: Any) -> None:
     positions = lake.single_file("analytics/wallets/positions")
     con.execute(
         f"""COPY (SELECT 'a' || row_number() OVER () AS alert_id,
-                 TIMESTAMPTZ '2024-06-01 00:00:00+00' + to_seconds(row_number() OVER ()) AS alerted_at,
+                 TIMESTAMPTZ '2024-06-01 00:00:00+00'
+                   + to_seconds(row_number() OVER ()) AS alerted_at,
                  wallet, market_id, CASE WHEN buys > sells THEN 'BUY' ELSE 'SELL' END AS side,
                  abs(cost_basis) AS size_usd, avg_price AS price
                FROM read_parquet('{positions}') ORDER BY wallet, token_id LIMIT 300)
@@ -235,15 +239,27 @@ def test_limit_forms_are_clamped(
 @pytest.mark.parametrize(
     ("engine", "sql"),
     [
-        ("duckdb", "SELECT * FROM pg_settings WHERE EXISTS (WITH pg_settings AS "
-                   "(SELECT wallet FROM wallet_metrics_1d) SELECT * FROM pg_settings)"),
-        ("duckdb", "SELECT * FROM duckdb_views WHERE EXISTS (WITH duckdb_views AS "
-                   "(SELECT wallet FROM wallet_metrics_1d) SELECT * FROM duckdb_views)"),
-        ("duckdb", "SELECT * FROM sqlite_master WHERE EXISTS (WITH sqlite_master AS "
-                   "(SELECT wallet FROM wallet_metrics_1d) SELECT * FROM sqlite_master)"),
-        ("clickhouse", "SELECT * FROM _polymkt_publish_log WHERE EXISTS (WITH "
-                       "_polymkt_publish_log AS (SELECT wallet FROM wallet_metrics_1d) "
-                       "SELECT * FROM _polymkt_publish_log)"),
+        (
+            "duckdb",
+            "SELECT * FROM pg_settings WHERE EXISTS (WITH pg_settings AS "
+            "(SELECT wallet FROM wallet_metrics_1d) SELECT * FROM pg_settings)",
+        ),
+        (
+            "duckdb",
+            "SELECT * FROM duckdb_views WHERE EXISTS (WITH duckdb_views AS "
+            "(SELECT wallet FROM wallet_metrics_1d) SELECT * FROM duckdb_views)",
+        ),
+        (
+            "duckdb",
+            "SELECT * FROM sqlite_master WHERE EXISTS (WITH sqlite_master AS "
+            "(SELECT wallet FROM wallet_metrics_1d) SELECT * FROM sqlite_master)",
+        ),
+        (
+            "clickhouse",
+            "SELECT * FROM _polymkt_publish_log WHERE EXISTS (WITH "
+            "_polymkt_publish_log AS (SELECT wallet FROM wallet_metrics_1d) "
+            "SELECT * FROM _polymkt_publish_log)",
+        ),
         ("duckdb", "SELECT * FROM wallet_metrics_1d LIMIT 100%"),
     ],
     ids=_case_id,
