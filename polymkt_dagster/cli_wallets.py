@@ -7,6 +7,7 @@ Registered on the main group by cli.py (``main.add_command``). Every read verb t
 from __future__ import annotations
 
 import json
+import logging
 import math
 import sys
 from datetime import date, datetime
@@ -46,7 +47,7 @@ def _emit(document: Any) -> None:
 
 
 def _fail(message: str, code: int = 2) -> None:
-    err.print(f"[bold red]error:[/] {escape(message)}")
+    err.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)  # one line, unwrapped
     sys.exit(code)
 
 
@@ -354,6 +355,8 @@ def _engine(settings: Settings) -> tuple[str, Any]:
         return "duckdb", None
     from polymkt_dagster.lib.clickhouse import get_client
 
+    # the driver logs its own connection errors to stderr; the one-line error below says it
+    logging.getLogger("clickhouse_connect").setLevel(logging.CRITICAL)
     try:
         client = get_client(
             settings.resolved_clickhouse_dsn,
@@ -362,8 +365,8 @@ def _engine(settings: Settings) -> tuple[str, Any]:
             read_only=True,
         )
     except Exception as exc:  # unreachable server, chdb path in use: one line, no trace
-        _fail(f"ClickHouse is not available ({_one_line(exc)}); check POLYMKT_CLICKHOUSE_DSN "
-              "or set POLYMKT_CLICKHOUSE_ENABLED=false to query the lake with DuckDB")  # fmt: skip
+        _fail(f"ClickHouse is not available: {_one_line(exc)} (check POLYMKT_CLICKHOUSE_DSN, "
+              "or set POLYMKT_CLICKHOUSE_ENABLED=false to query the lake with DuckDB)")  # fmt: skip
     return "clickhouse", client
 
 
@@ -381,10 +384,13 @@ def _limits(settings: Settings, max_rows: int, timeout_s: float | None) -> tuple
 
     try:
         timeout = validate_timeout(settings.sql_timeout_s if timeout_s is None else timeout_s)
-        return validate_max_rows(max_rows), timeout
     except QueryLimitError as exc:
-        _fail(f"{exc} (--timeout/POLYMKT_SQL_TIMEOUT_S, --max-rows)")
-    raise AssertionError("unreachable")
+        _fail(f"{exc} (--timeout or POLYMKT_SQL_TIMEOUT_S)")
+    try:
+        rows = validate_max_rows(max_rows)
+    except QueryLimitError as exc:
+        _fail(f"{exc} (--max-rows)")
+    return rows, timeout
 
 
 def _run_sql(settings: Settings, sql: str, max_rows: int, timeout_s: float) -> Any:

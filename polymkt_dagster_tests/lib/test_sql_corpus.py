@@ -272,13 +272,28 @@ def test_issue_bypasses_are_refused_before_running(
         _run(engine, sql, analyst_lake, clickhouse)
 
 
-def test_visible_cte_shadowing_an_allowlisted_name_reads_the_cte(
-    analyst_lake: Lake, request: pytest.FixtureRequest
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "WITH wallet_alerts AS (SELECT wallet FROM wallet_metrics_1d WHERE 0 = 1) "
+        "SELECT count(*) AS n FROM wallet_alerts",
+        "WITH wallet_alerts AS (SELECT wallet FROM wallet_metrics_1d WHERE 0 = 1) "
+        "SELECT count(*) AS n FROM wallet_metrics_1d WHERE wallet IN "
+        "(SELECT wallet FROM wallet_alerts)",
+        "WITH wallet_alerts AS (SELECT wallet FROM wallet_metrics_1d WHERE 0 = 1) "
+        "SELECT count(*) AS n FROM (SELECT wallet FROM wallet_alerts) AS q",
+        "WITH wallet_alerts AS (SELECT wallet FROM wallet_metrics_1d WHERE 0 = 1), "
+        "b AS (SELECT wallet FROM wallet_alerts) SELECT count(*) AS n FROM b",
+    ],
+    ids=["main", "in-subquery", "derived-table", "later-cte"],
+)
+@pytest.mark.parametrize("engine", ENGINES)
+def test_engines_scope_ctes_as_the_guard_does(
+    engine: str, sql: str, analyst_lake: Lake, request: pytest.FixtureRequest
 ) -> None:
-    """A CTE in scope wins over the table on both engines, as the guard's scoping assumes."""
-    sql = ("WITH wallet_alerts AS (SELECT wallet FROM wallet_metrics_1d WHERE false) "
-           "SELECT count(*) AS n FROM wallet_alerts")  # fmt: skip
-    assert _run("duckdb", sql, analyst_lake, None).rows == [{"n": 0}]
-    clickhouse = request.getfixturevalue("analyst_clickhouse")
-    assert _run("clickhouse", sql.replace("false", "0 = 1"), analyst_lake,
-                clickhouse).rows == [{"n": 0}]  # fmt: skip
+    """A CTE in scope wins over the real table on both engines (the real wallet_alerts has
+    rows, the CTE none): the guard's scoping matches what the engines read."""
+    clickhouse = request.getfixturevalue("analyst_clickhouse") if engine == "clickhouse" else None
+    assert _run(engine, "SELECT count(*) AS n FROM wallet_alerts", analyst_lake,
+                clickhouse).rows[0]["n"] > 0  # fmt: skip
+    assert _run(engine, sql, analyst_lake, clickhouse).rows == [{"n": 0}]
