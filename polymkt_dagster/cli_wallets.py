@@ -382,6 +382,9 @@ def _one_line(exc: BaseException) -> str:
 def _limits(settings: Settings, max_rows: int, timeout_s: float | None) -> tuple[int, float]:
     from polymkt_dagster.lib.sql_guard import QueryLimitError, validate_max_rows, validate_timeout
 
+    # sqlglot warns about the user's SQL on stderr; the guard's one-line verdict says enough
+    logging.getLogger("sqlglot").setLevel(logging.ERROR)
+
     try:
         timeout = validate_timeout(settings.sql_timeout_s if timeout_s is None else timeout_s)
     except QueryLimitError as exc:

@@ -435,6 +435,13 @@ def _guard(
             _check_function(node)
         if isinstance(node, exp.Lateral | exp.TableFromRows | exp.Unnest | exp.Explode):
             raise SqlRefused("table functions are not allowed")
+        if isinstance(node, exp.Join) and (node.kind or "").upper() == "ARRAY":
+            raise SqlRefused("ARRAY JOIN is not allowed (it generates rows from arrays)")
+        if isinstance(node, exp.From | exp.Join) and not isinstance(
+            node.this, exp.Table | exp.Subquery | exp.Final
+        ):
+            kind = node.this.key.upper()
+            raise SqlRefused(f"{kind} is not allowed after FROM/JOIN (tables and subqueries only)")
         _check_limits(node)
 
     scopes = _scopes(tree)
