@@ -25,8 +25,8 @@ Rules: a single SELECT (CTEs, joins, window functions allowed), no other stateme
 table functions, no system tables, no recursive CTEs, no functions that generate rows or
 arrays (range, generate_series, unnest), only common aggregate, window, date and string
 functions, LIMIT as a plain number; volumes are in USDC; realized_pnl is in USDC;
-bucket_start is a UTC timestamp; "this week" means the last 7 days before {now}. Answer with the SQL only,
-in a ```sql code block."""
+bucket_start is a UTC timestamp; "this week" means the last 7 days before {now}. Answer
+with the SQL only, in a ```sql code block."""
 
 _SQL_BLOCK = re.compile(r"```(?:sql)?\s*(.*?)```", re.DOTALL | re.IGNORECASE)
 
