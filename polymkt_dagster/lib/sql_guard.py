@@ -99,7 +99,8 @@ _ALLOWED_FUNCTIONS = frozenset({
     "anylast", "first", "last", "group_concat", "string_agg", "array_agg", "list",
     "logical_and", "logical_or", "count_if", "countif", "sumif", "avgif", "minif", "maxif",
     "uniq", "uniqexact", "countdistinct", "mode", "kurtosis", "skewness", "product",
-    "sum_if", "avg_if", "min_by", "max_by", "bit_and", "bit_or",
+    "sum_if", "avg_if", "min_by", "max_by", "bit_and", "bit_or", "grouparray",
+    "groupuniqarray", "topk",
     # window functions
     "row_number", "rank", "dense_rank", "ntile", "lag", "lead", "first_value",
     "last_value", "nth_value", "percent_rank", "cume_dist",
@@ -124,7 +125,7 @@ _ALLOWED_FUNCTIONS = frozenset({
     "toyyyymm", "toyyyymmdd", "formatdatetime", "timestamp_from_parts", "make_timestamp",
     "make_timestamptz", "date_bin", "time_bucket", "adddays", "subtractdays", "addhours",
     "subtracthours", "date", "to_date", "ts_or_ds_to_date", "date_str_to_date",
-    "time_str_to_time", "str_to_date", "interval", "last_day",
+    "time_str_to_time", "str_to_date", "interval", "last_day", "age",
     # strings
     "lower", "upper", "length", "substring", "concat", "concat_ws", "trim", "replace",
     "left", "right", "starts_with", "startswith", "ends_with", "endswith", "contains",
@@ -345,6 +346,8 @@ def _scope_names(scope: Scope, allowlist: Allowlist) -> tuple[set[str], set[str]
     qualifiers: set[str] = set()
     current: Scope | None = scope
     own = True
+    if isinstance(scope.expression, exp.SetOperation):  # ORDER BY names the output columns
+        columns |= {s.lower() for s in scope.expression.named_selects}
     while current is not None:
         for name, source in current.sources.items():
             qualifiers.add(name.lower())
@@ -427,7 +430,8 @@ def _guard(
         if isinstance(node, _FORBIDDEN_NODES):
             raise SqlRefused(f"{node.key.upper()} is not allowed in a read-only query")
         for clause in ("settings", "format", "into", "options"):
-            if node.args.get(clause):
+            # on queries and tables only: a function's "format" argument is not a clause
+            if isinstance(node, exp.Query | exp.Table) and node.args.get(clause):
                 raise SqlRefused(f"a {clause.upper()} clause is not allowed")
         if isinstance(node, exp.With) and node.args.get("recursive"):
             raise SqlRefused("recursive CTEs are not allowed (they can generate unbounded rows)")
@@ -461,9 +465,8 @@ def _guard(
         tree.set("limit", exp.Limit(expression=limit_node.args["count"].copy()))
         limit_node = tree.args["limit"]
     if limit_node is None:
-        if isinstance(tree, exp.SetOperation) and tree.args.get("offset") is None:
-            tree = exp.select("*").from_(tree.subquery("guarded"))
-        tree = tree.limit(max_rows)
+        # set directly: a UNION's LIMIT applies to the whole union, after its ORDER BY
+        tree.set("limit", exp.Limit(expression=exp.Literal.number(max_rows)))
         limit, limit_added = max_rows, True
         notes.append(f"LIMIT {max_rows} added")
     else:
