@@ -672,6 +672,11 @@ def _run_clickhouse(
                 "POLYMKT_SQL_TIMEOUT_S, or narrow the query)",
                 time.monotonic() - started,
             )
+        if "UNKNOWN_TABLE" in message or "Unknown table" in message:
+            raise QueryFailed(
+                f"ClickHouse database {database!r} does not hold the served tables yet: "
+                "materialize serving/clickhouse first (or set POLYMKT_CLICKHOUSE_ENABLED=false)"
+            )
         raise QueryFailed(_engine_message(_clickhouse_error_line(message)))
     result = outcome["result"]
     return list(result.column_names), list(result.result_rows)
