@@ -222,3 +222,17 @@ def test_clickhouse_long_query_stops_within_timeout_plus_one_second(rollup_lake:
         run_guarded(LONG_QUERY, lake=rollup_lake, engine="clickhouse", clickhouse_client=client,
                     clickhouse_database=database, timeout_s=1.0)  # fmt: skip
     assert time.monotonic() - started < 2.0
+
+
+def test_clickhouse_without_published_tables_says_what_to_do(rollup_lake: Lake) -> None:
+    client = ch.get_client(chdb_dsn(), read_only=True)
+    database = fresh_database()
+    ch.get_client(chdb_dsn()).command(f"CREATE DATABASE {database}")
+    with pytest.raises(QueryFailed, match="materialize serving/clickhouse"):
+        run_guarded(
+            "SELECT wallet FROM wallet_metrics_1d",
+            lake=rollup_lake,
+            engine="clickhouse",
+            clickhouse_client=client,
+            clickhouse_database=database,
+        )
