@@ -340,6 +340,19 @@ def _resolve_tables(
     return real
 
 
+def _output_names(query: exp.Expr, allowlist: Allowlist) -> set[str]:
+    """Column names a derived table or CTE exposes; a star exposes allowlisted columns."""
+    if not isinstance(query, exp.Query):
+        return set()
+    names = {name.lower() for name in query.named_selects}
+    if any(
+        isinstance(s, exp.Star) or (isinstance(s, exp.Column) and isinstance(s.this, exp.Star))
+        for s in query.selects
+    ):
+        names |= set().union(*allowlist.tables.values())
+    return names
+
+
 def _scope_names(scope: Scope, allowlist: Allowlist) -> tuple[set[str], set[str]]:
     """(column names, table qualifiers) a column in ``scope`` may use, outer scopes included."""
     columns: set[str] = set()
@@ -354,8 +367,7 @@ def _scope_names(scope: Scope, allowlist: Allowlist) -> tuple[set[str], set[str]
             if isinstance(source, exp.Table):
                 columns |= allowlist.tables.get(source.name.lower(), frozenset())
             elif isinstance(source, Scope):
-                selects = getattr(source.expression, "named_selects", [])
-                columns |= {s.lower() for s in selects}
+                columns |= _output_names(source.expression, allowlist)
         for node in walk_in_scope(current.expression):
             if isinstance(node, exp.TableAlias):
                 columns |= {c.name.lower() for c in node.columns}
