@@ -284,6 +284,9 @@ def _check_function(node: exp.Func) -> None:
             raise SqlRefused(
                 f"{name}() needs a literal length of at most {MAX_PAD_LENGTH:,} characters"
             )
+    if name == "repeat" and not isinstance(node.this, exp.Literal | exp.Column):
+        # repeat(repeat(x, 1000), 1000) multiplies: only a literal or a column is repeated
+        raise SqlRefused("repeat() may only repeat a literal or a column")
 
 
 def _scopes(tree: exp.Expr) -> list[Scope]:
