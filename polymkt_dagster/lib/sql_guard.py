@@ -57,6 +57,7 @@ MAX_SQL_CHARS = 20_000
 MAX_NESTING = 32  # parentheses/brackets deep; sqlglot recurses ~20 frames per level
 MAX_TREE_DEPTH = 200  # levels of the parsed tree (long a+b+c+... chains nest without parens)
 MAX_PAD_LENGTH = 1_000  # repeat/lpad/rpad: the longest string a query may build
+MAX_REPLACEMENT_LENGTH = 100  # replace(): each match grows the string by at most this
 DEFAULT_MAX_ROWS = 1_000
 MAX_ROWS_CEILING = 100_000
 # A window function over a year of P&L snapshots (~1M rows) takes a few seconds on a
@@ -65,6 +66,9 @@ DEFAULT_TIMEOUT_S = 30.0
 MAX_TIMEOUT_S = 3_600.0
 DEFAULT_MEMORY_LIMIT = "1GB"
 DEFAULT_THREADS = 2
+# Address space of the DuckDB worker beyond memory_limit: Python, DuckDB's code and thread
+# stacks, result rows.
+WORKER_ADDRESS_SPACE_MARGIN = 3 * 2**30
 # Starting the worker and creating the views is not the query's time; it gets its own bound.
 SETUP_TIMEOUT_S = 60.0
 
@@ -284,9 +288,20 @@ def _check_function(node: exp.Func) -> None:
             raise SqlRefused(
                 f"{name}() needs a literal length of at most {MAX_PAD_LENGTH:,} characters"
             )
-    if name == "repeat" and not isinstance(node.this, exp.Literal | exp.Column):
-        # repeat(repeat(x, 1000), 1000) multiplies: only a literal or a column is repeated
-        raise SqlRefused("repeat() may only repeat a literal or a column")
+    if name in ("repeat", "replace") and not isinstance(node.this, exp.Literal | exp.Column):
+        # repeat(repeat(x, 1000), 1000) and nested replace() multiply a string's length
+        raise SqlRefused(f"{name}() may only {name} a literal or a column")
+    if name == "replace":
+        replacement = node.args.get("replacement")
+        if replacement is not None and not (
+            isinstance(replacement, exp.Literal)
+            and replacement.is_string
+            and len(replacement.this) <= MAX_REPLACEMENT_LENGTH
+        ):
+            raise SqlRefused(
+                f"replace() needs a literal replacement of at most {MAX_REPLACEMENT_LENGTH} "
+                "characters"
+            )
 
 
 def _scopes(tree: exp.Expr) -> list[Scope]:
@@ -760,6 +775,9 @@ def run_guarded(
             "setup": _duckdb_setup(lake, memory_limit, threads),
             "sql": guarded.sql,
             "max_rows": max_rows,
+            # a hard cap on the worker's address space: what DuckDB's memory_limit does not
+            # track (one huge string, Python) still cannot take the machine's memory
+            "address_space_bytes": _bytes(memory_limit) + WORKER_ADDRESS_SPACE_MARGIN,
         }
         started = time.perf_counter()
         columns, raw_rows = _run_duckdb_worker(request, timeout_s)

@@ -43,6 +43,11 @@ def run(request: dict[str, Any]) -> tuple[Any, ...]:
 
 def main() -> int:
     request = pickle.loads(sys.stdin.buffer.read())
+    cap = request.get("address_space_bytes")
+    if cap:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
     try:
         answer = run(request)
     except Exception as exc:  # setup failures travel back as one line, never a traceback

@@ -236,3 +236,23 @@ def test_clickhouse_without_published_tables_says_what_to_do(rollup_lake: Lake) 
             clickhouse_client=client,
             clickhouse_database=database,
         )
+
+
+def test_worker_is_killed_inside_a_single_long_function_call() -> None:
+    """What DuckDB cannot interrupt (one function building a 10^9-character string) still
+    ends at the deadline: the worker process is killed. The guard would refuse this SQL
+    (nested replace); it goes to the worker directly to test the last wall."""
+    from polymkt_dagster.lib.sql_guard import _run_duckdb_worker
+
+    one_k = "lpad('', 1000, 'a')"
+    nested = f"replace(replace({one_k}, 'a', {one_k}), 'a', {one_k})"  # 10^9 characters
+    bomb = f"SELECT length(replace({nested}, 'a', 'bb')) AS n"
+    request = {
+        "setup": ["SET memory_limit = '256MB'", "SET threads = 1", "SET temp_directory = ''"],
+        "sql": bomb,
+        "max_rows": 1,
+        "address_space_bytes": 2 * 2**30,
+    }
+    with pytest.raises(QueryTimeout) as timeout:
+        _run_duckdb_worker(request, 1.0)
+    assert timeout.value.query_seconds < 2.0
