@@ -33,6 +33,7 @@ Execution (``run_guarded``) is read-only and bounded in time and memory on eithe
 
 from __future__ import annotations
 
+import contextlib
 import math
 import pickle
 import subprocess
@@ -615,10 +616,14 @@ def _run_duckdb_worker(request: dict[str, Any], timeout_s: float) -> tuple[list[
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
     )
+    reader: _Reader | None = None
     try:
         assert process.stdin is not None and process.stdout is not None
-        process.stdin.write(pickle.dumps(request))
-        process.stdin.close()
+        try:
+            process.stdin.write(pickle.dumps(request))
+            process.stdin.close()
+        except BrokenPipeError:
+            raise QueryFailed("the query engine did not start (worker exited early)") from None
         reader = _Reader(process.stdout)
         reader.start()
         if not reader.ready.wait(SETUP_TIMEOUT_S):
@@ -632,11 +637,16 @@ def _run_duckdb_worker(request: dict[str, Any], timeout_s: float) -> tuple[list[
                 "POLYMKT_SQL_TIMEOUT_S, or narrow the query)",
                 time.monotonic() - query_started,
             )
-        process.wait(timeout=5)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=5)  # the answer is in; a worker slow to exit is killed below
     finally:
         if process.poll() is None:
             process.kill()
             process.wait()
+        if reader is not None:
+            reader.join(1.0)  # EOF follows the exit at once
+        if process.stdout is not None and (reader is None or not reader.is_alive()):
+            process.stdout.close()
     data = reader.data
     from polymkt_dagster.lib.sql_worker import READY
 
