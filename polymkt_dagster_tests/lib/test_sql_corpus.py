@@ -297,3 +297,17 @@ def test_engines_scope_ctes_as_the_guard_does(
     assert _run(engine, "SELECT count(*) AS n FROM wallet_alerts", analyst_lake,
                 clickhouse).rows[0]["n"] > 0  # fmt: skip
     assert _run(engine, sql, analyst_lake, clickhouse).rows == [{"n": 0}]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize(
+    "question", ["which wallets made the most?", "top 3 markets by volume", "most active wallets"]
+)
+def test_rule_based_ask_answers_on_both_engines(
+    engine: str, question: str, analyst_lake: Lake, request: pytest.FixtureRequest
+) -> None:
+    from polymkt_dagster.lib.ask import ask_rules
+
+    plan = ask_rules(question, dialect=engine)
+    clickhouse = request.getfixturevalue("analyst_clickhouse") if engine == "clickhouse" else None
+    assert _run(engine, plan.sql, analyst_lake, clickhouse).rows
