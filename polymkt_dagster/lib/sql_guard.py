@@ -59,6 +59,7 @@ MAX_NESTING = 32  # parentheses/brackets deep; sqlglot recurses ~20 frames per l
 MAX_TREE_DEPTH = 200  # levels of the parsed tree (long a+b+c+... chains nest without parens)
 MAX_PAD_LENGTH = 1_000  # repeat/lpad/rpad: the longest string a query may build
 MAX_REPLACEMENT_LENGTH = 100  # replace(): each match grows the string by at most this
+MAX_TOP_N = 1_000  # arg_max(x, y, n), topK(n): values kept per group
 DEFAULT_MAX_ROWS = 1_000
 MAX_ROWS_CEILING = 100_000
 # A window function over a year of P&L snapshots (~1M rows) takes a few seconds on a
@@ -135,7 +136,7 @@ _ALLOWED_FUNCTIONS = frozenset({
     "lower", "upper", "length", "substring", "concat", "concat_ws", "trim", "replace",
     "left", "right", "starts_with", "startswith", "ends_with", "endswith", "contains",
     "str_position", "regexp_like", "regexp_matches", "regexp_extract", "split_part",
-    "reverse", "initcap", "pad", "repeat", "format", "printf", "md5", "hash",
+    "reverse", "initcap", "pad", "repeat", "md5", "hash",
 })  # fmt: skip
 
 # Functions that build a string as long as an argument says: allowed only with a literal
@@ -270,6 +271,15 @@ def _check_limits(node: exp.Expr) -> None:
         _whole_number(node.expression, "OFFSET")
 
 
+def _small_literal(value: Any, maximum: int) -> bool:
+    return (
+        isinstance(value, exp.Literal)
+        and not value.is_string
+        and value.this.isdigit()
+        and int(value.this) <= maximum
+    )
+
+
 def _check_function(node: exp.Func) -> None:
     name = _function_name(node)
     if name not in _ALLOWED_FUNCTIONS:
@@ -278,17 +288,17 @@ def _check_function(node: exp.Func) -> None:
             "date and string functions that read no files or settings and generate no rows)"
         )
     argument = _LENGTH_ARGUMENT.get(name)
-    if argument is not None:
-        length = node.args.get(argument)
-        if not (
-            isinstance(length, exp.Literal)
-            and not length.is_string
-            and length.this.isdigit()
-            and int(length.this) <= MAX_PAD_LENGTH
-        ):
-            raise SqlRefused(
-                f"{name}() needs a literal length of at most {MAX_PAD_LENGTH:,} characters"
-            )
+    if argument is not None and not _small_literal(node.args.get(argument), MAX_PAD_LENGTH):
+        raise SqlRefused(
+            f"{name}() needs a literal length of at most {MAX_PAD_LENGTH:,} characters"
+        )
+    # arg_max(x, y, n), max(x, n), topK(n)(x): a result list of n values per group
+    counts = [node.args.get("count")]
+    if isinstance(node, exp.ParameterizedAgg):
+        counts += list(node.expressions)
+    for count in counts:
+        if count is not None and not _small_literal(count, MAX_TOP_N):
+            raise SqlRefused(f"{name}() needs a literal count of at most {MAX_TOP_N:,}")
     if name in ("repeat", "replace") and not isinstance(node.this, exp.Literal | exp.Column):
         # repeat(repeat(x, 1000), 1000) and nested replace() multiply a string's length
         raise SqlRefused(f"{name}() may only {name} a literal or a column")
