@@ -478,6 +478,16 @@ def _guard(
             raise SqlRefused("recursive CTEs are not allowed (they can generate unbounded rows)")
         if isinstance(node, exp.Func):
             _check_function(node)
+        if isinstance(node, exp.DataType) and node.args.get("values"):
+            raise SqlRefused("fixed-size array types are not allowed in casts")
+        if (
+            isinstance(node, exp.DataTypeParam)
+            and isinstance(node.this, exp.Literal)
+            and not node.this.is_string
+            and not _small_literal(node.this, MAX_PAD_LENGTH)
+        ):
+            # FixedString(N) and the like allocate N bytes per row
+            raise SqlRefused(f"type parameter {node.this.sql()} is above {MAX_PAD_LENGTH:,}")
         if isinstance(node, exp.Lateral | exp.TableFromRows | exp.Unnest | exp.Explode):
             raise SqlRefused("table functions are not allowed")
         if isinstance(node, exp.Join) and (node.kind or "").upper() == "ARRAY":
