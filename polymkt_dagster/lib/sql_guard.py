@@ -732,6 +732,11 @@ def _run_clickhouse(
                 "POLYMKT_SQL_TIMEOUT_S, or narrow the query)",
                 time.monotonic() - started,
             )
+        if "Cannot modify" in message and "readonly mode" in message:
+            raise QueryFailed(
+                "the ClickHouse user is read-only with readonly=1, which forbids per-query "
+                "limits: give its profile readonly=2 (reads only, settings allowed)"
+            )
         if "UNKNOWN_TABLE" in message or "Unknown table" in message:
             raise QueryFailed(
                 f"ClickHouse database {database!r} does not hold the served tables yet: "
