@@ -7,6 +7,7 @@ Registered on the main group by cli.py (``main.add_command``). Every read verb t
 from __future__ import annotations
 
 import json
+import logging
 import math
 import sys
 from datetime import date, datetime
@@ -15,6 +16,7 @@ from typing import Any
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table as RichTable
 
 from polymkt_dagster.lib.config import Settings
@@ -45,7 +47,7 @@ def _emit(document: Any) -> None:
 
 
 def _fail(message: str, code: int = 2) -> None:
-    err.print(f"[bold red]error:[/] {message}")
+    err.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)  # one line, unwrapped
     sys.exit(code)
 
 
@@ -363,30 +365,70 @@ def _engine(settings: Settings) -> tuple[str, Any]:
         return "duckdb", None
     from polymkt_dagster.lib.clickhouse import get_client
 
-    client = get_client(
-        settings.resolved_clickhouse_dsn,
-        user=settings.clickhouse_user,
-        password=settings.clickhouse_password,
-        read_only=True,
-    )
+    # the driver logs its own connection errors to stderr; the one-line error below says it
+    logging.getLogger("clickhouse_connect").setLevel(logging.CRITICAL)
+    try:
+        client = get_client(
+            settings.resolved_clickhouse_dsn,
+            user=settings.clickhouse_user,
+            password=settings.clickhouse_password,
+            read_only=True,
+        )
+    except Exception as exc:  # unreachable server, chdb path in use: one line, no trace
+        _fail(f"ClickHouse is not available: {_one_line(exc)} (check POLYMKT_CLICKHOUSE_DSN, "
+              "or set POLYMKT_CLICKHOUSE_ENABLED=false to query the lake with DuckDB)")  # fmt: skip
     return "clickhouse", client
 
 
+def _one_line(exc: BaseException) -> str:
+    from polymkt_dagster.lib.clickhouse import ClickHouseError
+
+    if isinstance(exc, ClickHouseError):
+        return str(exc).splitlines()[0][:300]
+    # driver messages may echo a DSN with credentials: keep only the kind of failure
+    return type(exc).__name__
+
+
+def _limits(settings: Settings, max_rows: int, timeout_s: float | None) -> tuple[int, float]:
+    from polymkt_dagster.lib.sql_guard import QueryLimitError, validate_max_rows, validate_timeout
+
+    # sqlglot warns about the user's SQL on stderr; the guard's one-line verdict says enough
+    logging.getLogger("sqlglot").setLevel(logging.ERROR)
+
+    try:
+        timeout = validate_timeout(settings.sql_timeout_s if timeout_s is None else timeout_s)
+    except QueryLimitError as exc:
+        _fail(f"{exc} (--timeout or POLYMKT_SQL_TIMEOUT_S)")
+    try:
+        rows = validate_max_rows(max_rows)
+    except QueryLimitError as exc:
+        _fail(f"{exc} (--max-rows)")
+    return rows, timeout
+
+
 def _run_sql(settings: Settings, sql: str, max_rows: int, timeout_s: float) -> Any:
-    from polymkt_dagster.lib.sql_guard import QueryTimeout, SqlRefused, run_guarded
+    from polymkt_dagster.lib.sql_guard import (
+        QueryFailed,
+        QueryLimitError,
+        QueryTimeout,
+        SqlRefused,
+        run_guarded,
+    )
 
     engine, client = _engine(settings)
     try:
         return run_guarded(
             sql, lake=_lake(settings), engine=engine, clickhouse_client=client,
-            max_rows=max_rows, timeout_s=timeout_s,
+            max_rows=max_rows, timeout_s=timeout_s, memory_limit=settings.sql_memory_limit,
         )  # fmt: skip
     except SqlRefused as exc:
         _fail(f"refused: {exc.reason}")
-    except QueryTimeout as exc:
+    except QueryLimitError as exc:
+        _fail(f"{exc} (POLYMKT_SQL_MEMORY_LIMIT)")
+    except (QueryTimeout, QueryFailed) as exc:
         _fail(str(exc))
-    except Exception as exc:  # an engine error on an allowed query: say what, not a trace
-        _fail(f"query failed: {str(exc).splitlines()[0][:300]}")
+    except Exception as exc:  # an engine or connection error: say what, not a trace
+        _fail(f"query failed on {engine}: {_one_line(exc)}")
 
 
 def _print_result(result: Any, as_json: bool, extra: dict[str, Any]) -> None:
@@ -396,34 +438,44 @@ def _print_result(result: Any, as_json: bool, extra: dict[str, Any]) -> None:
                "seconds": round(result.seconds, 4)})  # fmt: skip
         return
     for note in result.notes:
-        err.print(f"[dim]{note}[/]")
-    err.print(f"[dim]{result.sql}[/]")
+        err.print(f"[dim]{escape(note)}[/]")
+    err.print(f"[dim]{escape(result.sql)}[/]")
     _table(result.rows, result.columns, f"{len(result.rows)} rows ({result.engine})")
+
+
+_TIMEOUT_HELP = "Seconds before the query is stopped (default: POLYMKT_SQL_TIMEOUT_S, 30)."
 
 
 @click.command()
 @click.argument("query")
 @click.option("--max-rows", type=int, default=1000, show_default=True)
-@click.option("--timeout", "timeout_s", type=float, default=10.0, show_default=True)
+@click.option("--timeout", "timeout_s", type=float, default=None, help=_TIMEOUT_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 @click.pass_context
-def sql(ctx: click.Context, query: str, max_rows: int, timeout_s: float, as_json: bool) -> None:
+def sql(
+    ctx: click.Context, query: str, max_rows: int, timeout_s: float | None, as_json: bool
+) -> None:
     """Run one guarded, read-only SELECT over the rollup tables."""
-    result = _run_sql(_settings(ctx), query, max_rows, timeout_s)
+    settings = _settings(ctx)
+    max_rows, timeout = _limits(settings, max_rows, timeout_s)
+    result = _run_sql(settings, query, max_rows, timeout)
     _print_result(result, as_json, {})
 
 
 @click.command()
 @click.argument("question")
 @click.option("--max-rows", type=int, default=100, show_default=True)
-@click.option("--timeout", "timeout_s", type=float, default=10.0, show_default=True)
+@click.option("--timeout", "timeout_s", type=float, default=None, help=_TIMEOUT_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 @click.pass_context
-def ask(ctx: click.Context, question: str, max_rows: int, timeout_s: float, as_json: bool) -> None:
+def ask(
+    ctx: click.Context, question: str, max_rows: int, timeout_s: float | None, as_json: bool
+) -> None:
     """Answer a question in plain English with guarded SQL over the rollups."""
     from polymkt_dagster.lib.ask import AskError, plan_question, plan_to_dict
 
     settings = _settings(ctx)
+    max_rows, timeout = _limits(settings, max_rows, timeout_s)
     engine, _ = _engine(settings)
     try:
         plan = plan_question(
@@ -435,8 +487,8 @@ def ask(ctx: click.Context, question: str, max_rows: int, timeout_s: float, as_j
         )
     except AskError as exc:
         _fail(str(exc))
-    err.print(f"[dim]SQL ({plan.source}): {plan.sql}[/]")
-    result = _run_sql(settings, plan.sql, max_rows, timeout_s)
+    err.print(f"[dim]SQL ({plan.source}): {escape(plan.sql)}[/]")
+    result = _run_sql(settings, plan.sql, max_rows, timeout)
     _print_result(result, as_json, {"plan": plan_to_dict(plan)})
 
 

@@ -21,10 +21,12 @@ from polymkt_dagster.lib.sql_guard import Allowlist, SqlRefused, guard_sql
 SYSTEM_PROMPT = """You write one {dialect} SELECT query that answers the user's question about
 Polymarket wallets and markets. Use only these tables and columns:
 {schema}
-Rules: a single SELECT (CTEs allowed), no other statements, no table functions, no
-system tables; volumes are in USDC; realized_pnl is in USDC; bucket_start is a UTC
-timestamp; "this week" means the last 7 days before {now}. Answer with the SQL only,
-in a ```sql code block."""
+Rules: a single SELECT (CTEs, joins, window functions allowed), no other statements, no
+table functions, no system tables, no recursive CTEs, no functions that generate rows or
+arrays (range, generate_series, unnest), only common aggregate, window, date and string
+functions, LIMIT as a plain number; volumes are in USDC; realized_pnl is in USDC;
+bucket_start is a UTC timestamp; "this week" means the last 7 days before {now}. Answer
+with the SQL only, in a ```sql code block."""
 
 _SQL_BLOCK = re.compile(r"```(?:sql)?\s*(.*?)```", re.DOTALL | re.IGNORECASE)
 

@@ -53,6 +53,19 @@ def _fraction(env: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
+def _positive_seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name}={raw!r} is not a number of seconds") from exc
+    if not (value > 0 and value != float("inf")):
+        raise ConfigError(f"{name}={raw!r} must be a positive, finite number of seconds")
+    return value
+
+
 def _choice(env: Mapping[str, str], name: str, default: str, allowed: tuple[str, ...]) -> str:
     value = env.get(name, default).strip().lower() or default
     if value not in allowed:
@@ -106,6 +119,9 @@ class Settings:
     s3_region: str = "us-east-1"
     s3_access_key_id: str | None = field(default=None, repr=False)
     s3_secret_access_key: str | None = field(default=None, repr=False)
+    # Guarded SQL (polymkt sql / ask): per-query timeout and engine memory cap.
+    sql_timeout_s: float = 30.0
+    sql_memory_limit: str = "1GB"
 
     @property
     def lake_dir(self) -> Path:
@@ -180,4 +196,7 @@ class Settings:
             watchlists_file=Path(w) if (w := text("WATCHLISTS_FILE", None)) else None,
             alerts_webhook_url=text("ALERTS_WEBHOOK_URL", None),
             oversell_max_share=_fraction(env, "POLYMKT_OVERSELL_MAX_SHARE", 0.05),
+            sql_timeout_s=_positive_seconds(env, "POLYMKT_SQL_TIMEOUT_S", defaults.sql_timeout_s),
+            sql_memory_limit=text("SQL_MEMORY_LIMIT", defaults.sql_memory_limit)
+            or defaults.sql_memory_limit,
         )

@@ -172,3 +172,62 @@ def test_unreachable_server_error_hides_credentials() -> None:
     with pytest.raises(ch.ClickHouseError) as error:
         ch.get_client("http://127.0.0.1:9", user="admin", password="hunter2-secret")
     assert "hunter2" not in str(error.value) and "127.0.0.1:9" in str(error.value)
+
+
+# ---- `polymkt sql` / `polymkt ask`: failures end in one clear line ------------------------
+
+
+def _invoke(tmp_path, *args: str, env: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
+    from click.testing import CliRunner
+
+    from polymkt_dagster.cli import main
+
+    return CliRunner().invoke(main, ["--data-dir", str(tmp_path), *args], env=env or {})
+
+
+@pytest.mark.parametrize("command", ["sql", "ask"])
+def test_unreachable_clickhouse_is_one_line_and_a_failure(tmp_path, command: str) -> None:
+    env = {
+        "POLYMKT_CLICKHOUSE_ENABLED": "true",
+        "POLYMKT_CLICKHOUSE_DSN": "http://127.0.0.1:9",
+        "POLYMKT_CLICKHOUSE_PASSWORD": "hunter2-secret",
+        "POLYMKT_OPENAI_API_KEY": "",
+    }
+    query = "SELECT wallet FROM wallet_metrics_1d" if command == "sql" else "top wallets"
+    result = _invoke(tmp_path, command, query, env=env)
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output and result.exception is not None
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and "ClickHouse is not available" in lines[0]
+    assert "127.0.0.1:9" in result.output and "hunter2" not in result.output
+
+
+@pytest.mark.parametrize("timeout", ["0", "-1", "nan", "inf", "-inf", "1e9"])
+def test_bad_timeout_option_is_refused(tmp_path, timeout: str) -> None:
+    result = _invoke(tmp_path, "sql", "SELECT wallet FROM wallet_metrics_1d", "--timeout", timeout)
+    assert result.exit_code == 2 and "timeout" in result.output
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("value", ["0", "nan", "inf", "soon"])
+def test_bad_timeout_setting_is_refused(tmp_path, value: str) -> None:
+    result = _invoke(tmp_path, "sql", "SELECT 1", env={"POLYMKT_SQL_TIMEOUT_S": value})
+    assert result.exit_code == 2 and "POLYMKT_SQL_TIMEOUT_S" in result.output
+
+
+def test_timeout_setting_and_flag_reach_the_query(served_lake: Lake) -> None:
+    data_dir = served_lake.root.parent
+    slow = (
+        "SELECT count(*) AS n FROM wallet_metrics_1m a, wallet_metrics_1m b, "
+        "wallet_metrics_1m c, wallet_metrics_1m d WHERE a.trades + b.trades + c.trades "
+        "+ d.trades > 1000000"
+    )
+    started = time.monotonic()
+    result = _invoke(data_dir, "sql", slow, env={"POLYMKT_SQL_TIMEOUT_S": "1"})
+    assert result.exit_code == 2 and "longer than 1 s" in result.output
+    assert "Traceback" not in result.output
+    result = _invoke(data_dir, "sql", slow, "--timeout", "1.5")
+    assert result.exit_code == 2 and "longer than 1.5 s" in result.output
+    assert time.monotonic() - started < 30
+    refused = _invoke(data_dir, "sql", "SELECT * FROM wallet_metrics_1d LIMIT 100%")
+    assert refused.exit_code == 2 and "refused: LIMIT ... PERCENT" in refused.output
