@@ -14,13 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
 from rich.table import Table as RichTable
 
 from polymkt_dagster.lib.config import ConfigError, Settings
+from polymkt_dagster.lib.terminal import SafeConsole, escape
 from polymkt_dagster.research_cli import backtest, datasets
 
-err = Console(stderr=True)
+err = SafeConsole(stderr=True)
 DEFAULT_SAMPLE_DIR = Path(__file__).resolve().parent.parent / "data" / "sample"
 
 
@@ -41,7 +41,7 @@ def emit_json(document: Any) -> None:
 
 
 def fail(message: str, code: int = 2) -> None:
-    err.print(f"[bold red]error:[/] {message}")
+    err.print(f"[bold red]error:[/] {escape(message)}")
     sys.exit(code)
 
 
@@ -243,7 +243,7 @@ def trades(
             f"{row['price']:.4f}",
             f"{row['usd_amount']:,.2f}",
         )
-    Console().print(view)
+    SafeConsole(markup=False).print(view)
 
 
 @main.command()
@@ -263,18 +263,18 @@ def status(ctx: click.Context, as_json: bool) -> None:
         view.add_column(column)
     for name, info in document["tables"].items():
         view.add_row(name, str(info["files"]), f"{info['bytes']:,}", str(info.get("days", "")))
-    Console().print(view)
-    Console().print(
+    SafeConsole(markup=False).print(view)
+    SafeConsole().print(
         f"ingest mode: {settings.ingest_mode}, analytics mode: {settings.analytics_mode}"
     )
     for source, info in document["sync"].items():
         lag = "" if info["lag_s"] is None else f", lag {info['lag_s']:,.0f} s"
         state = "fresh" if info["fresh"] else "STALE"
-        Console().print(
+        SafeConsole().print(
             f"{source}: last sync {info['last_sync']}{lag} "
             f"(target {info['target_s']:,.0f} s: {state})"
         )
-    Console().print(
+    SafeConsole().print(
         f"lake size: {document['lake_bytes']:,} bytes; clickhouse: {document['clickhouse']}; "
         f"s3: {document['s3']}"
     )

@@ -14,12 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
 from rich.table import Table as RichTable
 
 from polymkt_dagster.lib.config import Settings
+from polymkt_dagster.lib.terminal import SafeConsole, escape
 
-err = Console(stderr=True)
+err = SafeConsole(stderr=True)
 
 
 def _settings(ctx: click.Context) -> Settings:
@@ -45,7 +45,7 @@ def _emit(document: Any) -> None:
 
 
 def _fail(message: str, code: int = 2) -> None:
-    err.print(f"[bold red]error:[/] {message}")
+    err.print(f"[bold red]error:[/] {escape(message)}")
     sys.exit(code)
 
 
@@ -65,7 +65,7 @@ def _table(rows: list[dict[str, Any]], columns: list[str], title: str) -> None:
             value = row.get(column)
             cells.append(f"{value:,.4f}" if isinstance(value, float) else str(value))
         view.add_row(*cells)
-    Console().print(view)
+    SafeConsole(markup=False).print(view)
 
 
 # ---- wallet -------------------------------------------------------------------------------
@@ -386,8 +386,8 @@ def _print_result(result: Any, as_json: bool, extra: dict[str, Any]) -> None:
                "seconds": round(result.seconds, 4)})  # fmt: skip
         return
     for note in result.notes:
-        err.print(f"[dim]{note}[/]")
-    err.print(f"[dim]{result.sql}[/]")
+        err.print(f"[dim]{escape(note)}[/]")
+    err.print(f"[dim]{escape(result.sql)}[/]")
     _table(result.rows, result.columns, f"{len(result.rows)} rows ({result.engine})")
 
 
@@ -425,7 +425,7 @@ def ask(ctx: click.Context, question: str, max_rows: int, timeout_s: float, as_j
         )
     except AskError as exc:
         _fail(str(exc))
-    err.print(f"[dim]SQL ({plan.source}): {plan.sql}[/]")
+    err.print(f"[dim]SQL ({escape(plan.source)}): {escape(plan.sql)}[/]")
     result = _run_sql(settings, plan.sql, max_rows, timeout_s)
     _print_result(result, as_json, {"plan": plan_to_dict(plan)})
 

@@ -19,12 +19,12 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
 
 from polymkt_dagster.lib.config import Settings
 from polymkt_dagster.lib.lake import Lake
+from polymkt_dagster.lib.terminal import SafeConsole, escape
 
-err = Console(stderr=True)
+err = SafeConsole(stderr=True)
 
 
 def _settings(ctx: click.Context) -> Settings:
@@ -58,7 +58,7 @@ def _emit(document: Any, as_json: bool) -> None:
 
 
 def _fail(message: str) -> None:
-    err.print(f"[bold red]error:[/] {message}")
+    err.print(f"[bold red]error:[/] {escape(message)}")
     sys.exit(1)
 
 

@@ -36,7 +36,7 @@ from polymkt_dagster.lib.csv_source import (
     scan_csv,
     structural_rejects,
 )
-from polymkt_dagster.lib.duck import connect, sql_string
+from polymkt_dagster.lib.duck import connect, spill_dir, sql_string
 from polymkt_dagster.lib.gamma import GammaShapeError, load_payloads, parse_event, parse_many
 from polymkt_dagster.lib.lake import Lake, PartitionWrite
 from polymkt_dagster.lib.merge import merge_events, merge_markets
@@ -126,7 +126,7 @@ def import_order_filled(
             rejects,
             start=start,
             end=end,
-            spill_dir=data_dir / ".duckdb_tmp",
+            spill_dir=spill_dir(data_dir),
             progress=progress,
         )
     report.absorb_rejects(rejects, rejects_file(data_dir, ORDER_FILLED.name, source))
@@ -495,7 +495,7 @@ def _count(con: duckdb.DuckDBPyConnection, sql: str) -> int:
 
 
 def _import_connection(data_dir: Path) -> duckdb.DuckDBPyConnection:
-    return connect(":memory:", temp_dir=data_dir / ".duckdb_tmp")
+    return connect(":memory:", temp_dir=spill_dir(data_dir))
 
 
 __all__ = [
