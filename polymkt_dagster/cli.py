@@ -10,8 +10,6 @@ import json
 import math
 import os
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import replace
 from datetime import date, datetime
 from pathlib import Path
@@ -20,6 +18,7 @@ from typing import Any
 import click
 from rich.table import Table as RichTable
 
+from polymkt_dagster.cli_session import WAIT_OPTION, writer_session
 from polymkt_dagster.lib.config import ConfigError, Settings
 from polymkt_dagster.lib.terminal import SafeConsole, escape
 from polymkt_dagster.research_cli import backtest, datasets
@@ -141,45 +140,6 @@ def main(ctx: click.Context, data_dir: Path | None) -> None:
             "has built"
         )
     configure_scratch(settings.data_dir)
-
-
-@contextmanager
-def writer_session(settings: Settings, command: str, wait_s: float = 0.0) -> Iterator[None]:
-    """Hold the data dir's run lock for a writing command, and clear what interrupted runs
-    left behind (temporary files, spill directories) before and after."""
-    from contextlib import ExitStack
-
-    from polymkt_dagster.lib.housekeeping import (
-        DataDirBusyError,
-        data_dir_lock,
-        remove_stale_temp_files,
-    )
-
-    with ExitStack() as stack:
-        try:
-            stack.enter_context(data_dir_lock(settings.data_dir, command, wait_s=wait_s))
-        except DataDirBusyError as exc:
-            fail(str(exc), code=1)
-        cleaned = remove_stale_temp_files(settings.data_dir)
-        if cleaned:
-            err.print(
-                f"Removed {cleaned.temp_files} temporary file(s) and {cleaned.spill_dirs} "
-                "scratch dir(s) left by an interrupted run"
-            )
-        try:
-            yield
-        finally:
-            remove_stale_temp_files(settings.data_dir)
-
-
-WAIT_OPTION = click.option(
-    "--wait",
-    "wait_s",
-    type=click.FloatRange(min=0, max=7 * 86_400),
-    default=0.0,
-    show_default=True,
-    help="Seconds to wait for another writer's run lock on the data dir (0: refuse at once).",
-)
 
 
 main.add_command(datasets)  # polymkt datasets list|create|show|update|delete
