@@ -10,6 +10,7 @@ import json
 import math
 import os
 import sys
+import warnings
 from dataclasses import replace
 from datetime import date, datetime
 from pathlib import Path
@@ -44,7 +45,7 @@ def emit_json(document: Any) -> None:
 
 
 def fail(message: str, code: int = 2) -> None:
-    err.print(f"[bold red]error:[/] {escape(message)}")
+    err.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
     sys.exit(code)
 
 
@@ -87,7 +88,8 @@ def user_error_line(exc: BaseException) -> str:
         return memory_limit_message(exc, "the command")
     if isinstance(exc, FileNotFoundError | PermissionError | IsADirectoryError):
         return f"{exc.strerror or name}: {exc.filename}"
-    first = " ".join(str(exc).split())[:500] or "no message"
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    first = lines[0][:300] if lines else "no message"
     return redact_text(f"{name}: {first} (set {DEBUG_ENV}=1 to see the traceback)")
 
 
@@ -128,7 +130,10 @@ def main(ctx: click.Context, data_dir: Path | None) -> None:
     if data_dir is not None:
         settings = replace(settings, data_dir=data_dir)
     ctx.obj = {"settings": settings}
-    asking_help = any(a in ("--help", "-h") for a in [*ctx.protected_args, *ctx.args])
+    with warnings.catch_warnings():  # click 8.2 deprecates protected_args, still fills it
+        warnings.simplefilter("ignore", DeprecationWarning)
+        rest = [*ctx.protected_args, *ctx.args]
+    asking_help = any(a in ("--help", "-h") for a in rest)
     if (
         ctx.invoked_subcommand not in CREATING_COMMANDS
         and not asking_help

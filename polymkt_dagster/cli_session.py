@@ -28,7 +28,7 @@ def writer_session(settings: Settings, command: str, wait_s: float = 0.0) -> Ite
         try:
             stack.enter_context(data_dir_lock(settings.data_dir, command, wait_s=wait_s))
         except DataDirBusyError as exc:
-            err.print(f"[bold red]error:[/] {escape(str(exc))}")
+            err.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
             sys.exit(1)
         cleaned = remove_stale_temp_files(settings.data_dir)
         if cleaned:

@@ -112,8 +112,9 @@ def run_pipeline(
             resources=resources,
             tags=tags,
             raise_on_error=False,
-            # The event log keeps everything for the UI; the terminal shows our progress.
-            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+            # The event log keeps everything for the UI; the terminal shows our progress and
+            # the summary of causes (no stack traces).
+            run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
         )
     finally:
         watcher.stop()

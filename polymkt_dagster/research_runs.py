@@ -31,7 +31,7 @@ from polymkt_dagster.lib.research_store import ResearchStore
 # 0.50-0.95 two weeks before the end, held to expiry, one tick of slippage.
 EXAMPLE_BACKTEST_ID = "example-fav-14d-hold"
 EXAMPLE_STRATEGY = StrategyConfig(days_before=14, min_price=0.5, max_price=0.95, slippage_ticks=1)
-_QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+_QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
 
 def _resources(settings: Settings) -> dict[str, Any]:

@@ -59,7 +59,7 @@ def _emit(document: Any, as_json: bool) -> None:
 
 
 def _fail(message: str) -> None:
-    err.print(f"[bold red]error:[/] {escape(message)}")
+    err.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
     sys.exit(1)
 
 
@@ -257,8 +257,8 @@ def _backfill(
             **process_tags(),
         },
         raise_on_error=False,
-        # the event log keeps every message; the terminal (and --json's stdout) only warnings
-        run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+        # the event log keeps every message; the terminal gets our one-line summary only
+        run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
     )
     document = {"run_id": result.run_id, "success": result.success, "dagster_home": home,
                 "days": [first, last]}  # fmt: skip
