@@ -100,6 +100,7 @@ def clean_run(tmp_path_factory: pytest.TempPathFactory, sample_dir: Path) -> dic
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(PIPELINE_TIMEOUT_S + 600)
 def test_main_job_runs_on_poly_data_layout(clean_run: dict[str, int]) -> None:
     # no market resolves and none has an end date: every watched position stays open
     assert clean_run["analytics/wallets/pnl_snapshots"] > 0
@@ -108,6 +109,7 @@ def test_main_job_runs_on_poly_data_layout(clean_run: dict[str, int]) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3 * PIPELINE_TIMEOUT_S)
 def test_kill_9_at_three_moments_then_a_rerun_equals_a_clean_run(
     tmp_path: Path, sample_dir: Path, clean_run: dict[str, int]
 ) -> None:
@@ -138,6 +140,7 @@ def test_kill_9_at_three_moments_then_a_rerun_equals_a_clean_run(
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(PIPELINE_TIMEOUT_S + 600)
 def test_a_second_writer_is_refused_naming_the_lock(tmp_path: Path, sample_dir: Path) -> None:
     data_dir, home = _csv_only(sample_dir, tmp_path / "data"), tmp_path / "home"
     lock = data_dir / LOCK_FILE
@@ -189,6 +192,7 @@ def test_a_second_writer_is_refused_naming_the_lock(tmp_path: Path, sample_dir: 
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(PIPELINE_TIMEOUT_S + 300)
 @pytest.mark.parametrize("fills_file", ["absent", "header only"])
 def test_markets_without_fills_give_empty_results(
     tmp_path: Path, sample_dir: Path, fills_file: str

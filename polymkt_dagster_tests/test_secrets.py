@@ -83,6 +83,7 @@ def test_redaction_masks_every_planted_form() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(2400)
 def test_failing_syncs_leak_no_planted_secret(tmp_path: Path) -> None:
     data_dir, home = tmp_path / "data", tmp_path / "home"
     data_dir.mkdir()
