@@ -132,6 +132,8 @@ class HttpClient:
         self.retry = retry or RetryPolicy()
         self.stats = RequestStats()
         self._secrets = [s for s in secrets if s]
+        # every later message masks them, whichever code builds it (SourceError, logs)
+        register_secrets(*self._secrets)
         self._sleep = sleep
         self._rng = rng or random.Random()
         self._client = httpx.Client(

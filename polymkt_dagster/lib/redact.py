@@ -90,7 +90,13 @@ def secret_fragments(value: str | None) -> set[str]:
         fragments.update({user, password, parts.username or "", parts.password or ""})
         basic = base64.b64encode(f"{user}:{password}".encode()).decode()
         fragments.update({basic, basic.rstrip("=")})
-    fragments.update(seg for seg in parts.path.split("/") if not _is_public_segment(seg))
+    # Path segments are looked for in free text too when they look like a key (a digit in
+    # them, or long): a plain word such as "proxy" is masked inside URLs, not everywhere.
+    fragments.update(
+        seg
+        for seg in parts.path.split("/")
+        if not _is_public_segment(seg) and (any(c.isdigit() for c in seg) or len(seg) >= 12)
+    )
     for _, raw in parse_qsl(parts.query, keep_blank_values=True):
         fragments.update({raw, quote(raw, safe="")})
     # A two-letter fragment would mask ordinary words; keys are longer than that.
