@@ -185,12 +185,20 @@ def readable_error(error: SerializableErrorInfo) -> str:
 
 
 def step_failure_causes(events: Sequence[dg.DagsterEvent]) -> list[str]:
-    """``step: cause`` for every failed step of a run (see ``readable_error``)."""
-    return [
+    """``step: cause`` for every failed step of a run (see ``readable_error``); when no
+    step failed (a resource that did not start), the run's own failure."""
+    causes = [
         f"{e.step_key}: {readable_error(e.event_specific_data.error)}"  # type: ignore[union-attr]
         for e in events
         if e.is_step_failure and e.event_specific_data is not None
     ]
+    if causes:
+        return causes
+    for event in events:
+        if event.event_type == dg.DagsterEventType.RUN_FAILURE:
+            error = getattr(event.event_specific_data, "error", None)
+            causes.append(readable_error(error) if error else redact_text(event.message or ""))
+    return [c for c in causes if c]
 
 
 def _key(day: date) -> str:
