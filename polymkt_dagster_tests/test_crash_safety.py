@@ -46,10 +46,18 @@ def _env(**extra: str) -> dict[str, str]:
     return env
 
 
-def _csv_only(sample_dir: Path, data_dir: Path) -> Path:
+def _csv_only(sample_dir: Path, data_dir: Path, last_days: int | None = None) -> Path:
+    """The sample's ``markets.csv`` and ``orderFilled.csv`` alone; with ``last_days`` only
+    the fills of the sample's last days (fewer daily partitions: a shorter run)."""
     data_dir.mkdir(parents=True)
     for name in CSV_ONLY:
         shutil.copyfile(sample_dir / name, data_dir / name)
+    if last_days is not None:
+        header, *rows = (sample_dir / "orderFilled.csv").read_text().splitlines()
+        newest = max(int(row.split(",", 1)[0]) for row in rows)
+        since = newest - last_days * 86_400
+        kept = [row for row in rows if int(row.split(",", 1)[0]) > since]
+        (data_dir / "orderFilled.csv").write_text("\n".join([header, *kept]) + "\n")
     return data_dir
 
 
@@ -88,32 +96,17 @@ def _leftovers(data_dir: Path) -> list[str]:
     return temp + ([str(p) for p in spill.iterdir()] if spill.is_dir() else [])
 
 
-@pytest.fixture(scope="module")
-def clean_run(tmp_path_factory: pytest.TempPathFactory, sample_dir: Path) -> dict[str, int]:
-    """The main job on the CSV-only layout, uninterrupted: the reference row counts."""
-    base = tmp_path_factory.mktemp("clean_csv_only")
-    data_dir = _csv_only(sample_dir, base / "data")
-    completed = _pipeline(data_dir, base / "home")
-    assert completed.returncode == 0, completed.stderr[-4000:]
-    assert _leftovers(data_dir) == []
-    return _row_counts(data_dir)
-
-
-@pytest.mark.slow
-@pytest.mark.timeout(PIPELINE_TIMEOUT_S + 600)
-def test_main_job_runs_on_poly_data_layout(clean_run: dict[str, int]) -> None:
-    # no market resolves and none has an end date: every watched position stays open
-    assert clean_run["analytics/wallets/pnl_snapshots"] > 0
-    assert clean_run["raw/polymarket/order_filled"] >= clean_run["raw/polymarket/trades"] > 0
-    assert clean_run["analytics/wallets/metrics_1h"] > 0
-
-
 @pytest.mark.slow
 @pytest.mark.timeout(3 * PIPELINE_TIMEOUT_S)
 def test_kill_9_at_three_moments_then_a_rerun_equals_a_clean_run(
-    tmp_path: Path, sample_dir: Path, clean_run: dict[str, int]
+    tmp_path: Path, sample_dir: Path
 ) -> None:
-    data_dir, home = _csv_only(sample_dir, tmp_path / "data"), tmp_path / "home"
+    # the sample's last 30 days: 30 daily partitions, enough for every kill point
+    reference = _csv_only(sample_dir, tmp_path / "clean", last_days=30)
+    clean = _pipeline(reference, tmp_path / "clean_home")
+    assert clean.returncode == 0, clean.stderr[-4000:]
+    clean_run = _row_counts(reference)
+    data_dir, home = _csv_only(sample_dir, tmp_path / "data", last_days=30), tmp_path / "home"
     for moment, point in KILL_POINTS.items():
         killed = _pipeline(data_dir, home, **{CRASH_ENV: point})
         assert killed.returncode == -signal.SIGKILL, (moment, killed.stderr[-3000:])
@@ -138,6 +131,26 @@ def test_kill_9_at_three_moments_then_a_rerun_equals_a_clean_run(
             records = instance.get_records_for_run(run.run_id).records
             messages = " ".join(r.event_log_entry.message or "" for r in records)
             assert "ended without finishing it (killed or crashed)" in messages
+
+
+@pytest.fixture(scope="module")
+def clean_run(tmp_path_factory: pytest.TempPathFactory, sample_dir: Path) -> dict[str, int]:
+    """The main job on the CSV-only layout, uninterrupted: the reference row counts."""
+    base = tmp_path_factory.mktemp("clean_csv_only")
+    data_dir = _csv_only(sample_dir, base / "data")
+    completed = _pipeline(data_dir, base / "home")
+    assert completed.returncode == 0, completed.stderr[-4000:]
+    assert _leftovers(data_dir) == []
+    return _row_counts(data_dir)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(PIPELINE_TIMEOUT_S + 600)
+def test_main_job_runs_on_poly_data_layout(clean_run: dict[str, int]) -> None:
+    # no market resolves and none has an end date: every watched position stays open
+    assert clean_run["analytics/wallets/pnl_snapshots"] > 0
+    assert clean_run["raw/polymarket/order_filled"] >= clean_run["raw/polymarket/trades"] > 0
+    assert clean_run["analytics/wallets/metrics_1h"] > 0
 
 
 @pytest.mark.slow
