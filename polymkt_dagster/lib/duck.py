@@ -76,9 +76,25 @@ def spill_dir(data_dir: Path | str | None = None) -> Path:
     # One directory per process: DuckDB 1.5 names its spill files the same in every
     # process, so a shared directory lets concurrent imports clobber each other's files.
     path = root / "duckdb-spill" / str(os.getpid())
+    if path not in _own_spill_dirs:
+        _prune_dead_spill_dirs(path.parent)
     path.mkdir(parents=True, exist_ok=True)
     _own_spill_dirs.add(path)
     return path
+
+
+def _prune_dead_spill_dirs(parent: Path) -> None:
+    """Remove the spill directories of processes that are gone (killed ones never clean)."""
+    if not parent.is_dir():
+        return
+    for entry in os.scandir(parent):
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            try:
+                os.kill(int(entry.name), 0)
+            except ProcessLookupError:
+                shutil.rmtree(entry.path, ignore_errors=True)
+            except PermissionError:
+                pass  # another user's live process
 
 
 @atexit.register
