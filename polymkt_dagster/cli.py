@@ -7,20 +7,24 @@ output and progress go to stderr, so scripts can pipe the JSON.
 from __future__ import annotations
 
 import json
+import math
+import os
 import sys
+import warnings
 from dataclasses import replace
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
 from rich.table import Table as RichTable
 
+from polymkt_dagster.cli_session import WAIT_OPTION, writer_session
 from polymkt_dagster.lib.config import ConfigError, Settings
+from polymkt_dagster.lib.terminal import SafeConsole, escape
 from polymkt_dagster.research_cli import backtest, datasets
 
-err = Console(stderr=True)
+err = SafeConsole(stderr=True)
 DEFAULT_SAMPLE_DIR = Path(__file__).resolve().parent.parent / "data" / "sample"
 
 
@@ -41,27 +45,106 @@ def emit_json(document: Any) -> None:
 
 
 def fail(message: str, code: int = 2) -> None:
-    err.print(f"[bold red]error:[/] {message}")
+    err.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
     sys.exit(code)
 
 
-@click.group()
+# Commands that create the data dir (or need none); every other one reads an existing one.
+CREATING_COMMANDS = frozenset({"pipeline", "bootstrap", "sample", "sync"})
+DEBUG_ENV = "POLYMKT_DEBUG"
+
+
+def hoist_data_dir(args: list[str]) -> list[str]:
+    """Move ``--data-dir X`` given after the subcommand to the front, where the group reads
+    it: `polymkt status --data-dir X` works like `polymkt --data-dir X status`."""
+    front: list[str] = []
+    rest: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            rest.extend(args[i:])
+            break
+        if arg == "--data-dir" and i + 1 < len(args):
+            front += args[i : i + 2]
+            i += 2
+            continue
+        if arg.startswith("--data-dir="):
+            front.append(arg)
+        else:
+            rest.append(arg)
+        i += 1
+    return front + rest
+
+
+def user_error_line(exc: BaseException) -> str:
+    """One line for an error that escaped a command: what failed and, when known, what to
+    change. Secrets are masked; the traceback is there with POLYMKT_DEBUG=1."""
+    from polymkt_dagster.lib.duck import memory_limit_message
+    from polymkt_dagster.lib.redact import redact_text
+
+    name = type(exc).__name__
+    if "OutOfMemory" in name:
+        return memory_limit_message(exc, "the command")
+    if isinstance(exc, FileNotFoundError | PermissionError | IsADirectoryError):
+        return f"{exc.strerror or name}: {exc.filename}"
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    first = lines[0][:300] if lines else "no message"
+    return redact_text(f"{name}: {first} (set {DEBUG_ENV}=1 to see the traceback)")
+
+
+class PolymktGroup(click.Group):
+    """The top-level group: ``--data-dir`` anywhere, and no traceback for a user's mistake."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, hoist_data_dir(args))
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except Exception as exc:
+            if os.environ.get(DEBUG_ENV):
+                raise
+            fail(user_error_line(exc), code=1)
+
+
+@click.group(cls=PolymktGroup)
 @click.option(
     "--data-dir",
     type=click.Path(path_type=Path, file_okay=False),
     default=None,
-    help="Data directory (default: POLYMKT_DATA_DIR or data/).",
+    help="Data directory (default: POLYMKT_DATA_DIR or data/); before or after the command.",
 )
 @click.pass_context
 def main(ctx: click.Context, data_dir: Path | None) -> None:
     """PolyMkt: a Polymarket analytics lake orchestrated by Dagster."""
+    from polymkt_dagster.lib.duck import configure_scratch, memory_limit_setting
+
     try:
         settings = Settings.from_env()
+        memory_limit_setting()  # a bad POLYMKT_DUCKDB_MEMORY_LIMIT fails here, clearly
     except ConfigError as exc:
         fail(str(exc))
     if data_dir is not None:
         settings = replace(settings, data_dir=data_dir)
     ctx.obj = {"settings": settings}
+    with warnings.catch_warnings():  # click 8.2 deprecates protected_args, still fills it
+        warnings.simplefilter("ignore", DeprecationWarning)
+        rest = [*ctx.protected_args, *ctx.args]
+    asking_help = any(a in ("--help", "-h") for a in rest)
+    if (
+        ctx.invoked_subcommand not in CREATING_COMMANDS
+        and not asking_help
+        and not settings.data_dir.is_dir()
+    ):
+        fail(
+            f"the data dir {settings.data_dir} does not exist: pass --data-dir (or set "
+            "POLYMKT_DATA_DIR) to a data dir that `polymkt pipeline` or `polymkt bootstrap` "
+            "has built"
+        )
+    configure_scratch(settings.data_dir)
 
 
 main.add_command(datasets)  # polymkt datasets list|create|show|update|delete
@@ -80,9 +163,17 @@ main.add_command(backtest)  # polymkt backtest create|run|show|list
     default=None,
     help="Dagster instance directory (default: DAGSTER_HOME or ./.dagster_home).",
 )
+@WAIT_OPTION
 @click.pass_context
-def pipeline(ctx: click.Context, sample: bool | None, dagster_home: Path | None) -> None:
+def pipeline(
+    ctx: click.Context, sample: bool | None, dagster_home: Path | None, wait_s: float
+) -> None:
     """Materialize the whole asset graph over the data dir (the main job)."""
+    with writer_session(_settings(ctx), "pipeline", wait_s):
+        _pipeline(ctx, sample, dagster_home)
+
+
+def _pipeline(ctx: click.Context, sample: bool | None, dagster_home: Path | None) -> None:
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from polymkt_dagster.lib.sample_data import copy_bundled_sample, has_source_files
@@ -118,6 +209,11 @@ def pipeline(ctx: click.Context, sample: bool | None, dagster_home: Path | None)
     err.print(f"Materialized {len(result.materialized)} assets: {', '.join(result.materialized)}")
     if result.skipped_assets:
         err.print(f"Not part of this run (own partitions): {', '.join(result.skipped_assets)}")
+    if result.orphaned_runs:
+        err.print(
+            f"Marked {len(result.orphaned_runs)} run(s) of a killed polymkt process failed: "
+            f"{', '.join(result.orphaned_runs)}"
+        )
     if result.failed_checks:
         err.print(f"[yellow]Checks that did not pass:[/] {', '.join(result.failed_checks)}")
     if not result.success:
@@ -125,6 +221,9 @@ def pipeline(ctx: click.Context, sample: bool | None, dagster_home: Path | None)
     err.print(
         f"[green]Done.[/] Run {result.run_id}. See it in the UI: DAGSTER_HOME={home} dagster dev"
     )
+
+
+MAX_SAMPLE_SCALE = 10_000.0  # 100M order fills
 
 
 @main.command()
@@ -143,8 +242,10 @@ def sample(out: Path, scale: float, seed: int) -> None:
 
     from polymkt_dagster.lib.sample import SampleConfig, generate_sample
 
-    if scale <= 0:
-        fail("--scale must be positive")
+    if not (math.isfinite(scale) and 0 < scale <= MAX_SAMPLE_SCALE):
+        fail(f"--scale must be a number above 0 and at most {MAX_SAMPLE_SCALE:g}, not {scale!r}")
+    if seed < 0:
+        fail(f"--seed must be 0 or more, not {seed}")
     with Progress(console=err) as progress:
         task = progress.add_task("order fills", total=None)
 
@@ -160,9 +261,15 @@ def sample(out: Path, scale: float, seed: int) -> None:
 
 @main.command()
 @click.option("--from-s3", is_flag=True, help="Build the local lake from the S3 lake instead.")
+@WAIT_OPTION
 @click.pass_context
-def bootstrap(ctx: click.Context, from_s3: bool) -> None:
+def bootstrap(ctx: click.Context, from_s3: bool, wait_s: float) -> None:
     """Import the data dir's CSV/JSON dumps into the lake without Dagster (scripts)."""
+    with writer_session(_settings(ctx), "bootstrap", wait_s):
+        _bootstrap(ctx, from_s3)
+
+
+def _bootstrap(ctx: click.Context, from_s3: bool) -> None:
     if from_s3:
         from polymkt_dagster.sync_cli import bootstrap_from_s3
 
@@ -248,7 +355,7 @@ def trades(
             f"{row['price']:.4f}",
             f"{row['usd_amount']:,.2f}",
         )
-    Console().print(view)
+    SafeConsole(markup=False).print(view)
 
 
 @main.command()
@@ -268,18 +375,18 @@ def status(ctx: click.Context, as_json: bool) -> None:
         view.add_column(column)
     for name, info in document["tables"].items():
         view.add_row(name, str(info["files"]), f"{info['bytes']:,}", str(info.get("days", "")))
-    Console().print(view)
-    Console().print(
+    SafeConsole(markup=False).print(view)
+    SafeConsole().print(
         f"ingest mode: {settings.ingest_mode}, analytics mode: {settings.analytics_mode}"
     )
     for source, info in document["sync"].items():
         lag = "" if info["lag_s"] is None else f", lag {info['lag_s']:,.0f} s"
         state = "fresh" if info["fresh"] else "STALE"
-        Console().print(
+        SafeConsole().print(
             f"{source}: last sync {info['last_sync']}{lag} "
             f"(target {info['target_s']:,.0f} s: {state})"
         )
-    Console().print(
+    SafeConsole().print(
         f"lake size: {document['lake_bytes']:,} bytes; clickhouse: {document['clickhouse']}; "
         f"s3: {document['s3']}"
     )

@@ -15,13 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
-from rich.markup import escape
 from rich.table import Table as RichTable
 
 from polymkt_dagster.lib.config import Settings
+from polymkt_dagster.lib.terminal import SafeConsole, escape
 
-err = Console(stderr=True)
+err = SafeConsole(stderr=True)
 
 
 def _settings(ctx: click.Context) -> Settings:
@@ -47,7 +46,7 @@ def _emit(document: Any) -> None:
 
 
 def _fail(message: str, code: int = 2) -> None:
-    err.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)  # one line, unwrapped
+    err.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
     sys.exit(code)
 
 
@@ -67,7 +66,7 @@ def _table(rows: list[dict[str, Any]], columns: list[str], title: str) -> None:
             value = row.get(column)
             cells.append(f"{value:,.4f}" if isinstance(value, float) else str(value))
         view.add_row(*cells)
-    Console().print(view)
+    SafeConsole(markup=False).print(view)
 
 
 # ---- wallet -------------------------------------------------------------------------------
@@ -487,7 +486,7 @@ def ask(
         )
     except AskError as exc:
         _fail(str(exc))
-    err.print(f"[dim]SQL ({plan.source}): {escape(plan.sql)}[/]")
+    err.print(f"[dim]SQL ({escape(plan.source)}): {escape(plan.sql)}[/]")
     result = _run_sql(settings, plan.sql, max_rows, timeout)
     _print_result(result, as_json, {"plan": plan_to_dict(plan)})
 

@@ -7,10 +7,11 @@ instance, so `dagster dev` afterwards lists every materialization, its metadata 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -20,11 +21,15 @@ from dagster._core.storage.tags import (
     ASSET_PARTITION_RANGE_END_TAG,
     ASSET_PARTITION_RANGE_START_TAG,
 )
+from dagster._utils.error import SerializableErrorInfo
 
 from polymkt_dagster.defs.ingest.partitions import daily_partitions
 from polymkt_dagster.defs.resources import PolymktResource
 from polymkt_dagster.lib.bootstrap import source_day_range
 from polymkt_dagster.lib.config import Settings
+from polymkt_dagster.lib.duck import memory_limit_message
+from polymkt_dagster.lib.redact import redact_text
+from polymkt_dagster.run_hygiene import fail_orphaned_runs, process_tags
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 RUN_TAG = "polymkt/pipeline_id"
@@ -46,6 +51,7 @@ class PipelineResult:
     failed_checks: list[str] = field(default_factory=list)
     skipped_assets: list[str] = field(default_factory=list)
     error: str | None = None
+    orphaned_runs: list[str] = field(default_factory=list)
 
 
 def prepare_dagster_home(home: Path | None = None) -> Path:
@@ -84,7 +90,7 @@ def run_pipeline(
     skipped = sorted(k.to_user_string() for a in assets if a not in runnable for k in a.keys)
     span = source_day_range(settings.data_dir)
     # The pipeline imports the data dir only: never the live sources (see defs/ingest/live.py).
-    tags = {RUN_TAG: uuid.uuid4().hex, "polymkt/ingest": "csv"}
+    tags = {RUN_TAG: uuid.uuid4().hex, "polymkt/ingest": "csv", **process_tags()}
     partition_range: tuple[str, str] | None = None
     if span is not None:
         partition_range = (_key(span[0]), _key(span[1]))
@@ -96,6 +102,7 @@ def run_pipeline(
     resources["polymkt"] = PolymktResource.from_settings(settings)
 
     instance = dg.DagsterInstance.get()
+    orphaned = fail_orphaned_runs(instance)
     watcher = _EventWatcher(instance, tags[RUN_TAG], on_event)
     watcher.start()
     try:
@@ -105,8 +112,9 @@ def run_pipeline(
             resources=resources,
             tags=tags,
             raise_on_error=False,
-            # The event log keeps everything for the UI; the terminal shows our progress.
-            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+            # The event log keeps everything for the UI; the terminal shows our progress and
+            # the summary of causes (no stack traces).
+            run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
         )
     finally:
         watcher.stop()
@@ -124,14 +132,7 @@ def run_pipeline(
     ]
     error = None
     if not result.success:
-        failures = [e for e in result.all_events if e.is_step_failure]
-        error = (
-            "; ".join(
-                f"{e.step_key}: {e.event_specific_data.error.message.strip()}"  # type: ignore[union-attr]
-                for e in failures
-            )
-            or "run failed"
-        )
+        error = "; ".join(step_failure_causes(result.all_events)) or "run failed"
     success = result.success
     if success:
         # signals/favorites (static partitions) and the example backtest (a dynamic
@@ -139,7 +140,7 @@ def run_pipeline(
         from polymkt_dagster.research_runs import run_research_assets
 
         extra, extra_errors = run_research_assets(
-            settings, instance, {RUN_TAG: tags[RUN_TAG]}, on_event
+            settings, instance, {RUN_TAG: tags[RUN_TAG], **process_tags()}, on_event
         )
         materialized += extra
         skipped = [k for k in skipped if not any(m.split("[")[0] == k for m in extra)]
@@ -153,7 +154,51 @@ def run_pipeline(
         failed_checks=failed_checks,
         skipped_assets=skipped,
         error=error,
+        orphaned_runs=orphaned,
     )
+
+
+# Dagster wraps an asset's exception ("Error occurred while executing op ..."): the cause
+# is what a person needs to read.
+_WRAPPERS = ("DagsterExecutionStepExecutionError", "DagsterUserCodeExecutionError")
+_QUALIFIED_CLASS = re.compile(r"^(?:[A-Za-z_][\w]*\.)+([A-Za-z_]\w*): ")
+
+
+def readable_error(error: SerializableErrorInfo) -> str:
+    """The cause of a step failure in one line: the first error in the chain that is not
+    Dagster's wrapper, its class without the module path, secrets masked; an out-of-memory
+    failure says which setting to raise."""
+    chain = [error]
+    while (nxt := chain[-1].cause or chain[-1].context) is not None and len(chain) < 20:
+        chain.append(nxt)
+    for info in chain:
+        if "OutOfMemory" in (info.cls_name or ""):
+            return memory_limit_message(Exception(info.message), "the step")
+    chosen = next((i for i in chain if (i.cls_name or "") not in _WRAPPERS), chain[-1])
+    message = " ".join(chosen.message.split())
+    match = _QUALIFIED_CLASS.match(message)
+    if match:
+        name = match.group(1)
+        body = message[match.end() :]
+        message = body if name == "Failure" else f"{name}: {body}"
+    return redact_text(message[:800])
+
+
+def step_failure_causes(events: Sequence[dg.DagsterEvent]) -> list[str]:
+    """``step: cause`` for every failed step of a run (see ``readable_error``); when no
+    step failed (a resource that did not start), the run's own failure."""
+    causes = [
+        f"{e.step_key}: {readable_error(e.event_specific_data.error)}"  # type: ignore[union-attr]
+        for e in events
+        if e.is_step_failure and e.event_specific_data is not None
+    ]
+    if causes:
+        return causes
+    for event in events:
+        if event.event_type == dg.DagsterEventType.RUN_FAILURE:
+            error = getattr(event.event_specific_data, "error", None)
+            causes.append(readable_error(error) if error else redact_text(event.message or ""))
+    return [c for c in causes if c]
 
 
 def _key(day: date) -> str:

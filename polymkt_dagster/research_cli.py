@@ -17,13 +17,13 @@ from typing import Any
 
 import click
 from pydantic import ValidationError
-from rich.console import Console
 from rich.table import Table as RichTable
 
 from polymkt_dagster.lib.config import Settings
+from polymkt_dagster.lib.terminal import SafeConsole, escape
 
-err = Console(stderr=True)
-out = Console()
+err = SafeConsole(stderr=True)
+out = SafeConsole(markup=False)  # tables of data: no markup in cells
 
 
 def _cli() -> Any:
@@ -106,7 +106,7 @@ def _register(kind: str, key: str, *, remove: bool = False) -> None:
         if not remove:
             err.print(
                 f"[dim]No Dagster instance (DAGSTER_HOME unset): research_registry_sensor "
-                f"adds the {kind} partition {key!r} when Dagster runs.[/]"
+                f"adds the {kind} partition {escape(repr(key))} when Dagster runs.[/]"
             )
         return
     if remove:
@@ -115,18 +115,18 @@ def _register(kind: str, key: str, *, remove: bool = False) -> None:
         return
     if not instance.has_dynamic_partition(kind, key):
         instance.add_dynamic_partitions(kind, [key])
-    err.print(f"Registered {kind} partition {key!r} in the Dagster instance.")
+    err.print(f"Registered {kind} partition {escape(repr(key))} in the Dagster instance.")
 
 
 def _show_interpretation(document: dict[str, Any]) -> None:
-    err.print(f"Read by: {document['source']}")
+    err.print(f"Read by: {escape(document['source'])}")
     for label, key in (("understood", "understood"), ("assumed", "assumptions")):
         for line in document[key]:
-            err.print(f"  [green]{label}:[/] {line}")
+            err.print(f"  [green]{label}:[/] {escape(line)}")
     for line in document["not_understood"]:
-        err.print(f"  [bold yellow]not understood:[/] {line}")
+        err.print(f"  [bold yellow]not understood:[/] {escape(line)}")
     for line in document["warnings"]:
-        err.print(f"  [yellow]warning:[/] {line}")
+        err.print(f"  [yellow]warning:[/] {escape(line)}")
 
 
 # ---- datasets -------------------------------------------------------------------------------
@@ -273,7 +273,7 @@ def _save_dataset_command(
         _cli().emit_json(document)
         return
     verb = "Would select" if dry_run else ("Created" if create else "Updated")
-    err.print(f"{verb} dataset {name!r}: {filters.describe()}")
+    err.print(f"{verb} dataset {escape(repr(name))}: {escape(filters.describe())}")
     _print_markets(name, document["markets"], markets.num_rows)
 
 
@@ -338,7 +338,8 @@ def datasets_show(ctx: click.Context, name: str, limit: int, as_json: bool) -> N
     if as_json:
         _cli().emit_json(document)
         return
-    err.print(f"Dataset {name!r}: {DatasetFilters.model_validate(record.filters).describe()}")
+    described = DatasetFilters.model_validate(record.filters).describe()
+    err.print(f"Dataset {escape(repr(name))}: {escape(described)}")
     _print_markets(name, document["markets"], len(record.market_ids))
 
 
@@ -361,7 +362,7 @@ def datasets_delete(ctx: click.Context, name: str, as_json: bool) -> None:
     if as_json:
         _cli().emit_json({"deleted": name})
     else:
-        err.print(f"Deleted dataset {name!r}.")
+        err.print(f"Deleted dataset {escape(repr(name))}.")
 
 
 # ---- backtests ------------------------------------------------------------------------------
@@ -477,8 +478,8 @@ def backtest_create(
     if interpretation:
         _show_interpretation(document["interpretation"])
     err.print(f"[bold]Prepared backtest {record.backtest_id}[/]")
-    err.print(f"  {config.describe()}")
-    err.print(json.dumps(config.model_dump(mode="json", exclude_none=True), indent=2))
+    err.print(f"  {escape(config.describe())}")
+    err.print(escape(json.dumps(config.model_dump(mode="json", exclude_none=True), indent=2)))
     err.print(f"Run it with: [bold]polymkt backtest run {record.backtest_id}[/]")
 
 
@@ -498,7 +499,10 @@ def _run_backtest(
     if instance is None:
         prepare_dagster_home(None)
         instance = dg.DagsterInstance.get()
-    err.print(f"Running backtest {backtest_id} (Dagster instance {instance.root_directory}) …")
+    err.print(
+        f"Running backtest {escape(backtest_id)} (Dagster instance "
+        f"{escape(instance.root_directory)}) …"
+    )
     try:
         result = materialize_backtest(settings, backtest_id, instance)
         run_id = result.run_id
@@ -530,15 +534,16 @@ def _show_document(settings: Settings, backtest_id: str, limit: int) -> dict[str
 
 def _print_backtest(document: dict[str, Any]) -> None:
     err.print(
-        f"[bold]{document['backtest_id']}[/] ({document['status']}): {document['description']}"
+        f"[bold]{escape(document['backtest_id'])}[/] ({escape(document['status'])}): "
+        f"{escape(document['description'])}"
     )
     if document.get("error"):
-        err.print(f"[red]error:[/] {document['error']}")
+        err.print(f"[red]error:[/] {escape(document['error'])}")
     metrics = document.get("metrics")
     if metrics:
         out.print(_metrics_view(metrics))
         if metrics.get("sanity_warning"):
-            err.print(f"[yellow]warning:[/] {metrics['sanity_warning']}")
+            err.print(f"[yellow]warning:[/] {escape(metrics['sanity_warning'])}")
     if document["trades"]:
         view = RichTable(title="trades (first shown)")
         for column in ("candidate", "entry", "price", "exit", "reason", "pnl"):

@@ -24,13 +24,14 @@ from polymkt_dagster.lib.backtest import StrategyConfig
 from polymkt_dagster.lib.backtest_runs import prepare_backtest
 from polymkt_dagster.lib.config import Settings
 from polymkt_dagster.lib.election_groups import read_groups
+from polymkt_dagster.lib.redact import redact_text
 from polymkt_dagster.lib.research_store import ResearchStore
 
 # The example backtest `polymkt pipeline` runs so the UI has one to show: favorites priced
 # 0.50-0.95 two weeks before the end, held to expiry, one tick of slippage.
 EXAMPLE_BACKTEST_ID = "example-fav-14d-hold"
 EXAMPLE_STRATEGY = StrategyConfig(days_before=14, min_price=0.5, max_price=0.95, slippage_ticks=1)
-_QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+_QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
 
 def _resources(settings: Settings) -> dict[str, Any]:
@@ -97,7 +98,9 @@ def run_research_assets(
     )
     report(step, "succeeded" if signals.success else "failed")
     if not signals.success:
-        errors.append(f"{step}: run {signals.run_id} failed")
+        from polymkt_dagster.pipeline import step_failure_causes
+
+        errors += step_failure_causes(signals.all_events) or [f"{step}: run failed"]
         return materialized, errors
     materialized.append(step)
     if not read_groups(PolymktResource.from_settings(settings).lake()):
@@ -113,6 +116,8 @@ def run_research_assets(
         materialized.append(step)
         report(step, "succeeded")
     except Exception as exc:  # the main run succeeded; report instead of hiding it
-        errors.append(f"{step}: {exc}")
+        # Dagster's wrapper ("Error occurred while executing op") holds the asset's error
+        cause = getattr(exc, "user_exception", None) or exc
+        errors.append(f"{step}: {redact_text(' '.join(str(cause).split()))}")
         report(step, "failed")
     return materialized, errors

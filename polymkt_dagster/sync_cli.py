@@ -19,12 +19,13 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
 
+from polymkt_dagster.cli_session import WAIT_OPTION, writer_session
 from polymkt_dagster.lib.config import Settings
 from polymkt_dagster.lib.lake import Lake
+from polymkt_dagster.lib.terminal import SafeConsole, escape
 
-err = Console(stderr=True)
+err = SafeConsole(stderr=True)
 
 
 def _settings(ctx: click.Context) -> Settings:
@@ -58,7 +59,7 @@ def _emit(document: Any, as_json: bool) -> None:
 
 
 def _fail(message: str) -> None:
-    err.print(f"[bold red]error:[/] {message}")
+    err.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
     sys.exit(1)
 
 
@@ -79,9 +80,15 @@ def sync() -> None:
 @sync.command()
 @click.option("--full", is_flag=True, help="List closed markets/events too (a backfill).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@WAIT_OPTION
 @click.pass_context
-def markets(ctx: click.Context, full: bool, as_json: bool) -> None:
+def markets(ctx: click.Context, full: bool, as_json: bool, wait_s: float) -> None:
     """Sync markets and events from the Gamma API now."""
+    with writer_session(_settings(ctx), "sync markets", wait_s):
+        _markets(ctx, full, as_json)
+
+
+def _markets(ctx: click.Context, full: bool, as_json: bool) -> None:
     from polymkt_dagster.lib import sync as lib_sync
     from polymkt_dagster.lib.http import SourceError
     from polymkt_dagster.lib.market_sync import sync_gamma
@@ -118,8 +125,15 @@ def markets(ctx: click.Context, full: bool, as_json: bool) -> None:
 @click.option("--resync", is_flag=True, help="Fetch already synced positions again.")
 @click.option("--no-trades", is_flag=True, help="Do not derive trades afterwards.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@WAIT_OPTION
 @click.pass_context
-def fills(
+def fills(ctx: click.Context, wait_s: float, **options: Any) -> None:
+    """Sync order fills for a window of days, then derive those days' trades."""
+    with writer_session(_settings(ctx), "sync fills", wait_s):
+        _fills(ctx, **options)
+
+
+def _fills(
     ctx: click.Context,
     start: str | None,
     end: str | None,
@@ -131,7 +145,6 @@ def fills(
     no_trades: bool,
     as_json: bool,
 ) -> None:
-    """Sync order fills for a window of days, then derive those days' trades."""
     from polymkt_dagster.lib import sync as lib_sync
     from polymkt_dagster.lib.http import SourceError
     from polymkt_dagster.lib.sync_state import SyncBusyError
@@ -251,12 +264,29 @@ def _synced_until_hint(state: dict[str, Any]) -> datetime | None:
 @click.option("--end", required=True, help="Last day, inclusive.")
 @click.option("--dagster-home", type=click.Path(path_type=Path, file_okay=False), default=None)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@WAIT_OPTION
 @click.pass_context
 def backfill(
-    ctx: click.Context, start: str, end: str, dagster_home: Path | None, as_json: bool
+    ctx: click.Context,
+    start: str,
+    end: str,
+    dagster_home: Path | None,
+    as_json: bool,
+    wait_s: float,
 ) -> None:
     """Catch up a gap: one Dagster run of raw/order_filled + raw/trades + raw/ctf_events over
     the day range."""
+    first, last = _day(start, "--start"), _day(end, "--end")
+    assert first is not None and last is not None
+    if last < first:
+        raise click.BadParameter("--end is before --start", param_hint="--end")
+    with writer_session(_settings(ctx), "sync backfill", wait_s):
+        _backfill(ctx, first, last, dagster_home, as_json)
+
+
+def _backfill(
+    ctx: click.Context, first: date, last: date, dagster_home: Path | None, as_json: bool
+) -> None:
     import dagster as dg
     from dagster._core.storage.tags import (
         ASSET_PARTITION_RANGE_END_TAG,
@@ -264,35 +294,35 @@ def backfill(
     )
 
     from polymkt_dagster.defs.resources import PolymktResource
-    from polymkt_dagster.pipeline import prepare_dagster_home
+    from polymkt_dagster.pipeline import prepare_dagster_home, step_failure_causes
+    from polymkt_dagster.run_hygiene import fail_orphaned_runs, process_tags
 
-    first, last = _day(start, "--start"), _day(end, "--end")
-    assert first is not None and last is not None
-    if last < first:
-        raise click.BadParameter("--end is before --start", param_hint="--end")
     settings = _settings(ctx)
     home = prepare_dagster_home(dagster_home)
     from polymkt_dagster.defs.ingest.assets import raw_ctf_events, raw_order_filled, raw_trades
 
+    instance = dg.DagsterInstance.get()
+    orphaned = fail_orphaned_runs(instance)
     result = dg.materialize(
         [raw_order_filled, raw_trades, raw_ctf_events],
-        instance=dg.DagsterInstance.get(),
+        instance=instance,
         resources={"polymkt": PolymktResource.from_settings(settings)},
         tags={
             "polymkt/ingest": "live",
             ASSET_PARTITION_RANGE_START_TAG: first.isoformat(),
             ASSET_PARTITION_RANGE_END_TAG: last.isoformat(),
+            **process_tags(),
         },
         raise_on_error=False,
+        # the event log keeps every message; the terminal gets our one-line summary only
+        run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
     )
     document = {"run_id": result.run_id, "success": result.success, "dagster_home": home,
                 "days": [first, last]}  # fmt: skip
+    if orphaned:
+        document["orphaned_runs_marked_failed"] = orphaned
     if not result.success:
-        failures = [e for e in result.all_events if e.is_step_failure]
-        document["error"] = "; ".join(
-            str(e.event_specific_data.error.message).strip()  # type: ignore[union-attr]
-            for e in failures
-        )
+        document["error"] = "; ".join(step_failure_causes(result.all_events)) or "run failed"
     _emit(document, as_json)
     if not result.success:
         sys.exit(1)
@@ -305,7 +335,11 @@ def status(ctx: click.Context, as_json: bool) -> None:
     """Synced position intervals of each fill source (from the lake's state files)."""
     from polymkt_dagster.lib.sync import sync_status
 
-    _emit(sync_status(_lake(_settings(ctx))), as_json)
+    settings = _settings(ctx)
+    if not settings.data_dir.is_dir():
+        _fail(f"the data dir {settings.data_dir} does not exist: pass --data-dir (or set "
+              "POLYMKT_DATA_DIR) to the data dir the sync writes to")  # fmt: skip
+    _emit(sync_status(_lake(settings)), as_json)
 
 
 def s3_client(settings: Settings) -> Any:

@@ -6,6 +6,7 @@ from pathlib import Path
 import dagster as dg
 
 from polymkt_dagster.lib.config import Settings
+from polymkt_dagster.lib.duck import configure_scratch
 from polymkt_dagster.lib.lake import Lake
 
 
@@ -23,6 +24,10 @@ class PolymktResource(dg.ConfigurableResource):
             parquet_partitioning_enabled=settings.parquet_partitioning_enabled,
             parquet_hash_bucket_count=settings.parquet_hash_bucket_count,
         )
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        # DuckDB spills under the data dir (<data dir>/.polymkt-tmp), not a shared /tmp
+        configure_scratch(self.data_dir)
 
     def settings(self) -> Settings:
         return replace(

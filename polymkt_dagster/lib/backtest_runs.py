@@ -40,6 +40,7 @@ from polymkt_dagster.lib.price_series import (
     signal_series,
 )
 from polymkt_dagster.lib.research_store import BacktestRecord, ResearchStore, check_name
+from polymkt_dagster.lib.schemas import TRADES
 from polymkt_dagster.lib.signals import favorite_signals, read_favorites, signals_table
 
 BACKTESTS_DIR = "analytics/backtests"
@@ -127,6 +128,13 @@ def compute_backtest(
             "analytics/election_groups is empty or not built: run `polymkt pipeline` "
             "(or materialize analytics/election_groups) first"
         )
+    if not lake.files(PRICES_1H) and not lake.files(TRADES.name):
+        # a lake without a single trade (markets only): nothing is priced, so every group is
+        # skipped and the backtest is an empty, valid result rather than a failure
+        chosen = select_groups(groups, config, dataset_markets)
+        result = run_backtest(config, chosen, PriceSeries.empty([]), data_end=None)
+        result.metrics["signals_source"] = "none: the lake holds no trades"
+        return result
     if not lake.files(PRICES_1H):
         raise BacktestRunError(
             "analytics/prices_1h has no bars: run `polymkt pipeline` (or materialize "

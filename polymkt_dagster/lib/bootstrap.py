@@ -36,7 +36,7 @@ from polymkt_dagster.lib.csv_source import (
     reject_expressions,
     scan_csv,
 )
-from polymkt_dagster.lib.duck import connect, sql_string
+from polymkt_dagster.lib.duck import connect, spill_dir, sql_string
 from polymkt_dagster.lib.gamma import GammaShapeError, parse_event, parse_market
 from polymkt_dagster.lib.json_source import raw_record, read_json_records
 from polymkt_dagster.lib.lake import Lake, PartitionWrite
@@ -131,7 +131,7 @@ def import_order_filled(
             rejects,
             start=start,
             end=end,
-            spill_dir=data_dir / ".duckdb_tmp",
+            spill_dir=spill_dir(data_dir),
             progress=progress,
         )
     report.absorb_rejects(rejects, rejects_file(data_dir, ORDER_FILLED.name, source))
@@ -625,7 +625,7 @@ def _count(con: duckdb.DuckDBPyConnection, sql: str) -> int:
 
 
 def _import_connection(data_dir: Path) -> duckdb.DuckDBPyConnection:
-    return connect(":memory:", temp_dir=data_dir / ".duckdb_tmp")
+    return connect(":memory:", temp_dir=spill_dir(data_dir))
 
 
 __all__ = [

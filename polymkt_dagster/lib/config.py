@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from polymkt_dagster.lib.redact import register_secrets
+
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
@@ -160,7 +162,7 @@ class Settings:
             raw = env.get(f"POLYMKT_{name}")
             return raw.strip() if raw is not None and raw.strip() else default
 
-        return cls(
+        settings = cls(
             data_dir=Path(text("DATA_DIR", str(defaults.data_dir)) or "data"),
             parquet_partitioning_enabled=_flag(env, "POLYMKT_PARQUET_PARTITIONING_ENABLED", False),
             parquet_hash_bucket_count=_positive_int(env, "POLYMKT_PARQUET_HASH_BUCKET_COUNT", 8),
@@ -200,3 +202,20 @@ class Settings:
             sql_memory_limit=text("SQL_MEMORY_LIMIT", defaults.sql_memory_limit)
             or defaults.sql_memory_limit,
         )
+        register_secrets(*settings.secret_values())
+        return settings
+
+    def secret_values(self) -> list[str | None]:
+        """Every configured value that holds a credential (keys, URLs with keys in them)."""
+        return [
+            self.polygon_rpc_url,
+            self.goldsky_orderbook_url,
+            self.gamma_api_url,
+            self.openai_base_url,
+            self.openai_api_key,
+            self.clickhouse_password,
+            self.clickhouse_dsn,
+            self.s3_access_key_id,
+            self.s3_secret_access_key,
+            self.alerts_webhook_url,
+        ]

@@ -21,7 +21,13 @@ from polymkt_dagster.lib.fill_source import (
     to_int,
     to_text,
 )
-from polymkt_dagster.lib.http import HttpClient, RequestStats, RetryPolicy, SourceError
+from polymkt_dagster.lib.http import (
+    HttpClient,
+    RequestStats,
+    RetryPolicy,
+    SourceError,
+    upstream_excerpt,
+)
 
 PAGE_SIZE = 1000  # The Graph's maximum `first`
 FIELDS = (
@@ -185,7 +191,7 @@ class GoldskySource:
         if document.get("errors"):
             raise SourceError(
                 "goldsky",
-                f"GraphQL errors {str(document['errors'])[:300]}",
+                f"GraphQL errors {upstream_excerpt(str(document['errors']), limit=300)}",
                 cursor=cursor,
                 advice=ADVICE,
             )

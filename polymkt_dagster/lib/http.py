@@ -13,58 +13,31 @@ from __future__ import annotations
 import json
 import logging
 import random
-import re
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import httpx
+
+from polymkt_dagster.lib.redact import (  # noqa: F401  (re-exported: the sync's import site)
+    MASK,
+    redact_text,
+    redact_url,
+    register_secrets,
+    secret_fragments,
+    upstream_excerpt,
+)
 
 # httpx logs every request URL at INFO, keys included; a host application that turns INFO
 # on (Dagster's managed loggers, a debug session) must not get them.
 logging.getLogger("httpx").setLevel(logging.WARNING)
 logging.getLogger("httpcore").setLevel(logging.WARNING)
 
-MASK = "***"
-_URL_RE = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"<>)]+")
-_SECRET_SEGMENT_RE = re.compile(r"^(?=.*[0-9])(?=.*[a-zA-Z])[A-Za-z0-9_\-]{20,}$")
-_HEX_SEGMENT_RE = re.compile(r"^(0x)?[0-9a-fA-F]{24,}$")
 PayloadCheck = Callable[[Any], str | None]
 RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504, 520, 521, 522, 524})
-
-
-def redact_url(url: object) -> str:
-    """The URL with user info, query string and key-like path segments replaced by ***."""
-    try:
-        parts = urlsplit(str(url))
-    except ValueError:
-        return MASK
-    if not parts.scheme or not parts.netloc:
-        return MASK if str(url) else ""
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    netloc = (f"{MASK}@" if "@" in parts.netloc else "") + host + (f":{port}" if port else "")
-    path = "/".join(
-        MASK if _SECRET_SEGMENT_RE.match(seg) or _HEX_SEGMENT_RE.match(seg) else seg
-        for seg in parts.path.split("/")
-    )
-    return urlunsplit((parts.scheme, netloc, path, MASK if parts.query else "", ""))
-
-
-def redact_text(text: str, secrets: Iterable[str | None] = ()) -> str:
-    """Mask every URL in ``text`` (as ``redact_url``) and every given secret value."""
-    for secret in secrets:
-        if secret and len(secret) >= 4:
-            text = text.replace(secret, MASK)
-    return _URL_RE.sub(lambda m: redact_url(m.group(0)), text)
 
 
 class SourceError(RuntimeError):
@@ -159,6 +132,8 @@ class HttpClient:
         self.retry = retry or RetryPolicy()
         self.stats = RequestStats()
         self._secrets = [s for s in secrets if s]
+        # every later message masks them, whichever code builds it (SourceError, logs)
+        register_secrets(*self._secrets)
         self._sleep = sleep
         self._rng = rng or random.Random()
         self._client = httpx.Client(
@@ -269,14 +244,14 @@ class HttpClient:
         status = response.status_code
         if status in RETRYABLE_STATUS:
             raise _Transient(
-                f"http {status}: {_short(text)}",
+                f"http {status}: {upstream_excerpt(text, self._secrets)}",
                 parse_retry_after(response.headers.get("Retry-After")),
             )
         if status >= 400:
             raise SourceError(
                 self.source,
                 f"{method} {redact_url(url)} answered HTTP {status}: "
-                f"{redact_text(_short(text), self._secrets)}",
+                f"{upstream_excerpt(text, self._secrets)}",
                 advice=self.advice,
                 status=status,
             )
@@ -285,8 +260,3 @@ class HttpClient:
         except json.JSONDecodeError as exc:
             # A body cut off mid-stream (proxy reset, truncated gzip) is worth another try.
             raise _Transient(f"invalid json: {exc.msg} at char {exc.pos} of {len(text)}") from exc
-
-
-def _short(text: str, limit: int = 200) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"

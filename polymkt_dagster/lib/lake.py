@@ -32,6 +32,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from polymkt_dagster.lib.crashpoints import before_rename
 from polymkt_dagster.lib.duck import sql_string
 from polymkt_dagster.lib.schemas import RAW_TABLES, Table
 
@@ -333,6 +334,12 @@ def rows_in_files(files: Iterable[Path]) -> int:
     return sum(pq.ParquetFile(f).metadata.num_rows for f in files)
 
 
+def temp_name(target: Path) -> Path:
+    """Hidden temporary name beside ``target``; the writer's pid in it lets the next run
+    tell a killed writer's leftover from a file being written now (lib/housekeeping.py)."""
+    return target.parent / f".{target.name}.{os.getpid()}-{uuid.uuid4().hex}.tmp"
+
+
 def write_atomically(target: Path, write: Callable[[Path], object]) -> None:
     """``write(tmp)`` to a hidden temporary name beside ``target``, then rename it into place.
 
@@ -340,9 +347,10 @@ def write_atomically(target: Path, write: Callable[[Path], object]) -> None:
     file is removed if the write fails.
     """
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.parent / f".{target.name}.{uuid.uuid4().hex}.tmp"
+    tmp = temp_name(target)
     try:
         write(tmp)
+        before_rename(target)
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
@@ -411,7 +419,7 @@ class _DayFiles:
             base = lake.day_dir(table, self.day)
             target = (base / f"bucket={bucket}" if bucket is not None else base) / PART_FILE
             target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.parent / f".{target.name}.{uuid.uuid4().hex}.tmp"
+            tmp = temp_name(target)
             writer = pq.ParquetWriter(tmp, batch.schema, compression="zstd")
             self.writers[bucket] = (writer, tmp, target)
         writer = self.writers[bucket][0]
@@ -422,6 +430,7 @@ class _DayFiles:
         files: list[Path] = []
         for writer, tmp, target in self.writers.values():
             writer.close()
+            before_rename(target)
             os.replace(tmp, target)
             files.append(target)
         lake.remove_stale(table, self.day, keep=files)

@@ -22,7 +22,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from polymkt_dagster.lib.fill_source import FillBatch, FillColumns, RejectedFill
-from polymkt_dagster.lib.http import HttpClient, RequestStats, RetryPolicy, SourceError
+from polymkt_dagster.lib.http import (
+    HttpClient,
+    RequestStats,
+    RetryPolicy,
+    SourceError,
+    upstream_excerpt,
+)
 from polymkt_dagster.lib.schemas import EXCHANGE_CONTRACTS
 
 V1_ORDER_FILLED = "0xd0a08e8c493f9c94f29311604c9de1b4e8c8d4c06bd0c789af57f2d65bfec0f6"
@@ -185,7 +191,8 @@ class RpcSource:
                 raise RangeTooLargeError(str(error.get("message")))
             raise SourceError(
                 "rpc",
-                f"{method} failed: {error.get('code')} {str(error.get('message'))[:200]}",
+                f"{method} failed: {error.get('code')} "
+                f"{upstream_excerpt(str(error.get('message')), limit=200)}",
                 cursor=cursor,
                 advice=ADVICE,
             )

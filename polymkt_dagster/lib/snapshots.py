@@ -10,6 +10,8 @@ realized + unrealized, exposure = sum of shares x mark.
 The ledger runs once over the wallets' whole history up to the last snapshot (average cost
 is path dependent); snapshot times are then answered with ASOF joins in DuckDB, a day at a
 time so memory follows one day's (open position x time) pairs, not the whole window's.
+Each query joins at most ``PAIRS_PER_QUERY`` open (position, time) pairs: wallets are
+grouped and days (or parts of a day) chunked by their open positions (``plan_queries``).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from polymkt_dagster.lib.duck import MemoryLimitError, memory_limit_message
 from polymkt_dagster.lib.lake import PART_FILE, Lake, write_atomically
 from polymkt_dagster.lib.positions import (
     drop_ledger_state,
@@ -165,14 +168,26 @@ class SnapshotEngine:
         ).to_arrow_table()
         return Checkpoint(at, positions, tuple(self.wallets))
 
-    def at(self, times: Sequence[datetime]) -> pa.Table:
-        """Snapshot rows for every watched wallet at each of ``times``."""
+    def open_position_counts(self) -> dict[str, int]:
+        """Per watched wallet, how many positions it ever held open: a bound on how many
+        are open at any one time, which sizes the snapshot queries (``plan_queries``)."""
+        rows = self.con.execute(
+            "SELECT wallet, count(DISTINCT token_id) FROM _snap_state WHERE shares > 0 "
+            "GROUP BY wallet"
+        ).fetchall()
+        counts = {str(wallet): int(n) for wallet, n in rows}
+        return {wallet: counts.get(wallet, 0) for wallet in self.wallets}
+
+    def at(self, times: Sequence[datetime], wallets: Sequence[str] | None = None) -> pa.Table:
+        """Snapshot rows for each of ``wallets`` (default: every watched wallet) at each of
+        ``times``, ordered by time and wallet."""
         grid = pa.table(
             {"t_us": pa.array([int(t.timestamp() * 1_000_000) for t in times], pa.int64())}
         )
-        wallets = pa.table({"wallet": pa.array(self.wallets, pa.string())})
+        chosen = self.wallets if wallets is None else sorted(set(wallets))
+        wallet_table = pa.table({"wallet": pa.array(chosen, pa.string())})
         self.con.register("_snap_grid", grid)
-        self.con.register("_snap_wallets", wallets)
+        self.con.register("_snap_wallets", wallet_table)
         # A few times (the 5-minute tick): plain aggregates over "at or before t". Many
         # (a day or a month of marks): ASOF joins, on the distinct (token, time) pairs
         # only, since many wallets hold the same token and ASOF over repeats is slow.
@@ -209,6 +224,7 @@ class SnapshotEngine:
                     JOIN _snap_grid g
                       ON g.t_us >= s.ts_us AND g.t_us < s.next_ts_us
                     WHERE s.shares > 0
+                      AND s.wallet IN (SELECT wallet FROM _snap_wallets)
                 ),
                 needed AS (SELECT DISTINCT token_id, t_us FROM held WHERE NOT resolved),
                 marks AS ({marks_sql}),
@@ -252,6 +268,44 @@ class SnapshotEngine:
 CHECKPOINT_TABLE = "analytics/wallets/position_checkpoints"
 DAYS_PER_QUERY = 31
 FEW_TIMES = 8
+# Open (position, snapshot time) pairs one query may join. Memory follows this number, not
+# the number of open positions or days: ~1M pairs is ~150 MB of DuckDB state (78-digit token
+# ids), well inside the 1 GB default, whatever the lake (no market resolved, no end date).
+PAIRS_PER_QUERY = 1_000_000
+TICKS_PER_DAY = len(day_grid(date(2024, 1, 1)))
+
+
+@dataclass(frozen=True)
+class QueryPlan:
+    """Wallet groups and, per group, how many snapshot times one query answers."""
+
+    groups: list[tuple[list[str], int]]  # (wallets, times per query)
+
+    @property
+    def days_per_query(self) -> int:
+        fewest = min((ticks for _, ticks in self.groups), default=TICKS_PER_DAY)
+        return max(1, min(DAYS_PER_QUERY, fewest // TICKS_PER_DAY))
+
+
+def plan_queries(open_counts: dict[str, int], pairs: int = PAIRS_PER_QUERY) -> QueryPlan:
+    """Pack wallets into groups whose open positions times a day's snapshot times stay
+    within ``pairs``; a group answers as many times per query as the bound allows (up to
+    31 days), a wallet with more positions than a day fits gets a part of a day per query."""
+    per_group = max(1, pairs // TICKS_PER_DAY)
+    groups: list[tuple[list[str], int]] = []
+    current: list[str] = []
+    load = 0
+    for wallet in sorted(open_counts):
+        count = open_counts[wallet]
+        if current and load + count > per_group:
+            groups.append((current, load))
+            current, load = [], 0
+        current.append(wallet)
+        load += count
+    if current:
+        groups.append((current, load))
+    limit = DAYS_PER_QUERY * TICKS_PER_DAY
+    return QueryPlan([(w, max(1, min(limit, pairs // max(1, n)))) for w, n in groups])
 
 
 def day_end(day: date) -> datetime:
@@ -292,6 +346,7 @@ def snapshot_days(
     *,
     on_day: Callable[[date, pa.Table], None],
     use_checkpoints: bool = True,
+    pairs_per_query: int = PAIRS_PER_QUERY,
 ) -> SnapshotRun:
     """Compute each day's 288 snapshots and hand them to ``on_day``.
 
@@ -314,10 +369,24 @@ def snapshot_days(
     engine = SnapshotEngine.prepare(con, lake, wallets, day_end(days[-1]), checkpoint)
     run.fills = engine.fills
     try:
-        # a month of 5-minute marks per query, handed out a day at a time
-        for first in range(0, len(days), DAYS_PER_QUERY):
-            chunk = days[first : first + DAYS_PER_QUERY]
-            table = engine.at([t for day in chunk for t in day_grid(day)])
+        # bounded queries (plan_queries): up to a month of 5-minute marks for a group of
+        # wallets, handed out a day at a time
+        plan = plan_queries(engine.open_position_counts(), pairs_per_query)
+        run.queries_per_chunk = sum(
+            -(-TICKS_PER_DAY * plan.days_per_query // ticks) for _, ticks in plan.groups
+        )
+        step = plan.days_per_query
+        for first in range(0, len(days), step):
+            chunk = days[first : first + step]
+            times = [t for day in chunk for t in day_grid(day)]
+            pieces = [
+                bounded_query(engine.at, times[i : i + ticks], group)
+                for group, ticks in plan.groups
+                for i in range(0, len(times), ticks)
+            ]
+            table = pa.concat_tables(pieces) if len(pieces) > 1 else pieces[0]
+            if len(pieces) > 1:
+                table = table.sort_by([("snapshot_at", "ascending"), ("wallet", "ascending")])
             per_day = len(table) // len(chunk)  # every day has 288 marks x the wallets
             for i, day in enumerate(chunk):
                 on_day(day, table.slice(i * per_day, per_day))
@@ -334,6 +403,19 @@ def snapshot_days(
 class SnapshotRun:
     fills: int = 0
     from_checkpoint: bool = False
+    queries_per_chunk: int = 0
+
+
+def bounded_query(
+    at: Callable[..., pa.Table], times: list[datetime], wallets: list[str]
+) -> pa.Table:
+    """``at(times, wallets)``; DuckDB running out of memory says which setting to raise."""
+    try:
+        return at(times, wallets)
+    except duckdb.OutOfMemoryException as exc:
+        raise MemoryLimitError(
+            memory_limit_message(exc, f"P&L snapshots of {len(wallets)} wallet(s)")
+        ) from exc
 
 
 SNAPSHOT_SCHEMA = pa.schema(

@@ -108,15 +108,16 @@ def clickhouse_health(settings: Settings) -> dict[str, Any]:
     if not settings.clickhouse_enabled:
         return {"enabled": False}
     from polymkt_dagster.lib.clickhouse import ClickHouseError, get_client, ping, table_counts
+    from polymkt_dagster.lib.redact import redact_text, redact_url
 
     dsn = settings.resolved_clickhouse_dsn
-    target = "chdb (embedded)" if dsn.startswith("chdb://") else dsn.split("@")[-1]
+    target = "chdb (embedded)" if dsn.startswith("chdb://") else redact_url(dsn)
     try:
         client = get_client(
             dsn, user=settings.clickhouse_user, password=settings.clickhouse_password
         )
     except ClickHouseError as exc:
-        return {"enabled": True, "target": target, "ok": False, "error": str(exc)}
+        return {"enabled": True, "target": target, "ok": False, "error": redact_text(str(exc))}
     except Exception as exc:
         return {"enabled": True, "target": target, "ok": False, "error": type(exc).__name__}
     ok = ping(client)

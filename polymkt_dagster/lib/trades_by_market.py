@@ -492,7 +492,8 @@ def _rebuild_tier(
     months: dict[str, dict[date, list[Path]]] = {}
     for f in files:
         months.setdefault(f.day.strftime("%Y-%m"), {}).setdefault(f.day, []).append(Path(f.path))
-    scratch = serving_dir(lake) / f".build-{tier}-{uuid.uuid4().hex}"
+    # the pid in the name tells a killed build's leftover apart (lib/housekeeping.py)
+    scratch = serving_dir(lake) / f".build-{tier}-{os.getpid()}-{uuid.uuid4().hex}"
     scratch.mkdir(parents=True)
     try:
         for i, days in enumerate(months.values()):

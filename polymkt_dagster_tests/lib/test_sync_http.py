@@ -30,7 +30,7 @@ def _client(url: str, **kwargs) -> HttpClient:
 
 def test_redact_url_masks_query_userinfo_and_key_like_segments() -> None:
     assert redact_url("https://user:pw@rpc.example.com/v2/abcDEF1234567890xyz0?key=s3cr3t") == (
-        "https://***@rpc.example.com/v2/***?***"
+        "https://***@rpc.example.com/v2/***?key=***"
     )
     assert redact_url("http://127.0.0.1:8545/") == "http://127.0.0.1:8545/"
     text = "GET https://node.io/v3/0123456789abcdef0123456789abcdef failed; token=hunter22"
