@@ -402,7 +402,7 @@ def status(ctx: click.Context, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 @click.pass_context
 def search(ctx: click.Context, query: str, as_json: bool, **options: Any) -> None:
-    """Find markets by words: BM25, semantic or hybrid (RRF); hybrid is the default."""
+    """Find markets by words: BM25, semantic or hybrid (score fusion); hybrid is the default."""
     from polymkt_dagster.lib.search import run_search_command
 
     settings = _settings(ctx)

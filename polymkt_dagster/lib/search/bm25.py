@@ -59,10 +59,28 @@ def documents_select(source: str, where: str = "") -> str:
     indexed = ", ".join(
         f"{normalise_numbers_sql(src)} AS {name}" for name, src in INDEXED_SOURCES.items()
     )
-    return (
-        f"SELECT market_id, question, event_title, slug, category, closed, resolved, volume, "
-        f"end_date, event_id, content_hash, {indexed} FROM {source} {where}"
+    return f"SELECT {_DOCUMENT_COLUMNS}, {indexed} FROM {source} {where}"
+
+
+_DOCUMENT_COLUMNS = (
+    "market_id, question, event_title, slug, category, closed, resolved, volume, end_date, "
+    "event_id, content_hash"
+)
+
+
+def _refresh_documents_sql(delta: str | None) -> str:
+    """``search.documents`` again, normalising only changed texts: unchanged markets keep
+    their indexed columns (the number rewriting is the costly part), every market takes
+    its current filter and display columns; changed ones come from ``delta``."""
+    kept = ", ".join(f"o.{name}" for name in INDEXED_FIELDS)
+    current = ", ".join(f"i.{c.strip()}" for c in _DOCUMENT_COLUMNS.split(","))
+    unchanged = (
+        f"SELECT {current}, {kept} FROM incoming_documents i "
+        f"JOIN search.documents o ON o.market_id = i.market_id "
+        f"AND o.content_hash = i.content_hash"
     )
+    changed = f" UNION ALL BY NAME SELECT * FROM {delta}" if delta else ""
+    return f"CREATE OR REPLACE TABLE search.documents AS {unchanged}{changed} ORDER BY market_id"
 
 
 def _write_index_settings(con: duckdb.DuckDBPyConnection) -> None:
@@ -196,10 +214,7 @@ def update_bm25_index(
         else:
             mode = "unchanged"
             # Filter columns (volume, closed, ...) move without a text change.
-            con.execute(
-                f"CREATE OR REPLACE TABLE search.documents AS "
-                f"{documents_select('incoming_documents')}"
-            )
+            con.execute(_refresh_documents_sql(None))
         terms = int(_scalar(con, f"SELECT count(*) FROM {FTS_SCHEMA}.dict") or 0)
         con.execute("CHECKPOINT")
     return Bm25Report(
@@ -304,8 +319,6 @@ def _incremental_bm25_update(con: duckdb.DuckDBPyConnection) -> None:
         )
         con.execute(f"DELETE FROM {fts}.stats")
         con.execute(f"INSERT INTO {fts}.stats SELECT count(*), avg(len) FROM {fts}.docs")
-        con.execute(
-            f"CREATE OR REPLACE TABLE search.documents AS {documents_select('incoming_documents')}"
-        )
+        con.execute(_refresh_documents_sql("search.bm25_delta"))
     con.execute("PRAGMA drop_fts_index('search.bm25_delta')")
     con.execute("DROP TABLE search.bm25_delta")
