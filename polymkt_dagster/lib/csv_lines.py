@@ -88,18 +88,50 @@ def _open_quote_lines(data: np.ndarray, starts: np.ndarray, stops: np.ndarray) -
     return found
 
 
+_LOW_SEVEN = np.uint64(0x7F7F7F7F7F7F7F7F)
+_NEWLINES = np.uint64(0x0A0A0A0A0A0A0A0A)
+_BYTE_ONES = np.uint64(0x0101010101010101)
+
+
+@numba.njit(inline="always")
+def _newline_bits(word: np.uint64) -> np.uint64:
+    """Bit 7 of each byte of ``word`` set exactly when that byte is a newline (SWAR, no
+    carries between bytes)."""
+    x = word ^ _NEWLINES
+    return ~(((x & _LOW_SEVEN) + _LOW_SEVEN) | x | _LOW_SEVEN)
+
+
+@numba.njit(inline="always")
+def _bytes_set(bits: np.uint64) -> np.int64:
+    """How many bytes of ``bits`` have bit 7 set (the sum of the bytes of ``bits >> 7``)."""
+    return np.int64(((bits >> np.uint64(7)) * _BYTE_ONES) >> np.uint64(56))
+
+
 @numba.njit(
-    nt.UniTuple(nt.int64, 2)(nt.Array(nt.uint8, 1, "C", readonly=True)), nogil=True, cache=True
+    nt.UniTuple(nt.int64, 2)(
+        nt.Array(nt.uint8, 1, "C", readonly=True), nt.Array(nt.uint64, 1, "C", readonly=True)
+    ),
+    nogil=True,
+    cache=True,
 )
-def _newline_stats(data: np.ndarray) -> tuple[int, int]:
-    """Newlines in ``data`` and newlines right after a newline (blank lines), one pass."""
+def _newline_stats(data: np.ndarray, words: np.ndarray) -> tuple[int, int]:
+    """Newlines in ``data`` and newlines right after a newline (blank lines), one pass, 8
+    bytes at a time; ``words`` is ``data``'s first ``len(data) // 8 * 8`` bytes as uint64."""
     newlines = 0
     doubled = 0
-    previous = 0
-    for i in range(len(data)):
-        is_newline = np.int64(data[i] == _NL)
+    previous_last = np.uint64(0)  # bit 63: the byte before this word was a newline
+    for k in range(len(words)):
+        bits = _newline_bits(words[k])
+        if bits:
+            newlines += _bytes_set(bits)
+            after_newline = (bits << np.uint64(8)) | (previous_last >> np.uint64(56))
+            doubled += _bytes_set(bits & after_newline)
+        previous_last = bits & np.uint64(0x8000000000000000)
+    previous = previous_last != 0
+    for i in range(len(words) * 8, len(data)):
+        is_newline = data[i] == _NL
         newlines += is_newline
-        doubled += is_newline & previous
+        doubled += is_newline and previous
         previous = is_newline
     return newlines, doubled
 
@@ -224,7 +256,9 @@ class GuardedLines(io.RawIOBase):
     def _guard(self, piece: bytes | bytearray, *, final: bool) -> bytes | bytearray:
         base = self.count.lines  # lines before this piece
         data = np.frombuffer(piece, dtype=np.uint8)
-        newlines, doubled = _newline_stats(data)
+        newlines, doubled = _newline_stats(
+            data, np.frombuffer(piece, dtype=np.uint64, count=len(piece) // 8)
+        )
         lines = newlines + (1 if piece and piece[-1] != _NL else 0)
         self.count.lines += lines
         if not lines:

@@ -116,3 +116,18 @@ def test_row_accounting_fails_loudly_naming_file_and_numbers() -> None:
     with pytest.raises(RowAccountingError):
         RowAccounting("f.csv", records_in_file=5, rows_read=5, accepted=5, rejected=1,
                       duplicates=0).check()  # fmt: skip
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.binary(max_size=80).map(lambda b: bytes(c if c % 3 else 10 for c in b)))
+def test_word_wise_newline_count_matches_bytewise(data: bytes) -> None:
+    import numpy as np
+
+    from polymkt_dagster.lib.csv_lines import _newline_stats
+
+    words = np.frombuffer(data, dtype=np.uint64, count=len(data) // 8)
+    doubled = sum(1 for i in range(1, len(data)) if data[i] == data[i - 1] == 10)
+    assert _newline_stats(np.frombuffer(data, dtype=np.uint8), words) == (
+        data.count(b"\n"),
+        doubled,
+    )
