@@ -38,6 +38,7 @@ from datetime import datetime
 import duckdb
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from polymkt_dagster.lib.lake import Lake
 from polymkt_dagster.lib.resolutions import resolutions_sql
@@ -60,8 +61,6 @@ REMOVE_FRN_BASE = 2**30
 
 EVENT_ROW_SCHEMA = pa.schema(
     [
-        ("wallet", pa.string()),
-        ("token_id", pa.string()),
         ("ts", pa.int64()),
         ("frn", pa.int32()),
         ("is_buy", pa.bool_()),
@@ -75,16 +74,29 @@ EVENT_ROW_SCHEMA = pa.schema(
 
 @dataclass(frozen=True)
 class EventRows:
-    """Ledger rows of the position events (``EVENT_ROW_SCHEMA``, in time order) and, per
-    conversion id, its number of converted questions and the market's question count."""
+    """Ledger rows of the position events, in time order: wallet and token as indices into
+    their dictionaries, the numeric columns of ``EVENT_ROW_SCHEMA`` as numpy arrays; and,
+    per conversion id, its number of converted questions and the market's question count."""
 
-    rows: pa.Table
+    wallets: pa.Array
+    wallet_index: np.ndarray
+    tokens: pa.Array
+    token_index: np.ndarray
+    columns: dict[str, np.ndarray]
     no_count: np.ndarray
     question_count: np.ndarray
 
+    @property
+    def num_rows(self) -> int:
+        return len(self.wallet_index)
+
     @classmethod
     def empty(cls) -> EventRows:
-        return cls(EVENT_ROW_SCHEMA.empty_table(), np.zeros(0, np.int64), np.zeros(0, np.int64))
+        none = np.zeros(0, np.int32)
+        columns = {f.name: np.zeros(0, f.type.to_pandas_dtype()) for f in EVENT_ROW_SCHEMA}
+        strings = pa.array([], pa.string())
+        return cls(strings, none, strings, none, columns, np.zeros(0, np.int64),
+                   np.zeros(0, np.int64))  # fmt: skip
 
 
 def _ts(moment: datetime) -> str:
@@ -127,12 +139,14 @@ def event_rows_sql(
         if clause
     )
     return f"""
-        WITH ev AS MATERIALIZED (  -- one scan of the day files, read by two branches
+        -- streamed, not materialized: each branch scans the day files with its own filter,
+        -- so memory stays at the small build sides (markets, token info), not the events
+        WITH ev AS NOT MATERIALIZED (
             SELECT lower(stakeholder) AS wallet, epoch_us("timestamp") AS ts,
-                   CAST(coalesce(log_index, 0) AS BIGINT) AS log_index, block_number,
+                   CAST(coalesce(log_index, 0) AS BIGINT) AS log_index,
                    contract, event, lower(condition_id) AS condition_id,
                    lower(neg_risk_market_id) AS neg_risk_market_id, index_sets,
-                   CAST(amount AS DOUBLE) / 1e6 AS amount, amounts, id
+                   CAST(amount AS DOUBLE) / 1e6 AS amount, amounts
             FROM {ctf}
             WHERE event IN ('PositionSplit', 'PositionsMerge', 'PayoutRedemption',
                             'PositionsConverted')
@@ -148,18 +162,22 @@ def event_rows_sql(
             WHERE condition_id IS NOT NULL AND len(token_ids) > 0
             QUALIFY row_number() OVER (PARTITION BY lower(condition_id) ORDER BY market_id) = 1
         ),
-        outcomes AS (  -- splits, merges, redemptions: one row per outcome token
-            SELECT e.*, m.token_ids[i + 1] AS token_id, i AS outcome_index
-            FROM ev e
-            JOIN markets m USING (condition_id),
-            LATERAL (SELECT unnest(generate_series(0, len(m.token_ids) - 1)) AS i)
+        outcome_tokens AS MATERIALIZED (  -- each condition's tokens and their payouts
+            SELECT o.*, ti.payout
+            FROM (
+                SELECT condition_id, unnest(token_ids) AS token_id,
+                       unnest(generate_series(0, len(token_ids) - 1)) AS outcome_index
+                FROM markets
+            ) o
+            LEFT JOIN {token_info} ti USING (token_id)
+        ),
+        per_outcome AS (  -- splits, merges, redemptions: one row per outcome token
+            SELECT e.*, o.token_id, o.outcome_index, o.payout
+            FROM ev e JOIN outcome_tokens o USING (condition_id)
             WHERE e.event <> 'PositionsConverted'
         ),
-        per_outcome AS (
-            SELECT o.*, ti.payout FROM outcomes o LEFT JOIN {token_info} ti USING (token_id)
-        ),
         simple AS (
-            SELECT wallet, token_id, ts, log_index, id,
+            SELECT wallet, token_id, ts, log_index,
                    event = 'PositionSplit' AS is_buy,
                    CASE WHEN event = 'PayoutRedemption' AND contract = 'conditional_tokens'
                         THEN {KIND_EVENT_SELL_ALL} ELSE {KIND_EVENT} END AS kind,
@@ -181,13 +199,13 @@ def event_rows_sql(
         ),
         conversions AS (
             SELECT e.*, g.question_count, CAST(e.index_sets[1] AS UHUGEINT) AS mask,
-                   row_number() OVER (ORDER BY e.ts, e.block_number, e.log_index, e.id) - 1
-                     AS conversion
+                   -- blocks come one a second or slower: (time, log index) orders them
+                   row_number() OVER (ORDER BY e.ts, e.log_index, e.wallet) - 1 AS conversion
             FROM ev e JOIN groups g USING (neg_risk_market_id)
             WHERE e.event = 'PositionsConverted' AND len(e.index_sets) > 0
         ),
         conversion_sides AS (
-            SELECT c.wallet, c.ts, c.log_index, c.id, c.amount, c.conversion,
+            SELECT c.wallet, c.ts, c.log_index, c.amount, c.conversion,
                    c.question_count, m.token_ids,
                    list_sum(list_transform(range(c.question_count),
                             i -> CAST((c.mask >> CAST(i AS UHUGEINT)) & 1::UHUGEINT AS INTEGER)))
@@ -200,7 +218,7 @@ def event_rows_sql(
         converted AS (
             SELECT wallet, CASE WHEN converted THEN token_ids[2] ELSE token_ids[1] END
                      AS token_id,
-                   ts, log_index, id, NOT converted AS is_buy,
+                   ts, log_index, NOT converted AS is_buy,
                    CASE WHEN converted THEN {KIND_EVENT_SELL_AT_AVG} ELSE {KIND_EVENT} END
                      AS kind,
                    amount AS shares,
@@ -219,12 +237,11 @@ def event_rows_sql(
                is_buy, CAST(kind AS TINYINT) AS kind, CAST(shares AS DOUBLE) AS shares,
                CASE WHEN kind = {KIND_EVENT} AND conversion >= 0 AND is_buy THEN 'NaN'::DOUBLE
                     ELSE CAST(price AS DOUBLE) END AS price,
-               CAST(conversion AS BIGINT) AS conversion,
+               CAST(conversion AS BIGINT) AS conversion_id,
                CAST(no_count AS BIGINT) AS no_count,
                CAST(question_count AS BIGINT) AS question_count
         FROM all_rows
         WHERE token_id IS NOT NULL
-        ORDER BY ts, frn, id, token_id
     """
 
 
@@ -237,8 +254,10 @@ def load_event_rows(
     until: datetime | None = None,
     token_info: str,
 ) -> EventRows:
-    """The users' position events up to ``until`` (after ``since``) as ledger rows; empty
-    when the lake has no ``ctf_events`` (``token_info``: see ``event_rows_sql``)."""
+    """The users' position events up to ``until`` (after ``since``) as ledger rows in time
+    order; empty when the lake has no ``ctf_events`` (``token_info``: see
+    ``event_rows_sql``). Read batch by batch, wallet and token dictionary-encoded as they
+    come: millions of rows never hold their 42- and 77-character strings at once."""
     files = lake.files(
         CTF_EVENTS.name, start=since.date() if since else None, end=until.date() if until else None
     )
@@ -248,23 +267,45 @@ def load_event_rows(
     if wallets is not None:
         con.register("_event_wallets", pa.table({"wallet": pa.array(sorted(set(wallets)))}))
         relation = "_event_wallets"
+    pieces: dict[str, list] = {name: [] for name in (*_NUMERIC, "wallet", "token_id")}
     try:
-        table = con.execute(
-            event_rows_sql(
-                lake, files, wallets=relation, since=since, until=until, token_info=token_info
-            )
-        ).to_arrow_table()
+        sql = event_rows_sql(
+            lake, files, wallets=relation, since=since, until=until, token_info=token_info
+        )
+        for batch in con.execute(sql).to_arrow_reader(_BATCH_ROWS):
+            for name in _NUMERIC:
+                pieces[name].append(batch.column(name).to_numpy(zero_copy_only=False))
+            for name in ("wallet", "token_id"):
+                pieces[name].append(pc.dictionary_encode(batch.column(name)))
     finally:
         if relation is not None:
             con.unregister(relation)
-    conversion = table.column("conversion").to_numpy()
+    if not pieces["ts"]:
+        return EventRows.empty()
+    columns = {name: np.concatenate(pieces.pop(name)) for name in _NUMERIC}
+    order = np.lexsort((columns["frn"], columns["ts"]))  # time order, numbers only
+    columns = {name: values[order] for name, values in columns.items()}
+    strings = {}
+    for name in ("wallet", "token_id"):
+        # one dictionary for all batches; the rows' indices follow the time order
+        unified = pa.chunked_array(pieces.pop(name)).unify_dictionaries()
+        dictionary = unified.chunk(0).dictionary
+        index = np.concatenate([c.indices.to_numpy(zero_copy_only=False) for c in unified.chunks])
+        strings[name] = (dictionary, index.astype(np.int32)[order])
+    conversion = columns.pop("conversion_id")
     conversions = int(conversion.max()) + 1 if len(conversion) else 0
     no_count = np.zeros(max(conversions, 0), np.int64)
     question_count = np.zeros(max(conversions, 0), np.int64)
     of_conversion = conversion >= 0
     if of_conversion.any():
         ids = conversion[of_conversion]
-        no_count[ids] = table.column("no_count").to_numpy()[of_conversion]
-        question_count[ids] = table.column("question_count").to_numpy()[of_conversion]
-    rows = table.select(EVENT_ROW_SCHEMA.names).cast(EVENT_ROW_SCHEMA)
-    return EventRows(rows, no_count, question_count)
+        no_count[ids] = columns.pop("no_count")[of_conversion]
+        question_count[ids] = columns.pop("question_count")[of_conversion]
+    columns["conversion"] = conversion
+    columns = {f.name: columns[f.name] for f in EVENT_ROW_SCHEMA if f.name in columns}
+    return EventRows(*strings["wallet"], *strings["token_id"], columns, no_count, question_count)
+
+
+_NUMERIC = ("ts", "frn", "is_buy", "kind", "shares", "price", "conversion_id", "no_count",
+            "question_count")  # fmt: skip
+_BATCH_ROWS = 262_144

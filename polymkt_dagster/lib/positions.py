@@ -905,7 +905,7 @@ def _read_raw_fills(
     since_us: int | None,
     until_us: int | None,
     wallets: pa.Array | None,
-    events: pa.Table | None = None,
+    events: EventRows | None = None,
 ) -> _RawFills:
     """The opening rows (as buys at ``since``), the position events' ledger rows (in time
     order), then every row of ``files`` in lake order.
@@ -919,14 +919,14 @@ def _read_raw_fills(
     if event_rows:
         assert events is not None
         lo, hi = first, first + event_rows
-        makers, raw.wid[lo:hi], _ = _dictionary_parts(events.column("wallet").combine_chunks())
-        tokens, raw.tid[lo:hi], _ = _dictionary_parts(events.column("token_id").combine_chunks())
+        raw.wid[lo:hi] = events.wallet_index
+        raw.tid[lo:hi] = events.token_index
         raw.keep[lo:hi] = True
         row = raw.payload[lo:hi]
         for name in ("ts", "frn", "is_buy", "kind", "shares", "price"):
-            row[name] = events.column(name).to_numpy(zero_copy_only=False)
+            row[name] = events.columns[name]
         row["fee"] = 0.0
-        raw.add_group(lo, hi, makers, tokens)
+        raw.add_group(lo, hi, events.wallets, events.tokens)
     if first:
         makers, raw.wid[:first], _ = _dictionary_parts(opening.column("wallet").combine_chunks())
         tokens, raw.tid[:first], _ = _dictionary_parts(opening.column("token_id").combine_chunks())
@@ -1063,9 +1063,9 @@ def load_sorted_fills(
         token_info=token_info or f"({token_info_sql(lake)})",
     )  # fmt: skip
     raw = _read_raw_fills(
-        files, _opening_fills(con, opening, since_us), since_us, until_us, watched, events.rows
+        files, _opening_fills(con, opening, since_us), since_us, until_us, watched, events
     )
-    first_event = raw.prefix - events.rows.num_rows
+    first_event = raw.prefix - events.num_rows
     wallet_names, token_names = raw.assign_ids()
     columns = _sorted_fills(raw, len(wallet_names), len(token_names))
     del raw
@@ -1086,8 +1086,8 @@ def _resolve_conversion_prices(
     ledger over just the (wallet, NO token) groups that take part in conversions gives
     those prices, before the main pass runs with every price known.
     """
-    conversion = events.rows.column("conversion").to_numpy()
-    kind = events.rows.column("kind").to_numpy()
+    conversion = events.columns["conversion"]
+    kind = events.columns["kind"]
     no_rows = np.flatnonzero((conversion >= 0) & (kind == KIND_EVENT_SELL_AT_AVG))
     yes_rows = np.flatnonzero((conversion >= 0) & (kind == KIND_EVENT))
     gkey = columns["gkey"]
