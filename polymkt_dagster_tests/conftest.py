@@ -7,7 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from polymkt_dagster.lib.bootstrap import import_events, import_markets, import_order_filled
+from polymkt_dagster.lib.bootstrap import (
+    import_ctf_events,
+    import_events,
+    import_markets,
+    import_order_filled,
+)
 from polymkt_dagster.lib.duck import connect
 from polymkt_dagster.lib.lake import Lake
 from polymkt_dagster.lib.trades import derive_trades
@@ -52,6 +57,7 @@ def build_lake(data_dir: Path, bucket_count: int | None = None) -> Lake:
     import_markets(data_dir, lake)
     import_events(data_dir, lake)
     fills = import_order_filled(data_dir, lake)
+    import_ctf_events(data_dir, lake)
     with connect() as con:
         derive_trades(con, lake, [p.day for p in fills.partitions])
     return lake

@@ -113,7 +113,9 @@ def test_positions_match_a_fill_by_fill_reference(wallet_lake: Lake) -> None:
             s[3] += q - tracked
             s[4] += (q - tracked) * p - fee * (q - tracked) / q
             s[0] -= tracked
-    assert positions.num_rows == len(state) > 5
+    # the sample's busy wallets all split or merge, so the busiest one without position
+    # events is a small trader (their ledgers are checked by the hand-computed event tests)
+    assert positions.num_rows == len(state) >= 3
     for row in positions.to_pylist():
         shares, avg, realized, oversold, proceeds = state[row["token_id"]]
         payout = tokens[row["token_id"]][1]
