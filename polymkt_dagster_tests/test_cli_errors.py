@@ -80,9 +80,7 @@ def test_a_missing_data_dir_fails_read_commands(args: list[str]) -> None:
         ("--scale", "1e12"), ("--scale", "lots"), ("--seed", "-3"),
     ],
 )  # fmt: skip
-def test_sample_rejects_bad_numbers_in_one_line(
-    tmp_path: Path, option: str, value: str
-) -> None:
+def test_sample_rejects_bad_numbers_in_one_line(tmp_path: Path, option: str, value: str) -> None:
     completed = _cli("sample", "--out", str(tmp_path / "s"), option, value)
     assert completed.returncode == 2
     assert "Traceback" not in completed.stderr
