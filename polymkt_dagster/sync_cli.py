@@ -16,7 +16,7 @@ import sys
 from dataclasses import asdict, is_dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -24,6 +24,11 @@ from polymkt_dagster.cli_session import WAIT_OPTION, writer_session
 from polymkt_dagster.lib.config import Settings
 from polymkt_dagster.lib.lake import Lake
 from polymkt_dagster.lib.terminal import SafeConsole, escape
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from polymkt_dagster.lib.sync_state import StateFile
 
 err = SafeConsole(stderr=True)
 
@@ -151,14 +156,9 @@ def _fills(
 
     settings = _settings(ctx)
     lake = _lake(settings)
-    first, last = _day(start, "--start"), _day(end, "--end")
-    if first is None:
-        state = lib_sync.fills_state(lake, source or settings.order_filled_source).load()
-        days = lib_sync.days_to_sync(datetime.now(UTC), _synced_until_hint(state))
-        first, last = days[0], days[-1]
-    last = last or first
-    if last < first:
-        raise click.BadParameter("--end is before --start", param_hint="--end")
+    first, last = _sync_days(
+        start, end, lambda: lib_sync.fills_state(lake, source or settings.order_filled_source)
+    )
     window = lib_sync.window_for_days([first, last])
     fill_source = lib_sync.make_fill_source(settings, source)
     try:
@@ -204,8 +204,15 @@ def _fills(
 @click.option("--dry-run", is_flag=True, help="Fetch and count; write nothing.")
 @click.option("--resync", is_flag=True, help="Fetch already synced positions again.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@WAIT_OPTION
 @click.pass_context
-def ctf(
+def ctf(ctx: click.Context, wait_s: float, **options: Any) -> None:
+    """Sync CTF position events (splits, merges, redemptions, resolutions, conversions)."""
+    with writer_session(_settings(ctx), "sync ctf", wait_s):
+        _ctf(ctx, **options)
+
+
+def _ctf(
     ctx: click.Context,
     start: str | None,
     end: str | None,
@@ -216,21 +223,15 @@ def ctf(
     resync: bool,
     as_json: bool,
 ) -> None:
-    """Sync CTF position events (splits, merges, redemptions, resolutions, conversions)."""
     from polymkt_dagster.lib import sync as lib_sync
     from polymkt_dagster.lib.http import SourceError
     from polymkt_dagster.lib.sync_state import SyncBusyError
 
     settings = _settings(ctx)
     lake = _lake(settings)
-    first, last = _day(start, "--start"), _day(end, "--end")
-    if first is None:
-        state = lib_sync.ctf_events_state(lake, source or settings.ctf_events_source).load()
-        days = lib_sync.days_to_sync(datetime.now(UTC), _synced_until_hint(state))
-        first, last = days[0], days[-1]
-    last = last or first
-    if last < first:
-        raise click.BadParameter("--end is before --start", param_hint="--end")
+    first, last = _sync_days(
+        start, end, lambda: lib_sync.ctf_events_state(lake, source or settings.ctf_events_source)
+    )
     ctf_source = lib_sync.make_ctf_source(settings, source)
     try:
         report = lib_sync.sync_ctf_events(
@@ -249,6 +250,24 @@ def ctf(
     finally:
         ctf_source.close()
     _emit({"ctf_events": report}, as_json)
+
+
+def _sync_days(
+    start: str | None, end: str | None, state_file: Callable[[], StateFile]
+) -> tuple[date, date]:
+    """The day window of a sync command: the given days, or (no --start) today, plus the
+    days since the source's watermark when it is known offline."""
+    first, last = _day(start, "--start"), _day(end, "--end")
+    if first is None:
+        from polymkt_dagster.lib import sync as lib_sync
+
+        hint = _synced_until_hint(state_file().load())
+        days = lib_sync.days_to_sync(datetime.now(UTC), hint)
+        first, last = days[0], days[-1]
+    last = last or first
+    if last < first:
+        raise click.BadParameter("--end is before --start", param_hint="--end")
+    return first, last
 
 
 def _synced_until_hint(state: dict[str, Any]) -> datetime | None:
