@@ -4,8 +4,9 @@ At each snapshot time t, per wallet: realized P&L of every ledger row at or befo
 and CTF position events: merges, redemptions and conversions realize too, by the same
 ledger as ``lib/positions.py``), unrealized = sum over held positions of shares x (mark -
 avg_price) with mark = the payout when the market resolved at or before t (held shares
-realize only when redeemed), else the token's last trade price at or before t; total =
-realized + unrealized, exposure = sum of shares x mark.
+realize only when redeemed), else the token's last trade price at or before t (none while
+the token never traded: such shares add no unrealized P&L or exposure, as in
+``compute_positions``); total = realized + unrealized, exposure = sum of shares x mark.
 
 The ledger runs once over the wallets' whole history up to the last snapshot (average cost
 is path dependent); snapshot times are then answered with ASOF joins in DuckDB, a day at a
