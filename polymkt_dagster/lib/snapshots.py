@@ -4,8 +4,9 @@ At each snapshot time t, per wallet: realized P&L of every ledger row at or befo
 and CTF position events: merges, redemptions and conversions realize too, by the same
 ledger as ``lib/positions.py``), unrealized = sum over held positions of shares x (mark -
 avg_price) with mark = the payout when the market resolved at or before t (held shares
-realize only when redeemed), else the token's last trade price at or before t; total =
-realized + unrealized, exposure = sum of shares x mark.
+realize only when redeemed), else the token's last trade price at or before t (none while
+the token never traded: such shares add no unrealized P&L or exposure, as in
+``compute_positions``); total = realized + unrealized, exposure = sum of shares x mark.
 
 The ledger runs once over the wallets' whole history up to the last snapshot (average cost
 is path dependent); snapshot times are then answered with ASOF joins in DuckDB, a day at a
@@ -26,7 +27,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from polymkt_dagster.lib.duck import MemoryLimitError, memory_limit_message
+from polymkt_dagster.lib.duck import MemoryLimitError, memory_limit_message, sql_string
 from polymkt_dagster.lib.lake import PART_FILE, Lake, write_atomically
 from polymkt_dagster.lib.positions import (
     drop_ledger_state,
@@ -131,6 +132,8 @@ class SnapshotEngine:
                 UNION ALL {price_base}
                 """
             )
+            if checkpoint is not None:
+                _add_marks_before(con, lake, checkpoint.at)
         finally:
             if checkpoint is not None:
                 con.unregister("_snap_opening")
@@ -229,16 +232,17 @@ class SnapshotEngine:
                 needed AS (SELECT DISTINCT token_id, t_us FROM held WHERE NOT resolved),
                 marks AS ({marks_sql}),
                 marked AS (
-                    -- a resolved market's shares are worth the payout until redeemed
+                    -- a resolved market's shares are worth the payout until redeemed; a
+                    -- token that never traded (shares from a split) has no mark, as in
+                    -- compute_positions: it adds nothing to unrealized P&L or exposure
                     SELECT o.t_us, o.wallet, o.shares, o.avg_price,
-                           CASE WHEN o.resolved THEN o.payout
-                                ELSE coalesce(m.price, o.avg_price) END AS mark
+                           CASE WHEN o.resolved THEN o.payout ELSE m.price END AS mark
                     FROM held o LEFT JOIN marks m USING (token_id, t_us)
                 ),
                 unrealized AS (
                     SELECT t_us, wallet,
-                           sum(shares * (mark - avg_price)) AS unrealized_pnl,
-                           sum(shares * mark) AS exposure,
+                           coalesce(sum(shares * (mark - avg_price)), 0.0) AS unrealized_pnl,
+                           coalesce(sum(shares * mark), 0.0) AS exposure,
                            count(*) AS open_positions
                     FROM marked GROUP BY ALL
                 ),
@@ -263,6 +267,43 @@ class SnapshotEngine:
         drop_ledger_state(self.con, "_snap")
         for table in ("_snap_cum", "_snap_prices"):
             self.con.execute(f"DROP TABLE IF EXISTS {table}")
+
+
+# How far back (days before a checkpoint) the marks of tokens the checkpoint does not
+# price are looked for, step by step: most traded recently, the last step is the history.
+MARK_LOOKBACK_DAYS: tuple[int | None, ...] = (1, 7, 31, 366, None)
+
+
+def _add_marks_before(con: duckdb.DuckDBPyConnection, lake: Lake, since: datetime) -> None:
+    """Add to ``_snap_prices`` (at ``since``) the last trade price at or before ``since`` of
+    each ledger token without one. A checkpoint prices only the tokens its wallets held;
+    a position opened after it by a split or a conversion (no own fill) may be in a token
+    that last traded before it, which the whole history would mark at that trade."""
+    since_us = int(since.timestamp() * 1_000_000)
+    missing_sql = (
+        "SELECT DISTINCT token_id FROM _snap_state WHERE token_id NOT IN "
+        f"(SELECT token_id FROM _snap_prices WHERE ts_us <= {since_us})"
+    )
+    upper = since
+    for days in MARK_LOOKBACK_DAYS:
+        missing = con.execute(missing_sql).fetchall()
+        if not missing:
+            return
+        lower = since - timedelta(days=days) if days is not None else None
+        tokens = ", ".join(sql_string(str(token)) for (token,) in missing)
+        after = f"AND \"timestamp\" > TIMESTAMPTZ '{lower.isoformat()}'" if lower else ""
+        con.execute(
+            f"""
+            INSERT INTO _snap_prices
+            SELECT token_id, {since_us}, price
+            FROM {fills_source_sql(lake, upper, lower)}
+            WHERE token_id IN ({tokens})
+              AND "timestamp" <= TIMESTAMPTZ '{upper.isoformat()}' {after}
+            QUALIFY row_number() OVER (
+                PARTITION BY token_id ORDER BY "timestamp" DESC, file_row_number DESC) = 1
+            """
+        )
+        upper = lower if lower is not None else upper
 
 
 CHECKPOINT_TABLE = "analytics/wallets/position_checkpoints"

@@ -457,6 +457,8 @@ def test_snapshots_and_rollups_read_the_position_events(tmp_path) -> None:
         assert snap["realized_pnl"] == pytest.approx(realized)
         assert snap["unrealized_pnl"] == pytest.approx(unrealized)
         assert sum(r["realized_pnl"] for r in positions[at]) == pytest.approx(realized)
+        # a never-traded token has no mark: no exposure in either (not carried at cost)
+        assert snap["exposure"] == pytest.approx(sum(r["exposure"] or 0 for r in positions[at]))
     assert snaps[1]["exposure"] == pytest.approx(70.0) and snaps[1]["open_positions"] == 1
     per_day = {
         r["bucket_start"].date(): r["realized_pnl"]
