@@ -4,4 +4,8 @@ from pathlib import Path
 
 import dagster as dg
 
-defs = dg.load_from_defs_folder(path_within_project=Path(__file__).parent / "defs")
+from polymkt_dagster.automation import with_gap_tolerant_automation
+
+defs = with_gap_tolerant_automation(
+    dg.load_from_defs_folder(path_within_project=Path(__file__).parent / "defs")
+)

@@ -84,6 +84,10 @@ class Settings:
     s3_region: str = "us-east-1"
     s3_access_key_id: str | None = field(default=None, repr=False)
     s3_secret_access_key: str | None = field(default=None, repr=False)
+    # Sensor intervals (issue 14): the fills sync's tick and the automation sensor's; tests and
+    # the daemon benchmark shorten them.
+    fills_sensor_interval_seconds: int = 600
+    automation_interval_seconds: int = 30
 
     @property
     def lake_dir(self) -> Path:
@@ -155,4 +159,10 @@ class Settings:
             s3_secret_access_key=text("S3_SECRET_ACCESS_KEY", None),
             watchlists_file=Path(w) if (w := text("WATCHLISTS_FILE", None)) else None,
             alerts_webhook_url=text("ALERTS_WEBHOOK_URL", None),
+            fills_sensor_interval_seconds=_positive_int(
+                env, "POLYMKT_FILLS_SENSOR_INTERVAL_SECONDS", 600
+            ),
+            automation_interval_seconds=_positive_int(
+                env, "POLYMKT_AUTOMATION_INTERVAL_SECONDS", 30
+            ),
         )
