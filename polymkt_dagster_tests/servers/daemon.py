@@ -56,7 +56,7 @@ def running_daemon(home: Path, env: Mapping[str, str], log: Path) -> Iterator[su
     with log.open("w") as out:
         process = subprocess.Popen(
             [str(Path(sys.executable).parent / "dagster-daemon"), "run",
-             "-m", "polymkt_dagster.definitions", "-d", str(REPO_ROOT)],
+             "-w", str(REPO_ROOT / "workspace.yaml")],
             env=full_env, cwd=REPO_ROOT, stdout=out, stderr=subprocess.STDOUT,
             start_new_session=True,
         )  # fmt: skip
