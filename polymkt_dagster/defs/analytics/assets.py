@@ -14,6 +14,7 @@ from polymkt_dagster.defs.ingest.assets import (
     check_results,
 )
 from polymkt_dagster.defs.ingest.partitions import daily_partitions, window_days
+from polymkt_dagster.defs.partition_metadata import describe_days
 from polymkt_dagster.defs.resources import PolymktResource
 from polymkt_dagster.lib import analytics, election_groups, price_series
 from polymkt_dagster.lib.duck import connect, sql_string
@@ -56,15 +57,16 @@ def _materialize_bars(
         report = build(con, lake, days, progress=context.log.debug)
         checks = analytics.bars_checks(con, lake, table, days)
     files = [f for p in report.partitions for f in p.files]
+    metadata = {
+        "dagster/row_count": report.rows,
+        "partitions_written": len(report.partitions),
+        "days_without_trades": report.days_requested - len(report.partitions),
+        "bytes_written": report.bytes,
+        "lake_dir": dg.MetadataValue.path(str(lake.table_dir(table.name))),
+        "preview": dg.MetadataValue.md(_bars_preview(lake, table, files)),
+    }
     return dg.MaterializeResult(
-        metadata={
-            "dagster/row_count": report.rows,
-            "partitions_written": len(report.partitions),
-            "days_without_trades": report.days_requested - len(report.partitions),
-            "bytes_written": report.bytes,
-            "lake_dir": dg.MetadataValue.path(str(lake.table_dir(table.name))),
-            "preview": dg.MetadataValue.md(_bars_preview(lake, table, files)),
-        },
+        metadata=describe_days(context, lake, table.name, days, metadata),
         check_results=check_results(checks, {"ohlc_consistent", "volume_matches_source"}),
     )
 

@@ -8,6 +8,7 @@ import dagster as dg
 
 from polymkt_dagster.defs.ingest import live
 from polymkt_dagster.defs.ingest.partitions import daily_partitions, window_days
+from polymkt_dagster.defs.partition_metadata import describe_days
 from polymkt_dagster.defs.resources import PolymktResource
 from polymkt_dagster.lib import bootstrap, quality
 from polymkt_dagster.lib.duck import connect
@@ -168,7 +169,7 @@ def raw_order_filled(
         }
     )
     return dg.MaterializeResult(
-        metadata=metadata,
+        metadata=describe_days(context, lake, ORDER_FILLED.name, days, metadata),
         check_results=check_results(checks, {"fill_id_unique", "amounts_positive"}),
     )
 
@@ -190,7 +191,7 @@ def _live_order_filled(
     preview = _preview(lake, ORDER_FILLED, files[-1:], FILL_PREVIEW)
     metadata["preview"] = dg.MetadataValue.md(preview)
     return dg.MaterializeResult(
-        metadata=metadata,
+        metadata=describe_days(context, lake, ORDER_FILLED.name, days, metadata),
         check_results=check_results(checks, {"fill_id_unique", "amounts_positive"}),
     )
 
@@ -230,15 +231,23 @@ def raw_trades(
         fill_files = [f for d in days for f in lake.day_files(ORDER_FILLED.name, d)]
         checks = quality.trades_checks(con, trade_files, fill_files, lake)
     return dg.MaterializeResult(
-        metadata={
-            "dagster/row_count": report.rows_written,
-            "partitions_written": report.days,
-            "unmapped_fills": report.unmapped_fills,
-            "bucketed": lake.bucket_count is not None,
-            "lake_dir": dg.MetadataValue.path(str(lake.table_dir(TRADES.name))),
-            "preview": dg.MetadataValue.md(_preview(lake, TRADES, trade_files[:1], TRADE_PREVIEW)),
-            **lookup,
-        },
+        metadata=describe_days(
+            context,
+            lake,
+            TRADES.name,
+            days,
+            {
+                "dagster/row_count": report.rows_written,
+                "partitions_written": report.days,
+                "unmapped_fills": report.unmapped_fills,
+                "bucketed": lake.bucket_count is not None,
+                "lake_dir": dg.MetadataValue.path(str(lake.table_dir(TRADES.name))),
+                "preview": dg.MetadataValue.md(
+                    _preview(lake, TRADES, trade_files[:1], TRADE_PREVIEW)
+                ),
+                **lookup,
+            },
+        ),
         check_results=check_results(
             checks,
             {

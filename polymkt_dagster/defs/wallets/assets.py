@@ -16,6 +16,7 @@ import pyarrow as pa
 
 from polymkt_dagster.defs.ingest.assets import MARKETS_KEY, TRADES_KEY
 from polymkt_dagster.defs.ingest.partitions import daily_partitions, window_days
+from polymkt_dagster.defs.partition_metadata import describe_days
 from polymkt_dagster.defs.resources import PolymktResource
 from polymkt_dagster.lib import alerts as alerts_lib
 from polymkt_dagster.lib.config import Settings
@@ -182,18 +183,24 @@ def wallet_pnl_snapshots(
 
         run = snapshot_days(con, lake, wallets, days, on_day=write_day)
     return dg.MaterializeResult(
-        metadata={
-            "dagster/row_count": rows,
-            "days": len(days),
-            "watched_wallets": len(wallets),
-            "watchlists": ", ".join(w.name for w in lists) or "none",
-            "fills_in_ledger": run.fills,
-            "from_checkpoint": run.from_checkpoint,
-            "lake_dir": dg.MetadataValue.path(str(lake.table_dir(SNAPSHOTS_TABLE))),
-            "last_snapshot": dg.MetadataValue.md(
-                markdown_table(preview[0]) if preview else "_no snapshot_"
-            ),
-        }
+        metadata=describe_days(
+            context,
+            lake,
+            SNAPSHOTS_TABLE,
+            days,
+            {
+                "dagster/row_count": rows,
+                "days": len(days),
+                "watched_wallets": len(wallets),
+                "watchlists": ", ".join(w.name for w in lists) or "none",
+                "fills_in_ledger": run.fills,
+                "from_checkpoint": run.from_checkpoint,
+                "lake_dir": dg.MetadataValue.path(str(lake.table_dir(SNAPSHOTS_TABLE))),
+                "last_snapshot": dg.MetadataValue.md(
+                    markdown_table(preview[0]) if preview else "_no snapshot_"
+                ),
+            },
+        )
     )
 
 
@@ -294,15 +301,16 @@ def metric_rollups(context: dg.AssetExecutionContext, polymkt: PolymktResource):
             (WALLET_METRIC_KEYS[grain], wallet_table(grain)),
             (MARKET_METRIC_KEYS[grain], market_table(grain)),
         ):
+            metadata = {
+                "dagster/row_count": report.rows.get(table, 0),
+                "days": len(days),
+                "partitions_written": len(report.writes.get(table, [])),
+                "fills_in_ledger": report.fills_in_ledger,
+                "lake_dir": dg.MetadataValue.path(str(lake.table_dir(table))),
+            }
             yield dg.MaterializeResult(
                 asset_key=key,
-                metadata={
-                    "dagster/row_count": report.rows.get(table, 0),
-                    "days": len(days),
-                    "partitions_written": len(report.writes.get(table, [])),
-                    "fills_in_ledger": report.fills_in_ledger,
-                    "lake_dir": dg.MetadataValue.path(str(lake.table_dir(table))),
-                },
+                metadata=describe_days(context, lake, table, days, metadata, asset_key=key),
             )
 
 
@@ -327,7 +335,7 @@ def wallets_definitions() -> dg.Definitions:
         default_status=(
             dg.DefaultSensorStatus.RUNNING if analytics_on else dg.DefaultSensorStatus.STOPPED
         ),
-        minimum_interval_seconds=60,
+        minimum_interval_seconds=Settings.from_env().automation_interval_seconds,
     )
     return dg.Definitions(
         assets=[wallet_positions, wallet_pnl_snapshots, wallet_alerts, metric_rollups],
