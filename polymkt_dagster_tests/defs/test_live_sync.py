@@ -116,7 +116,7 @@ def test_live_run_syncs_every_raw_asset_and_mirrors_to_s3(
     assert expected and len(ids) == len(set(ids)) and set(ids) == expected
     assert fills["source"].value == "goldsky" and fills["rows_new"].value == len(expected)
     assert fills["stopped_reason"].value == "complete"
-    assert trades["dagster/row_count"].value == len(expected)
+    assert trades["run_row_count"].value == len(expected)
     assert trades["tokens_still_unknown"].value == 0
     assert markets["retries"].value == 1 and markets["rows_parsed"].value > 0
     assert mirror["uploaded"].value == mirror["verified"].value > 0, mirror

@@ -90,7 +90,7 @@ def test_analytics_assets_over_a_range_in_one_run(
         }  # fmt: skip
         assert all(c.passed for c in checks), [c.check_name for c in checks if not c.passed]
         hourly = result.asset_materializations_for_node("analytics__prices_1h")[0].metadata
-        assert hourly["partitions_written"].value == len(days)
+        assert hourly["run_partitions_written"].value == len(days)
         assert "| bucket_start |" in hourly["preview"].value
         assert len(instance.get_materialized_partitions(dg.AssetKey(["analytics", "prices_1d"])))
         summary = result.asset_materializations_for_node("analytics__market_summary")[0]
