@@ -65,9 +65,17 @@ def run_job(
     """Execute a job of the code location in this process, recorded under its own name."""
     from polymkt_dagster.definitions import defs
 
-    return defs.resolve_job_def(name).execute_in_process(
+    # The caller's resources (its data dir) replace the location's: a job is built from
+    # definitions whose resources are bound, so they are swapped there, not per run.
+    with_resources = dg.Definitions(
+        assets=defs.assets,
+        asset_checks=defs.asset_checks,
+        jobs=defs.jobs,
+        resources={**(defs.resources or {}), **resources},
+        executor=defs.executor,
+    )
+    return with_resources.resolve_job_def(name).execute_in_process(
         instance=instance,
-        resources=resources,
         tags=tags,
         run_config=run_config,
         partition_key=partition_key,
