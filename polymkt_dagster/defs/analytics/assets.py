@@ -3,6 +3,7 @@
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 from pydantic import Field
@@ -16,7 +17,7 @@ from polymkt_dagster.defs.ingest.assets import (
 from polymkt_dagster.defs.ingest.partitions import daily_partitions, window_days
 from polymkt_dagster.defs.partition_metadata import describe_days
 from polymkt_dagster.defs.resources import PolymktResource
-from polymkt_dagster.lib import analytics, election_groups, price_series
+from polymkt_dagster.lib import analytics, charts, election_groups, price_series
 from polymkt_dagster.lib.duck import connect, sql_string
 from polymkt_dagster.lib.lake import Lake
 from polymkt_dagster.lib.report import counts_table, markdown_table
@@ -163,6 +164,7 @@ def market_summary(polymkt: PolymktResource) -> dg.MaterializeResult:
             f"SELECT * FROM read_parquet({sql_string(report.path)}) "
             "ORDER BY volume_usd DESC LIMIT 10"
         ).to_arrow_table()
+        chart = _top_market_chart(con, lake, preview)
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": report.markets,
@@ -181,8 +183,32 @@ def market_summary(polymkt: PolymktResource) -> dg.MaterializeResult:
             ),
             "path": dg.MetadataValue.path(str(report.path)),
             "preview": dg.MetadataValue.md(markdown_table(preview, analytics.SUMMARY_PREVIEW)),
+            "top_market_price_and_volume": dg.MetadataValue.md(chart),
         }
     )
+
+
+def _top_market_chart(con: Any, lake: Lake, preview: Any) -> str:
+    """Daily close and volume of the busiest outcome of the market with the most volume."""
+    if preview.num_rows == 0 or not lake.files(analytics.PRICE_BARS_1D.name):
+        return "_no daily bars yet_"
+    market_id, question = preview.column("market_id")[0].as_py(), preview.column("question")[0]
+    rows = con.execute(
+        f"WITH bars AS (SELECT * FROM {lake.scan_sql(analytics.PRICE_BARS_1D)} "
+        "WHERE market_id = $market), "
+        "busiest AS (SELECT token_id FROM bars GROUP BY token_id "
+        "ORDER BY sum(volume_usd) DESC LIMIT 1) "
+        "SELECT bucket_start, close, volume_usd, outcome FROM bars "
+        "WHERE token_id = (SELECT token_id FROM busiest) ORDER BY bucket_start",
+        {"market": market_id},
+    ).fetchall()
+    if not rows:
+        return "_no daily bars for the top market_"
+    title = f"{str(question.as_py() or market_id)[:80]} ({rows[0][3]}), market {market_id}"
+    png = charts.price_volume_png(
+        [r[0] for r in rows], [r[1] for r in rows], [r[2] or 0.0 for r in rows], title
+    )
+    return charts.png_markdown(png, "price and volume")
 
 
 class ElectionGroupsConfig(dg.Config):
