@@ -132,3 +132,33 @@ def test_a_day_waits_for_its_own_upstream_day(defs):
     second = _evaluate(defs, instance, first.cursor)
     assert _requested(second, PRICES_1D_KEY) == {"2024-03-05"}
     assert _requested(second, PRICES_1H_KEY) == set()
+
+
+def test_every_check_is_described_and_no_description_loses_text_to_html(defs):
+    import re
+
+    checks = [
+        spec
+        for item in defs.assets or []
+        if isinstance(item, dg.AssetsDefinition)
+        for spec in item.check_specs
+    ]
+    assert len(checks) >= 14
+    assert [s.key for s in checks if not s.description] == []
+    for item in defs.assets or []:
+        if isinstance(item, dg.AssetsDefinition):
+            for spec in item.specs:
+                # Outside code spans the UI reads "<id>" as an HTML tag and drops it.
+                prose = re.sub(r"`[^`]*`", "", spec.description or "")
+                assert not re.search(r"<[A-Za-z]", prose), (spec.key, spec.description)
+
+
+def test_the_main_and_research_jobs_are_in_the_definitions(defs):
+    from polymkt_dagster.jobs import BACKTEST_JOB, FAVORITES_JOB, MAIN_JOB
+
+    main = defs.resolve_job_def(MAIN_JOB)
+    assert TRADES_KEY in main.asset_layer.executable_asset_keys
+    assert PRICES_1H_KEY in main.asset_layer.executable_asset_keys
+    for name in (FAVORITES_JOB, BACKTEST_JOB):
+        assert defs.resolve_job_def(name).name == name
+    assert defs.resolve_job_def(MAIN_JOB).executor_def.name == "in_process"

@@ -74,8 +74,18 @@ def _materialize_bars(
 
 def _bar_checks(key: dg.AssetKey) -> list[dg.AssetCheckSpec]:
     return [
-        dg.AssetCheckSpec("ohlc_consistent", asset=key, blocking=True),
-        dg.AssetCheckSpec("volume_matches_source", asset=key, blocking=True),
+        dg.AssetCheckSpec(
+            "ohlc_consistent",
+            asset=key,
+            blocking=True,
+            description="low <= open, close <= high in every bar (blocking).",
+        ),
+        dg.AssetCheckSpec(
+            "volume_matches_source",
+            asset=key,
+            blocking=True,
+            description="Bar volume equals the taker-side USDC of the trades, to 1e-6 (blocking).",
+        ),
     ]
 
 
@@ -229,7 +239,13 @@ class ElectionGroupsConfig(dg.Config):
         "event; one row per candidate with its Yes token, end date and whether it won. "
         "User groups from election_groups.yaml add to or override them."
     ),
-    check_specs=[dg.AssetCheckSpec("one_winner_per_resolved_group", asset=ELECTION_GROUPS_KEY)],
+    check_specs=[
+        dg.AssetCheckSpec(
+            "one_winner_per_resolved_group",
+            asset=ELECTION_GROUPS_KEY,
+            description="Warns about resolved election groups without exactly one winner.",
+        )
+    ],
 )
 def election_groups_asset(
     context: dg.AssetExecutionContext, config: ElectionGroupsConfig, polymkt: PolymktResource

@@ -82,7 +82,14 @@ def _log_interpretation(context: dg.AssetExecutionContext, interpretation: Any) 
         "margin and the resolved outcome; groups without a price then are skipped with the "
         "reason."
     ),
-    check_specs=[dg.AssetCheckSpec("no_look_ahead", asset=FAVORITES_KEY, blocking=True)],
+    check_specs=[
+        dg.AssetCheckSpec(
+            "no_look_ahead",
+            asset=FAVORITES_KEY,
+            blocking=True,
+            description="Every favorite is priced by a trade at or before its signal time.",
+        )
+    ],
 )
 def favorite_signals(
     context: dg.AssetExecutionContext, polymkt: PolymktResource

@@ -101,8 +101,17 @@ def _sync_or_import_gamma_table(
     kinds={"parquet", "duckdb"},
     description="Every market (canonical markets table) from markets.csv / Gamma JSON.",
     check_specs=[
-        dg.AssetCheckSpec("market_id_unique", asset=MARKETS_KEY, blocking=True),
-        dg.AssetCheckSpec("outcome_prices_in_unit_interval", asset=MARKETS_KEY),
+        dg.AssetCheckSpec(
+            "market_id_unique",
+            asset=MARKETS_KEY,
+            blocking=True,
+            description="One row per market id (blocking).",
+        ),
+        dg.AssetCheckSpec(
+            "outcome_prices_in_unit_interval",
+            asset=MARKETS_KEY,
+            description="Every outcome price lies within [0, 1].",
+        ),
     ],
 )
 def raw_markets(
@@ -139,8 +148,18 @@ def raw_events(
     kinds={"parquet"},
     description="On-chain OrderFilled events, one row per maker/taker order fill, by UTC day.",
     check_specs=[
-        dg.AssetCheckSpec("fill_id_unique", asset=ORDER_FILLED_KEY, blocking=True),
-        dg.AssetCheckSpec("amounts_positive", asset=ORDER_FILLED_KEY, blocking=True),
+        dg.AssetCheckSpec(
+            "fill_id_unique",
+            asset=ORDER_FILLED_KEY,
+            blocking=True,
+            description="One row per fill id in the written days (blocking).",
+        ),
+        dg.AssetCheckSpec(
+            "amounts_positive",
+            asset=ORDER_FILLED_KEY,
+            blocking=True,
+            description="Maker and taker amounts are positive (blocking).",
+        ),
     ],
 )
 def raw_order_filled(
@@ -208,10 +227,29 @@ def _live_order_filled(
         "is_taker_side marks the one row per match that volume counts."
     ),
     check_specs=[
-        dg.AssetCheckSpec("price_in_unit_interval", asset=TRADES_KEY, blocking=True),
-        dg.AssetCheckSpec("order_fill_id_unique", asset=TRADES_KEY, blocking=True),
-        dg.AssetCheckSpec("row_count_parity_with_order_filled", asset=TRADES_KEY, blocking=True),
-        dg.AssetCheckSpec("markets_known", asset=TRADES_KEY),
+        dg.AssetCheckSpec(
+            "price_in_unit_interval",
+            asset=TRADES_KEY,
+            blocking=True,
+            description="Every trade price lies within [0, 1] (blocking).",
+        ),
+        dg.AssetCheckSpec(
+            "order_fill_id_unique",
+            asset=TRADES_KEY,
+            blocking=True,
+            description="One trade per order fill (blocking).",
+        ),
+        dg.AssetCheckSpec(
+            "row_count_parity_with_order_filled",
+            asset=TRADES_KEY,
+            blocking=True,
+            description="The days' trades and fills have the same row count (blocking).",
+        ),
+        dg.AssetCheckSpec(
+            "markets_known",
+            asset=TRADES_KEY,
+            description="Warns about trades whose outcome token maps to no known market.",
+        ),
     ],
 )
 def raw_trades(

@@ -86,8 +86,17 @@ def _daily_wallet_asset(
         "oversells reported. Recomputed from all fills (vectorised ledger)."
     ),
     check_specs=[
-        dg.AssetCheckSpec("shares_non_negative", asset=POSITIONS_KEY, blocking=True),
-        dg.AssetCheckSpec("oversells_reported", asset=POSITIONS_KEY),
+        dg.AssetCheckSpec(
+            "shares_non_negative",
+            asset=POSITIONS_KEY,
+            blocking=True,
+            description="No position holds negative shares: oversells stop at zero (blocking).",
+        ),
+        dg.AssetCheckSpec(
+            "oversells_reported",
+            asset=POSITIONS_KEY,
+            description="Warns about positions that sold more shares than their fills bought.",
+        ),
     ],
 )
 def wallet_positions(
