@@ -113,6 +113,9 @@ def automation_sensor(
         target=dg.AssetSelection.all() - _keys(exclude),
         default_status=dg.DefaultSensorStatus.RUNNING if on else dg.DefaultSensorStatus.STOPPED,
         minimum_interval_seconds=settings.automation_interval_seconds,
+        # Queued ahead of other runs: the day's bars and the serving copy are small runs
+        # people wait for; the wallets' recomputations can follow.
+        run_tags={"dagster/priority": "1"},
         description=(
             "Refreshes the curated layers after the syncs: daily assets for the days whose "
             "upstream day changed, unpartitioned ones after any upstream update."

@@ -1,6 +1,7 @@
 """The platform under the real `dagster-daemon`: live sync sensors against the local Polymarket
 servers, then the analytics automation sensor, with shortened sensor intervals."""
 
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -28,7 +29,9 @@ from polymkt_dagster_tests.servers.daemon import (
 )
 from polymkt_dagster_tests.servers.polymarket_apis import PolymarketServers
 
-TIMEOUT_S = 150
+# Bounded by events, not sleeps: each wait ends as soon as its event is recorded. Generous for
+# a loaded 2-core machine, where every run pays a process start and the code's imports.
+TIMEOUT_S = 360
 
 
 def _daemon_env(servers: PolymarketServers, data_dir: Path) -> dict[str, str]:
@@ -85,8 +88,11 @@ def test_sensors_sync_and_automation_follows_under_the_daemon(
 
     with running_daemon(home, _daemon_env(polymarket_servers, data_dir), log) as daemon:
 
+        deadline = time.monotonic() + TIMEOUT_S
+
         def waited(what, probe):
-            return wait_for(what, probe, timeout_s=TIMEOUT_S, process=daemon, log=log)
+            left = deadline - time.monotonic()
+            return wait_for(what, probe, timeout_s=left, process=daemon, log=log)
 
         def fills_run_succeeded():
             runs = runs_with_tag(instance, SENSOR_TAG, FILLS_SENSOR)
