@@ -90,9 +90,7 @@ def main() -> None:
                 # Quiet: nothing in progress, and automation ticks for QUIET_S without a request.
                 if instance.get_runs(filters=dg.RunsFilter(statuses=IN_PROGRESS), limit=1):
                     return False
-                ticks = sensor_ticks(instance, AUTOMATION_SENSOR) + sensor_ticks(
-                    instance, "wallets_automation"
-                )
+                ticks = sensor_ticks(instance, AUTOMATION_SENSOR)
                 last_request = max(
                     (t.timestamp for t in ticks if t.status == TickStatus.SUCCESS), default=0.0
                 )

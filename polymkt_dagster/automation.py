@@ -113,9 +113,6 @@ def automation_sensor(
         target=dg.AssetSelection.all() - _keys(exclude),
         default_status=dg.DefaultSensorStatus.RUNNING if on else dg.DefaultSensorStatus.STOPPED,
         minimum_interval_seconds=settings.automation_interval_seconds,
-        # Queued ahead of other runs: the day's bars and the serving copy are small runs
-        # people wait for; the wallets' recomputations can follow.
-        run_tags={"dagster/priority": "1"},
         description=(
             "Refreshes the curated layers after the syncs: daily assets for the days whose "
             "upstream day changed, unpartitioned ones after any upstream update."
@@ -133,7 +130,8 @@ def with_gap_tolerant_automation(defs: dg.Definitions) -> dg.Definitions:
             return spec
         return spec.replace_attributes(automation_condition=condition_for(spec, partitions))
 
-    # The wallets module has its own automation sensor; a key may be targeted by one only.
+    # A key may be targeted by one automation sensor only: keys that another module's own
+    # sensor targets stay with it.
     covered = {
         key
         for sensor in defs.sensors or []

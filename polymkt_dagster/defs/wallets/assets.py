@@ -335,18 +335,9 @@ WALLET_ASSET_KEYS = [
 
 @dg.definitions
 def wallets_definitions() -> dg.Definitions:
-    # A module with a @dg.definitions function is loaded through it alone. The sensor
-    # evaluates the eager conditions of these assets; it runs only in analytics mode "on".
-    analytics_on = Settings.from_env().analytics_mode == "on"
-    sensor = dg.AutomationConditionSensorDefinition(
-        "wallets_automation",
-        target=dg.AssetSelection.assets(*WALLET_ASSET_KEYS),
-        default_status=(
-            dg.DefaultSensorStatus.RUNNING if analytics_on else dg.DefaultSensorStatus.STOPPED
-        ),
-        minimum_interval_seconds=Settings.from_env().automation_interval_seconds,
-    )
+    # A module with a @dg.definitions function is loaded through it alone. The eager
+    # conditions of these assets are evaluated by the one `analytics_automation` sensor
+    # (polymkt_dagster/automation.py), so a tick puts them in the same runs as the others.
     return dg.Definitions(
         assets=[wallet_positions, wallet_pnl_snapshots, wallet_alerts, metric_rollups],
-        sensors=[sensor],
     )
