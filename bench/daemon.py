@@ -87,14 +87,18 @@ def main() -> None:
             )
 
             def settled() -> bool:
-                # Quiet: nothing in progress, and automation ticks for QUIET_S without a request.
+                # Done: automation ran, nothing is in progress, and its ticks have requested
+                # nothing for QUIET_S since the last run ended.
                 if instance.get_runs(filters=dg.RunsFilter(statuses=IN_PROGRESS), limit=1):
                     return False
-                ticks = sensor_ticks(instance, AUTOMATION_SENSOR)
-                last_request = max(
-                    (t.timestamp for t in ticks if t.status == TickStatus.SUCCESS), default=0.0
+                records = instance.get_run_records()
+                if not any(r.dagster_run.tags.get(AUTOMATION_CONDITION_TAG) for r in records):
+                    return False
+                last_end = max(r.end_time or 0.0 for r in records)
+                return any(
+                    t.status == TickStatus.SKIPPED and t.timestamp > last_end + QUIET_S
+                    for t in sensor_ticks(instance, AUTOMATION_SENSOR)
                 )
-                return time.time() - last_request > QUIET_S
 
             wait_for("for automation to settle", settled, timeout_s=args.timeout, process=daemon)
         fills_ticks = sensor_ticks(instance, FILLS_SENSOR)
