@@ -25,6 +25,7 @@ from dagster._utils.error import SerializableErrorInfo
 
 from polymkt_dagster.defs.ingest.partitions import daily_partitions
 from polymkt_dagster.defs.resources import PolymktResource
+from polymkt_dagster.jobs import MAIN_JOB, run_job
 from polymkt_dagster.lib.bootstrap import source_day_range
 from polymkt_dagster.lib.config import Settings
 from polymkt_dagster.lib.duck import memory_limit_message
@@ -106,8 +107,10 @@ def run_pipeline(
     watcher = _EventWatcher(instance, tags[RUN_TAG], on_event)
     watcher.start()
     try:
-        result = dg.materialize(
-            runnable,
+        # The code location's `main` job, so the run can be re-executed from the UI.
+        result = run_job(
+            MAIN_JOB,
+            asset_selection=[k for a in runnable for k in a.keys],
             instance=instance,
             resources=resources,
             tags=tags,

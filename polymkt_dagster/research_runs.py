@@ -14,12 +14,11 @@ import dagster as dg
 from polymkt_dagster.defs.backtest.assets import (
     BACKTEST_RESULTS_KEY,
     FAVORITES_KEY,
-    backtest_results,
-    favorite_signals,
 )
 from polymkt_dagster.defs.backtest.partitions import backtests_partitions, favorites_partitions
 from polymkt_dagster.defs.resources import PolymktResource
 from polymkt_dagster.defs.search.assets import openai_resource_from_env
+from polymkt_dagster.jobs import BACKTEST_JOB, FAVORITES_JOB, run_job
 from polymkt_dagster.lib.backtest import StrategyConfig
 from polymkt_dagster.lib.backtest_runs import prepare_backtest
 from polymkt_dagster.lib.config import Settings
@@ -50,8 +49,9 @@ def materialize_backtest(
 ) -> dg.ExecuteInProcessResult:
     """Register the backtest's partition and materialize it (raises with the asset's error)."""
     instance.add_dynamic_partitions(backtests_partitions.name, [backtest_id])
-    return dg.materialize(
-        [backtest_results],
+    return run_job(
+        BACKTEST_JOB,
+        raise_on_error=True,
         instance=instance,
         resources=_resources(settings),
         partition_key=backtest_id,
@@ -84,8 +84,8 @@ def run_research_assets(
     errors: list[str] = []
     step = FAVORITES_KEY.to_user_string()
     report(step, "started")
-    signals = dg.materialize(
-        [favorite_signals],
+    signals = run_job(
+        FAVORITES_JOB,
         instance=instance,
         resources=_resources(settings),
         tags={

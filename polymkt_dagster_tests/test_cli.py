@@ -48,6 +48,16 @@ def test_pipeline_on_the_bundled_sample_fills_the_instance(tmp_path: Path) -> No
         for key in (["raw", "markets"], ["raw", "trades"], ["serving", "duckdb_catalog"]):
             assert instance.get_latest_materialization_event(dg.AssetKey(key)) is not None
         assert len(instance.get_materialized_partitions(dg.AssetKey(["raw", "trades"]))) > 100
+        # Runs of named jobs (re-executable from the UI), not __ephemeral_asset_job__.
+        assert {r.job_name for r in instance.get_runs()} == {
+            "main",
+            "signals_favorites",
+            "backtest",
+        }
+        # Every day partition tells its own rows; the run's total is labelled run_row_count.
+        fills = instance.get_latest_materialization_event(dg.AssetKey(["raw", "order_filled"]))
+        metadata = fills.asset_materialization.metadata
+        assert 0 < metadata["dagster/row_count"].value < metadata["run_row_count"].value
 
     status = subprocess.run(
         [sys.executable, "-m", "polymkt_dagster.cli", "status", "--json"],

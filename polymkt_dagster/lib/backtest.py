@@ -679,7 +679,8 @@ def metrics_markdown(metrics: dict[str, Any]) -> str:
 
 
 def equity_png(equity: pa.Table, title: str) -> bytes:
-    """A small PNG of the equity curve over its drawdown (matplotlib, Agg backend)."""
+    """A 900x450 px PNG of the equity curve over its drawdown, readable at the UI's size
+    (matplotlib, Agg backend)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -689,7 +690,7 @@ def equity_png(equity: pa.Table, title: str) -> bytes:
     values = equity.column("equity").to_numpy()
     drawdown = equity.column("drawdown").to_numpy()
     figure, (top, bottom) = plt.subplots(
-        2, 1, figsize=(6.4, 3.2), dpi=72, sharex=True, gridspec_kw={"height_ratios": [3, 1]}
+        2, 1, figsize=(9, 4.5), dpi=100, sharex=True, gridspec_kw={"height_ratios": [3, 1]}
     )
     top.plot(days, values, color="#1f77b4", linewidth=1.4)
     top.set_title(title, fontsize=9)

@@ -124,6 +124,10 @@ class Settings:
     # Guarded SQL (polymkt sql / ask): per-query timeout and engine memory cap.
     sql_timeout_s: float = 30.0
     sql_memory_limit: str = "1GB"
+    # Sensor intervals (issue 14): the fills sync's tick and the automation sensor's; tests and
+    # the daemon benchmark shorten them.
+    fills_sensor_interval_seconds: int = 600
+    automation_interval_seconds: int = 30
 
     @property
     def lake_dir(self) -> Path:
@@ -201,6 +205,12 @@ class Settings:
             sql_timeout_s=_positive_seconds(env, "POLYMKT_SQL_TIMEOUT_S", defaults.sql_timeout_s),
             sql_memory_limit=text("SQL_MEMORY_LIMIT", defaults.sql_memory_limit)
             or defaults.sql_memory_limit,
+            fills_sensor_interval_seconds=_positive_int(
+                env, "POLYMKT_FILLS_SENSOR_INTERVAL_SECONDS", 600
+            ),
+            automation_interval_seconds=_positive_int(
+                env, "POLYMKT_AUTOMATION_INTERVAL_SECONDS", 30
+            ),
         )
         register_secrets(*settings.secret_values())
         return settings

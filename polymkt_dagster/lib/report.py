@@ -7,10 +7,25 @@ from typing import Any
 
 import pyarrow as pa
 
+# Columns holding USDC (shown to the cent); other floats are prices or shares (4 decimals).
+_USDC_WORDS = ("usd", "pnl", "volume", "exposure", "cost", "equity", "cash", "fee", "notional")
 
-def _cell(value: Any, width: int = 48) -> str:
-    text = "" if value is None else str(value)
-    text = text.replace("|", "\\|").replace("\n", " ")
+
+def rounded(column: str, value: float) -> str:
+    """A float as its meaning needs: USDC to cents, prices and shares to 4 decimals."""
+    if any(word in column.lower() for word in _USDC_WORDS):
+        return f"{value:,.2f}"
+    text = f"{value:.4f}".rstrip("0").rstrip(".")
+    return "0" if text in ("-0", "") else text
+
+
+def _cell(value: Any, width: int = 48, column: str = "") -> str:
+    if isinstance(value, float):
+        text = rounded(column, value)
+    else:
+        text = "" if value is None else str(value)
+    # The UI renders Markdown with HTML: "<id>" would be swallowed as a tag.
+    text = text.replace("|", "\\|").replace("\n", " ").replace("<", "&lt;").replace(">", "&gt;")
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
@@ -21,7 +36,7 @@ def markdown_table(table: pa.Table, columns: Sequence[str] | None = None, limit:
         return "_no columns_"
     rows = table.select(names).slice(0, limit).to_pylist()
     lines = ["| " + " | ".join(names) + " |", "|" + "---|" * len(names)]
-    lines += ["| " + " | ".join(_cell(row[n]) for n in names) + " |" for row in rows]
+    lines += ["| " + " | ".join(_cell(row[n], column=n) for n in names) + " |" for row in rows]
     if table.num_rows > limit:
         lines.append(f"\n_{limit} of {table.num_rows:,} rows_")
     if not rows:

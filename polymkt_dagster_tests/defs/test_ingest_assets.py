@@ -1,5 +1,6 @@
 """The raw assets run through Dagster: partitions, single-run ranges, metadata, checks."""
 
+from datetime import date, timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -19,7 +20,7 @@ from polymkt_dagster.defs.resources import PolymktResource
 from polymkt_dagster.defs.serving.catalog import duckdb_catalog
 from polymkt_dagster.lib.bootstrap import source_day_range
 from polymkt_dagster.lib.duck import connect
-from polymkt_dagster.lib.lake import Lake
+from polymkt_dagster.lib.lake import Lake, rows_in_files
 from polymkt_dagster.lib.schemas import ORDER_FILLED, TRADES
 
 ALL_ASSETS = [raw_markets, raw_events, raw_order_filled, raw_trades, duckdb_catalog]
@@ -52,13 +53,19 @@ def test_whole_graph_in_one_range_run(data_dir: Path) -> None:
         ]
         trades = _materialization(result, "raw/trades").metadata
         fills = _materialization(result, "raw/order_filled").metadata
-        assert trades["dagster/row_count"].value == fills["dagster/row_count"].value > 1000
+        assert trades["run_row_count"].value == fills["run_row_count"].value > 1000
         assert fills["rows_rejected"].value == 0
         assert "| timestamp |" in fills["preview"].value
         catalog = data_dir / "polymkt.duckdb"
         with connect(catalog, read_only=True) as con:
             count = con.execute("SELECT count(*) FROM trades").fetchone()[0]
-        assert count == trades["dagster/row_count"].value
+        assert count == trades["run_row_count"].value
+        # Each partition tells its own rows, not the run's (per-partition metadata).
+        per_day = [
+            e.metadata["dagster/row_count"].value
+            for e in result.asset_materializations_for_node("raw__trades")
+        ]
+        assert sum(per_day) == count and max(per_day) < count
         # One run materialized every day partition in the range (single-run backfill).
         partitions = instance.get_materialized_partitions(dg.AssetKey(["raw", "trades"]))
         assert len(partitions) > 100
@@ -153,3 +160,39 @@ def test_hash_buckets_from_resource(data_dir: Path, partitioned: bool) -> None:
     lake = Lake(data_dir / "parquet")
     buckets = {p.parent.name for p in lake.files(TRADES.name)}
     assert buckets <= {f"bucket={i}" for i in range(4)} and len(buckets) == 4
+
+
+def test_a_range_run_gives_every_partition_its_own_rows_and_files(data_dir: Path) -> None:
+    resources = {"polymkt": PolymktResource(data_dir=str(data_dir))}
+    lake = Lake(data_dir / "parquet")
+    first, _ = source_day_range(data_dir)
+    days = [first + timedelta(days=i) for i in range(3)]
+    tags = {
+        ASSET_PARTITION_RANGE_START_TAG: days[0].isoformat(),
+        ASSET_PARTITION_RANGE_END_TAG: days[-1].isoformat(),
+    }
+    with dg.instance_for_test() as instance:
+        dg.materialize([raw_markets], instance=instance, resources=resources)
+        result = dg.materialize(
+            [raw_order_filled, raw_trades], instance=instance, resources=resources, tags=tags
+        )
+        assert result.success
+        for node, table in (("raw__order_filled", ORDER_FILLED), ("raw__trades", TRADES)):
+            events = {e.partition: e.metadata for e in result.asset_materializations_for_node(node)}
+            assert sorted(events) == [d.isoformat() for d in days]
+            on_disk = {d.isoformat(): rows_in_files(lake.day_files(table.name, d)) for d in days}
+            assert {k: m["dagster/row_count"].value for k, m in events.items()} == on_disk
+            assert all(m["files"].value == len(lake.day_files(table.name, date.fromisoformat(k)))
+                       for k, m in events.items())  # fmt: skip
+            # The run's totals are labelled as such on every partition.
+            assert all(m["run_row_count"].value == sum(on_disk.values()) for m in events.values())
+            assert all(m["run_days"].value == 3 for m in events.values())
+        # The instance (the UI's partitions view) holds the same per-day figures.
+        stored = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=raw_trades.key, asset_partitions=[days[1].isoformat()]),
+            limit=1,
+        ).records[0]
+        metadata = stored.asset_materialization.metadata
+        assert metadata["dagster/row_count"].value == rows_in_files(
+            lake.day_files(TRADES.name, days[1])
+        )

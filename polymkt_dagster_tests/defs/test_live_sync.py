@@ -130,7 +130,7 @@ def test_live_run_syncs_every_raw_asset_and_mirrors_to_s3(
     assert expected and len(ids) == len(set(ids)) and set(ids) == expected
     assert fills["source"].value == "goldsky" and fills["rows_new"].value == len(expected)
     assert fills["stopped_reason"].value == "complete"
-    assert trades["dagster/row_count"].value == len(expected)
+    assert trades["run_row_count"].value == len(expected)
     assert trades["tokens_still_unknown"].value == 0
     ctf_ids, ctf_expected = _ctf_ids(lake), _expected_ctf(live_env, days)
     assert ctf_expected and sorted(ctf_ids) == sorted(ctf_expected)

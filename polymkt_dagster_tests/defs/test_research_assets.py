@@ -90,11 +90,13 @@ def test_analytics_assets_over_a_range_in_one_run(
         }  # fmt: skip
         assert all(c.passed for c in checks), [c.check_name for c in checks if not c.passed]
         hourly = result.asset_materializations_for_node("analytics__prices_1h")[0].metadata
-        assert hourly["partitions_written"].value == len(days)
+        assert hourly["run_partitions_written"].value == len(days)
         assert "| bucket_start |" in hourly["preview"].value
         assert len(instance.get_materialized_partitions(dg.AssetKey(["analytics", "prices_1d"])))
         summary = result.asset_materializations_for_node("analytics__market_summary")[0]
         assert summary.metadata["dagster/row_count"].value == 400
+        chart = summary.metadata["top_market_price_and_volume"].value
+        assert chart.startswith("![price and volume](data:image/png;base64,"), chart[:80]
         groups = result.asset_materializations_for_node("analytics__election_groups")[0]
         assert groups.metadata["groups"].value == 25
 
@@ -116,6 +118,9 @@ def test_favorites_for_every_horizon_in_one_run(research_data: Path) -> None:
         assert done == {"1", "3", "7", "14", "30", "60", "90"}
         (check,) = result.get_asset_check_evaluations()
         assert check.check_name == "no_look_ahead" and check.passed
+        meta = result.asset_materializations_for_node("signals__favorites")[0].metadata
+        curve = meta["calibration_curve"].value
+        assert curve.startswith("![calibration curve](data:image/png;base64,"), curve[:80]
     lake = Lake(research_data / "parquet")
     for days in (1, 90):
         rows = pq.read_table(

@@ -28,6 +28,8 @@ def test_asset_builds_the_copy_and_queries_use_it(sample_lake: Lake, tmp_path: P
     total = sum(pq.read_metadata(p).num_rows for p in lake.files(TRADES.name))
     assert built["dagster/row_count"].value == total
     assert built["years_rebuilt"].value != "none"
+    freshness = built["freshness"].value
+    assert freshness.startswith("![freshness per source](data:image/png;base64,")
     unchanged = again.asset_materializations_for_node("serving__trades_by_market")[0].metadata
     assert unchanged["years_rebuilt"].value == "none"
     assert unchanged["dagster/row_count"].value == 0

@@ -121,7 +121,7 @@ def test_assets_materialize_with_readable_metadata(materialized: dict[str, Any])
 
     snapshots = _metadata(result, "wallets/pnl_snapshots")
     assert snapshots["watchlists"] == "sharps" and snapshots["watched_wallets"] == 5
-    assert snapshots["dagster/row_count"] == 30 * 288 * 5  # 30 days, every 5 min, 5 wallets
+    assert snapshots["run_row_count"] == 30 * 288 * 5  # 30 days, every 5 min, 5 wallets
 
     alerts = _metadata(result, "wallets/alerts")
     assert alerts["dagster/row_count"] == alerts["candidates"] > 0
@@ -131,14 +131,14 @@ def test_assets_materialize_with_readable_metadata(materialized: dict[str, Any])
 
     for key in ("wallets/metrics_1m", "wallets/metrics_1d", "analytics/market_metrics_1h"):
         meta = _metadata(result, key)
-        assert meta["dagster/row_count"] > 0 and meta["days"] == 30
+        assert meta["run_row_count"] > 0 and meta["run_days"] == 30
 
     served = _metadata(result, "serving/clickhouse")
     assert served["enabled"] is True and served["rows_published"] > 0
     assert "wallet_metrics_1m" in served["tables"]
     client = ch.get_client(chdb_dsn())
     counts = ch.table_counts(client, materialized["database"])
-    assert counts["wallet_pnl_snapshots"] == snapshots["dagster/row_count"]
+    assert counts["wallet_pnl_snapshots"] == snapshots["run_row_count"]
     assert counts["wallet_alerts"] == alerts["dagster/row_count"]
 
 

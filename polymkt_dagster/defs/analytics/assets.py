@@ -3,6 +3,7 @@
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 from pydantic import Field
@@ -14,8 +15,9 @@ from polymkt_dagster.defs.ingest.assets import (
     check_results,
 )
 from polymkt_dagster.defs.ingest.partitions import daily_partitions, window_days
+from polymkt_dagster.defs.partition_metadata import describe_days
 from polymkt_dagster.defs.resources import PolymktResource
-from polymkt_dagster.lib import analytics, election_groups, price_series
+from polymkt_dagster.lib import analytics, charts, election_groups, price_series
 from polymkt_dagster.lib.duck import connect, sql_string
 from polymkt_dagster.lib.lake import Lake
 from polymkt_dagster.lib.report import counts_table, markdown_table
@@ -53,26 +55,39 @@ def _materialize_bars(
     lake = polymkt.lake()
     days = window_days(context)
     with connect() as con:
-        report = build(con, lake, days, progress=context.log.debug)
+        # No line per day: a year's backfill would bury the run's log under 365 of them;
+        # each day's figures are on its partition instead.
+        report = build(con, lake, days)
         checks = analytics.bars_checks(con, lake, table, days)
     files = [f for p in report.partitions for f in p.files]
+    metadata = {
+        "dagster/row_count": report.rows,
+        "partitions_written": len(report.partitions),
+        "days_without_trades": report.days_requested - len(report.partitions),
+        "bytes_written": report.bytes,
+        "lake_dir": dg.MetadataValue.path(str(lake.table_dir(table.name))),
+        "preview": dg.MetadataValue.md(_bars_preview(lake, table, files)),
+    }
     return dg.MaterializeResult(
-        metadata={
-            "dagster/row_count": report.rows,
-            "partitions_written": len(report.partitions),
-            "days_without_trades": report.days_requested - len(report.partitions),
-            "bytes_written": report.bytes,
-            "lake_dir": dg.MetadataValue.path(str(lake.table_dir(table.name))),
-            "preview": dg.MetadataValue.md(_bars_preview(lake, table, files)),
-        },
+        metadata=describe_days(context, lake, table.name, days, metadata),
         check_results=check_results(checks, {"ohlc_consistent", "volume_matches_source"}),
     )
 
 
 def _bar_checks(key: dg.AssetKey) -> list[dg.AssetCheckSpec]:
     return [
-        dg.AssetCheckSpec("ohlc_consistent", asset=key, blocking=True),
-        dg.AssetCheckSpec("volume_matches_source", asset=key, blocking=True),
+        dg.AssetCheckSpec(
+            "ohlc_consistent",
+            asset=key,
+            blocking=True,
+            description="low <= open, close <= high in every bar (blocking).",
+        ),
+        dg.AssetCheckSpec(
+            "volume_matches_source",
+            asset=key,
+            blocking=True,
+            description="Bar volume equals the taker-side USDC of the trades, to 1e-6 (blocking).",
+        ),
     ]
 
 
@@ -161,6 +176,7 @@ def market_summary(polymkt: PolymktResource) -> dg.MaterializeResult:
             f"SELECT * FROM read_parquet({sql_string(report.path)}) "
             "ORDER BY volume_usd DESC LIMIT 10"
         ).to_arrow_table()
+        chart = _top_market_chart(con, lake, preview)
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": report.markets,
@@ -179,8 +195,32 @@ def market_summary(polymkt: PolymktResource) -> dg.MaterializeResult:
             ),
             "path": dg.MetadataValue.path(str(report.path)),
             "preview": dg.MetadataValue.md(markdown_table(preview, analytics.SUMMARY_PREVIEW)),
+            "top_market_price_and_volume": dg.MetadataValue.md(chart),
         }
     )
+
+
+def _top_market_chart(con: Any, lake: Lake, preview: Any) -> str:
+    """Daily close and volume of the busiest outcome of the market with the most volume."""
+    if preview.num_rows == 0 or not lake.files(analytics.PRICE_BARS_1D.name):
+        return "_no daily bars yet_"
+    market_id, question = preview.column("market_id")[0].as_py(), preview.column("question")[0]
+    rows = con.execute(
+        f"WITH bars AS (SELECT * FROM {lake.scan_sql(analytics.PRICE_BARS_1D)} "
+        "WHERE market_id = $market), "
+        "busiest AS (SELECT token_id FROM bars GROUP BY token_id "
+        "ORDER BY sum(volume_usd) DESC LIMIT 1) "
+        "SELECT bucket_start, close, volume_usd, outcome FROM bars "
+        "WHERE token_id = (SELECT token_id FROM busiest) ORDER BY bucket_start",
+        {"market": market_id},
+    ).fetchall()
+    if not rows:
+        return "_no daily bars for the top market_"
+    title = f"{str(question.as_py() or market_id)[:80]} ({rows[0][3]}), market {market_id}"
+    png = charts.price_volume_png(
+        [r[0] for r in rows], [r[1] for r in rows], [r[2] or 0.0 for r in rows], title
+    )
+    return charts.png_markdown(png, "price and volume")
 
 
 class ElectionGroupsConfig(dg.Config):
@@ -201,7 +241,13 @@ class ElectionGroupsConfig(dg.Config):
         "event; one row per candidate with its Yes token, end date and whether it won. "
         "User groups from election_groups.yaml add to or override them."
     ),
-    check_specs=[dg.AssetCheckSpec("one_winner_per_resolved_group", asset=ELECTION_GROUPS_KEY)],
+    check_specs=[
+        dg.AssetCheckSpec(
+            "one_winner_per_resolved_group",
+            asset=ELECTION_GROUPS_KEY,
+            description="Warns about resolved election groups without exactly one winner.",
+        )
+    ],
 )
 def election_groups_asset(
     context: dg.AssetExecutionContext, config: ElectionGroupsConfig, polymkt: PolymktResource

@@ -29,7 +29,7 @@ from polymkt_dagster.defs.backtest.partitions import (
 from polymkt_dagster.defs.ingest.assets import check_results
 from polymkt_dagster.defs.resources import PolymktResource
 from polymkt_dagster.defs.search.assets import semantic_search_enabled
-from polymkt_dagster.lib import backtest_runs, datasets, signals
+from polymkt_dagster.lib import backtest_runs, charts, datasets, signals
 from polymkt_dagster.lib.agents import interpret_backtest, interpret_dataset
 from polymkt_dagster.lib.backtest import (
     TRADE_PREVIEW,
@@ -82,7 +82,14 @@ def _log_interpretation(context: dg.AssetExecutionContext, interpretation: Any) 
         "margin and the resolved outcome; groups without a price then are skipped with the "
         "reason."
     ),
-    check_specs=[dg.AssetCheckSpec("no_look_ahead", asset=FAVORITES_KEY, blocking=True)],
+    check_specs=[
+        dg.AssetCheckSpec(
+            "no_look_ahead",
+            asset=FAVORITES_KEY,
+            blocking=True,
+            description="Every favorite is priced by a trade at or before its signal time.",
+        )
+    ],
 )
 def favorite_signals(
     context: dg.AssetExecutionContext, polymkt: PolymktResource
@@ -97,7 +104,7 @@ def favorite_signals(
     ]
     for r in reports:
         rate = f"{r.favorite_win_rate:.1%}" if r.favorite_win_rate is not None else "n/a"
-        price = f"{r.avg_favorite_price:.3f}" if r.avg_favorite_price is not None else "n/a"
+        price = f"{r.avg_favorite_price:.4f}" if r.avg_favorite_price is not None else "n/a"
         lines.append(
             f"| {r.days_before} | {r.groups} | {r.ok} | {r.skipped} | {rate} "
             f"({r.favorites_won}/{r.favorites_resolved}) | {price} |"
@@ -110,6 +117,7 @@ def favorite_signals(
             "signals": sum(r.ok for r in reports),
             "skipped": sum(r.skipped for r in reports),
             "by_horizon": dg.MetadataValue.md("\n".join(lines)),
+            "calibration_curve": dg.MetadataValue.md(_calibration_markdown(reports)),
             "path": dg.MetadataValue.path(str(first.path.parent)),
             "preview": dg.MetadataValue.md(
                 f"{first.days_before} days before the end:\n\n"
@@ -128,6 +136,23 @@ def favorite_signals(
             {"no_look_ahead"},
         ),
     )
+
+
+def _calibration_markdown(reports: list[signals.FavoritesReport]) -> str:
+    """Favorite win rate against the favorite's price, per horizon, as an inline PNG."""
+    curves = {}
+    for report in reports:
+        rows = [
+            r
+            for r in report.table.select(["favorite_price", "favorite_won"]).to_pylist()
+            if r["favorite_price"] is not None and r["favorite_won"] is not None
+        ]
+        curves[report.days_before] = charts.calibration_points(
+            [r["favorite_price"] for r in rows], [bool(r["favorite_won"]) for r in rows]
+        )
+    if not any(curves.values()):
+        return "_no resolved group with a favorite yet_"
+    return charts.png_markdown(charts.calibration_png(curves), "calibration curve")
 
 
 class DatasetConfig(dg.Config):
@@ -177,7 +202,7 @@ def _filters_from_config(
     kinds={"parquet", "sqlite"},
     description=(
         "A saved dataset (partition = its name): its filters resolved against the current "
-        "lake; the market list is written to analytics/datasets/<name>.parquet and stored."
+        "lake; the market list is written to `analytics/datasets/<name>.parquet` and stored."
     ),
 )
 def dataset_markets(
@@ -279,7 +304,7 @@ def _prepare_from_config(
     kinds={"parquet", "sqlite"},
     description=(
         "One backtest (partition = its id): trades, daily equity and per-group decisions as "
-        "Parquet under analytics/backtests/<id>/, the metrics table and the equity curve."
+        "Parquet under `analytics/backtests/<id>/`, the metrics table and the equity curve."
     ),
 )
 def backtest_results(

@@ -8,6 +8,7 @@ import dagster as dg
 
 from polymkt_dagster.defs.ingest import live
 from polymkt_dagster.defs.ingest.partitions import daily_partitions, window_days
+from polymkt_dagster.defs.partition_metadata import describe_days
 from polymkt_dagster.defs.resources import PolymktResource
 from polymkt_dagster.lib import bootstrap, quality
 from polymkt_dagster.lib.duck import connect
@@ -107,8 +108,17 @@ def _sync_or_import_gamma_table(
     kinds={"parquet", "duckdb"},
     description="Every market (canonical markets table) from markets.csv / Gamma JSON.",
     check_specs=[
-        dg.AssetCheckSpec("market_id_unique", asset=MARKETS_KEY, blocking=True),
-        dg.AssetCheckSpec("outcome_prices_in_unit_interval", asset=MARKETS_KEY),
+        dg.AssetCheckSpec(
+            "market_id_unique",
+            asset=MARKETS_KEY,
+            blocking=True,
+            description="One row per market id (blocking).",
+        ),
+        dg.AssetCheckSpec(
+            "outcome_prices_in_unit_interval",
+            asset=MARKETS_KEY,
+            description="Every outcome price lies within [0, 1].",
+        ),
     ],
 )
 def raw_markets(
@@ -145,8 +155,18 @@ def raw_events(
     kinds={"parquet"},
     description="On-chain OrderFilled events, one row per maker/taker order fill, by UTC day.",
     check_specs=[
-        dg.AssetCheckSpec("fill_id_unique", asset=ORDER_FILLED_KEY, blocking=True),
-        dg.AssetCheckSpec("amounts_positive", asset=ORDER_FILLED_KEY, blocking=True),
+        dg.AssetCheckSpec(
+            "fill_id_unique",
+            asset=ORDER_FILLED_KEY,
+            blocking=True,
+            description="One row per fill id in the written days (blocking).",
+        ),
+        dg.AssetCheckSpec(
+            "amounts_positive",
+            asset=ORDER_FILLED_KEY,
+            blocking=True,
+            description="Maker and taker amounts are positive (blocking).",
+        ),
     ],
 )
 def raw_order_filled(
@@ -175,7 +195,7 @@ def raw_order_filled(
         }
     )
     return dg.MaterializeResult(
-        metadata=metadata,
+        metadata=describe_days(context, lake, ORDER_FILLED.name, days, metadata),
         check_results=check_results(checks, {"fill_id_unique", "amounts_positive"}),
     )
 
@@ -197,7 +217,7 @@ def _live_order_filled(
     preview = _preview(lake, ORDER_FILLED, files[-1:], FILL_PREVIEW)
     metadata["preview"] = dg.MetadataValue.md(preview)
     return dg.MaterializeResult(
-        metadata=metadata,
+        metadata=describe_days(context, lake, ORDER_FILLED.name, days, metadata),
         check_results=check_results(checks, {"fill_id_unique", "amounts_positive"}),
     )
 
@@ -214,10 +234,29 @@ def _live_order_filled(
         "is_taker_side marks the one row per match that volume counts."
     ),
     check_specs=[
-        dg.AssetCheckSpec("price_in_unit_interval", asset=TRADES_KEY, blocking=True),
-        dg.AssetCheckSpec("order_fill_id_unique", asset=TRADES_KEY, blocking=True),
-        dg.AssetCheckSpec("row_count_parity_with_order_filled", asset=TRADES_KEY, blocking=True),
-        dg.AssetCheckSpec("markets_known", asset=TRADES_KEY),
+        dg.AssetCheckSpec(
+            "price_in_unit_interval",
+            asset=TRADES_KEY,
+            blocking=True,
+            description="Every trade price lies within [0, 1] (blocking).",
+        ),
+        dg.AssetCheckSpec(
+            "order_fill_id_unique",
+            asset=TRADES_KEY,
+            blocking=True,
+            description="One trade per order fill (blocking).",
+        ),
+        dg.AssetCheckSpec(
+            "row_count_parity_with_order_filled",
+            asset=TRADES_KEY,
+            blocking=True,
+            description="The days' trades and fills have the same row count (blocking).",
+        ),
+        dg.AssetCheckSpec(
+            "markets_known",
+            asset=TRADES_KEY,
+            description="Warns about trades whose outcome token maps to no known market.",
+        ),
     ],
 )
 def raw_trades(
@@ -237,15 +276,23 @@ def raw_trades(
         fill_files = [f for d in days for f in lake.day_files(ORDER_FILLED.name, d)]
         checks = quality.trades_checks(con, trade_files, fill_files, lake)
     return dg.MaterializeResult(
-        metadata={
-            "dagster/row_count": report.rows_written,
-            "partitions_written": report.days,
-            "unmapped_fills": report.unmapped_fills,
-            "bucketed": lake.bucket_count is not None,
-            "lake_dir": dg.MetadataValue.path(str(lake.table_dir(TRADES.name))),
-            "preview": dg.MetadataValue.md(_preview(lake, TRADES, trade_files[:1], TRADE_PREVIEW)),
-            **lookup,
-        },
+        metadata=describe_days(
+            context,
+            lake,
+            TRADES.name,
+            days,
+            {
+                "dagster/row_count": report.rows_written,
+                "partitions_written": report.days,
+                "unmapped_fills": report.unmapped_fills,
+                "bucketed": lake.bucket_count is not None,
+                "lake_dir": dg.MetadataValue.path(str(lake.table_dir(TRADES.name))),
+                "preview": dg.MetadataValue.md(
+                    _preview(lake, TRADES, trade_files[:1], TRADE_PREVIEW)
+                ),
+                **lookup,
+            },
+        ),
         check_results=check_results(
             checks,
             {

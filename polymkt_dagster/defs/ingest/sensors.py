@@ -87,7 +87,7 @@ def _extra_keys(settings: Settings) -> list[dg.AssetKey]:
 
 @dg.sensor(
     name=FILLS_SENSOR,
-    minimum_interval_seconds=600,
+    minimum_interval_seconds=Settings.from_env().fills_sensor_interval_seconds,
     asset_selection=[ORDER_FILLED_KEY, TRADES_KEY, CTF_EVENTS_KEY, S3_LAKE_KEY],
     default_status=_default_status(),
     description="Every 10 minutes: sync order fills and CTF position events and derive trades "

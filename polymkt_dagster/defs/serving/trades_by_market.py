@@ -4,7 +4,9 @@ import dagster as dg
 
 from polymkt_dagster.defs.ingest.assets import TRADES_KEY
 from polymkt_dagster.defs.resources import PolymktResource
+from polymkt_dagster.lib import charts
 from polymkt_dagster.lib.config import Settings
+from polymkt_dagster.lib.status import sync_status
 from polymkt_dagster.lib.trades_by_market import refresh, serving_dir
 
 TRADES_BY_MARKET_KEY = dg.AssetKey(["serving", "trades_by_market"])
@@ -50,5 +52,20 @@ def trades_by_market(polymkt: PolymktResource) -> dg.MaterializeResult:
             "delta_days": ", ".join(d.isoformat() for d in report.delta_days) or "none",
             "bytes_written": report.bytes,
             "path": dg.MetadataValue.path(str(serving_dir(lake))),
+            "freshness": dg.MetadataValue.md(freshness_markdown(polymkt.settings())),
         }
     )
+
+
+def freshness_markdown(settings: Settings) -> str:
+    """Minutes since each source's last sync against its target, as an inline PNG."""
+    sources = sync_status(settings)
+    rows = [
+        (
+            table,
+            None if s["lag_s"] is None else round(s["lag_s"] / 60, 1),
+            s["target_s"] / 60,
+        )
+        for table, s in sources.items()
+    ]
+    return charts.png_markdown(charts.freshness_png(rows), "freshness per source")

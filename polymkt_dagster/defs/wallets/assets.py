@@ -16,6 +16,7 @@ import pyarrow as pa
 
 from polymkt_dagster.defs.ingest.assets import MARKETS_KEY, TRADES_KEY
 from polymkt_dagster.defs.ingest.partitions import daily_partitions, window_days
+from polymkt_dagster.defs.partition_metadata import describe_days
 from polymkt_dagster.defs.resources import PolymktResource
 from polymkt_dagster.lib import alerts as alerts_lib
 from polymkt_dagster.lib.config import Settings
@@ -95,8 +96,17 @@ def _daily_wallet_asset(
         "the whole history (vectorised ledger)."
     ),
     check_specs=[
-        dg.AssetCheckSpec("shares_non_negative", asset=POSITIONS_KEY, blocking=True),
-        dg.AssetCheckSpec("oversells_reported", asset=POSITIONS_KEY),
+        dg.AssetCheckSpec(
+            "shares_non_negative",
+            asset=POSITIONS_KEY,
+            blocking=True,
+            description="No position holds negative shares: oversells stop at zero (blocking).",
+        ),
+        dg.AssetCheckSpec(
+            "oversells_reported",
+            asset=POSITIONS_KEY,
+            description="Warns about positions that sold more shares than their fills bought.",
+        ),
     ],
 )
 def wallet_positions(
@@ -205,18 +215,24 @@ def wallet_pnl_snapshots(
 
         run = snapshot_days(con, lake, wallets, days, on_day=write_day)
     return dg.MaterializeResult(
-        metadata={
-            "dagster/row_count": rows,
-            "days": len(days),
-            "watched_wallets": len(wallets),
-            "watchlists": ", ".join(w.name for w in lists) or "none",
-            "fills_in_ledger": run.fills,
-            "from_checkpoint": run.from_checkpoint,
-            "lake_dir": dg.MetadataValue.path(str(lake.table_dir(SNAPSHOTS_TABLE))),
-            "last_snapshot": dg.MetadataValue.md(
-                markdown_table(preview[0]) if preview else "_no snapshot_"
-            ),
-        }
+        metadata=describe_days(
+            context,
+            lake,
+            SNAPSHOTS_TABLE,
+            days,
+            {
+                "dagster/row_count": rows,
+                "days": len(days),
+                "watched_wallets": len(wallets),
+                "watchlists": ", ".join(w.name for w in lists) or "none",
+                "fills_in_ledger": run.fills,
+                "from_checkpoint": run.from_checkpoint,
+                "lake_dir": dg.MetadataValue.path(str(lake.table_dir(SNAPSHOTS_TABLE))),
+                "last_snapshot": dg.MetadataValue.md(
+                    markdown_table(preview[0]) if preview else "_no snapshot_"
+                ),
+            },
+        )
     )
 
 
@@ -317,15 +333,16 @@ def metric_rollups(context: dg.AssetExecutionContext, polymkt: PolymktResource):
             (WALLET_METRIC_KEYS[grain], wallet_table(grain)),
             (MARKET_METRIC_KEYS[grain], market_table(grain)),
         ):
+            metadata = {
+                "dagster/row_count": report.rows.get(table, 0),
+                "days": len(days),
+                "partitions_written": len(report.writes.get(table, [])),
+                "fills_in_ledger": report.fills_in_ledger,
+                "lake_dir": dg.MetadataValue.path(str(lake.table_dir(table))),
+            }
             yield dg.MaterializeResult(
                 asset_key=key,
-                metadata={
-                    "dagster/row_count": report.rows.get(table, 0),
-                    "days": len(days),
-                    "partitions_written": len(report.writes.get(table, [])),
-                    "fills_in_ledger": report.fills_in_ledger,
-                    "lake_dir": dg.MetadataValue.path(str(lake.table_dir(table))),
-                },
+                metadata=describe_days(context, lake, table, days, metadata, asset_key=key),
             )
 
 
@@ -341,18 +358,9 @@ WALLET_ASSET_KEYS = [
 
 @dg.definitions
 def wallets_definitions() -> dg.Definitions:
-    # A module with a @dg.definitions function is loaded through it alone. The sensor
-    # evaluates the eager conditions of these assets; it runs only in analytics mode "on".
-    analytics_on = Settings.from_env().analytics_mode == "on"
-    sensor = dg.AutomationConditionSensorDefinition(
-        "wallets_automation",
-        target=dg.AssetSelection.assets(*WALLET_ASSET_KEYS),
-        default_status=(
-            dg.DefaultSensorStatus.RUNNING if analytics_on else dg.DefaultSensorStatus.STOPPED
-        ),
-        minimum_interval_seconds=60,
-    )
+    # A module with a @dg.definitions function is loaded through it alone. The eager
+    # conditions of these assets are evaluated by the one `analytics_automation` sensor
+    # (polymkt_dagster/automation.py), so a tick puts them in the same runs as the others.
     return dg.Definitions(
         assets=[wallet_positions, wallet_pnl_snapshots, wallet_alerts, metric_rollups],
-        sensors=[sensor],
     )

@@ -1,0 +1,158 @@
+"""Declarative automation that works on gappy histories, and the sensor that evaluates it.
+
+Dagster's ``AutomationCondition.eager()`` is unusable on this lake: it looks only at the
+latest daily partition (so a rebuilt older day is never refreshed downstream) and waits while
+*any* upstream partition is missing (the daily partitions start on 2020-09-01 and most days of
+a real lake have never been materialized). The assets' modules still say ``eager()`` ("run me
+after upstream updates"); :func:`with_gap_tolerant_automation` replaces each of those with a
+condition built from the asset's own dependencies:
+
+* a **daily** asset requests exactly the days whose upstream day was updated (or will be
+  requested on this tick), and waits only for *those* days' upstream partitions; updates of
+  unpartitioned parents (markets, positions) do not fan out to every day since 2020;
+* an **unpartitioned** (or statically/dynamically partitioned) asset runs after any partition
+  of any parent was updated, and waits only for unpartitioned parents that were never built.
+
+Both skip while a parent or the asset itself is in progress, and neither requests anything on
+the first evaluation or for partitions that merely never existed, so switching the sensor on
+does not start a backfill of history.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterable, Mapping
+
+import dagster as dg
+
+from polymkt_dagster.lib.config import Settings
+
+AUTOMATION_SENSOR = "analytics_automation"
+DAILY_LABEL = "same_day_upstream_updated"
+WHOLE_LABEL = "any_upstream_partition_updated"
+
+
+def _keys(keys: Iterable[dg.AssetKey]) -> dg.AssetSelection:
+    return dg.AssetSelection.assets(*keys)
+
+
+def daily_condition(fan_out_parents: Iterable[dg.AssetKey] = ()) -> dg.AutomationCondition:
+    """Request a day when the same day upstream changed; ``fan_out_parents`` never trigger.
+
+    ``fan_out_parents`` are the parents whose update maps onto every day (unpartitioned, or
+    an all-partitions mapping): they are still waited for, never a reason to run.
+    """
+    updated = dg.AutomationCondition.any_deps_updated()
+    fan_out = list(fan_out_parents)
+    if fan_out:
+        updated = updated.ignore(_keys(fan_out))
+    return (
+        updated.since_last_handled()
+        & ~dg.AutomationCondition.any_deps_missing()
+        & ~dg.AutomationCondition.any_deps_in_progress()
+        & ~dg.AutomationCondition.in_progress()
+    ).with_label(DAILY_LABEL)
+
+
+def whole_condition(partitioned_parents: Iterable[dg.AssetKey] = ()) -> dg.AutomationCondition:
+    """Run after any partition of any parent changed; never wait for missing history days."""
+    missing = dg.AutomationCondition.any_deps_missing()
+    partitioned = list(partitioned_parents)
+    if partitioned:
+        missing = missing.ignore(_keys(partitioned))
+    return (
+        dg.AutomationCondition.any_deps_updated().since_last_handled()
+        & ~missing
+        & ~dg.AutomationCondition.any_deps_in_progress()
+        & ~dg.AutomationCondition.in_progress()
+    ).with_label(WHOLE_LABEL)
+
+
+def _is_daily(partitions_def: dg.PartitionsDefinition | None) -> bool:
+    return isinstance(partitions_def, dg.TimeWindowPartitionsDefinition)
+
+
+def condition_for(
+    spec: dg.AssetSpec, partitions: Mapping[dg.AssetKey, dg.PartitionsDefinition | None]
+) -> dg.AutomationCondition:
+    """The gap-tolerant condition for one asset, given every asset's partitions."""
+    if _is_daily(spec.partitions_def):
+        fan_out = [
+            dep.asset_key
+            for dep in spec.deps
+            if not _is_daily(partitions.get(dep.asset_key))
+            or isinstance(dep.partition_mapping, dg.AllPartitionMapping)
+        ]
+        return daily_condition(fan_out)
+    partitioned = [dep.asset_key for dep in spec.deps if partitions.get(dep.asset_key) is not None]
+    return whole_condition(partitioned)
+
+
+def _is_eager(condition: dg.AutomationCondition | None) -> bool:
+    return condition is not None and condition.get_label() == "eager"
+
+
+def _all_specs(defs: dg.Definitions) -> list[dg.AssetSpec]:
+    specs: list[dg.AssetSpec] = []
+    for item in defs.assets or []:
+        if isinstance(item, dg.AssetsDefinition):
+            specs.extend(item.specs)
+        elif isinstance(item, dg.AssetSpec):
+            specs.append(item)
+    return specs
+
+
+def automation_sensor(
+    exclude: Iterable[dg.AssetKey] = (),
+) -> dg.AutomationConditionSensorDefinition:
+    """Evaluates the conditions every 30 s; running by default when POLYMKT_ANALYTICS_MODE=on."""
+    settings = Settings.from_env()
+    on = settings.analytics_mode == "on"
+    return dg.AutomationConditionSensorDefinition(
+        AUTOMATION_SENSOR,
+        target=dg.AssetSelection.all() - _keys(exclude),
+        default_status=dg.DefaultSensorStatus.RUNNING if on else dg.DefaultSensorStatus.STOPPED,
+        minimum_interval_seconds=settings.automation_interval_seconds,
+        description=(
+            "Refreshes the curated layers after the syncs: daily assets for the days whose "
+            "upstream day changed, unpartitioned ones after any upstream update."
+        ),
+    )
+
+
+def with_gap_tolerant_automation(defs: dg.Definitions) -> dg.Definitions:
+    """Swap every eager condition for the gap-tolerant one and add the automation sensor."""
+    specs = _all_specs(defs)
+    partitions = {spec.key: spec.partitions_def for spec in specs}
+
+    def swap(spec: dg.AssetSpec) -> dg.AssetSpec:
+        if not _is_eager(spec.automation_condition):
+            return spec
+        return spec.replace_attributes(automation_condition=condition_for(spec, partitions))
+
+    # A key may be targeted by one automation sensor only: keys that another module's own
+    # sensor targets stay with it.
+    covered = {
+        key
+        for sensor in defs.sensors or []
+        if isinstance(sensor, dg.AutomationConditionSensorDefinition)
+        for key in _selected(sensor, specs)
+    }
+    with warnings.catch_warnings():
+        # map_asset_specs is a "preview" API in 1.13; its warning would greet every load.
+        warnings.simplefilter("ignore", dg.PreviewWarning)
+        mapped = defs.map_asset_specs(func=swap)
+    return dg.Definitions.merge(
+        mapped, dg.Definitions(sensors=[automation_sensor(exclude=covered)])
+    )
+
+
+def _selected(
+    sensor: dg.AutomationConditionSensorDefinition, specs: list[dg.AssetSpec]
+) -> set[dg.AssetKey]:
+    selection = sensor.asset_selection
+    if isinstance(selection, dg.AssetSelection):
+        explicit = getattr(selection, "selected_keys", None)
+        if explicit is not None:
+            return set(explicit)
+    return set()

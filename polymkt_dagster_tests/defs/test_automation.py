@@ -1,0 +1,164 @@
+"""Automation on a gappy history: the real definitions' conditions, evaluated on an instance
+whose daily partitions (from 2020-09-01) are almost all missing, as on every real lake."""
+
+from datetime import UTC, datetime
+
+import dagster as dg
+import pytest
+
+from polymkt_dagster.automation import AUTOMATION_SENSOR, DAILY_LABEL, WHOLE_LABEL
+from polymkt_dagster.defs.analytics.assets import (
+    ELECTION_GROUPS_KEY,
+    MARKET_SUMMARY_KEY,
+    PRICE_INDEX_KEY,
+    PRICES_1D_KEY,
+    PRICES_1H_KEY,
+)
+from polymkt_dagster.defs.ingest.assets import (
+    EVENTS_KEY,
+    MARKETS_KEY,
+    ORDER_FILLED_KEY,
+    TRADES_KEY,
+)
+from polymkt_dagster.defs.serving.trades_by_market import TRADES_BY_MARKET_KEY
+from polymkt_dagster.defs.wallets.assets import (
+    ALERTS_KEY,
+    PNL_SNAPSHOTS_KEY,
+    POSITIONS_KEY,
+)
+
+NOW = datetime(2024, 3, 10, 12, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def defs() -> dg.Definitions:
+    from polymkt_dagster.definitions import defs
+
+    return defs
+
+
+def _materialized(instance: dg.DagsterInstance, key: dg.AssetKey, partition: str | None = None):
+    instance.report_runless_asset_event(dg.AssetMaterialization(asset_key=key, partition=partition))
+
+
+def _evaluate(defs: dg.Definitions, instance: dg.DagsterInstance, cursor=None):
+    return dg.evaluate_automation_conditions(
+        defs=defs, instance=instance, cursor=cursor, evaluation_time=NOW
+    )
+
+
+def _requested(result, key: dg.AssetKey) -> set[str | None]:
+    requested = result.get_requested_partitions(key)
+    return {p for p in requested} if requested else set()
+
+
+def test_the_conditions_are_the_gap_tolerant_ones_and_the_sensor_runs(defs):
+    graph = defs.resolve_asset_graph()
+    assert graph.get(PRICES_1H_KEY).automation_condition.get_label() == DAILY_LABEL
+    assert graph.get(PNL_SNAPSHOTS_KEY).automation_condition.get_label() == DAILY_LABEL
+    assert graph.get(POSITIONS_KEY).automation_condition.get_label() == WHOLE_LABEL
+    assert graph.get(TRADES_BY_MARKET_KEY).automation_condition.get_label() == WHOLE_LABEL
+    sensor = defs.get_sensor_def(AUTOMATION_SENSOR)
+    assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
+    assert sensor.minimum_interval_seconds == 30
+
+
+def test_a_rebuilt_day_on_a_gappy_history_refreshes_that_day_downstream(defs):
+    instance = dg.DagsterInstance.ephemeral()
+    # Nothing has happened yet: switching the sensor on does not backfill history.
+    first = _evaluate(defs, instance)
+    assert first.total_requested == 0
+    for key in (MARKETS_KEY, EVENTS_KEY):
+        _materialized(instance, key)
+    _materialized(instance, ORDER_FILLED_KEY, "2024-03-04")
+    _materialized(instance, TRADES_KEY, "2024-03-04")
+
+    second = _evaluate(defs, instance, first.cursor)
+    # Daily assets: exactly the rebuilt day (not today, not 2,000 missing days).
+    for key in (PRICES_1H_KEY, PRICES_1D_KEY, ALERTS_KEY):
+        assert _requested(second, key) == {"2024-03-04"}, key
+    # The day's P&L snapshots wait for the positions they start from (never built yet).
+    assert _requested(second, PNL_SNAPSHOTS_KEY) == set()
+    # Unpartitioned: one run each although 1,200+ upstream days were never materialized.
+    for key in (
+        POSITIONS_KEY,
+        TRADES_BY_MARKET_KEY,
+        MARKET_SUMMARY_KEY,
+        ELECTION_GROUPS_KEY,
+    ):
+        assert _requested(second, key) == {None}, key
+    # The price index follows the hourly bars once they are written (a run of their own).
+    assert _requested(second, PRICE_INDEX_KEY) == set()
+    for key in (PRICES_1H_KEY, POSITIONS_KEY, TRADES_BY_MARKET_KEY):
+        _materialized(instance, key, "2024-03-04" if key == PRICES_1H_KEY else None)
+
+    # Once handled, nothing more is asked until something upstream changes again; the
+    # snapshots' day, still pending, follows now that positions exist.
+    third = _evaluate(defs, instance, second.cursor)
+    assert _requested(third, PNL_SNAPSHOTS_KEY) == {"2024-03-04"}
+    assert _requested(third, PRICE_INDEX_KEY) == {None}
+    assert _requested(third, PRICES_1H_KEY) == set()
+    assert _requested(third, POSITIONS_KEY) == set()
+
+    # An older day rebuilt later (a backfill): only that day, never the latest partition.
+    _materialized(instance, TRADES_KEY, "2023-11-20")
+    fourth = _evaluate(defs, instance, third.cursor)
+    assert _requested(fourth, PRICES_1H_KEY) == {"2023-11-20"}
+    assert _requested(fourth, PNL_SNAPSHOTS_KEY) == {"2023-11-20"}
+    assert _requested(fourth, TRADES_BY_MARKET_KEY) == {None}
+
+
+def test_an_unpartitioned_parent_update_does_not_fan_out_to_every_day(defs):
+    instance = dg.DagsterInstance.ephemeral()
+    first = _evaluate(defs, instance)
+    _materialized(instance, POSITIONS_KEY)
+    _materialized(instance, MARKETS_KEY)
+    _materialized(instance, EVENTS_KEY)
+    second = _evaluate(defs, instance, first.cursor)
+    # markets and positions feed every day's snapshots and alerts: no day is requested.
+    for key in (PNL_SNAPSHOTS_KEY, ALERTS_KEY, PRICES_1H_KEY):
+        assert _requested(second, key) == set(), key
+    assert _requested(second, ELECTION_GROUPS_KEY) == {None}
+    assert _requested(second, MARKET_SUMMARY_KEY) == {None}
+
+
+def test_a_day_waits_for_its_own_upstream_day(defs):
+    instance = dg.DagsterInstance.ephemeral()
+    first = _evaluate(defs, instance)
+    _materialized(instance, MARKETS_KEY)
+    _materialized(instance, POSITIONS_KEY)
+    # prices_1d's parent day is missing and prices_1h is not requested for it: prices_1d waits.
+    _materialized(instance, PRICES_1H_KEY, "2024-03-05")
+    second = _evaluate(defs, instance, first.cursor)
+    assert _requested(second, PRICES_1D_KEY) == {"2024-03-05"}
+    assert _requested(second, PRICES_1H_KEY) == set()
+
+
+def test_every_check_is_described_and_no_description_loses_text_to_html(defs):
+    import re
+
+    checks = [
+        spec
+        for item in defs.assets or []
+        if isinstance(item, dg.AssetsDefinition)
+        for spec in item.check_specs
+    ]
+    assert len(checks) >= 14
+    assert [s.key for s in checks if not s.description] == []
+    for item in defs.assets or []:
+        if isinstance(item, dg.AssetsDefinition):
+            for spec in item.specs:
+                # Outside code spans the UI reads "<id>" as an HTML tag and drops it.
+                prose = re.sub(r"`[^`]*`", "", spec.description or "")
+                assert not re.search(r"<[A-Za-z]", prose), (spec.key, spec.description)
+
+
+def test_the_main_and_research_jobs_are_in_the_definitions(defs):
+    from polymkt_dagster.jobs import BACKTEST_JOB, FAVORITES_JOB, MAIN_JOB
+
+    main = defs.resolve_job_def(MAIN_JOB)
+    assert TRADES_KEY in main.asset_layer.executable_asset_keys
+    assert PRICES_1H_KEY in main.asset_layer.executable_asset_keys
+    for name in (FAVORITES_JOB, BACKTEST_JOB):
+        assert defs.resolve_job_def(name).name == name
+    assert defs.resolve_job_def(MAIN_JOB).executor_def.name == "in_process"
