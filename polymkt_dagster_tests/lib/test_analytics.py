@@ -211,8 +211,11 @@ def test_market_summary_on_the_sample(sample_lake: Lake) -> None:
     by_status = {r["status"] for r in rows}
     assert by_status == {"resolved", "closed_unresolved", "open"}
     for row in rows:
-        if row["resolved"]:
+        if row["resolved"] and row["winning_outcome_index"] is not None:
             assert row["winning_outcome"] == row["outcomes"][row["winning_outcome_index"]]
+        elif row["resolved"]:  # an even split (50/50) has no single winner
+            assert row["winning_outcome"] is None
+            assert row["payouts"] == [0.5] * len(row["outcomes"])
         expected = (row["end_date"] - as_of).total_seconds() / 86400
         assert row["days_to_expiry"] == pytest.approx(expected)
         assert len(row["last_prices"]) == len(row["token_ids"])

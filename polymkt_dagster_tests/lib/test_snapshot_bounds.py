@@ -82,7 +82,11 @@ def test_a_query_over_the_memory_limit_names_the_setting(wallet_lake: Lake) -> N
             ).fetchall()
         ]
         engine = SnapshotEngine.prepare(con, wallet_lake, wallets, day_end(date(2024, 8, 1)))
-        con.execute("SET memory_limit = '1MB'")
+        # just above what the prepared ledger already holds, far below what a day of marks
+        # for 20 busy wallets needs (DuckDB refuses a limit below the memory in use)
+        in_use = con.execute("SELECT sum(memory_usage_bytes) FROM duckdb_memory()").fetchone()[0]
+        con.execute(f"SET memory_limit = '{int(in_use) + 2**18}B'")
+        con.execute("SET max_temp_directory_size = '0B'")  # no spilling out of it either
         with pytest.raises(MemoryLimitError) as caught:
             bounded_query(engine.at, day_grid(date(2024, 8, 1)), wallets)
     assert "POLYMKT_DUCKDB_MEMORY_LIMIT" in str(caught.value)
