@@ -28,6 +28,10 @@ import dagster as dg
 from polymkt_dagster.lib.config import Settings
 
 AUTOMATION_SENSOR = "analytics_automation"
+# Parents a day never waits for: a lake may hold a day's fills without its CTF position
+# events (poly_data's layout has none), and that day's P&L must still follow the fills. An
+# update of such a parent's day still requests the day.
+OPTIONAL_PARENTS = (dg.AssetKey(["raw", "ctf_events"]),)
 DAILY_LABEL = "same_day_upstream_updated"
 WHOLE_LABEL = "any_upstream_partition_updated"
 
@@ -46,9 +50,10 @@ def daily_condition(fan_out_parents: Iterable[dg.AssetKey] = ()) -> dg.Automatio
     fan_out = list(fan_out_parents)
     if fan_out:
         updated = updated.ignore(_keys(fan_out))
+    missing = dg.AutomationCondition.any_deps_missing().ignore(_keys(OPTIONAL_PARENTS))
     return (
         updated.since_last_handled()
-        & ~dg.AutomationCondition.any_deps_missing()
+        & ~missing
         & ~dg.AutomationCondition.any_deps_in_progress()
         & ~dg.AutomationCondition.in_progress()
     ).with_label(DAILY_LABEL)

@@ -315,7 +315,15 @@ def raw_trades(
         "resolutions, neg-risk conversions) as they happened on chain, by UTC day "
         "(docs/architecture.md §3.1)."
     ),
-    check_specs=[dg.AssetCheckSpec("ctf_event_id_unique", asset=CTF_EVENTS_KEY, blocking=True)],
+    check_specs=[
+        dg.AssetCheckSpec(
+            "ctf_event_id_unique",
+            asset=CTF_EVENTS_KEY,
+            blocking=True,
+            description="One row per event id (transaction hash + log index) in the written "
+            "days (blocking).",
+        )
+    ],
 )
 def raw_ctf_events(
     context: dg.AssetExecutionContext, polymkt: PolymktResource, config: live.IngestConfig
@@ -340,5 +348,6 @@ def raw_ctf_events(
     metadata["lake_dir"] = dg.MetadataValue.path(str(lake.table_dir(CTF_EVENTS.name)))
     metadata["preview"] = dg.MetadataValue.md(_preview(lake, CTF_EVENTS, files[:1], CTF_PREVIEW))
     return dg.MaterializeResult(
-        metadata=metadata, check_results=check_results(checks, {"ctf_event_id_unique"})
+        metadata=describe_days(context, lake, CTF_EVENTS.name, days, metadata),
+        check_results=check_results(checks, {"ctf_event_id_unique"}),
     )
