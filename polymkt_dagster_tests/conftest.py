@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from polymkt_dagster.lib.bootstrap import (
 )
 from polymkt_dagster.lib.duck import connect
 from polymkt_dagster.lib.lake import Lake
+from polymkt_dagster.lib.redact import registered_secrets, secrets_scope
 from polymkt_dagster.lib.trades import derive_trades
 from polymkt_dagster_tests.servers.polymarket_apis import polymarket_servers  # noqa: F401
 from polymkt_dagster_tests.servers.seaweed import seaweedfs  # noqa: F401  (session S3 server)
@@ -22,6 +24,17 @@ from polymkt_dagster_tests.servers.seaweed import seaweedfs  # noqa: F401  (sess
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_DIR = REPO_ROOT / "data" / "sample"
 FIXTURES_DIR = REPO_ROOT / "polymkt_dagster_tests" / "fixtures" / "polymarket"
+
+
+_SESSION_SECRETS = registered_secrets()
+
+
+@pytest.fixture(autouse=True)
+def _secrets_registered_per_test() -> Iterator[None]:
+    """A secret one test or module fixture configures (say a webhook's ``?key=abc``) must not
+    mask another test's text: each test starts from the secrets known at session start."""
+    with secrets_scope(start_from=_SESSION_SECRETS):
+        yield
 
 
 @pytest.fixture(scope="session")

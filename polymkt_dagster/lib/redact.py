@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import base64
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from urllib.parse import parse_qsl, quote, unquote, urlsplit, urlunsplit
 
 MASK = "***"
@@ -108,6 +109,26 @@ def register_secrets(*values: str | None) -> None:
     everywhere from now on, whoever builds the message."""
     for value in values:
         _SECRETS.update(secret_fragments(value))
+
+
+def registered_secrets() -> frozenset[str]:
+    return frozenset(_SECRETS)
+
+
+@contextmanager
+def secrets_scope(start_from: Iterable[str] | None = None) -> Iterator[None]:
+    """Secrets registered inside the block are forgotten after it (and, with ``start_from``,
+    only those are known inside it): one process (a test run) builds many configurations,
+    and one's values must not mask another's messages."""
+    saved = set(_SECRETS)
+    if start_from is not None:
+        _SECRETS.clear()
+        _SECRETS.update(start_from)
+    try:
+        yield
+    finally:
+        _SECRETS.clear()
+        _SECRETS.update(saved)
 
 
 def redact_text(text: str, secrets: Iterable[str | None] = ()) -> str:
