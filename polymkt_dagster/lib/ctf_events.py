@@ -47,6 +47,7 @@ from eth_hash.auto import keccak
 
 from polymkt_dagster.lib import normalize as n
 from polymkt_dagster.lib.fill_source import EARLIEST, MAX_BIGINT, FillBatch, RejectedFill
+from polymkt_dagster.lib.rpc import DecodeError as LogDecodeError
 from polymkt_dagster.lib.rpc import RpcSource
 from polymkt_dagster.lib.schemas import CTF_CONTRACTS, CTF_EVENTS
 
@@ -183,7 +184,7 @@ CTF_EVENTS_ARROW = pa.schema(
 assert CTF_EVENTS_ARROW.names == CTF_EVENTS.column_names
 
 
-class DecodeError(ValueError):
+class DecodeError(LogDecodeError):
     """A log that is not a well-formed CTF position event."""
 
 
@@ -504,15 +505,7 @@ class CtfRpcSource(RpcSource):
 
     def _decode(self, logs: list[dict[str, Any]], start: int, end: int) -> FillBatch:
         columns = CtfColumns()
-        decoded: list[dict[str, Any]] = []
-        for log in logs:
-            try:
-                decoded.append(decode_ctf_log(log))
-            except DecodeError as exc:
-                where = f"rpc block {log.get('blockNumber')} log {log.get('logIndex')}"
-                columns.rejects.append(RejectedFill(where, "(log)", str(exc)))
-        decoded.sort(key=lambda d: (d["block_number"], d["log_index"]))
-        times = self.block_timestamps(d["block_number"] for d in decoded)
+        decoded, times = self.decode_in_chain_order(logs, decode_ctf_log, columns.rejects)
         for event in decoded:
             columns.add(
                 f"rpc block {event['block_number']} log {event['log_index']}",

@@ -17,7 +17,7 @@ deterministic.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -340,17 +340,27 @@ class RpcSource:
             if self.span >= self._ceiling:
                 self.span = max(1, self._ceiling - 1)
 
-    def _decode(self, logs: list[dict[str, Any]], start: int, end: int) -> FillBatch:
-        columns = FillColumns()
+    def decode_in_chain_order(
+        self,
+        logs: list[dict[str, Any]],
+        decode: Callable[[dict[str, Any]], dict[str, Any]],
+        rejects: list[RejectedFill],
+    ) -> tuple[list[dict[str, Any]], dict[int, Any]]:
+        """Decoded logs in (block, log index) order with their blocks' timestamps; a log
+        that does not decode is a reject naming its block and log index."""
         decoded: list[dict[str, Any]] = []
         for log in logs:
             try:
-                decoded.append(decode_order_filled(log))
+                decoded.append(decode(log))
             except DecodeError as exc:
                 where = f"rpc block {log.get('blockNumber')} log {log.get('logIndex')}"
-                columns.rejects.append(RejectedFill(where, "(log)", str(exc)))
+                rejects.append(RejectedFill(where, "(log)", str(exc)))
         decoded.sort(key=lambda d: (d["block_number"], d["log_index"]))
-        times = self.block_timestamps(d["block_number"] for d in decoded)
+        return decoded, self.block_timestamps(d["block_number"] for d in decoded)
+
+    def _decode(self, logs: list[dict[str, Any]], start: int, end: int) -> FillBatch:
+        columns = FillColumns()
+        decoded, times = self.decode_in_chain_order(logs, decode_order_filled, columns.rejects)
         seen: set[str] = set()
         for fill in decoded:
             fill_id = f"{fill['transaction_hash']}_{fill['order_hash']}"

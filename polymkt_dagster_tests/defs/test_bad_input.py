@@ -25,25 +25,16 @@ from polymkt_dagster.defs.resources import PolymktResource
 from polymkt_dagster.lib.bootstrap import import_markets, import_order_filled
 from polymkt_dagster.lib.duck import connect
 from polymkt_dagster.lib.lake import Lake
-from polymkt_dagster.lib.schemas import MARKETS, ORDER_FILLED, POLY_DATA_ORDER_FILLED_COLUMNS
+from polymkt_dagster.lib.schemas import (
+    MARKETS,
+    ORDER_FILLED,
+    POLY_DATA_MARKETS_COLUMNS,
+    POLY_DATA_ORDER_FILLED_COLUMNS,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 FILL_HEADER = list(POLY_DATA_ORDER_FILLED_COLUMNS)
-MARKET_HEADER = [
-    "createdAt",
-    "id",
-    "question",
-    "answer1",
-    "answer2",
-    "neg_risk",
-    "market_slug",
-    "token1",
-    "token2",
-    "condition_id",
-    "volume",
-    "ticker",
-    "closedTime",
-]
+MARKET_HEADER = list(POLY_DATA_MARKETS_COLUMNS)
 TOKENS = ["1" + "1" * 76, "2" + "2" * 76, "3" + "3" * 76, "4" + "4" * 76]
 MAKER = "0x" + "ab" * 20
 TAKER = "0x" + "cd" * 20
