@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from dataclasses import asdict, is_dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -25,8 +26,9 @@ from polymkt_dagster.lib.config import Settings
 from polymkt_dagster.lib.lake import Lake
 from polymkt_dagster.lib.terminal import SafeConsole, escape
 
+F = TypeVar("F", bound=Callable[..., Any])
+
 if TYPE_CHECKING:
-    from collections.abc import Callable
 
     from polymkt_dagster.lib.sync_state import StateFile
 
@@ -77,6 +79,37 @@ def _day(text: str | None, name: str) -> date | None:
         raise click.BadParameter(f"{text!r} is not a day (YYYY-MM-DD)", param_hint=name) from None
 
 
+def _event_sync_options(sources: tuple[str, ...]) -> Callable[[F], F]:
+    """The options every day-window event sync takes (sync fills, sync ctf)."""
+
+    def apply(command: F) -> F:
+        for option in reversed(
+            [
+                click.option(
+                    "--start", default=None, help="First day (default: today, or yesterday too)."
+                ),
+                click.option(
+                    "--end", default=None, help="Last day, inclusive (default: --start or today)."
+                ),
+                click.option("--source", type=click.Choice(list(sources)), default=None),
+                click.option(
+                    "--max-batches", type=int, default=None, help="Stop after N batches."
+                ),
+                click.option("--batch-rows", type=int, default=50_000, show_default=True),
+                click.option("--dry-run", is_flag=True, help="Fetch and count; write nothing."),
+                click.option(
+                    "--resync", is_flag=True, help="Fetch already synced positions again."
+                ),
+                click.option("--json", "as_json", is_flag=True, help="Print one JSON document."),
+                WAIT_OPTION,
+            ]
+        ):
+            command = option(command)
+        return command
+
+    return apply
+
+
 @click.group()
 def sync() -> None:
     """Live sync from Gamma, Goldsky or Polygon RPC (see README: Live sync)."""
@@ -121,16 +154,8 @@ def _markets(ctx: click.Context, full: bool, as_json: bool) -> None:
 
 
 @sync.command()
-@click.option("--start", default=None, help="First day (default: today, or yesterday too).")
-@click.option("--end", default=None, help="Last day, inclusive (default: --start or today).")
-@click.option("--source", type=click.Choice(["goldsky", "rpc"]), default=None)
-@click.option("--max-batches", type=int, default=None, help="Stop after N batches.")
-@click.option("--batch-rows", type=int, default=50_000, show_default=True)
-@click.option("--dry-run", is_flag=True, help="Fetch and count; write nothing.")
-@click.option("--resync", is_flag=True, help="Fetch already synced positions again.")
+@_event_sync_options(("goldsky", "rpc"))
 @click.option("--no-trades", is_flag=True, help="Do not derive trades afterwards.")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
-@WAIT_OPTION
 @click.pass_context
 def fills(ctx: click.Context, wait_s: float, **options: Any) -> None:
     """Sync order fills for a window of days, then derive those days' trades."""
@@ -196,15 +221,7 @@ def _fills(
 
 
 @sync.command()
-@click.option("--start", default=None, help="First day (default: today, or yesterday too).")
-@click.option("--end", default=None, help="Last day, inclusive (default: --start or today).")
-@click.option("--source", type=click.Choice(["rpc", "goldsky"]), default=None)
-@click.option("--max-batches", type=int, default=None, help="Stop after N batches.")
-@click.option("--batch-rows", type=int, default=50_000, show_default=True)
-@click.option("--dry-run", is_flag=True, help="Fetch and count; write nothing.")
-@click.option("--resync", is_flag=True, help="Fetch already synced positions again.")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
-@WAIT_OPTION
+@_event_sync_options(("rpc", "goldsky"))
 @click.pass_context
 def ctf(ctx: click.Context, wait_s: float, **options: Any) -> None:
     """Sync CTF position events (splits, merges, redemptions, resolutions, conversions)."""
