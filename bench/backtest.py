@@ -54,15 +54,24 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from polymkt_dagster.lib import analytics, signals
-from polymkt_dagster.lib.backtest import StrategyConfig
-from polymkt_dagster.lib.backtest_runs import compute_backtest, execute_backtest, prepare_backtest
-from polymkt_dagster.lib.duck import connect
-from polymkt_dagster.lib.election_groups import build_election_groups
-from polymkt_dagster.lib.lake import Lake
-from polymkt_dagster.lib.price_series import PRICE_INDEX, PriceIndexReport, build_price_index
-from polymkt_dagster.lib.research_store import ResearchStore
-from polymkt_dagster.lib.schemas import MARKETS, TRADES
+from polymkt_dagster.lib.analytics import bars as analytics
+from polymkt_dagster.lib.analytics.election_groups import build_election_groups
+from polymkt_dagster.lib.analytics.price_series import (
+    PRICE_INDEX,
+    PriceIndexReport,
+    build_price_index,
+)
+from polymkt_dagster.lib.core.duck import connect
+from polymkt_dagster.lib.core.lake import Lake
+from polymkt_dagster.lib.core.schemas import MARKETS, TRADES
+from polymkt_dagster.lib.research import signals
+from polymkt_dagster.lib.research.backtest import StrategyConfig
+from polymkt_dagster.lib.research.backtest_runs import (
+    compute_backtest,
+    execute_backtest,
+    prepare_backtest,
+)
+from polymkt_dagster.lib.research.research_store import ResearchStore
 
 DEFAULT_GROUPS, DEFAULT_TRADES = 2_000, 20_000_000
 QUICK_GROUPS, QUICK_TRADES = 200, 300_000

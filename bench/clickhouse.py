@@ -32,9 +32,9 @@ QUICK_ROWS = 200_000
 
 
 def build(root: Path, rows: int) -> int:
-    from polymkt_dagster.lib.duck import connect
-    from polymkt_dagster.lib.lake import DAY_COLUMN, Lake
-    from polymkt_dagster.lib.rollups import wallet_table
+    from polymkt_dagster.lib.core.duck import connect
+    from polymkt_dagster.lib.core.lake import DAY_COLUMN, Lake
+    from polymkt_dagster.lib.wallets.rollups import wallet_table
 
     lake = Lake(root)
     if existing := lake.files(wallet_table("1m")):
@@ -68,8 +68,8 @@ def build(root: Path, rows: int) -> int:
 def worker_read(root: Path) -> None:
     import pyarrow.parquet as pq
 
-    from polymkt_dagster.lib.lake import Lake
-    from polymkt_dagster.lib.rollups import wallet_table
+    from polymkt_dagster.lib.core.lake import Lake
+    from polymkt_dagster.lib.wallets.rollups import wallet_table
 
     files = Lake(root).files(wallet_table("1m"))
     started = time.perf_counter()
@@ -78,8 +78,8 @@ def worker_read(root: Path) -> None:
 
 
 def worker_publish(root: Path, chdb_dir: Path) -> None:
-    from polymkt_dagster.lib import clickhouse as ch
-    from polymkt_dagster.lib.lake import Lake
+    from polymkt_dagster.lib.core.lake import Lake
+    from polymkt_dagster.lib.serving import clickhouse as ch
 
     client = ch.get_client(f"chdb://{chdb_dir}")
     database = f"bench_{int(time.time())}"

@@ -58,9 +58,9 @@ def worker_bare(data_dir: Path, out: Path) -> None:
 
 def worker_ours(data_dir: Path, root: Path) -> None:
     started = time.perf_counter()
-    import polymkt_dagster.lib.order_fill_csv  # noqa: F401 - loads the compiled kernels
-    from polymkt_dagster.lib.bootstrap import import_order_filled
-    from polymkt_dagster.lib.lake import Lake
+    import polymkt_dagster.lib.ingest.sources.order_fill_csv  # noqa: F401 - loads the compiled kernels
+    from polymkt_dagster.lib.core.lake import Lake
+    from polymkt_dagster.lib.ingest.bootstrap import import_order_filled
 
     imports = time.perf_counter() - started
 
@@ -84,10 +84,10 @@ def worker_ours(data_dir: Path, root: Path) -> None:
 
 
 def worker_derive(data_dir: Path, root: Path) -> None:
-    from polymkt_dagster.lib.bootstrap import import_markets
-    from polymkt_dagster.lib.duck import connect
-    from polymkt_dagster.lib.lake import Lake
-    from polymkt_dagster.lib.trades import derive_trades
+    from polymkt_dagster.lib.core.duck import connect
+    from polymkt_dagster.lib.core.lake import Lake
+    from polymkt_dagster.lib.ingest.bootstrap import import_markets
+    from polymkt_dagster.lib.ingest.trades import derive_trades
 
     lake = Lake(root)
     started = time.perf_counter()
@@ -117,7 +117,7 @@ def worker_derive(data_dir: Path, root: Path) -> None:
 
 
 def generate(data_dir: Path, fills: int, seed: int) -> tuple[int, float, int]:
-    from polymkt_dagster.lib.sample import SampleConfig, generate_sample
+    from polymkt_dagster.lib.sample.generate import SampleConfig, generate_sample
 
     scale, expected = c.scale_for_fills(fills)
     print(f"generating sample: scale {scale:.3f} (~{expected:,} fills) into {data_dir}")

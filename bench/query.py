@@ -74,8 +74,8 @@ def _canonical_fills_sql(relation: str) -> str:
     without its per-cell validation regexes: the generated data is valid by construction
     (token ids are canonical decimals, "0" is USDC), and the regexes would double build time.
     """
-    from polymkt_dagster.lib.lake import DAY_COLUMN
-    from polymkt_dagster.lib.schemas import ORDER_FILLED
+    from polymkt_dagster.lib.core.lake import DAY_COLUMN
+    from polymkt_dagster.lib.core.schemas import ORDER_FILLED
 
     casts = ", ".join(f"CAST({name} AS {ctype}) AS {name}" for name, ctype in ORDER_FILLED.columns)
     return f"""
@@ -111,10 +111,14 @@ def build_fills(root: Path, data_dir: Path, target: int, seed: int) -> dict[str,
 
     import pyarrow as pa
 
-    from polymkt_dagster.lib.duck import connect
-    from polymkt_dagster.lib.lake import Lake
-    from polymkt_dagster.lib.sample import SampleConfig, generate_markets, iter_order_fill_batches
-    from polymkt_dagster.lib.schemas import ORDER_FILLED
+    from polymkt_dagster.lib.core.duck import connect
+    from polymkt_dagster.lib.core.lake import Lake
+    from polymkt_dagster.lib.core.schemas import ORDER_FILLED
+    from polymkt_dagster.lib.sample.generate import (
+        SampleConfig,
+        generate_markets,
+        iter_order_fill_batches,
+    )
 
     scale, expected = c.scale_for_fills(target)
     config = SampleConfig(scale=scale, seed=seed)
@@ -159,7 +163,7 @@ def build_fills(root: Path, data_dir: Path, target: int, seed: int) -> dict[str,
 def _with_fill_ids(batch: pa.RecordBatch) -> pa.RecordBatch:
     import pyarrow.compute as pc
 
-    from polymkt_dagster.lib.fill_ids import fill_ids
+    from polymkt_dagster.lib.ingest.fill_ids import fill_ids
 
     column = batch.column
     ids = fill_ids(
@@ -181,10 +185,10 @@ def _chain(first: object, rest: Iterator) -> Iterator:
 
 def build_trades(root: Path, data_dir: Path, bucket_count: int | None) -> dict[str, float]:
     """import_markets + derive_trades (a month of days per call) into ``root``."""
-    from polymkt_dagster.lib.bootstrap import import_markets
-    from polymkt_dagster.lib.duck import connect
-    from polymkt_dagster.lib.lake import Lake
-    from polymkt_dagster.lib.trades import derive_trades
+    from polymkt_dagster.lib.core.duck import connect
+    from polymkt_dagster.lib.core.lake import Lake
+    from polymkt_dagster.lib.ingest.bootstrap import import_markets
+    from polymkt_dagster.lib.ingest.trades import derive_trades
 
     lake = Lake(root, bucket_count=bucket_count)
     started = time.perf_counter()
@@ -218,8 +222,8 @@ def refresh_copy(
     fold: as the daily run (every changed year rebuilt, no delta tier); else as a run after
     a sync within the day (changed days into the delta tier only).
     """
-    from polymkt_dagster.lib.lake import Lake
-    from polymkt_dagster.lib.trades_by_market import refresh, serving_dir
+    from polymkt_dagster.lib.core.lake import Lake
+    from polymkt_dagster.lib.serving.trades_by_market import refresh, serving_dir
 
     lake = Lake(root, bucket_count=bucket_count)
     started = time.perf_counter()
@@ -237,8 +241,8 @@ def refresh_copy(
 
 def replace_last_day(root: Path, bucket_count: int | None) -> date:
     """What a sync does to today's partition: new files (same rows here) for the last day."""
-    from polymkt_dagster.lib.lake import Lake
-    from polymkt_dagster.lib.schemas import TRADES
+    from polymkt_dagster.lib.core.lake import Lake
+    from polymkt_dagster.lib.core.schemas import TRADES
 
     lake = Lake(root, bucket_count=bucket_count)
     last = lake.partition_days(TRADES.name)[-1]
@@ -251,7 +255,7 @@ def replace_last_day(root: Path, bucket_count: int | None) -> date:
 
 def share_fills(src_root: Path, dst_root: Path) -> None:
     """A second lake root whose order_filled table is the first one's (symlink)."""
-    from polymkt_dagster.lib.lake import Lake
+    from polymkt_dagster.lib.core.lake import Lake
 
     src, dst = Lake(src_root), Lake(dst_root)
     target = dst.table_dir("order_filled")
@@ -280,10 +284,10 @@ def measure(
     seed: int,
     only: set[str] | None = None,
 ) -> dict:
-    from polymkt_dagster.lib.duck import connect
-    from polymkt_dagster.lib.lake import Lake
-    from polymkt_dagster.lib.queries import query_trades
-    from polymkt_dagster.lib.schemas import TRADES
+    from polymkt_dagster.lib.core.duck import connect
+    from polymkt_dagster.lib.core.lake import Lake
+    from polymkt_dagster.lib.core.schemas import TRADES
+    from polymkt_dagster.lib.serving.queries import query_trades
 
     lake = Lake(root, bucket_count=bucket_count)
     con = connect()
@@ -371,8 +375,8 @@ def measure(
 
 def worker_cold(root: Path, bucket_count: int | None, market: str) -> None:
     started = time.perf_counter()
-    from polymkt_dagster.lib.lake import Lake
-    from polymkt_dagster.lib.queries import query_trades
+    from polymkt_dagster.lib.core.lake import Lake
+    from polymkt_dagster.lib.serving.queries import query_trades
 
     imported = time.perf_counter()
     table = query_trades(Lake(root, bucket_count=bucket_count), [market])

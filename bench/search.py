@@ -38,9 +38,9 @@ from pathlib import Path
 
 import _common as c
 
-from polymkt_dagster.lib.duck import connect, sql_string
-from polymkt_dagster.lib.lake import Lake
-from polymkt_dagster.lib.schemas import MARKETS
+from polymkt_dagster.lib.core.duck import connect, sql_string
+from polymkt_dagster.lib.core.lake import Lake
+from polymkt_dagster.lib.core.schemas import MARKETS
 from polymkt_dagster.lib.search import (
     Embedder,
     HashingEmbedder,
@@ -379,7 +379,7 @@ def sample_relevance(workdir: Path, embedder: Embedder) -> dict:
     """nDCG@10 per mode of the labelled queries over the bundled sample's markets."""
     import shutil
 
-    from polymkt_dagster.lib.bootstrap import import_markets
+    from polymkt_dagster.lib.ingest.bootstrap import import_markets
 
     workdir.mkdir(parents=True, exist_ok=True)
     for name in ("markets.csv", "markets.json"):

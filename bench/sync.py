@@ -52,12 +52,12 @@ def _window(args: argparse.Namespace) -> tuple[datetime, datetime]:
 
 
 def worker_sync(args: argparse.Namespace) -> None:
-    from polymkt_dagster.lib.ctf_events import CtfRpcSource
-    from polymkt_dagster.lib.ctf_goldsky import CtfGoldskySource
-    from polymkt_dagster.lib.goldsky import GoldskySource
-    from polymkt_dagster.lib.lake import Lake
-    from polymkt_dagster.lib.rpc import RpcSource
-    from polymkt_dagster.lib.sync import sync_ctf_events, sync_order_fills
+    from polymkt_dagster.lib.core.lake import Lake
+    from polymkt_dagster.lib.ingest.sources.ctf_events import CtfRpcSource
+    from polymkt_dagster.lib.ingest.sources.ctf_goldsky import CtfGoldskySource
+    from polymkt_dagster.lib.ingest.sources.goldsky import GoldskySource
+    from polymkt_dagster.lib.ingest.sources.rpc import RpcSource
+    from polymkt_dagster.lib.ingest.sync import sync_ctf_events, sync_order_fills
 
     urls = json.loads(args.urls)
     ctf = args.table == "ctf_events"
@@ -79,9 +79,9 @@ def worker_sync(args: argparse.Namespace) -> None:
 
 
 def worker_markets(args: argparse.Namespace) -> None:
-    from polymkt_dagster.lib.gamma_client import GammaClient
-    from polymkt_dagster.lib.lake import Lake
-    from polymkt_dagster.lib.market_sync import sync_gamma
+    from polymkt_dagster.lib.core.lake import Lake
+    from polymkt_dagster.lib.ingest.market_sync import sync_gamma
+    from polymkt_dagster.lib.ingest.sources.gamma_client import GammaClient
 
     urls = json.loads(args.urls)
     lake = Lake(Path(args.root))
@@ -92,10 +92,10 @@ def worker_markets(args: argparse.Namespace) -> None:
 
 
 def worker_derive(args: argparse.Namespace) -> None:
-    from polymkt_dagster.lib.duck import connect
-    from polymkt_dagster.lib.lake import Lake
-    from polymkt_dagster.lib.schemas import ORDER_FILLED
-    from polymkt_dagster.lib.trades import derive_trades
+    from polymkt_dagster.lib.core.duck import connect
+    from polymkt_dagster.lib.core.lake import Lake
+    from polymkt_dagster.lib.core.schemas import ORDER_FILLED
+    from polymkt_dagster.lib.ingest.trades import derive_trades
 
     lake = Lake(Path(args.root))
     days = lake.partition_days(ORDER_FILLED.name)
@@ -132,7 +132,7 @@ def worker_tick(args: argparse.Namespace) -> None:
 
     from polymkt_dagster.defs.ingest.assets import raw_ctf_events, raw_order_filled, raw_trades
     from polymkt_dagster.defs.resources import PolymktResource
-    from polymkt_dagster.lib.sync import days_to_sync
+    from polymkt_dagster.lib.ingest.sync import days_to_sync
 
     urls = json.loads(args.urls)
     os.environ.update({
@@ -181,7 +181,11 @@ def _run(name: str, **options: object) -> c.WorkerRun:
 
 
 def main_driver(args: argparse.Namespace) -> None:
-    from polymkt_dagster.lib.sample import SampleConfig, generate_markets, iter_order_fill_batches
+    from polymkt_dagster.lib.sample.generate import (
+        SampleConfig,
+        generate_markets,
+        iter_order_fill_batches,
+    )
     from polymkt_dagster_tests.servers.polymarket_apis import (
         ActivityServer,
         CtfStore,

@@ -53,7 +53,7 @@ def build(workdir: Path, trades: int, seed: int) -> Path:
     """The trades lake, from bench/query.py's CSV-free builders."""
     from query import build_fills, build_trades
 
-    from polymkt_dagster.lib.lake import Lake
+    from polymkt_dagster.lib.core.lake import Lake
 
     root = workdir / "lake"
     if Lake(root).files("trades"):
@@ -74,9 +74,9 @@ CONVERT_EVERY = 2_000  # fills of neg-risk markets per conversion
 
 def build_ctf_events(root: Path, seed: int) -> int:
     """raw/polymarket/ctf_events from the lake's trades (see the module doc); returns rows."""
-    from polymkt_dagster.lib.duck import connect
-    from polymkt_dagster.lib.lake import DAY_COLUMN, Lake
-    from polymkt_dagster.lib.schemas import CTF_EVENTS, MARKETS, TRADES
+    from polymkt_dagster.lib.core.duck import connect
+    from polymkt_dagster.lib.core.lake import DAY_COLUMN, Lake
+    from polymkt_dagster.lib.core.schemas import CTF_EVENTS, MARKETS, TRADES
 
     lake = Lake(root)
     if lake.files(CTF_EVENTS.name):
@@ -162,7 +162,7 @@ def warm_compiled_ledger() -> None:
     import numpy as np
     import pyarrow as pa
 
-    from polymkt_dagster.lib import positions as p
+    from polymkt_dagster.lib.wallets import positions as p
 
     started = time.perf_counter()
     fills = pa.table(
@@ -182,8 +182,8 @@ def warm_compiled_ledger() -> None:
 
 
 def worker_scan(root: Path) -> None:
-    from polymkt_dagster.lib.duck import connect, sql_string
-    from polymkt_dagster.lib.lake import Lake
+    from polymkt_dagster.lib.core.duck import connect, sql_string
+    from polymkt_dagster.lib.core.lake import Lake
 
     pattern = sql_string(Lake(root).table_dir("trades") / "**/*.parquet")
     with connect() as con:
@@ -197,10 +197,10 @@ def worker_scan(root: Path) -> None:
 
 
 def worker_positions(root: Path, out: Path, fills_only: bool = False) -> None:
-    from polymkt_dagster.lib import positions as p
-    from polymkt_dagster.lib.duck import connect
-    from polymkt_dagster.lib.lake import Lake
-    from polymkt_dagster.lib.position_events import EventRows
+    from polymkt_dagster.lib.core.duck import connect
+    from polymkt_dagster.lib.core.lake import Lake
+    from polymkt_dagster.lib.wallets import positions as p
+    from polymkt_dagster.lib.wallets.position_events import EventRows
 
     lake = Lake(root)
     if fills_only:  # the same ledger, the position events left out
@@ -249,15 +249,15 @@ def worker_positions(root: Path, out: Path, fills_only: bool = False) -> None:
 def worker_snapshot(root: Path, positions: Path) -> None:
     from datetime import UTC, datetime, timedelta
 
-    from polymkt_dagster.lib.duck import connect, sql_string
-    from polymkt_dagster.lib.lake import Lake
-    from polymkt_dagster.lib.snapshots import (
+    from polymkt_dagster.lib.core.duck import connect, sql_string
+    from polymkt_dagster.lib.core.lake import Lake
+    from polymkt_dagster.lib.wallets.snapshots import (
         SnapshotEngine,
         day_end,
         read_checkpoint,
         write_checkpoint,
     )
-    from polymkt_dagster.lib.watchlists import SuggestOptions, rank_wallets
+    from polymkt_dagster.lib.wallets.watchlists import SuggestOptions, rank_wallets
 
     lake = Lake(root)
     relation = f"read_parquet({sql_string(positions)})"

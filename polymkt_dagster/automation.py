@@ -25,7 +25,7 @@ from collections.abc import Iterable, Mapping
 
 import dagster as dg
 
-from polymkt_dagster.lib.config import Settings
+from polymkt_dagster.lib.core.config import Settings
 
 AUTOMATION_SENSOR = "analytics_automation"
 # Parents a day never waits for: a lake may hold a day's fills without its CTF position

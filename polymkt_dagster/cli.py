@@ -20,8 +20,8 @@ import click
 from rich.table import Table as RichTable
 
 from polymkt_dagster.cli_session import WAIT_OPTION, writer_session
-from polymkt_dagster.lib.config import ConfigError, Settings
-from polymkt_dagster.lib.terminal import SafeConsole, escape
+from polymkt_dagster.lib.core.config import ConfigError, Settings
+from polymkt_dagster.lib.core.terminal import SafeConsole, escape
 from polymkt_dagster.research_cli import backtest, datasets
 
 err = SafeConsole(stderr=True)
@@ -80,8 +80,8 @@ def hoist_data_dir(args: list[str]) -> list[str]:
 def user_error_line(exc: BaseException) -> str:
     """One line for an error that escaped a command: what failed and, when known, what to
     change. Secrets are masked; the traceback is there with POLYMKT_DEBUG=1."""
-    from polymkt_dagster.lib.duck import memory_limit_message
-    from polymkt_dagster.lib.redact import redact_text
+    from polymkt_dagster.lib.core.duck import memory_limit_message
+    from polymkt_dagster.lib.core.redact import redact_text
 
     name = type(exc).__name__
     if "OutOfMemory" in name:
@@ -120,7 +120,7 @@ class PolymktGroup(click.Group):
 @click.pass_context
 def main(ctx: click.Context, data_dir: Path | None) -> None:
     """PolyMkt: a Polymarket analytics lake orchestrated by Dagster."""
-    from polymkt_dagster.lib.duck import configure_scratch, memory_limit_setting
+    from polymkt_dagster.lib.core.duck import configure_scratch, memory_limit_setting
 
     try:
         settings = Settings.from_env()
@@ -176,7 +176,7 @@ def pipeline(
 def _pipeline(ctx: click.Context, sample: bool | None, dagster_home: Path | None) -> None:
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    from polymkt_dagster.lib.sample_data import copy_bundled_sample, has_source_files
+    from polymkt_dagster.lib.sample.bundled import copy_bundled_sample, has_source_files
     from polymkt_dagster.pipeline import StepEvent, prepare_dagster_home, run_pipeline
 
     settings = _settings(ctx)
@@ -240,7 +240,7 @@ def sample(out: Path, scale: float, seed: int) -> None:
     """Generate a deterministic sample in the poly_data CSV layout."""
     from rich.progress import Progress
 
-    from polymkt_dagster.lib.sample import SampleConfig, generate_sample
+    from polymkt_dagster.lib.sample.generate import SampleConfig, generate_sample
 
     if not (math.isfinite(scale) and 0 < scale <= MAX_SAMPLE_SCALE):
         fail(f"--scale must be a number above 0 and at most {MAX_SAMPLE_SCALE:g}, not {scale!r}")
@@ -274,17 +274,17 @@ def _bootstrap(ctx: click.Context, from_s3: bool) -> None:
         from polymkt_dagster.sync_cli import bootstrap_from_s3
 
         return bootstrap_from_s3(_settings(ctx))
-    from polymkt_dagster.lib.bootstrap import (
+    from polymkt_dagster.lib.core.duck import connect
+    from polymkt_dagster.lib.core.lake import Lake
+    from polymkt_dagster.lib.ingest.bootstrap import (
         SourceFileError,
         import_ctf_events,
         import_events,
         import_markets,
         import_order_filled,
     )
-    from polymkt_dagster.lib.catalog import refresh_catalog
-    from polymkt_dagster.lib.duck import connect
-    from polymkt_dagster.lib.lake import Lake
-    from polymkt_dagster.lib.trades import derive_trades
+    from polymkt_dagster.lib.ingest.trades import derive_trades
+    from polymkt_dagster.lib.serving.catalog import refresh_catalog
 
     settings = _settings(ctx)
     lake = Lake(settings.lake_dir, bucket_count=settings.bucket_count)
@@ -328,8 +328,8 @@ def trades(
     as_json: bool,
 ) -> None:
     """Trades of one or many markets in a time window, newest first."""
-    from polymkt_dagster.lib.lake import Lake
-    from polymkt_dagster.lib.queries import QueryError, parse_when, query_trades
+    from polymkt_dagster.lib.core.lake import Lake
+    from polymkt_dagster.lib.serving.queries import QueryError, parse_when, query_trades
 
     settings = _settings(ctx)
     lake = Lake(settings.lake_dir, bucket_count=settings.bucket_count)
@@ -363,7 +363,7 @@ def trades(
 @click.pass_context
 def status(ctx: click.Context, as_json: bool) -> None:
     """Modes, last sync and lag per source, lake contents and size, ClickHouse/S3 health."""
-    from polymkt_dagster.lib.status import runtime_status
+    from polymkt_dagster.lib.serving.status import runtime_status
 
     settings = _settings(ctx)
     document = runtime_status(settings)

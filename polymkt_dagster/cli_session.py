@@ -1,5 +1,5 @@
 """What every writing `polymkt` command shares: the data dir's run lock and the clean-up of
-what an interrupted run left behind (lib/housekeeping.py)."""
+what an interrupted run left behind (lib/core/housekeeping.py)."""
 
 from __future__ import annotations
 
@@ -9,13 +9,13 @@ from contextlib import ExitStack, contextmanager
 
 import click
 
-from polymkt_dagster.lib.config import Settings
-from polymkt_dagster.lib.housekeeping import (
+from polymkt_dagster.lib.core.config import Settings
+from polymkt_dagster.lib.core.housekeeping import (
     DataDirBusyError,
     data_dir_lock,
     remove_stale_temp_files,
 )
-from polymkt_dagster.lib.terminal import SafeConsole, escape
+from polymkt_dagster.lib.core.terminal import SafeConsole, escape
 
 err = SafeConsole(stderr=True)
 

@@ -17,8 +17,8 @@ from typing import Any
 import click
 from rich.table import Table as RichTable
 
-from polymkt_dagster.lib.config import Settings
-from polymkt_dagster.lib.terminal import SafeConsole, escape
+from polymkt_dagster.lib.core.config import Settings
+from polymkt_dagster.lib.core.terminal import SafeConsole, escape
 
 err = SafeConsole(stderr=True)
 
@@ -51,7 +51,7 @@ def _fail(message: str, code: int = 2) -> None:
 
 
 def _lake(settings: Settings):
-    from polymkt_dagster.lib.lake import Lake
+    from polymkt_dagster.lib.core.lake import Lake
 
     return Lake(settings.lake_dir, bucket_count=settings.bucket_count)
 
@@ -83,9 +83,9 @@ def wallet(
     ctx: click.Context, address: str, view: str, include_closed: bool, limit: int, as_json: bool
 ) -> None:
     """A wallet's positions, P&L or own fills (average-cost accounting)."""
-    from polymkt_dagster.lib.duck import connect
-    from polymkt_dagster.lib.positions import compute_positions
-    from polymkt_dagster.lib.watchlists import WatchlistError, normalize_address
+    from polymkt_dagster.lib.core.duck import connect
+    from polymkt_dagster.lib.wallets.positions import compute_positions
+    from polymkt_dagster.lib.wallets.watchlists import WatchlistError, normalize_address
 
     settings = _settings(ctx)
     try:
@@ -95,7 +95,7 @@ def wallet(
     lake = _lake(settings)
     with connect() as con:
         if view == "trades":
-            from polymkt_dagster.lib.schemas import TRADES
+            from polymkt_dagster.lib.core.schemas import TRADES
 
             rows = (
                 con.execute(
@@ -167,7 +167,7 @@ def wallet(
 
 
 def _store(settings: Settings):
-    from polymkt_dagster.lib.watchlists import WatchlistStore
+    from polymkt_dagster.lib.wallets.watchlists import WatchlistStore
 
     return WatchlistStore.for_data_dir(settings.data_dir, settings.resolved_watchlists_file)
 
@@ -178,7 +178,7 @@ def watchlists() -> None:
 
 
 def _run_watchlist_command(ctx: click.Context, as_json: bool, action: Any) -> None:
-    from polymkt_dagster.lib.watchlists import WatchlistError
+    from polymkt_dagster.lib.wallets.watchlists import WatchlistError
 
     try:
         result = action(_store(_settings(ctx)))
@@ -195,7 +195,7 @@ def _run_watchlist_command(ctx: click.Context, as_json: bool, action: Any) -> No
 @click.pass_context
 def watchlists_list(ctx: click.Context, as_json: bool) -> None:
     """Every watchlist with its wallets and alert rules."""
-    from polymkt_dagster.lib.watchlists import WatchlistError
+    from polymkt_dagster.lib.wallets.watchlists import WatchlistError
 
     try:
         lists = _store(_settings(ctx)).all()
@@ -299,9 +299,13 @@ def watchlists_suggest(
 ) -> None:
     """The most profitable wallets over a window (realized P&L without oversold proceeds,
     win rate)."""
-    from polymkt_dagster.lib.duck import connect
-    from polymkt_dagster.lib.queries import QueryError, parse_when
-    from polymkt_dagster.lib.watchlists import SuggestOptions, WatchlistError, suggest_wallets
+    from polymkt_dagster.lib.core.duck import connect
+    from polymkt_dagster.lib.serving.queries import QueryError, parse_when
+    from polymkt_dagster.lib.wallets.watchlists import (
+        SuggestOptions,
+        WatchlistError,
+        suggest_wallets,
+    )
 
     settings = _settings(ctx)
     try:
@@ -341,8 +345,8 @@ def watchlists_suggest(
 @click.pass_context
 def alerts(ctx: click.Context, since: str | None, limit: int, as_json: bool) -> None:
     """Alerts raised for watched wallets, newest first."""
-    from polymkt_dagster.lib.alerts import list_alerts
-    from polymkt_dagster.lib.queries import QueryError, parse_when
+    from polymkt_dagster.lib.serving.queries import QueryError, parse_when
+    from polymkt_dagster.lib.wallets.alerts import list_alerts
 
     try:
         when = parse_when(since)
@@ -362,7 +366,7 @@ def alerts(ctx: click.Context, since: str | None, limit: int, as_json: bool) -> 
 def _engine(settings: Settings) -> tuple[str, Any]:
     if not settings.clickhouse_enabled:
         return "duckdb", None
-    from polymkt_dagster.lib.clickhouse import get_client
+    from polymkt_dagster.lib.serving.clickhouse import get_client
 
     # the driver logs its own connection errors to stderr; the one-line error below says it
     logging.getLogger("clickhouse_connect").setLevel(logging.CRITICAL)
@@ -380,7 +384,7 @@ def _engine(settings: Settings) -> tuple[str, Any]:
 
 
 def _one_line(exc: BaseException) -> str:
-    from polymkt_dagster.lib.clickhouse import ClickHouseError
+    from polymkt_dagster.lib.serving.clickhouse import ClickHouseError
 
     if isinstance(exc, ClickHouseError):
         return str(exc).splitlines()[0][:300]
@@ -389,7 +393,11 @@ def _one_line(exc: BaseException) -> str:
 
 
 def _limits(settings: Settings, max_rows: int, timeout_s: float | None) -> tuple[int, float]:
-    from polymkt_dagster.lib.sql_guard import QueryLimitError, validate_max_rows, validate_timeout
+    from polymkt_dagster.lib.serving.sql_guard import (
+        QueryLimitError,
+        validate_max_rows,
+        validate_timeout,
+    )
 
     # sqlglot warns about the user's SQL on stderr; the guard's one-line verdict says enough
     logging.getLogger("sqlglot").setLevel(logging.ERROR)
@@ -406,7 +414,7 @@ def _limits(settings: Settings, max_rows: int, timeout_s: float | None) -> tuple
 
 
 def _run_sql(settings: Settings, sql: str, max_rows: int, timeout_s: float) -> Any:
-    from polymkt_dagster.lib.sql_guard import (
+    from polymkt_dagster.lib.serving.sql_guard import (
         QueryFailed,
         QueryLimitError,
         QueryTimeout,
@@ -471,7 +479,7 @@ def ask(
     ctx: click.Context, question: str, max_rows: int, timeout_s: float | None, as_json: bool
 ) -> None:
     """Answer a question in plain English with guarded SQL over the rollups."""
-    from polymkt_dagster.lib.ask import AskError, plan_question, plan_to_dict
+    from polymkt_dagster.lib.serving.ask import AskError, plan_question, plan_to_dict
 
     settings = _settings(ctx)
     max_rows, timeout = _limits(settings, max_rows, timeout_s)

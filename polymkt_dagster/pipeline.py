@@ -26,10 +26,10 @@ from dagster._utils.error import SerializableErrorInfo
 from polymkt_dagster.defs.ingest.partitions import daily_partitions
 from polymkt_dagster.defs.resources import PolymktResource
 from polymkt_dagster.jobs import MAIN_JOB, run_job
-from polymkt_dagster.lib.bootstrap import source_day_range
-from polymkt_dagster.lib.config import Settings
-from polymkt_dagster.lib.duck import memory_limit_message
-from polymkt_dagster.lib.redact import redact_text
+from polymkt_dagster.lib.core.config import Settings
+from polymkt_dagster.lib.core.duck import memory_limit_message
+from polymkt_dagster.lib.core.redact import redact_text
+from polymkt_dagster.lib.ingest.bootstrap import source_day_range
 from polymkt_dagster.run_hygiene import fail_orphaned_runs, process_tags
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent

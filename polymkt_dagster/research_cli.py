@@ -19,8 +19,8 @@ import click
 from pydantic import ValidationError
 from rich.table import Table as RichTable
 
-from polymkt_dagster.lib.config import Settings
-from polymkt_dagster.lib.terminal import SafeConsole, escape
+from polymkt_dagster.lib.core.config import Settings
+from polymkt_dagster.lib.core.terminal import SafeConsole, escape
 
 err = SafeConsole(stderr=True)
 out = SafeConsole(markup=False)  # tables of data: no markup in cells
@@ -37,13 +37,13 @@ def _settings(ctx: click.Context) -> Settings:
 
 
 def _lake(settings: Settings) -> Any:
-    from polymkt_dagster.lib.lake import Lake
+    from polymkt_dagster.lib.core.lake import Lake
 
     return Lake(settings.lake_dir, bucket_count=settings.bucket_count)
 
 
 def _store(settings: Settings) -> Any:
-    from polymkt_dagster.lib.research_store import ResearchStore
+    from polymkt_dagster.lib.research.research_store import ResearchStore
 
     return ResearchStore.in_data_dir(settings.data_dir)
 
@@ -51,9 +51,9 @@ def _store(settings: Settings) -> Any:
 @contextmanager
 def _user_errors() -> Iterator[None]:
     """Errors a user can fix become one red line and exit code 2, never a traceback."""
-    from polymkt_dagster.lib.backtest_runs import BacktestRunError
-    from polymkt_dagster.lib.election_groups import OverridesFileError
-    from polymkt_dagster.lib.research_store import StoreError
+    from polymkt_dagster.lib.analytics.election_groups import OverridesFileError
+    from polymkt_dagster.lib.research.backtest_runs import BacktestRunError
+    from polymkt_dagster.lib.research.research_store import StoreError
 
     try:
         yield
@@ -155,9 +155,9 @@ def _filter_options(command: Callable[..., Any]) -> Callable[..., Any]:
 def _filters(settings: Settings, options: dict[str, Any]) -> tuple[Any, dict[str, Any] | None]:
     """Filters from the options; --from-text goes through the dataset agent first and the
     explicit options override what it read."""
-    from polymkt_dagster.lib.agents import interpret_dataset
-    from polymkt_dagster.lib.datasets import DatasetFilters, vocabulary
-    from polymkt_dagster.lib.duck import connect
+    from polymkt_dagster.lib.core.duck import connect
+    from polymkt_dagster.lib.research.agents import interpret_dataset
+    from polymkt_dagster.lib.research.datasets import DatasetFilters, vocabulary
 
     explicit = {
         key: (list(value) if isinstance(value, tuple) else value)
@@ -215,7 +215,7 @@ def datasets() -> None:
 @click.pass_context
 def datasets_list(ctx: click.Context, as_json: bool) -> None:
     """Every saved dataset with its filters and market count."""
-    from polymkt_dagster.lib.datasets import DatasetFilters
+    from polymkt_dagster.lib.research.datasets import DatasetFilters
 
     records = _store(_settings(ctx)).list_datasets()
     if as_json:
@@ -238,9 +238,9 @@ def _save_dataset_command(
     ctx: click.Context, name: str, *, create: bool, options: dict[str, Any], clear: tuple[str, ...],
     description: str | None, dry_run: bool, as_json: bool, limit: int,
 ) -> None:  # fmt: skip
-    from polymkt_dagster.lib.datasets import merge_filters, resolve_markets, save_dataset
-    from polymkt_dagster.lib.duck import connect
-    from polymkt_dagster.lib.research_store import check_name
+    from polymkt_dagster.lib.core.duck import connect
+    from polymkt_dagster.lib.research.datasets import merge_filters, resolve_markets, save_dataset
+    from polymkt_dagster.lib.research.research_store import check_name
 
     settings = _settings(ctx)
     store, lake = _store(settings), _lake(settings)
@@ -322,8 +322,8 @@ def datasets_update(
 @click.pass_context
 def datasets_show(ctx: click.Context, name: str, limit: int, as_json: bool) -> None:
     """A dataset's filters and its stored market list."""
-    from polymkt_dagster.lib.datasets import DatasetFilters, resolve_markets
-    from polymkt_dagster.lib.duck import connect
+    from polymkt_dagster.lib.core.duck import connect
+    from polymkt_dagster.lib.research.datasets import DatasetFilters, resolve_markets
 
     settings = _settings(ctx)
     with _user_errors():
@@ -349,7 +349,7 @@ def datasets_show(ctx: click.Context, name: str, limit: int, as_json: bool) -> N
 @click.pass_context
 def datasets_delete(ctx: click.Context, name: str, as_json: bool) -> None:
     """Delete a dataset, its market list file and its partition."""
-    from polymkt_dagster.lib.datasets import dataset_table_name
+    from polymkt_dagster.lib.research.datasets import dataset_table_name
 
     settings = _settings(ctx)
     with _user_errors():
@@ -407,7 +407,7 @@ def _strategy_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _metrics_view(metrics: dict[str, Any]) -> RichTable:
-    from polymkt_dagster.lib.backtest import METRIC_LABELS, format_metric
+    from polymkt_dagster.lib.research.backtest import METRIC_LABELS, format_metric
 
     view = RichTable(title="metrics")
     view.add_column("metric")
@@ -432,9 +432,9 @@ def backtest_create(
     ctx: click.Context, backtest_id: str | None, run_now: bool, as_json: bool, **options: Any,
 ) -> None:  # fmt: skip
     """Prepare a backtest from options and/or a sentence; prints the config to confirm."""
-    from polymkt_dagster.lib.agents import interpret_backtest
-    from polymkt_dagster.lib.backtest import StrategyConfig
-    from polymkt_dagster.lib.backtest_runs import prepare_backtest
+    from polymkt_dagster.lib.research.agents import interpret_backtest
+    from polymkt_dagster.lib.research.backtest import StrategyConfig
+    from polymkt_dagster.lib.research.backtest_runs import prepare_backtest
 
     settings = _settings(ctx)
     store = _store(settings)
@@ -522,8 +522,8 @@ def _run_backtest(
 
 
 def _show_document(settings: Settings, backtest_id: str, limit: int) -> dict[str, Any]:
-    from polymkt_dagster.lib.backtest_runs import show_backtest
-    from polymkt_dagster.lib.research_store import StoreError
+    from polymkt_dagster.lib.research.backtest_runs import show_backtest
+    from polymkt_dagster.lib.research.research_store import StoreError
 
     try:
         return show_backtest(_store(settings), _lake(settings), backtest_id, limit=limit)
@@ -592,7 +592,7 @@ def backtest_show(ctx: click.Context, backtest_id: str, limit: int, as_json: boo
 @click.pass_context
 def backtest_list(ctx: click.Context, as_json: bool) -> None:
     """Every saved backtest with its status and headline metrics."""
-    from polymkt_dagster.lib.backtest import StrategyConfig, format_metric
+    from polymkt_dagster.lib.research.backtest import StrategyConfig, format_metric
 
     records = _store(_settings(ctx)).list_backtests()
     if as_json:

@@ -11,20 +11,20 @@ from typing import Any
 
 import dagster as dg
 
-from polymkt_dagster.defs.backtest.assets import (
+from polymkt_dagster.defs.research.assets import (
     BACKTEST_RESULTS_KEY,
     FAVORITES_KEY,
 )
-from polymkt_dagster.defs.backtest.partitions import backtests_partitions, favorites_partitions
+from polymkt_dagster.defs.research.partitions import backtests_partitions, favorites_partitions
 from polymkt_dagster.defs.resources import PolymktResource
 from polymkt_dagster.defs.search.assets import openai_resource_from_env
 from polymkt_dagster.jobs import BACKTEST_JOB, FAVORITES_JOB, run_job
-from polymkt_dagster.lib.backtest import StrategyConfig
-from polymkt_dagster.lib.backtest_runs import prepare_backtest
-from polymkt_dagster.lib.config import Settings
-from polymkt_dagster.lib.election_groups import read_groups
-from polymkt_dagster.lib.redact import redact_text
-from polymkt_dagster.lib.research_store import ResearchStore
+from polymkt_dagster.lib.analytics.election_groups import read_groups
+from polymkt_dagster.lib.core.config import Settings
+from polymkt_dagster.lib.core.redact import redact_text
+from polymkt_dagster.lib.research.backtest import StrategyConfig
+from polymkt_dagster.lib.research.backtest_runs import prepare_backtest
+from polymkt_dagster.lib.research.research_store import ResearchStore
 
 # The example backtest `polymkt pipeline` runs so the UI has one to show: favorites priced
 # 0.50-0.95 two weeks before the end, held to expiry, one tick of slippage.

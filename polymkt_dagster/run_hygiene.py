@@ -13,7 +13,7 @@ import socket
 
 import dagster as dg
 
-from polymkt_dagster.lib.housekeeping import process_is_running, process_started_at
+from polymkt_dagster.lib.core.housekeeping import process_is_running, process_started_at
 
 PID_TAG = "polymkt/pid"
 PROCESS_STARTED_TAG = "polymkt/process_started_at"

@@ -22,15 +22,15 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from polymkt_dagster.cli_session import WAIT_OPTION, writer_session
-from polymkt_dagster.lib.config import Settings
-from polymkt_dagster.lib.lake import Lake
-from polymkt_dagster.lib.terminal import SafeConsole, escape
+from polymkt_dagster.lib.core.config import Settings
+from polymkt_dagster.lib.core.lake import Lake
+from polymkt_dagster.lib.core.terminal import SafeConsole, escape
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 if TYPE_CHECKING:
 
-    from polymkt_dagster.lib.sync_state import StateFile
+    from polymkt_dagster.lib.ingest.sync_state import StateFile
 
 err = SafeConsole(stderr=True)
 
@@ -127,9 +127,9 @@ def markets(ctx: click.Context, full: bool, as_json: bool, wait_s: float) -> Non
 
 
 def _markets(ctx: click.Context, full: bool, as_json: bool) -> None:
-    from polymkt_dagster.lib import sync as lib_sync
-    from polymkt_dagster.lib.http import SourceError
-    from polymkt_dagster.lib.market_sync import sync_gamma
+    from polymkt_dagster.lib.core.http import SourceError
+    from polymkt_dagster.lib.ingest import sync as lib_sync
+    from polymkt_dagster.lib.ingest.market_sync import sync_gamma
 
     settings = _settings(ctx)
     lake = _lake(settings)
@@ -175,9 +175,9 @@ def _fills(
     no_trades: bool,
     as_json: bool,
 ) -> None:
-    from polymkt_dagster.lib import sync as lib_sync
-    from polymkt_dagster.lib.http import SourceError
-    from polymkt_dagster.lib.sync_state import SyncBusyError
+    from polymkt_dagster.lib.core.http import SourceError
+    from polymkt_dagster.lib.ingest import sync as lib_sync
+    from polymkt_dagster.lib.ingest.sync_state import SyncBusyError
 
     settings = _settings(ctx)
     lake = _lake(settings)
@@ -240,9 +240,9 @@ def _ctf(
     resync: bool,
     as_json: bool,
 ) -> None:
-    from polymkt_dagster.lib import sync as lib_sync
-    from polymkt_dagster.lib.http import SourceError
-    from polymkt_dagster.lib.sync_state import SyncBusyError
+    from polymkt_dagster.lib.core.http import SourceError
+    from polymkt_dagster.lib.ingest import sync as lib_sync
+    from polymkt_dagster.lib.ingest.sync_state import SyncBusyError
 
     settings = _settings(ctx)
     lake = _lake(settings)
@@ -276,7 +276,7 @@ def _sync_days(
     days since the source's watermark when it is known offline."""
     first, last = _day(start, "--start"), _day(end, "--end")
     if first is None:
-        from polymkt_dagster.lib import sync as lib_sync
+        from polymkt_dagster.lib.ingest import sync as lib_sync
 
         hint = _synced_until_hint(state_file().load())
         days = lib_sync.days_to_sync(datetime.now(UTC), hint)
@@ -369,7 +369,7 @@ def _backfill(
 @click.pass_context
 def status(ctx: click.Context, as_json: bool) -> None:
     """Synced position intervals of each fill source (from the lake's state files)."""
-    from polymkt_dagster.lib.sync import sync_status
+    from polymkt_dagster.lib.ingest.sync import sync_status
 
     settings = _settings(ctx)
     if not settings.data_dir.is_dir():
@@ -395,7 +395,7 @@ def s3_client(settings: Settings) -> Any:
 @click.pass_context
 def s3_mirror(ctx: click.Context, as_json: bool) -> None:
     """Mirror the lake to s3://POLYMKT_S3_BUCKET/POLYMKT_S3_PREFIX now (verified)."""
-    from polymkt_dagster.lib.s3_lake import S3LakeError, ensure_bucket, mirror_lake
+    from polymkt_dagster.lib.serving.s3_lake import S3LakeError, ensure_bucket, mirror_lake
 
     settings = _settings(ctx)
     secrets = [settings.s3_access_key_id, settings.s3_secret_access_key]
@@ -413,8 +413,8 @@ def s3_mirror(ctx: click.Context, as_json: bool) -> None:
 
 def bootstrap_from_s3(settings: Settings) -> None:
     """`polymkt bootstrap --from-s3`: pull the S3 lake into the local lake, then the catalog."""
-    from polymkt_dagster.lib.catalog import refresh_catalog
-    from polymkt_dagster.lib.s3_lake import S3LakeError, pull_lake
+    from polymkt_dagster.lib.serving.catalog import refresh_catalog
+    from polymkt_dagster.lib.serving.s3_lake import S3LakeError, pull_lake
 
     secrets = [settings.s3_access_key_id, settings.s3_secret_access_key]
     try:

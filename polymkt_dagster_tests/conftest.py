@@ -8,16 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from polymkt_dagster.lib.bootstrap import (
+from polymkt_dagster.lib.core.duck import connect
+from polymkt_dagster.lib.core.lake import Lake
+from polymkt_dagster.lib.core.redact import registered_secrets, secrets_scope
+from polymkt_dagster.lib.ingest.bootstrap import (
     import_ctf_events,
     import_events,
     import_markets,
     import_order_filled,
 )
-from polymkt_dagster.lib.duck import connect
-from polymkt_dagster.lib.lake import Lake
-from polymkt_dagster.lib.redact import registered_secrets, secrets_scope
-from polymkt_dagster.lib.trades import derive_trades
+from polymkt_dagster.lib.ingest.trades import derive_trades
 from polymkt_dagster_tests.servers.polymarket_apis import polymarket_servers  # noqa: F401
 from polymkt_dagster_tests.servers.seaweed import seaweedfs  # noqa: F401  (session S3 server)
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
-from polymkt_dagster.lib import analytics
-from polymkt_dagster.lib.duck import connect
-from polymkt_dagster.lib.election_groups import build_election_groups
-from polymkt_dagster.lib.lake import Lake
-from polymkt_dagster.lib.schemas import TRADES
+from polymkt_dagster.lib.analytics import bars as analytics
+from polymkt_dagster.lib.analytics.election_groups import build_election_groups
+from polymkt_dagster.lib.core.duck import connect
+from polymkt_dagster.lib.core.lake import Lake
+from polymkt_dagster.lib.core.schemas import TRADES
 from polymkt_dagster_tests.conftest import build_lake, copy_sample
 
 

@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from polymkt_dagster.cli import main
-from polymkt_dagster.lib.lake import Lake
+from polymkt_dagster.lib.core.lake import Lake
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -110,8 +110,8 @@ def test_trades_json_is_one_document(sample_lake: Lake) -> None:
         ).output
     )
     assert markets["tables"]["trades"]["files"] > 0
-    from polymkt_dagster.lib.duck import connect
-    from polymkt_dagster.lib.schemas import TRADES
+    from polymkt_dagster.lib.core.duck import connect
+    from polymkt_dagster.lib.core.schemas import TRADES
 
     with connect() as con:
         market = con.execute(

@@ -16,8 +16,8 @@ import pytest
 from rich.table import Table
 
 from polymkt_dagster.cli import hoist_data_dir
-from polymkt_dagster.lib.lake import Lake
-from polymkt_dagster.lib.terminal import SafeConsole, escape, printable
+from polymkt_dagster.lib.core.lake import Lake
+from polymkt_dagster.lib.core.terminal import SafeConsole, escape, printable
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 HOSTILE = "Will [/] [bold]win[/bold]? \x1b[2J\x1b]0;pwned\x07 \x9b31m"

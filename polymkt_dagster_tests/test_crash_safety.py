@@ -4,7 +4,7 @@ The data dir holds only ``markets.csv`` and ``orderFilled.csv`` (what real poly_
 are: no market resolved, no end date, every position stays open), the layout that ran the
 P&L snapshots out of memory. `polymkt pipeline` is killed with SIGKILL during the fill
 import, the trade derivation and the rollups, at a moment chosen by work done (the n-th
-file about to be renamed into the lake, ``lib/crashpoints.py``), never by a clock; a
+file about to be renamed into the lake, ``lib/core/crashpoints.py``), never by a clock; a
 re-run must then give a clean run's row counts with every Parquet file readable, no
 temporary file left and the killed runs marked failed in the Dagster instance.
 """
@@ -24,9 +24,9 @@ import dagster as dg
 import pyarrow.parquet as pq
 import pytest
 
-from polymkt_dagster.lib.crashpoints import CRASH_ENV
-from polymkt_dagster.lib.duck import TEMP_ROOT
-from polymkt_dagster.lib.housekeeping import LOCK_FILE
+from polymkt_dagster.lib.core.crashpoints import CRASH_ENV
+from polymkt_dagster.lib.core.duck import TEMP_ROOT
+from polymkt_dagster.lib.core.housekeeping import LOCK_FILE
 from polymkt_dagster.pipeline import RUN_TAG
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

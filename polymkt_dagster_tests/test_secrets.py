@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from polymkt_dagster.lib.redact import redact_text, redact_url, register_secrets
+from polymkt_dagster.lib.core.redact import redact_text, redact_url, register_secrets
 from polymkt_dagster_tests.servers.echo import EchoServer
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

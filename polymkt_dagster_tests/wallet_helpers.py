@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from polymkt_dagster.lib.lake import Lake
-from polymkt_dagster.lib.sample import SampleConfig, _build_universe
+from polymkt_dagster.lib.core.lake import Lake
+from polymkt_dagster.lib.sample.generate import SampleConfig, _build_universe
 from polymkt_dagster_tests.servers.local_http import LocalHTTPServer
 
 _CHDB_DIR: list[Path] = []
@@ -160,7 +160,7 @@ def build_event_lake(
     import duckdb
     import pyarrow as pa
 
-    from polymkt_dagster.lib.schemas import CTF_EVENTS, MARKETS, TRADES
+    from polymkt_dagster.lib.core.schemas import CTF_EVENTS, MARKETS, TRADES
 
     lake = Lake(root)
     markets = [

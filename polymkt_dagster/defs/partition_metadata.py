@@ -13,7 +13,7 @@ from typing import Any
 
 import dagster as dg
 
-from polymkt_dagster.lib.lake import Lake, rows_in_files
+from polymkt_dagster.lib.core.lake import Lake, rows_in_files
 
 # Run-level numbers an asset may put in its shared metadata, renamed once per-day figures
 # exist (the per-day figures take the plain names).

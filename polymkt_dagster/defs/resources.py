@@ -5,9 +5,9 @@ from pathlib import Path
 
 import dagster as dg
 
-from polymkt_dagster.lib.config import Settings
-from polymkt_dagster.lib.duck import configure_scratch
-from polymkt_dagster.lib.lake import Lake
+from polymkt_dagster.lib.core.config import Settings
+from polymkt_dagster.lib.core.duck import configure_scratch
+from polymkt_dagster.lib.core.lake import Lake
 
 
 class PolymktResource(dg.ConfigurableResource):

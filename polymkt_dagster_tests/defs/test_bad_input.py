@@ -22,15 +22,15 @@ import pytest
 
 from polymkt_dagster.defs.ingest.assets import raw_markets, raw_order_filled
 from polymkt_dagster.defs.resources import PolymktResource
-from polymkt_dagster.lib.bootstrap import import_markets, import_order_filled
-from polymkt_dagster.lib.duck import connect
-from polymkt_dagster.lib.lake import Lake
-from polymkt_dagster.lib.schemas import (
+from polymkt_dagster.lib.core.duck import connect
+from polymkt_dagster.lib.core.lake import Lake
+from polymkt_dagster.lib.core.schemas import (
     MARKETS,
     ORDER_FILLED,
     POLY_DATA_MARKETS_COLUMNS,
     POLY_DATA_ORDER_FILLED_COLUMNS,
 )
+from polymkt_dagster.lib.ingest.bootstrap import import_markets, import_order_filled
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 FILL_HEADER = list(POLY_DATA_ORDER_FILLED_COLUMNS)

@@ -11,10 +11,10 @@ from dagster._core.storage.tags import (
 
 from polymkt_dagster.defs.ingest.assets import raw_ctf_events
 from polymkt_dagster.defs.resources import PolymktResource
-from polymkt_dagster.lib.bootstrap import source_day_range
-from polymkt_dagster.lib.lake import Lake, rows_in_files
-from polymkt_dagster.lib.schemas import CTF_EVENTS
-from polymkt_dagster_tests.lib.test_ctf_csv import csv_record, write_csv
+from polymkt_dagster.lib.core.lake import Lake, rows_in_files
+from polymkt_dagster.lib.core.schemas import CTF_EVENTS
+from polymkt_dagster.lib.ingest.bootstrap import source_day_range
+from polymkt_dagster_tests.lib.ingest.test_ctf_csv import csv_record, write_csv
 from polymkt_dagster_tests.servers.polymarket_apis import BASE_BLOCK, ctf_event_rows
 
 

@@ -15,10 +15,10 @@ from polymkt_dagster.defs.analytics.assets import PRICES_1D_KEY, PRICES_1H_KEY
 from polymkt_dagster.defs.ingest.assets import TRADES_KEY
 from polymkt_dagster.defs.ingest.sensors import FILLS_SENSOR, MARKETS_SENSOR, SENSOR_TAG
 from polymkt_dagster.defs.serving.trades_by_market import TRADES_BY_MARKET_KEY
-from polymkt_dagster.lib.duck import connect
-from polymkt_dagster.lib.lake import Lake
-from polymkt_dagster.lib.schemas import ORDER_FILLED
-from polymkt_dagster.lib.sync import days_to_sync, window_for_days
+from polymkt_dagster.lib.core.duck import connect
+from polymkt_dagster.lib.core.lake import Lake
+from polymkt_dagster.lib.core.schemas import ORDER_FILLED
+from polymkt_dagster.lib.ingest.sync import days_to_sync, window_for_days
 from polymkt_dagster_tests.servers.daemon import (
     instance_at,
     prepare_home,

@@ -18,10 +18,10 @@ from polymkt_dagster.defs.ingest.assets import (
 )
 from polymkt_dagster.defs.resources import PolymktResource
 from polymkt_dagster.defs.serving.catalog import duckdb_catalog
-from polymkt_dagster.lib.bootstrap import source_day_range
-from polymkt_dagster.lib.duck import connect
-from polymkt_dagster.lib.lake import Lake, rows_in_files
-from polymkt_dagster.lib.schemas import ORDER_FILLED, TRADES
+from polymkt_dagster.lib.core.duck import connect
+from polymkt_dagster.lib.core.lake import Lake, rows_in_files
+from polymkt_dagster.lib.core.schemas import ORDER_FILLED, TRADES
+from polymkt_dagster.lib.ingest.bootstrap import source_day_range
 
 ALL_ASSETS = [raw_markets, raw_events, raw_order_filled, raw_trades, duckdb_catalog]
 

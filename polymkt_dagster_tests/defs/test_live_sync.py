@@ -29,13 +29,13 @@ from polymkt_dagster.defs.ingest.assets import (
 )
 from polymkt_dagster.defs.resources import PolymktResource
 from polymkt_dagster.defs.serving.s3_lake import s3_lake
-from polymkt_dagster.lib.config import Settings
-from polymkt_dagster.lib.duck import connect
-from polymkt_dagster.lib.goldsky import GoldskySource
-from polymkt_dagster.lib.lake import Lake
-from polymkt_dagster.lib.schemas import CTF_EVENTS, MARKETS, ORDER_FILLED, TRADES
-from polymkt_dagster.lib.status import sync_status as runtime_status
-from polymkt_dagster.lib.sync import fills_state, sync_order_fills, window_for_days
+from polymkt_dagster.lib.core.config import Settings
+from polymkt_dagster.lib.core.duck import connect
+from polymkt_dagster.lib.core.lake import Lake
+from polymkt_dagster.lib.core.schemas import CTF_EVENTS, MARKETS, ORDER_FILLED, TRADES
+from polymkt_dagster.lib.ingest.sources.goldsky import GoldskySource
+from polymkt_dagster.lib.ingest.sync import fills_state, sync_order_fills, window_for_days
+from polymkt_dagster.lib.serving.status import sync_status as runtime_status
 from polymkt_dagster_tests.servers.polymarket_apis import PolymarketServers
 from polymkt_dagster_tests.servers.seaweed import SeaweedS3
 

@@ -23,7 +23,7 @@ from polymkt_dagster.defs.analytics.assets import (
     prices_1d,
     prices_1h,
 )
-from polymkt_dagster.defs.backtest.assets import (
+from polymkt_dagster.defs.research.assets import (
     backtest_results,
     dataset_markets,
     favorite_signals,
@@ -31,25 +31,25 @@ from polymkt_dagster.defs.backtest.assets import (
 )
 from polymkt_dagster.defs.resources import PolymktResource
 from polymkt_dagster.defs.search.assets import SEMANTIC_SEARCH_DISABLED_KEY
-from polymkt_dagster.lib.analytics import newest_bar_time
-from polymkt_dagster.lib.backtest import StrategyConfig
-from polymkt_dagster.lib.backtest_runs import prepare_backtest
-from polymkt_dagster.lib.datasets import DatasetFilters, save_dataset
-from polymkt_dagster.lib.duck import connect
-from polymkt_dagster.lib.election_groups import read_groups
-from polymkt_dagster.lib.lake import Lake
-from polymkt_dagster.lib.price_series import (
+from polymkt_dagster.lib.analytics.bars import newest_bar_time
+from polymkt_dagster.lib.analytics.election_groups import read_groups
+from polymkt_dagster.lib.analytics.price_series import (
     PRICE_INDEX,
     PriceIndex,
     PriceSeries,
     signal_series,
 )
-from polymkt_dagster.lib.research_store import ResearchStore
-from polymkt_dagster.lib.schemas import TRADES
-from polymkt_dagster.lib.signals import DAYS_TO_EXPIRY
-from polymkt_dagster.lib.signals import favorite_signals as signals_at
+from polymkt_dagster.lib.core.duck import connect
+from polymkt_dagster.lib.core.lake import Lake
+from polymkt_dagster.lib.core.schemas import TRADES
+from polymkt_dagster.lib.research.backtest import StrategyConfig
+from polymkt_dagster.lib.research.backtest_runs import prepare_backtest
+from polymkt_dagster.lib.research.datasets import DatasetFilters, save_dataset
+from polymkt_dagster.lib.research.research_store import ResearchStore
+from polymkt_dagster.lib.research.signals import DAYS_TO_EXPIRY
+from polymkt_dagster.lib.research.signals import favorite_signals as signals_at
 from polymkt_dagster_tests.conftest import copy_sample
-from polymkt_dagster_tests.lib.test_agents import chat_route, nulls
+from polymkt_dagster_tests.lib.research.test_agents import chat_route, nulls
 from polymkt_dagster_tests.research_data import build_research_data
 from polymkt_dagster_tests.servers.openai_compat import (  # noqa: F401 (fixture)
     OpenAICompatServer,

@@ -21,8 +21,8 @@ from polymkt_dagster.defs.search.assets import (
     search_definitions,
 )
 from polymkt_dagster.lib import search as s
-from polymkt_dagster.lib.lake import Lake
-from polymkt_dagster_tests.lib.test_search import MARKETS_FIXTURE, write_markets
+from polymkt_dagster.lib.core.lake import Lake
+from polymkt_dagster_tests.lib.search.test_search import MARKETS_FIXTURE, write_markets
 from polymkt_dagster_tests.servers.openai_compat import (  # noqa: F401 (fixture)
     OpenAICompatServer,
     openai_server_fixture,

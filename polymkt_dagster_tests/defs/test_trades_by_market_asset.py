@@ -9,10 +9,10 @@ import pytest
 
 from polymkt_dagster.defs.resources import PolymktResource
 from polymkt_dagster.defs.serving.trades_by_market import after_every_sync, trades_by_market
-from polymkt_dagster.lib.lake import Lake
-from polymkt_dagster.lib.queries import query_trades
-from polymkt_dagster.lib.schemas import TRADES
-from polymkt_dagster.lib.trades_by_market import read_markets, serving_dir
+from polymkt_dagster.lib.core.lake import Lake
+from polymkt_dagster.lib.core.schemas import TRADES
+from polymkt_dagster.lib.serving.queries import query_trades
+from polymkt_dagster.lib.serving.trades_by_market import read_markets, serving_dir
 
 
 def test_asset_builds_the_copy_and_queries_use_it(sample_lake: Lake, tmp_path: Path) -> None:

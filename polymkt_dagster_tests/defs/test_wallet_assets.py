@@ -32,7 +32,7 @@ from polymkt_dagster.defs.wallets.assets import (
     wallet_pnl_snapshots,
     wallet_positions,
 )
-from polymkt_dagster.lib import clickhouse as ch
+from polymkt_dagster.lib.serving import clickhouse as ch
 from polymkt_dagster_tests.conftest import copy_sample
 from polymkt_dagster_tests.wallet_helpers import (
     WebhookReceiver,

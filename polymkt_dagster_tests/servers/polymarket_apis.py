@@ -45,9 +45,13 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pytest
 
-from polymkt_dagster.lib.ctf_events import CONDITIONAL_TOKENS, NEG_RISK_ADAPTER, encode_ctf_log
-from polymkt_dagster.lib.rpc import V1_ORDER_FILLED, V2_ORDER_FILLED
-from polymkt_dagster.lib.schemas import EXCHANGE_CONTRACTS
+from polymkt_dagster.lib.core.schemas import EXCHANGE_CONTRACTS
+from polymkt_dagster.lib.ingest.sources.ctf_events import (
+    CONDITIONAL_TOKENS,
+    NEG_RISK_ADAPTER,
+    encode_ctf_log,
+)
+from polymkt_dagster.lib.ingest.sources.rpc import V1_ORDER_FILLED, V2_ORDER_FILLED
 
 from .local_http import LocalHTTPServer
 

@@ -17,11 +17,13 @@ from polymkt_dagster.defs.ingest.assets import (
 from polymkt_dagster.defs.ingest.partitions import daily_partitions, window_days
 from polymkt_dagster.defs.partition_metadata import describe_days
 from polymkt_dagster.defs.resources import PolymktResource
-from polymkt_dagster.lib import analytics, charts, election_groups, price_series
-from polymkt_dagster.lib.duck import connect, sql_string
-from polymkt_dagster.lib.lake import Lake
-from polymkt_dagster.lib.report import counts_table, markdown_table
-from polymkt_dagster.lib.schemas import Table
+from polymkt_dagster.lib.analytics import bars as analytics
+from polymkt_dagster.lib.analytics import election_groups, price_series
+from polymkt_dagster.lib.core import charts
+from polymkt_dagster.lib.core.duck import connect, sql_string
+from polymkt_dagster.lib.core.lake import Lake
+from polymkt_dagster.lib.core.report import counts_table, markdown_table
+from polymkt_dagster.lib.core.schemas import Table
 
 PRICES_1H_KEY = dg.AssetKey(["analytics", "prices_1h"])
 PRICES_1D_KEY = dg.AssetKey(["analytics", "prices_1d"])
@@ -32,7 +34,7 @@ ELECTION_GROUPS_KEY = dg.AssetKey(["analytics", "election_groups"])
 
 def analytics_automation() -> dg.AutomationCondition | None:
     """Eager refresh after upstream updates, unless POLYMKT_ANALYTICS_MODE=off."""
-    from polymkt_dagster.lib.config import Settings
+    from polymkt_dagster.lib.core.config import Settings
 
     return dg.AutomationCondition.eager() if Settings.from_env().analytics_mode == "on" else None
 

@@ -10,12 +10,19 @@ from polymkt_dagster.defs.ingest import live
 from polymkt_dagster.defs.ingest.partitions import daily_partitions, window_days
 from polymkt_dagster.defs.partition_metadata import describe_days
 from polymkt_dagster.defs.resources import PolymktResource
-from polymkt_dagster.lib import bootstrap, quality
-from polymkt_dagster.lib.duck import connect
-from polymkt_dagster.lib.lake import Lake, rows_in_files
-from polymkt_dagster.lib.report import counts_table, markdown_table
-from polymkt_dagster.lib.schemas import CTF_EVENTS, EVENTS, MARKETS, ORDER_FILLED, TRADES, Table
-from polymkt_dagster.lib.trades import derive_trades
+from polymkt_dagster.lib.core.duck import connect
+from polymkt_dagster.lib.core.lake import Lake, rows_in_files
+from polymkt_dagster.lib.core.report import counts_table, markdown_table
+from polymkt_dagster.lib.core.schemas import (
+    CTF_EVENTS,
+    EVENTS,
+    MARKETS,
+    ORDER_FILLED,
+    TRADES,
+    Table,
+)
+from polymkt_dagster.lib.ingest import bootstrap, quality
+from polymkt_dagster.lib.ingest.trades import derive_trades
 
 MARKETS_KEY = dg.AssetKey(["raw", "markets"])
 EVENTS_KEY = dg.AssetKey(["raw", "events"])

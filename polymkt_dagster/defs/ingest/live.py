@@ -11,13 +11,13 @@ from typing import Any
 
 import dagster as dg
 
-from polymkt_dagster.lib import sync
-from polymkt_dagster.lib.config import Settings
-from polymkt_dagster.lib.http import redact_text
-from polymkt_dagster.lib.lake import Lake
-from polymkt_dagster.lib.market_sync import GammaSyncReport, sync_gamma
-from polymkt_dagster.lib.report import counts_table
-from polymkt_dagster.lib.schemas import CTF_EVENTS, ORDER_FILLED
+from polymkt_dagster.lib.core.config import Settings
+from polymkt_dagster.lib.core.http import redact_text
+from polymkt_dagster.lib.core.lake import Lake
+from polymkt_dagster.lib.core.report import counts_table
+from polymkt_dagster.lib.core.schemas import CTF_EVENTS, ORDER_FILLED
+from polymkt_dagster.lib.ingest import sync
+from polymkt_dagster.lib.ingest.market_sync import GammaSyncReport, sync_gamma
 
 INGEST_TAG = "polymkt/ingest"
 

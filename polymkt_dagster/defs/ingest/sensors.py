@@ -29,10 +29,10 @@ from polymkt_dagster.defs.ingest.assets import (
 from polymkt_dagster.defs.ingest.live import INGEST_TAG
 from polymkt_dagster.defs.resources import PolymktResource
 from polymkt_dagster.defs.serving.s3_lake import S3_LAKE_KEY
-from polymkt_dagster.lib import sync
-from polymkt_dagster.lib.config import Settings
-from polymkt_dagster.lib.http import SourceError
-from polymkt_dagster.lib.sync_state import Coverage
+from polymkt_dagster.lib.core.config import Settings
+from polymkt_dagster.lib.core.http import SourceError
+from polymkt_dagster.lib.ingest import sync
+from polymkt_dagster.lib.ingest.sync_state import Coverage
 
 SENSOR_TAG = "polymkt/sensor"
 FILLS_SENSOR = "order_fills_10min"

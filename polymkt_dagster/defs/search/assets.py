@@ -17,7 +17,7 @@ from pydantic import Field
 
 from polymkt_dagster.defs.ingest.assets import MARKETS_KEY
 from polymkt_dagster.defs.resources import PolymktResource
-from polymkt_dagster.lib.report import markdown_table
+from polymkt_dagster.lib.core.report import markdown_table
 from polymkt_dagster.lib.search import (
     LOCAL_EMBEDDING_MODEL,
     Bm25Report,

@@ -10,8 +10,8 @@ from polymkt_dagster.defs.ingest.assets import (
     TRADES_KEY,
 )
 from polymkt_dagster.defs.resources import PolymktResource
-from polymkt_dagster.lib.catalog import refresh_catalog
-from polymkt_dagster.lib.report import counts_table
+from polymkt_dagster.lib.core.report import counts_table
+from polymkt_dagster.lib.serving.catalog import refresh_catalog
 
 
 @dg.asset(

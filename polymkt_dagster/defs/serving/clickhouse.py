@@ -13,9 +13,9 @@ from polymkt_dagster.defs.wallets.assets import (
     WALLET_METRIC_KEYS,
     analytics_automation,
 )
-from polymkt_dagster.lib import clickhouse as ch
-from polymkt_dagster.lib.config import Settings
-from polymkt_dagster.lib.report import markdown_table
+from polymkt_dagster.lib.core.config import Settings
+from polymkt_dagster.lib.core.report import markdown_table
+from polymkt_dagster.lib.serving import clickhouse as ch
 
 CLICKHOUSE_KEY = dg.AssetKey(["serving", "clickhouse"])
 

@@ -18,8 +18,8 @@ from polymkt_dagster.defs.ingest.assets import (
     TRADES_KEY,
 )
 from polymkt_dagster.defs.resources import PolymktResource
-from polymkt_dagster.lib.config import Settings
-from polymkt_dagster.lib.s3_lake import ensure_bucket, mirror_lake
+from polymkt_dagster.lib.core.config import Settings
+from polymkt_dagster.lib.serving.s3_lake import ensure_bucket, mirror_lake
 
 S3_LAKE_KEY = dg.AssetKey(["serving", "s3_lake"])
 

@@ -4,10 +4,10 @@ import dagster as dg
 
 from polymkt_dagster.defs.ingest.assets import TRADES_KEY
 from polymkt_dagster.defs.resources import PolymktResource
-from polymkt_dagster.lib import charts
-from polymkt_dagster.lib.config import Settings
-from polymkt_dagster.lib.status import sync_status
-from polymkt_dagster.lib.trades_by_market import refresh, serving_dir
+from polymkt_dagster.lib.core import charts
+from polymkt_dagster.lib.core.config import Settings
+from polymkt_dagster.lib.serving.status import sync_status
+from polymkt_dagster.lib.serving.trades_by_market import refresh, serving_dir
 
 TRADES_BY_MARKET_KEY = dg.AssetKey(["serving", "trades_by_market"])
 

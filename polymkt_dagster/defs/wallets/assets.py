@@ -18,15 +18,15 @@ from polymkt_dagster.defs.ingest.assets import MARKETS_KEY, TRADES_KEY
 from polymkt_dagster.defs.ingest.partitions import daily_partitions, window_days
 from polymkt_dagster.defs.partition_metadata import describe_days
 from polymkt_dagster.defs.resources import PolymktResource
-from polymkt_dagster.lib import alerts as alerts_lib
-from polymkt_dagster.lib.config import Settings
-from polymkt_dagster.lib.duck import connect, sql_string
-from polymkt_dagster.lib.lake import DAY_COLUMN, Lake
-from polymkt_dagster.lib.positions import compute_positions, oversell_report, wallet_totals
-from polymkt_dagster.lib.report import markdown_table
-from polymkt_dagster.lib.rollups import GRAINS, build_rollups, market_table, wallet_table
-from polymkt_dagster.lib.snapshots import SNAPSHOT_SCHEMA, snapshot_days
-from polymkt_dagster.lib.watchlists import (
+from polymkt_dagster.lib.core.config import Settings
+from polymkt_dagster.lib.core.duck import connect, sql_string
+from polymkt_dagster.lib.core.lake import DAY_COLUMN, Lake
+from polymkt_dagster.lib.core.report import markdown_table
+from polymkt_dagster.lib.wallets import alerts as alerts_lib
+from polymkt_dagster.lib.wallets.positions import compute_positions, oversell_report, wallet_totals
+from polymkt_dagster.lib.wallets.rollups import GRAINS, build_rollups, market_table, wallet_table
+from polymkt_dagster.lib.wallets.snapshots import SNAPSHOT_SCHEMA, snapshot_days
+from polymkt_dagster.lib.wallets.watchlists import (
     Watchlist,
     WatchlistStore,
     effective_watchlists,

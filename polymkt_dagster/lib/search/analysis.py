@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 
-from polymkt_dagster.lib.duck import sql_string
+from polymkt_dagster.lib.core.duck import sql_string
 
 _UNITS = (
     ("k|thousand", 3),

@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING
 
 import duckdb
 
-from polymkt_dagster.lib.duck import connect, sql_string
+from polymkt_dagster.lib.core.duck import connect, sql_string
 
 if TYPE_CHECKING:
-    from polymkt_dagster.lib.lake import Lake
+    from polymkt_dagster.lib.core.lake import Lake
 from polymkt_dagster.lib.search.analysis import STOPWORDS, normalise_numbers_sql
 from polymkt_dagster.lib.search.common import (
     BM25_INDEX_VERSION,

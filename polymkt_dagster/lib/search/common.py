@@ -13,7 +13,7 @@ import duckdb
 if TYPE_CHECKING:  # the query path never needs the lake (pyarrow) or numpy
     import numpy as np
 
-    from polymkt_dagster.lib.lake import Lake
+    from polymkt_dagster.lib.core.lake import Lake
 
 Log = Callable[[str], None]
 
@@ -160,8 +160,8 @@ def content_hash(text: str) -> str:
 
 def _stage_documents(con: duckdb.DuckDBPyConnection, lake: Lake) -> int:
     """Temp table ``incoming_documents``: the lake's markets as search documents."""
-    from polymkt_dagster.lib.resolutions import resolutions_sql
-    from polymkt_dagster.lib.schemas import MARKETS
+    from polymkt_dagster.lib.analytics.resolutions import resolutions_sql
+    from polymkt_dagster.lib.core.schemas import MARKETS
 
     con.execute(
         f"""

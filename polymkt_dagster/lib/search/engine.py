@@ -14,7 +14,7 @@ from typing import Any
 
 import duckdb
 
-from polymkt_dagster.lib.duck import connect
+from polymkt_dagster.lib.core.duck import connect
 from polymkt_dagster.lib.search.analysis import meaningful_words, normalise_numbers
 from polymkt_dagster.lib.search.common import (
     BM25_B,

@@ -12,12 +12,12 @@ from typing import TYPE_CHECKING
 
 import duckdb
 
-from polymkt_dagster.lib.duck import connect, sql_string
+from polymkt_dagster.lib.core.duck import connect, sql_string
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from polymkt_dagster.lib.lake import Lake
+    from polymkt_dagster.lib.core.lake import Lake
 from polymkt_dagster.lib.search.common import (
     DOCUMENT_TEXT_SQL,
     HNSW_OPTIONS,
