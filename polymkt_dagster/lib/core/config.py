@@ -75,6 +75,15 @@ def _choice(env: Mapping[str, str], name: str, default: str, allowed: tuple[str,
     return value
 
 
+def _name(env: Mapping[str, str], name: str, default: str) -> str:
+    """A source name; which names exist is the source registry's to say, when the source is made
+    (lib/ingest/sources/registry.py), so that a new source is registered in one place."""
+    value = env.get(name, default).strip().lower() or default
+    if not value.isidentifier():
+        raise ConfigError(f"{name}={value!r} is not a source name")
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything the platform reads from the environment, with documented defaults."""
@@ -174,9 +183,7 @@ class Settings:
             goldsky_orderbook_url=text("GOLDSKY_ORDERBOOK_URL", defaults.goldsky_orderbook_url)
             or "",
             polygon_rpc_url=text("POLYGON_RPC_URL", defaults.polygon_rpc_url) or "",
-            order_filled_source=_choice(
-                env, "POLYMKT_ORDER_FILLED_SOURCE", "goldsky", ("goldsky", "rpc")
-            ),
+            order_filled_source=_name(env, "POLYMKT_ORDER_FILLED_SOURCE", "goldsky"),
             openai_api_key=text("OPENAI_API_KEY", None),
             openai_base_url=text("OPENAI_BASE_URL", None),
             openai_embedding_model=text("OPENAI_EMBEDDING_MODEL", defaults.openai_embedding_model)
@@ -194,7 +201,7 @@ class Settings:
             clickhouse_user=text("CLICKHOUSE_USER", None),
             clickhouse_password=text("CLICKHOUSE_PASSWORD", None),
             rpc_confirmations=_positive_int(env, "POLYMKT_RPC_CONFIRMATIONS", 32, minimum=0),
-            ctf_events_source=_choice(env, "POLYMKT_CTF_EVENTS_SOURCE", "rpc", ("rpc", "goldsky")),
+            ctf_events_source=_name(env, "POLYMKT_CTF_EVENTS_SOURCE", "rpc"),
             goldsky_activity_url=text("GOLDSKY_ACTIVITY_URL", defaults.goldsky_activity_url) or "",
             s3_region=text("S3_REGION", defaults.s3_region) or defaults.s3_region,
             s3_access_key_id=text("S3_ACCESS_KEY_ID", None),

@@ -32,12 +32,10 @@ from polymkt_dagster.lib.core.schemas import CTF_EVENTS, ORDER_FILLED, Table
 from polymkt_dagster.lib.ingest.market_sync import TokenLookupReport, lookup_unknown_tokens
 from polymkt_dagster.lib.ingest.merge import merge_day_rows
 from polymkt_dagster.lib.ingest.sources.csv_source import Rejects
-from polymkt_dagster.lib.ingest.sources.ctf_events import CtfRpcSource, rows_by_event
-from polymkt_dagster.lib.ingest.sources.ctf_goldsky import CtfGoldskySource
+from polymkt_dagster.lib.ingest.sources.ctf_events import rows_by_event
 from polymkt_dagster.lib.ingest.sources.fill_source import FillSource
 from polymkt_dagster.lib.ingest.sources.gamma_client import AuditTrail, GammaClient
-from polymkt_dagster.lib.ingest.sources.goldsky import GoldskySource
-from polymkt_dagster.lib.ingest.sources.rpc import RpcSource
+from polymkt_dagster.lib.ingest.sources.registry import make_source, source_names
 from polymkt_dagster.lib.ingest.sync_state import Coverage, StateFile, sync_lock
 from polymkt_dagster.lib.ingest.trades import DeriveReport, derive_trades
 
@@ -57,22 +55,13 @@ def ctf_events_state(lake: Lake, source: str) -> StateFile:
 
 
 def make_ctf_source(settings: Settings, source: str | None = None) -> FillSource:
-    """The CTF position-event source (docs/architecture.md §3.1)."""
-    name = source or settings.ctf_events_source
-    if name == "rpc":
-        return CtfRpcSource(settings.polygon_rpc_url, confirmations=settings.rpc_confirmations)
-    if name == "goldsky":
-        return CtfGoldskySource(settings.goldsky_activity_url)
-    raise ValueError(f"CTF event source must be rpc or goldsky, not {name!r}")
+    """The CTF position-event source (docs/architecture.md §3.1) named, or the configured one."""
+    return make_source(settings, "ctf_events", source)
 
 
 def make_fill_source(settings: Settings, source: str | None = None) -> FillSource:
-    name = source or settings.order_filled_source
-    if name == "goldsky":
-        return GoldskySource(settings.goldsky_orderbook_url)
-    if name == "rpc":
-        return RpcSource(settings.polygon_rpc_url, confirmations=settings.rpc_confirmations)
-    raise ValueError(f"order fill source must be goldsky or rpc, not {name!r}")
+    """The order-fill source named, or the configured one."""
+    return make_source(settings, "order_filled", source)
 
 
 def make_gamma_client(settings: Settings, lake: Lake, kinds: tuple[str, ...] = ()) -> GammaClient:
@@ -333,8 +322,10 @@ def days_to_sync(now: datetime, synced_until: datetime | None) -> list[date]:
 def sync_status(lake: Lake) -> dict[str, Any]:
     """Coverage of every fill source (and CTF event source) for `polymkt sync status`."""
     document: dict[str, Any] = {}
-    states = [(name, fills_state(lake, name)) for name in ("goldsky", "rpc")]
-    states += [(f"ctf_events_{name}", ctf_events_state(lake, name)) for name in ("goldsky", "rpc")]
+    states = [(name, fills_state(lake, name)) for name in source_names("order_filled")]
+    states += [
+        (f"ctf_events_{name}", ctf_events_state(lake, name)) for name in source_names("ctf_events")
+    ]
     for name, state_file in states:
         state = state_file.load()
         if not state:

@@ -38,7 +38,7 @@ def test_values_from_environment() -> None:
         ("POLYMKT_PARQUET_PARTITIONING_ENABLED", "maybe", "not a boolean"),
         ("POLYMKT_PARQUET_HASH_BUCKET_COUNT", "0", "at least 1"),
         ("POLYMKT_PARQUET_HASH_BUCKET_COUNT", "eight", "not an integer"),
-        ("POLYMKT_ORDER_FILLED_SOURCE", "ftp", "one of goldsky, rpc"),
+        ("POLYMKT_ORDER_FILLED_SOURCE", "ftp://x", "not a source name"),
     ],
 )
 def test_bad_values_are_named(name: str, value: str, message: str) -> None:

@@ -32,6 +32,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from polymkt_dagster.lib.core.config import Settings
 from polymkt_dagster.lib.core.http import RequestStats, RetryPolicy
 from polymkt_dagster.lib.ingest.sources.ctf_events import CtfColumns
 from polymkt_dagster.lib.ingest.sources.fill_source import FillBatch, RejectedFill, to_int, to_text
@@ -130,6 +131,10 @@ class CtfGoldskySource:
 
     name = "goldsky"
     position_unit = "second"
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> CtfGoldskySource:
+        return cls(settings.goldsky_activity_url)
 
     def __init__(
         self,

@@ -14,6 +14,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+from polymkt_dagster.lib.core.config import Settings
 from polymkt_dagster.lib.core.http import (
     HttpClient,
     RequestStats,
@@ -78,6 +79,10 @@ class GoldskySource:
     # The entity paged and its fields; another entity subclasses with its own and ``_add``.
     entity = "orderFilledEvents"
     fields = FIELDS
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> GoldskySource:
+        return cls(settings.goldsky_orderbook_url)
 
     def __init__(
         self,

@@ -19,8 +19,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Self
 
+from polymkt_dagster.lib.core.config import Settings
 from polymkt_dagster.lib.core.http import (
     HttpClient,
     RequestStats,
@@ -143,6 +144,10 @@ def _transient_rpc(document: Any) -> str | None:
 class RpcSource:
     name = "rpc"
     position_unit = "block"
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Self:
+        return cls(settings.polygon_rpc_url, confirmations=settings.rpc_confirmations)
 
     def __init__(
         self,
