@@ -1,0 +1,1 @@
+"""The derived analytics layer: price bars, market summary, resolutions, election groups."""

@@ -1,0 +1,1 @@
+"""What every domain uses: settings, the lake, schemas, DuckDB, HTTP, secrets, UI helpers."""

@@ -1,0 +1,1 @@
+"""Getting data in: file bootstrap, live sync, merge into the raw tables, trade derivation."""

@@ -1,0 +1,1 @@
+"""Research: favorite signals, datasets, backtests and the agents that write them."""

@@ -1,0 +1,1 @@
+"""Wallet tracking: the positions ledger, P&L snapshots, alerts, rollups, watchlists."""

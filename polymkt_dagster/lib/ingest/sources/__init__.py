@@ -1,0 +1,1 @@
+"""Where raw rows come from: CSV/JSON dumps, Gamma, Goldsky, Polygon RPC; the registry."""
