@@ -162,7 +162,10 @@ def warm_compiled_ledger() -> None:
     import numpy as np
     import pyarrow as pa
 
-    from polymkt_dagster.lib.wallets import positions as p
+    from polymkt_dagster.lib.wallets.fill_reader import read_sorted_rows
+    from polymkt_dagster.lib.wallets.ledger import run_ledger
+    from polymkt_dagster.lib.wallets.position_events import EventRows
+    from polymkt_dagster.lib.wallets.position_summary import summarize_fills
 
     started = time.perf_counter()
     fills = pa.table(
@@ -172,12 +175,14 @@ def warm_compiled_ledger() -> None:
             "price": [0.5, 0.6], "fee": [0.0, 0.0], "frn": np.array([0, 1], np.int64),
         }
     )  # fmt: skip
-    p.summarize_fills(fills, 2)
-    p.run_ledger(np.array([1]), np.array([True]), np.array([1.0]), np.array([0.5]))
-    raw = p._RawFills.allocate(2)  # the counting sort, merge and gather of load_sorted_fills
-    raw.keep[:], raw.wid[:], raw.tid[:], raw.payload["ts"] = True, 0, [1, 0], [1, 2]
-    raw.payload["kind"], raw.prefix = 0, 1
-    p._sorted_fills(raw, 1, 2)
+    summarize_fills(fills, 2)
+    run_ledger(np.array([1]), np.array([True]), np.array([1.0]), np.array([0.5]))
+    # the counting sort, merge and gather of load_sorted_fills, over two opening rows
+    opening = pa.table(
+        {"wallet": ["0xa", "0xa"], "token_id": ["2", "1"], "shares": [1.0, 1.0],
+         "avg_price": [0.5, 0.5]}
+    )  # fmt: skip
+    read_sorted_rows([], opening, 1, None, None, EventRows.empty())
     print(f"compiled ledger ready in {time.perf_counter() - started:.1f} s", flush=True)
 
 
@@ -199,14 +204,15 @@ def worker_scan(root: Path) -> None:
 def worker_positions(root: Path, out: Path, fills_only: bool = False) -> None:
     from polymkt_dagster.lib.core.duck import connect
     from polymkt_dagster.lib.core.lake import Lake
+    from polymkt_dagster.lib.wallets import ledger_input
     from polymkt_dagster.lib.wallets import positions as p
     from polymkt_dagster.lib.wallets.position_events import EventRows
 
     lake = Lake(root)
     if fills_only:  # the same ledger, the position events left out
-        p.load_event_rows = lambda *args, **kwargs: EventRows.empty()
+        ledger_input.load_event_rows = lambda *args, **kwargs: EventRows.empty()
     stages: dict[str, float] = {}
-    original_load, original_ledger = p.load_sorted_fills, p._summarize_rows
+    original_load, original_ledger = p.load_sorted_fills, p.summarize_chunk
 
     def timed(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
         def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -218,7 +224,7 @@ def worker_positions(root: Path, out: Path, fills_only: bool = False) -> None:
         return wrapper
 
     p.load_sorted_fills = timed("load+sort", original_load)
-    p._summarize_rows = timed("ledger (second thread)", original_ledger)
+    p.summarize_chunk = timed("ledger (second thread)", original_ledger)
     with connect() as con:
         started = time.perf_counter()
         p.compute_positions(con, lake, output=out)

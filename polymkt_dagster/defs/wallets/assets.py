@@ -23,7 +23,8 @@ from polymkt_dagster.lib.core.duck import connect, sql_string
 from polymkt_dagster.lib.core.lake import DAY_COLUMN, Lake
 from polymkt_dagster.lib.core.report import markdown_table
 from polymkt_dagster.lib.wallets import alerts as alerts_lib
-from polymkt_dagster.lib.wallets.positions import compute_positions, oversell_report, wallet_totals
+from polymkt_dagster.lib.wallets.position_reports import oversell_report, wallet_totals
+from polymkt_dagster.lib.wallets.positions import compute_positions
 from polymkt_dagster.lib.wallets.rollups import GRAINS, build_rollups, market_table, wallet_table
 from polymkt_dagster.lib.wallets.snapshots import SNAPSHOT_SCHEMA, snapshot_days
 from polymkt_dagster.lib.wallets.watchlists import (

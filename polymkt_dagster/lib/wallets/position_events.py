@@ -1,7 +1,7 @@
 """Position events of the Conditional Tokens framework as rows of the positions ledger.
 
 ``ctf_events`` (docs/architecture.md §3.1) holds splits, merges, redemptions and neg-risk
-conversions as they happened on chain. The positions ledger (``lib/wallets/positions.py``) reads
+conversions as they happened on chain. The positions ledger (``lib/wallets/ledger.py``) reads
 them as buys and sells of outcome tokens, as Polymarket's pnl-subgraph does
 (Polymarket/polymarket-subgraph, ``pnl-subgraph/src``):
 
@@ -126,7 +126,7 @@ def event_rows_sql(
     """The ledger rows of the users' position events in ``files`` (see the module doc);
     ``wallets`` a relation of (wallet) to keep, or None for every wallet; ``token_info`` a
     relation of (token_id, payout): each outcome's payout, NULL while unresolved
-    (``positions.token_info_sql``, from ``lib/analytics/resolutions.py``)."""
+    (``ledger_input.token_info_sql``, from ``lib/analytics/resolutions.py``)."""
     ctf = lake.scan_sql(CTF_EVENTS, files)
     not_a_user = ", ".join(f"'{a}'" for a in NOT_A_USER)
     window = " ".join(

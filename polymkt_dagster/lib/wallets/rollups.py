@@ -4,7 +4,7 @@ Per bucket:
 
 - wallet_metrics: volume_usd, trades, buys, sells over the wallet's own fills (maker ==
   wallet), realized_pnl (what its fills and CTF position events realized in the bucket:
-  sells, merges, redemptions, conversions, by the positions ledger of ``lib/wallets/positions.py``
+  sells, merges, redemptions, conversions, by the positions ledger of ``lib/wallets/ledger.py``
   over its whole history; a resolved market's shares realize when redeemed),
   counterparties (distinct wallets on the other side of its matches, as maker or as
   taker), markets (distinct), last_price (its last fill).
@@ -27,7 +27,7 @@ import duckdb
 
 from polymkt_dagster.lib.core.lake import DAY_COLUMN, Lake, PartitionWrite
 from polymkt_dagster.lib.core.schemas import CTF_EVENTS, TRADES
-from polymkt_dagster.lib.wallets.positions import drop_ledger_state, register_ledger_state
+from polymkt_dagster.lib.wallets.ledger_state import drop_ledger_state, register_ledger_state
 
 GRAINS: dict[str, str] = {"1m": "minute", "1h": "hour", "1d": "day"}
 WALLET_TABLE = "analytics/wallets/metrics_{grain}"

@@ -2,7 +2,7 @@
 
 At each snapshot time t, per wallet: realized P&L of every ledger row at or before t (fills
 and CTF position events: merges, redemptions and conversions realize too, by the same
-ledger as ``lib/wallets/positions.py``), unrealized = sum over held positions of shares x (mark -
+ledger as ``lib/wallets/ledger.py``), unrealized = sum over held positions of shares x (mark -
 avg_price) with mark = the payout when the market resolved at or before t (held shares
 realize only when redeemed), else the token's last trade price at or before t (none while
 the token never traded: such shares add no unrealized P&L or exposure, as in
@@ -29,11 +29,8 @@ import pyarrow.parquet as pq
 
 from polymkt_dagster.lib.core.duck import MemoryLimitError, memory_limit_message, sql_string
 from polymkt_dagster.lib.core.lake import PART_FILE, Lake, write_atomically
-from polymkt_dagster.lib.wallets.positions import (
-    drop_ledger_state,
-    fills_source_sql,
-    register_ledger_state,
-)
+from polymkt_dagster.lib.wallets.ledger_input import fills_source_sql
+from polymkt_dagster.lib.wallets.ledger_state import drop_ledger_state, register_ledger_state
 
 SNAPSHOT_INTERVAL = timedelta(minutes=5)
 SNAPSHOT_COLUMNS = (

@@ -13,16 +13,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from polymkt_dagster.lib.core.duck import connect
-from polymkt_dagster.lib.wallets.positions import (
+from polymkt_dagster.lib.wallets.ledger import PositionsInputError, run_ledger
+from polymkt_dagster.lib.wallets.position_events import (
     KIND_EVENT,
     KIND_EVENT_SELL_ALL,
     KIND_EVENT_SELL_AT_AVG,
     KIND_FILL,
-    PositionsInputError,
-    compute_positions,
-    oversell_report,
-    run_ledger,
 )
+from polymkt_dagster.lib.wallets.position_reports import oversell_report
+from polymkt_dagster.lib.wallets.positions import compute_positions
 from polymkt_dagster_tests.wallet_helpers import (
     BINARY_NO,
     BINARY_YES,
@@ -342,7 +341,7 @@ def test_pnl_equals_cash_flows_plus_marked_value(rows: list, marks: list[float])
 
 
 def test_reflected_walk_closed_form_equals_the_scan() -> None:
-    from polymkt_dagster.lib.wallets.positions import _reflected_walk, _reflected_walk_scan
+    from polymkt_dagster.lib.wallets.ledger import _reflected_walk, _reflected_walk_scan
 
     rng = np.random.default_rng(3)
     group = np.sort(rng.integers(0, 300, 5_000))
@@ -357,7 +356,7 @@ def test_reflected_walk_closed_form_equals_the_scan() -> None:
 def test_sorted_fills_order_groups_by_time_and_fall_back_when_files_are_unsorted() -> None:
     """The counting sort keeps lake order within a (wallet, token) group; when that order
     is not by time (an unsorted file), the full sort gives (time, file row) order."""
-    from polymkt_dagster.lib.wallets.positions import _RawFills, _sorted_fills
+    from polymkt_dagster.lib.wallets.fill_reader import _RawFills, _sorted_fills
 
     raw = _RawFills.allocate(6)
     raw.wid[:] = [1, 0, 1, 0, 1, 0]
@@ -381,7 +380,7 @@ def test_sorted_fills_order_groups_by_time_and_fall_back_when_files_are_unsorted
 def test_numbering_keeps_earlier_numbers_and_sorts_at_the_end() -> None:
     import pyarrow as pa
 
-    from polymkt_dagster.lib.wallets.positions import _Numbering
+    from polymkt_dagster.lib.wallets.fill_reader import _Numbering
 
     numbering = _Numbering()
     first = numbering.add([pa.array(["b", "a"]), pa.array(["c", "b"])])

@@ -16,7 +16,8 @@ from polymkt_dagster.lib.core.duck import connect
 from polymkt_dagster.lib.core.lake import Lake
 from polymkt_dagster.lib.core.schemas import CTF_EVENTS, TRADES
 from polymkt_dagster.lib.wallets import alerts as alerts_lib
-from polymkt_dagster.lib.wallets.positions import compute_positions, token_info_sql
+from polymkt_dagster.lib.wallets.ledger_input import token_info_sql
+from polymkt_dagster.lib.wallets.positions import compute_positions
 from polymkt_dagster.lib.wallets.rollups import build_rollups, market_table, wallet_table
 from polymkt_dagster.lib.wallets.snapshots import SnapshotEngine, day_grid, snapshot_days
 from polymkt_dagster.lib.wallets.watchlists import (
@@ -324,16 +325,16 @@ def test_compiled_and_numpy_positions_agree(
 ) -> None:
     """The compiled summary pass and the numpy ledger path give the same positions file
     (the sample's lake; the hand-made lake with CTF position events)."""
-    from polymkt_dagster.lib.wallets import positions as p
+    from polymkt_dagster.lib.wallets import ledger_kernels
 
     lake = build_event_lake(tmp_path / "parquet") if with_events else wallet_lake
     with connect() as con:
-        p.compute_positions(con, lake, output=tmp_path / "compiled.parquet")
-        monkeypatch.setattr(p, "_compiled_summary", None)
-        monkeypatch.setattr(p, "_compiled_loop", None)
-        monkeypatch.setattr(p, "_compiled_last_trade", None)
-        monkeypatch.setattr(p, "_compiled_group_order", None)  # the full sort instead
-        p.compute_positions(con, lake, output=tmp_path / "numpy.parquet")
+        compute_positions(con, lake, output=tmp_path / "compiled.parquet")
+        monkeypatch.setattr(ledger_kernels, "compiled_summary", None)
+        monkeypatch.setattr(ledger_kernels, "compiled_ledger", None)
+        monkeypatch.setattr(ledger_kernels, "compiled_last_trade", None)
+        monkeypatch.setattr(ledger_kernels, "compiled_group_order", None)  # the full sort instead
+        compute_positions(con, lake, output=tmp_path / "numpy.parquet")
     compiled = pq.read_table(tmp_path / "compiled.parquet").to_pylist()
     plain = pq.read_table(tmp_path / "numpy.parquet").to_pylist()
     assert len(compiled) == len(plain) > (6 if with_events else 1000)
@@ -404,7 +405,7 @@ def test_numbering_dictionaries_in_many_rounds_gives_the_same_positions(
 ) -> None:
     """Wallets and tokens are numbered a batch of row groups at a time (memory); numbering
     after every row group must give the same ids, hence the same positions."""
-    from polymkt_dagster.lib.wallets import positions as p
+    from polymkt_dagster.lib.wallets import fill_reader as p
 
     with connect() as con:
         once = compute_positions(con, wallet_lake).drop_columns(["as_of"])
