@@ -10,8 +10,8 @@ peak RSS under 2 GB.
 Steps: generate the poly_data-layout sample (``generate_sample``), then run the bare copy and
 ``import_order_filled`` alternately, ``--repeats`` times each, every run in a fresh Python
 process (peak RSS is that process's own VmHWM); the best time of each is compared. Imports
-are not timed (duckdb for the bare copy; ours, including ``order_fill_csv``, whose compiled
-kernels load on import), and are printed per run.
+are not timed (duckdb for the bare copy; ours, including ``order_fill_csv``, whose modules'
+compiled kernels load on import), and are printed per run.
 ``import_markets`` + ``derive_trades`` over the imported days are timed once afterwards and
 reported, not part of the ratio. Timings cover the work only (not interpreter start-up and
 imports). Always exits 0: a missed target is reported, not raised.

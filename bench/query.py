@@ -68,7 +68,7 @@ DEFAULT_BUDGET_S = 40.0
 def _canonical_fills_sql(relation: str) -> str:
     """poly_data orderFilled columns -> canonical order_filled + __day.
 
-    The same mapping as ``order_fill_csv.canonical_rules`` (the id from ``fill_ids``, computed
+    The same mapping as ``order_fill_rules.canonical_rules`` (the id from ``fill_ids``, computed
     per batch before this query as ``fill_id``; lower-cased addresses, unix seconds ->
     TIMESTAMPTZ, v1/csv),
     without its per-cell validation regexes: the generated data is valid by construction

@@ -393,11 +393,8 @@ def _one_line(exc: BaseException) -> str:
 
 
 def _limits(settings: Settings, max_rows: int, timeout_s: float | None) -> tuple[int, float]:
-    from polymkt_dagster.lib.serving.sql_guard import (
-        QueryLimitError,
-        validate_max_rows,
-        validate_timeout,
-    )
+    from polymkt_dagster.lib.serving.sql_guard import QueryLimitError, validate_max_rows
+    from polymkt_dagster.lib.serving.sql_runner import validate_timeout
 
     # sqlglot warns about the user's SQL on stderr; the guard's one-line verdict says enough
     logging.getLogger("sqlglot").setLevel(logging.ERROR)
@@ -414,13 +411,8 @@ def _limits(settings: Settings, max_rows: int, timeout_s: float | None) -> tuple
 
 
 def _run_sql(settings: Settings, sql: str, max_rows: int, timeout_s: float) -> Any:
-    from polymkt_dagster.lib.serving.sql_guard import (
-        QueryFailed,
-        QueryLimitError,
-        QueryTimeout,
-        SqlRefused,
-        run_guarded,
-    )
+    from polymkt_dagster.lib.serving.sql_guard import QueryLimitError, SqlRefused
+    from polymkt_dagster.lib.serving.sql_runner import QueryFailed, QueryTimeout, run_guarded
 
     engine, client = _engine(settings)
     try:

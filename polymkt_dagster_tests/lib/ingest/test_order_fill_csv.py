@@ -15,9 +15,10 @@ from polymkt_dagster.lib.core.duck import connect
 from polymkt_dagster.lib.core.lake import Lake
 from polymkt_dagster.lib.core.schemas import ORDER_FILLED, POLY_DATA_ORDER_FILLED_COLUMNS
 from polymkt_dagster.lib.ingest.bootstrap import import_order_filled
-from polymkt_dagster.lib.ingest.sources import order_fill_csv as ofc
+from polymkt_dagster.lib.ingest.sources import order_fill_fast_path as ofc
 from polymkt_dagster.lib.ingest.sources.csv_source import Rejects, scan_csv
-from polymkt_dagster.lib.ingest.sources.order_fill_csv import canonical_rules, import_fill_csv
+from polymkt_dagster.lib.ingest.sources.order_fill_csv import import_fill_csv
+from polymkt_dagster.lib.ingest.sources.order_fill_rules import canonical_rules
 
 HEADER = ",".join(POLY_DATA_ORDER_FILLED_COLUMNS)
 TOKEN = "7" * 77

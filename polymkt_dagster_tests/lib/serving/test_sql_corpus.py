@@ -28,7 +28,8 @@ import yaml
 from polymkt_dagster.lib.core.duck import connect
 from polymkt_dagster.lib.core.lake import Lake
 from polymkt_dagster.lib.serving import clickhouse as ch
-from polymkt_dagster.lib.serving.sql_guard import SqlRefused, guard_sql, run_guarded
+from polymkt_dagster.lib.serving.sql_guard import SqlRefused, guard_sql
+from polymkt_dagster.lib.serving.sql_runner import run_guarded
 from polymkt_dagster.lib.wallets.positions import compute_positions
 from polymkt_dagster.lib.wallets.rollups import build_rollups
 from polymkt_dagster_tests.wallet_helpers import (  # noqa: F401 - fixtures

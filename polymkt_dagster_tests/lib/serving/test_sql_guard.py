@@ -17,11 +17,13 @@ from polymkt_dagster.lib.core.lake import Lake
 from polymkt_dagster.lib.serving import clickhouse as ch
 from polymkt_dagster.lib.serving.sql_guard import (
     MAX_NESTING,
-    QueryFailed,
     QueryLimitError,
-    QueryTimeout,
     SqlRefused,
     guard_sql,
+)
+from polymkt_dagster.lib.serving.sql_runner import (
+    QueryFailed,
+    QueryTimeout,
     run_guarded,
     validate_timeout,
 )
@@ -242,7 +244,7 @@ def test_worker_is_killed_inside_a_single_long_function_call() -> None:
     """What DuckDB cannot interrupt (one function building a 10^9-character string) still
     ends at the deadline: the worker process is killed. The guard would refuse this SQL
     (nested replace); it goes to the worker directly to test the last wall."""
-    from polymkt_dagster.lib.serving.sql_guard import _run_duckdb_worker
+    from polymkt_dagster.lib.serving.sql_runner import _run_duckdb_worker
 
     one_k = "lpad('', 1000, 'a')"
     nested = f"replace(replace({one_k}, 'a', {one_k}), 'a', {one_k})"  # 10^9 characters
