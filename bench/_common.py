@@ -87,7 +87,8 @@ def emit_result(result: dict[str, Any]) -> None:
 
 def scale_for_fills(target: int) -> tuple[float, int]:
     """Smallest tried SampleConfig scale whose sample has at least ``target`` order fills."""
-    from polymkt_dagster.lib.sample.generate import FILLS_PER_SCALE, SampleConfig, count_order_fills
+    from polymkt_dagster.lib.sample.config import FILLS_PER_SCALE, SampleConfig
+    from polymkt_dagster.lib.sample.fills import count_order_fills
 
     scale = max(target / FILLS_PER_SCALE, 0.01)
     while True:

@@ -117,7 +117,8 @@ def worker_derive(data_dir: Path, root: Path) -> None:
 
 
 def generate(data_dir: Path, fills: int, seed: int) -> tuple[int, float, int]:
-    from polymkt_dagster.lib.sample.generate import SampleConfig, generate_sample
+    from polymkt_dagster.lib.sample.config import SampleConfig
+    from polymkt_dagster.lib.sample.generate import generate_sample
 
     scale, expected = c.scale_for_fills(fills)
     print(f"generating sample: scale {scale:.3f} (~{expected:,} fills) into {data_dir}")

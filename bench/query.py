@@ -114,11 +114,9 @@ def build_fills(root: Path, data_dir: Path, target: int, seed: int) -> dict[str,
     from polymkt_dagster.lib.core.duck import connect
     from polymkt_dagster.lib.core.lake import Lake
     from polymkt_dagster.lib.core.schemas import ORDER_FILLED
-    from polymkt_dagster.lib.sample.generate import (
-        SampleConfig,
-        generate_markets,
-        iter_order_fill_batches,
-    )
+    from polymkt_dagster.lib.sample.config import SampleConfig
+    from polymkt_dagster.lib.sample.fills import iter_order_fill_batches
+    from polymkt_dagster.lib.sample.gamma import generate_markets
 
     scale, expected = c.scale_for_fills(target)
     config = SampleConfig(scale=scale, seed=seed)

@@ -181,11 +181,9 @@ def _run(name: str, **options: object) -> c.WorkerRun:
 
 
 def main_driver(args: argparse.Namespace) -> None:
-    from polymkt_dagster.lib.sample.generate import (
-        SampleConfig,
-        generate_markets,
-        iter_order_fill_batches,
-    )
+    from polymkt_dagster.lib.sample.config import SampleConfig
+    from polymkt_dagster.lib.sample.fills import iter_order_fill_batches
+    from polymkt_dagster.lib.sample.gamma import generate_markets
     from polymkt_dagster_tests.servers.polymarket_apis import (
         ActivityServer,
         CtfStore,

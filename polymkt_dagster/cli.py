@@ -240,7 +240,8 @@ def sample(out: Path, scale: float, seed: int) -> None:
     """Generate a deterministic sample in the poly_data CSV layout."""
     from rich.progress import Progress
 
-    from polymkt_dagster.lib.sample.generate import SampleConfig, generate_sample
+    from polymkt_dagster.lib.sample.config import SampleConfig
+    from polymkt_dagster.lib.sample.generate import generate_sample
 
     if not (math.isfinite(scale) and 0 < scale <= MAX_SAMPLE_SCALE):
         fail(f"--scale must be a number above 0 and at most {MAX_SAMPLE_SCALE:g}, not {scale!r}")

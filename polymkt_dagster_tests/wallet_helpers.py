@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 
 from polymkt_dagster.lib.core.lake import Lake
-from polymkt_dagster.lib.sample.generate import SampleConfig, _build_universe
+from polymkt_dagster.lib.sample.config import SampleConfig
+from polymkt_dagster.lib.sample.universe import build_universe
 from polymkt_dagster_tests.servers.local_http import LocalHTTPServer
 
 _CHDB_DIR: list[Path] = []
@@ -37,7 +38,7 @@ def fresh_database() -> str:
 
 def sharp_wallets() -> set[str]:
     """The bundled sample's five sharp wallets (it is generated with the default config)."""
-    return set(_build_universe(SampleConfig()).sharp_wallets)
+    return set(build_universe(SampleConfig()).sharp_wallets)
 
 
 @pytest.fixture(scope="module")

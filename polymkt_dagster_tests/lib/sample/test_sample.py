@@ -1,4 +1,4 @@
-"""Tests for the deterministic sample-data generator (polymkt_dagster.lib.sample.generate)."""
+"""Tests for the deterministic sample-data generator (the polymkt_dagster.lib.sample package)."""
 
 from __future__ import annotations
 
@@ -13,22 +13,22 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pytest
 
-from polymkt_dagster.lib.sample.generate import (
+from polymkt_dagster.lib.sample.config import FILLS_PER_SCALE, SampleConfig
+from polymkt_dagster.lib.sample.fills import (
+    count_order_fills,
+    iter_order_fill_batches,
+    iter_trade_batches,
+)
+from polymkt_dagster.lib.sample.gamma import generate_markets
+from polymkt_dagster.lib.sample.generate import SampleSummary, generate_sample
+from polymkt_dagster.lib.sample.layout import (
     CTF_EXCHANGE,
-    FILLS_PER_SCALE,
     MARKETS_CSV_COLUMNS,
     NEG_RISK_EXCHANGE,
     ORDER_FILLED_COLUMNS,
     ORDER_FILLED_SCHEMA,
     TRADES_COLUMNS,
     TRADES_SCHEMA,
-    SampleConfig,
-    SampleSummary,
-    count_order_fills,
-    generate_markets,
-    generate_sample,
-    iter_order_fill_batches,
-    iter_trade_batches,
 )
 
 EXCHANGES = {CTF_EXCHANGE, NEG_RISK_EXCHANGE}

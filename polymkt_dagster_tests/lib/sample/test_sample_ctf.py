@@ -21,20 +21,16 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pytest
 
+from polymkt_dagster.lib.sample.config import SampleConfig
 from polymkt_dagster.lib.sample.ctf import (
+    CTF_EVENTS_CSV_COLUMNS,
     NEG_RISK_ADAPTER,
     UMA_CTF_ADAPTER,
     CtfMarket,
     CtfPlanner,
 )
-from polymkt_dagster.lib.sample.generate import (
-    CTF_EVENTS_CSV_COLUMNS,
-    CTF_EXCHANGE,
-    NEG_RISK_EXCHANGE,
-    SampleConfig,
-    generate_ctf_events,
-    generate_sample,
-)
+from polymkt_dagster.lib.sample.generate import generate_ctf_events, generate_sample
+from polymkt_dagster.lib.sample.layout import CTF_EXCHANGE, NEG_RISK_EXCHANGE
 
 REPO_SAMPLE = Path(__file__).resolve().parents[3] / "data" / "sample"
 NOT_USERS = {NEG_RISK_ADAPTER, CTF_EXCHANGE, NEG_RISK_EXCHANGE}
