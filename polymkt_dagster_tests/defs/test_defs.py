@@ -19,8 +19,10 @@ change, so the review shows exactly what moved:
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
+import pkgutil
 import subprocess
 import sys
 from pathlib import Path
@@ -28,6 +30,8 @@ from typing import Any
 
 import dagster as dg
 
+# The one module allowed a @dg.definitions function (it holds resources only).
+RESOURCES_MODULE = "polymkt_dagster.defs.shared.resources"
 SNAPSHOT = Path(__file__).with_name("defs_snapshot.json")
 UPDATE_ENV = "POLYMKT_UPDATE_SNAPSHOT"
 LOCATION_MODULE = "polymkt_dagster.definitions"
@@ -150,3 +154,37 @@ def test_the_code_location_matches_its_snapshot() -> None:
         f"the code location differs from {SNAPSHOT.name}; if the change is intended, "
         f"regenerate it with {UPDATE_ENV}=1 and commit it"
     )
+
+
+def _defs_modules() -> list[Any]:
+    import polymkt_dagster.defs as package
+
+    names = [m.name for m in pkgutil.walk_packages(package.__path__, f"{package.__name__}.")]
+    return [importlib.import_module(name) for name in sorted(names)]
+
+
+def test_every_definition_under_defs_is_loaded_by_discovery() -> None:
+    """One loading style: no module hides its objects behind a @dg.definitions function, and
+    every asset, check and sensor a module defines is in the code location."""
+    from polymkt_dagster.definitions import defs
+
+    graph = defs.resolve_asset_graph()
+    keys = graph.get_all_asset_keys()
+    check_keys = graph.asset_check_keys
+    sensors = {sensor.name for sensor in defs.sensors or []}
+    modules = _defs_modules()
+    assert len(modules) > 10, [m.__name__ for m in modules]
+    seen_assets = 0
+    for module in modules:
+        for name, value in vars(module).items():
+            where = f"{module.__name__}.{name}"
+            # The lazy object @dg.definitions returns (Dagster does not export its type).
+            if type(value).__name__ == "LazyDefinitions":
+                assert module.__name__ == RESOURCES_MODULE, f"{where} is a @dg.definitions"
+            elif isinstance(value, dg.AssetsDefinition):
+                seen_assets += 1
+                assert set(value.keys) <= keys, where
+                assert set(value.check_keys) <= check_keys, where
+            elif isinstance(value, dg.SensorDefinition):
+                assert value.name in sensors, where
+    assert seen_assets >= 15
