@@ -188,3 +188,20 @@ def test_every_definition_under_defs_is_loaded_by_discovery() -> None:
             elif isinstance(value, dg.SensorDefinition):
                 assert value.name in sensors, where
     assert seen_assets >= 15
+
+
+def test_the_partition_range_tags_are_the_ones_dagster_reads() -> None:
+    """defs/shared/tags.py spells Dagster's range tags itself (no private import): a run
+    request carrying them is read back as that partition range."""
+    from polymkt_dagster.defs.shared.tags import (
+        ASSET_PARTITION_RANGE_END_TAG,
+        ASSET_PARTITION_RANGE_START_TAG,
+    )
+
+    request = dg.RunRequest(
+        tags={
+            ASSET_PARTITION_RANGE_START_TAG: "2024-03-01",
+            ASSET_PARTITION_RANGE_END_TAG: "2024-03-04",
+        }
+    )
+    assert request.partition_key_range == dg.PartitionKeyRange("2024-03-01", "2024-03-04")
