@@ -19,6 +19,7 @@ change, so the review shows exactly what moved:
 
 from __future__ import annotations
 
+import ast
 import importlib
 import json
 import os
@@ -30,6 +31,9 @@ from typing import Any
 
 import dagster as dg
 
+# The domains of defs/ from upstream to downstream: a domain imports defs/shared and the
+# domains before it (their asset keys), never one after it (docs/architecture.md §7).
+DOMAIN_ORDER = ["ingest", "analytics", "wallets", "search", "research", "serving"]
 # The one module allowed a @dg.definitions function (it holds resources only).
 RESOURCES_MODULE = "polymkt_dagster.defs.shared.resources"
 SNAPSHOT = Path(__file__).with_name("defs_snapshot.json")
@@ -205,3 +209,31 @@ def test_the_partition_range_tags_are_the_ones_dagster_reads() -> None:
         }
     )
     assert request.partition_key_range == dg.PartitionKeyRange("2024-03-01", "2024-03-04")
+
+
+def _defs_imports(path: Path) -> set[str]:
+    """The polymkt_dagster.defs.* modules a file imports (at any depth of the file)."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+        elif isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+    return {n for n in names if n.startswith("polymkt_dagster.defs.")}
+
+
+def test_domains_import_only_shared_pieces_and_upstream_domains() -> None:
+    import polymkt_dagster.defs as package
+
+    root = Path(next(iter(package.__path__)))
+    domains = sorted(d.name for d in root.iterdir() if (d / "__init__.py").exists())
+    assert sorted([*DOMAIN_ORDER, "shared"]) == domains, "a new domain needs its place here"
+    for path in sorted(root.rglob("*.py")):
+        owner = path.relative_to(root).parts[0]
+        for imported in _defs_imports(path):
+            target = imported.split(".")[2]
+            where = f"{path.relative_to(root)} imports {imported}"
+            if owner == "shared":
+                assert target == "shared", where
+            elif owner in DOMAIN_ORDER and target in DOMAIN_ORDER:
+                assert DOMAIN_ORDER.index(target) <= DOMAIN_ORDER.index(owner), where
