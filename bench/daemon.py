@@ -34,8 +34,8 @@ def main() -> None:
     from dagster._core.scheduler.instigation import TickStatus
     from dagster._core.storage.tags import AUTOMATION_CONDITION_TAG
 
-    from polymkt_dagster.automation import AUTOMATION_SENSOR
     from polymkt_dagster.defs.ingest.sensors import FILLS_SENSOR, SENSOR_TAG
+    from polymkt_dagster.defs.shared.automation import AUTOMATION_SENSOR
     from polymkt_dagster_tests.servers.daemon import (
         IN_PROGRESS,
         instance_at,

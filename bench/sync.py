@@ -131,7 +131,7 @@ def worker_tick(args: argparse.Namespace) -> None:
     )
 
     from polymkt_dagster.defs.ingest.assets import raw_ctf_events, raw_order_filled, raw_trades
-    from polymkt_dagster.defs.resources import PolymktResource
+    from polymkt_dagster.defs.shared.resources import PolymktResource
     from polymkt_dagster.lib.ingest.sync import days_to_sync
 
     urls = json.loads(args.urls)

@@ -23,9 +23,9 @@ from dagster._core.storage.tags import (
 )
 from dagster._utils.error import SerializableErrorInfo
 
-from polymkt_dagster.defs.ingest.partitions import daily_partitions
-from polymkt_dagster.defs.resources import PolymktResource
-from polymkt_dagster.jobs import MAIN_JOB, run_job
+from polymkt_dagster.defs.jobs import MAIN_JOB
+from polymkt_dagster.defs.shared.partitions import daily_partitions
+from polymkt_dagster.defs.shared.resources import PolymktResource
 from polymkt_dagster.lib.core.config import Settings
 from polymkt_dagster.lib.core.duck import memory_limit_message
 from polymkt_dagster.lib.core.redact import redact_text
@@ -84,6 +84,8 @@ def run_pipeline(
     The daily range is the span of days found in the data dir's order fills, so a range
     of partitions is materialized in a single run (the assets' single-run backfill policy).
     """
+    from polymkt_dagster.definitions import run_job
+
     prepare_dagster_home(dagster_home)
     defs = _load_definitions()
     assets = [a for a in defs.assets or [] if isinstance(a, dg.AssetsDefinition)]

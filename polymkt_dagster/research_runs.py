@@ -11,14 +11,14 @@ from typing import Any
 
 import dagster as dg
 
+from polymkt_dagster.definitions import run_job
+from polymkt_dagster.defs.jobs import BACKTEST_JOB, FAVORITES_JOB
 from polymkt_dagster.defs.research.assets import (
     BACKTEST_RESULTS_KEY,
     FAVORITES_KEY,
 )
 from polymkt_dagster.defs.research.partitions import backtests_partitions, favorites_partitions
-from polymkt_dagster.defs.resources import PolymktResource
-from polymkt_dagster.defs.search.assets import openai_resource_from_env
-from polymkt_dagster.jobs import BACKTEST_JOB, FAVORITES_JOB, run_job
+from polymkt_dagster.defs.shared.resources import PolymktResource, openai_resource_from_env
 from polymkt_dagster.lib.analytics.election_groups import read_groups
 from polymkt_dagster.lib.core.config import Settings
 from polymkt_dagster.lib.core.redact import redact_text

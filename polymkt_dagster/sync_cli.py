@@ -329,7 +329,7 @@ def _backfill(
         ASSET_PARTITION_RANGE_START_TAG,
     )
 
-    from polymkt_dagster.defs.resources import PolymktResource
+    from polymkt_dagster.defs.shared.resources import PolymktResource
     from polymkt_dagster.pipeline import prepare_dagster_home, step_failure_causes
     from polymkt_dagster.run_hygiene import fail_orphaned_runs, process_tags
 

@@ -6,7 +6,6 @@ from datetime import UTC, datetime
 import dagster as dg
 import pytest
 
-from polymkt_dagster.automation import AUTOMATION_SENSOR, DAILY_LABEL, WHOLE_LABEL
 from polymkt_dagster.defs.analytics.assets import (
     ELECTION_GROUPS_KEY,
     MARKET_SUMMARY_KEY,
@@ -21,6 +20,7 @@ from polymkt_dagster.defs.ingest.assets import (
     TRADES_KEY,
 )
 from polymkt_dagster.defs.serving.trades_by_market import TRADES_BY_MARKET_KEY
+from polymkt_dagster.defs.shared.automation import AUTOMATION_SENSOR, DAILY_LABEL, WHOLE_LABEL
 from polymkt_dagster.defs.wallets.assets import (
     ALERTS_KEY,
     PNL_SNAPSHOTS_KEY,
@@ -154,7 +154,7 @@ def test_every_check_is_described_and_no_description_loses_text_to_html(defs):
 
 
 def test_the_main_and_research_jobs_are_in_the_definitions(defs):
-    from polymkt_dagster.jobs import BACKTEST_JOB, FAVORITES_JOB, MAIN_JOB
+    from polymkt_dagster.defs.jobs import BACKTEST_JOB, FAVORITES_JOB, MAIN_JOB
 
     main = defs.resolve_job_def(MAIN_JOB)
     assert TRADES_KEY in main.asset_layer.executable_asset_keys

@@ -21,7 +21,7 @@ import dagster as dg
 import pytest
 
 from polymkt_dagster.defs.ingest.assets import raw_markets, raw_order_filled
-from polymkt_dagster.defs.resources import PolymktResource
+from polymkt_dagster.defs.shared.resources import PolymktResource
 from polymkt_dagster.lib.core.duck import connect
 from polymkt_dagster.lib.core.lake import Lake
 from polymkt_dagster.lib.core.schemas import (

@@ -10,7 +10,7 @@ from dagster._core.storage.tags import (
 )
 
 from polymkt_dagster.defs.ingest.assets import raw_ctf_events
-from polymkt_dagster.defs.resources import PolymktResource
+from polymkt_dagster.defs.shared.resources import PolymktResource
 from polymkt_dagster.lib.core.lake import Lake, rows_in_files
 from polymkt_dagster.lib.core.schemas import CTF_EVENTS
 from polymkt_dagster.lib.ingest.bootstrap import source_day_range

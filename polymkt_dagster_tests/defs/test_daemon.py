@@ -10,11 +10,11 @@ import pytest
 from dagster._core.scheduler.instigation import TickStatus
 from dagster._core.storage.tags import AUTOMATION_CONDITION_TAG, SENSOR_NAME_TAG
 
-from polymkt_dagster.automation import AUTOMATION_SENSOR
 from polymkt_dagster.defs.analytics.assets import PRICES_1D_KEY, PRICES_1H_KEY
 from polymkt_dagster.defs.ingest.assets import TRADES_KEY
 from polymkt_dagster.defs.ingest.sensors import FILLS_SENSOR, MARKETS_SENSOR, SENSOR_TAG
 from polymkt_dagster.defs.serving.trades_by_market import TRADES_BY_MARKET_KEY
+from polymkt_dagster.defs.shared.automation import AUTOMATION_SENSOR
 from polymkt_dagster.lib.core.duck import connect
 from polymkt_dagster.lib.core.lake import Lake
 from polymkt_dagster.lib.core.schemas import ORDER_FILLED

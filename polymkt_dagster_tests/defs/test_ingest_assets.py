@@ -16,8 +16,8 @@ from polymkt_dagster.defs.ingest.assets import (
     raw_order_filled,
     raw_trades,
 )
-from polymkt_dagster.defs.resources import PolymktResource
 from polymkt_dagster.defs.serving.catalog import duckdb_catalog
+from polymkt_dagster.defs.shared.resources import PolymktResource
 from polymkt_dagster.lib.core.duck import connect
 from polymkt_dagster.lib.core.lake import Lake, rows_in_files
 from polymkt_dagster.lib.core.schemas import ORDER_FILLED, TRADES

@@ -27,8 +27,8 @@ from polymkt_dagster.defs.ingest.assets import (
     raw_order_filled,
     raw_trades,
 )
-from polymkt_dagster.defs.resources import PolymktResource
 from polymkt_dagster.defs.serving.s3_lake import s3_lake
+from polymkt_dagster.defs.shared.resources import PolymktResource
 from polymkt_dagster.lib.core.config import Settings
 from polymkt_dagster.lib.core.duck import connect
 from polymkt_dagster.lib.core.lake import Lake

@@ -29,8 +29,7 @@ from polymkt_dagster.defs.research.assets import (
     favorite_signals,
     research_registry_sensor,
 )
-from polymkt_dagster.defs.resources import PolymktResource
-from polymkt_dagster.defs.search.assets import SEMANTIC_SEARCH_DISABLED_KEY
+from polymkt_dagster.defs.shared.resources import SEMANTIC_SEARCH_DISABLED_KEY, PolymktResource
 from polymkt_dagster.lib.analytics.bars import newest_bar_time
 from polymkt_dagster.lib.analytics.election_groups import read_groups
 from polymkt_dagster.lib.analytics.price_series import (

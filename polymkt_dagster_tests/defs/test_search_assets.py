@@ -10,15 +10,17 @@ import dagster as dg
 import pytest
 from dagster_openai import OpenAIResource
 
-from polymkt_dagster.defs.resources import PolymktResource
 from polymkt_dagster.defs.search.assets import (
     BM25_KEY,
     EMBEDDINGS_KEY,
-    SEMANTIC_SEARCH_DISABLED_KEY,
     bm25_index,
     market_embeddings,
+)
+from polymkt_dagster.defs.shared.resources import (
+    SEMANTIC_SEARCH_DISABLED_KEY,
+    PolymktResource,
     openai_resource_from_env,
-    search_definitions,
+    resources,
 )
 from polymkt_dagster.lib import search as s
 from polymkt_dagster.lib.core.lake import Lake
@@ -151,7 +153,7 @@ def test_openai_resource_comes_from_the_environment() -> None:
     # Secrets stay environment references (never values in the definitions or the UI).
     assert isinstance(on.api_key, dg.EnvVar) and on.api_key.env_var_name == "POLYMKT_OPENAI_API_KEY"
     assert isinstance(on.base_url, dg.EnvVar)
-    assert "openai" in search_definitions().resources
+    assert "openai" in resources().resources
 
 
 @pytest.mark.parametrize("key", [BM25_KEY, EMBEDDINGS_KEY])

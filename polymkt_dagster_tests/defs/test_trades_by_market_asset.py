@@ -7,8 +7,9 @@ import dagster as dg
 import pyarrow.parquet as pq
 import pytest
 
-from polymkt_dagster.defs.resources import PolymktResource
-from polymkt_dagster.defs.serving.trades_by_market import after_every_sync, trades_by_market
+from polymkt_dagster.defs.serving.trades_by_market import trades_by_market
+from polymkt_dagster.defs.shared.automation import analytics_automation
+from polymkt_dagster.defs.shared.resources import PolymktResource
 from polymkt_dagster.lib.core.lake import Lake
 from polymkt_dagster.lib.core.schemas import TRADES
 from polymkt_dagster.lib.serving.queries import query_trades
@@ -68,6 +69,6 @@ def test_a_sync_rebuilds_only_the_delta(sample_lake: Lake, tmp_path: Path) -> No
 
 def test_analytics_mode_decides_automation(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("POLYMKT_ANALYTICS_MODE", "off")
-    assert after_every_sync() is None
+    assert analytics_automation() is None
     monkeypatch.setenv("POLYMKT_ANALYTICS_MODE", "on")
-    assert after_every_sync() is not None
+    assert analytics_automation() is not None

@@ -23,10 +23,10 @@ from polymkt_dagster.defs.ingest.assets import (
     raw_order_filled,
     raw_trades,
 )
-from polymkt_dagster.defs.resources import PolymktResource
-from polymkt_dagster.defs.serving.clickhouse import ClickHouseResource, serving_clickhouse
+from polymkt_dagster.defs.serving.clickhouse import serving_clickhouse
+from polymkt_dagster.defs.shared.automation import analytics_automation
+from polymkt_dagster.defs.shared.resources import ClickHouseResource, PolymktResource
 from polymkt_dagster.defs.wallets.assets import (
-    analytics_automation,
     metric_rollups,
     wallet_alerts,
     wallet_pnl_snapshots,

@@ -12,11 +12,12 @@ from polymkt_dagster.defs.ingest.assets import (
     EVENTS_KEY,
     MARKETS_KEY,
     TRADES_KEY,
-    check_results,
 )
-from polymkt_dagster.defs.ingest.partitions import daily_partitions, window_days
-from polymkt_dagster.defs.partition_metadata import describe_days
-from polymkt_dagster.defs.resources import PolymktResource
+from polymkt_dagster.defs.shared.automation import analytics_automation
+from polymkt_dagster.defs.shared.checks import check_results
+from polymkt_dagster.defs.shared.partition_metadata import describe_days
+from polymkt_dagster.defs.shared.partitions import daily_partitions, window_days
+from polymkt_dagster.defs.shared.resources import PolymktResource
 from polymkt_dagster.lib.analytics import bars as analytics
 from polymkt_dagster.lib.analytics import election_groups, price_series
 from polymkt_dagster.lib.core import charts
@@ -30,13 +31,6 @@ PRICES_1D_KEY = dg.AssetKey(["analytics", "prices_1d"])
 MARKET_SUMMARY_KEY = dg.AssetKey(["analytics", "market_summary"])
 PRICE_INDEX_KEY = dg.AssetKey(["analytics", "price_index"])
 ELECTION_GROUPS_KEY = dg.AssetKey(["analytics", "election_groups"])
-
-
-def analytics_automation() -> dg.AutomationCondition | None:
-    """Eager refresh after upstream updates, unless POLYMKT_ANALYTICS_MODE=off."""
-    from polymkt_dagster.lib.core.config import Settings
-
-    return dg.AutomationCondition.eager() if Settings.from_env().analytics_mode == "on" else None
 
 
 def _bars_preview(lake: Lake, table: Table, files: list[Path]) -> str:

@@ -7,9 +7,10 @@ from typing import Any
 import dagster as dg
 
 from polymkt_dagster.defs.ingest import live
-from polymkt_dagster.defs.ingest.partitions import daily_partitions, window_days
-from polymkt_dagster.defs.partition_metadata import describe_days
-from polymkt_dagster.defs.resources import PolymktResource
+from polymkt_dagster.defs.shared.checks import check_results
+from polymkt_dagster.defs.shared.partition_metadata import describe_days
+from polymkt_dagster.defs.shared.partitions import daily_partitions, window_days
+from polymkt_dagster.defs.shared.resources import PolymktResource
 from polymkt_dagster.lib.core.duck import connect
 from polymkt_dagster.lib.core.lake import Lake, rows_in_files
 from polymkt_dagster.lib.core.report import counts_table, markdown_table
@@ -71,23 +72,6 @@ def _import_metadata(report: bootstrap.ImportReport) -> dict[str, Any]:
             "\n".join(f"- `{a.file}`: {a.summary()}" for a in report.accounting) or "none"
         ),
     }
-
-
-def check_results(
-    outcomes: list[quality.CheckOutcome], blocking: set[str]
-) -> list[dg.AssetCheckResult]:
-    return [
-        dg.AssetCheckResult(
-            check_name=o.name,
-            passed=o.passed,
-            severity=(
-                dg.AssetCheckSeverity.ERROR if o.name in blocking else dg.AssetCheckSeverity.WARN
-            ),
-            description=o.description,
-            metadata=dict(o.metadata),
-        )
-        for o in outcomes
-    ]
 
 
 def _sync_or_import_gamma_table(

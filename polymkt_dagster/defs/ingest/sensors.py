@@ -14,10 +14,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import dagster as dg
-from dagster._core.storage.tags import (
-    ASSET_PARTITION_RANGE_END_TAG,
-    ASSET_PARTITION_RANGE_START_TAG,
-)
 
 from polymkt_dagster.defs.ingest.assets import (
     CTF_EVENTS_KEY,
@@ -27,8 +23,13 @@ from polymkt_dagster.defs.ingest.assets import (
     TRADES_KEY,
 )
 from polymkt_dagster.defs.ingest.live import INGEST_TAG
-from polymkt_dagster.defs.resources import PolymktResource
-from polymkt_dagster.defs.serving.s3_lake import S3_LAKE_KEY
+from polymkt_dagster.defs.shared.asset_keys import S3_LAKE_KEY
+from polymkt_dagster.defs.shared.resources import PolymktResource
+from polymkt_dagster.defs.shared.settings import ingest_live, settings_at_load
+from polymkt_dagster.defs.shared.tags import (
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
+)
 from polymkt_dagster.lib.core.config import Settings
 from polymkt_dagster.lib.core.http import SourceError
 from polymkt_dagster.lib.ingest import sync
@@ -41,8 +42,7 @@ MARKETS_FRESH_FOR = timedelta(minutes=55)
 
 
 def _default_status() -> dg.DefaultSensorStatus:
-    live = Settings.from_env().ingest_mode == "live"
-    return dg.DefaultSensorStatus.RUNNING if live else dg.DefaultSensorStatus.STOPPED
+    return dg.DefaultSensorStatus.RUNNING if ingest_live() else dg.DefaultSensorStatus.STOPPED
 
 
 def _load_cursor(raw: str | None) -> dict[str, Any]:
@@ -87,7 +87,7 @@ def _extra_keys(settings: Settings) -> list[dg.AssetKey]:
 
 @dg.sensor(
     name=FILLS_SENSOR,
-    minimum_interval_seconds=Settings.from_env().fills_sensor_interval_seconds,
+    minimum_interval_seconds=settings_at_load().fills_sensor_interval_seconds,
     asset_selection=[ORDER_FILLED_KEY, TRADES_KEY, CTF_EVENTS_KEY, S3_LAKE_KEY],
     default_status=_default_status(),
     description="Every 10 minutes: sync order fills and CTF position events and derive trades "

@@ -19,16 +19,16 @@ from polymkt_dagster.defs.analytics.assets import (
     ELECTION_GROUPS_KEY,
     PRICE_INDEX_KEY,
     PRICES_1H_KEY,
-    analytics_automation,
 )
-from polymkt_dagster.defs.ingest.assets import check_results
 from polymkt_dagster.defs.research.partitions import (
     backtests_partitions,
     datasets_partitions,
     favorites_partitions,
 )
-from polymkt_dagster.defs.resources import PolymktResource
-from polymkt_dagster.defs.search.assets import semantic_search_enabled
+from polymkt_dagster.defs.shared.automation import analytics_automation
+from polymkt_dagster.defs.shared.checks import check_results
+from polymkt_dagster.defs.shared.resources import PolymktResource, semantic_search_enabled
+from polymkt_dagster.defs.shared.settings import analytics_on
 from polymkt_dagster.lib.core import charts
 from polymkt_dagster.lib.core.duck import connect
 from polymkt_dagster.lib.core.report import markdown_table
@@ -359,9 +359,7 @@ def backtest_results(
     minimum_interval_seconds=30,
     asset_selection=[DATASETS_KEY],
     default_status=(
-        dg.DefaultSensorStatus.RUNNING
-        if analytics_automation() is not None
-        else dg.DefaultSensorStatus.STOPPED
+        dg.DefaultSensorStatus.RUNNING if analytics_on() else dg.DefaultSensorStatus.STOPPED
     ),
     description=(
         "Registers saved datasets and backtests as dynamic partitions and materializes new "

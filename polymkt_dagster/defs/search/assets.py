@@ -5,8 +5,6 @@ incremental by content hash, so a re-run over unchanged markets is cheap and sen
 embedding request. Both write the DuckDB catalog, hence the ``duckdb`` pool.
 """
 
-import os
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +14,11 @@ from dagster_openai import OpenAIResource
 from pydantic import Field
 
 from polymkt_dagster.defs.ingest.assets import MARKETS_KEY
-from polymkt_dagster.defs.resources import PolymktResource
+from polymkt_dagster.defs.shared.resources import (
+    OPENAI_API_KEY_ENV,
+    PolymktResource,
+    semantic_search_enabled,
+)
 from polymkt_dagster.lib.core.report import markdown_table
 from polymkt_dagster.lib.search import (
     LOCAL_EMBEDDING_MODEL,
@@ -31,27 +33,6 @@ from polymkt_dagster.lib.search import (
 
 BM25_KEY = dg.AssetKey(["search", "bm25_index"])
 EMBEDDINGS_KEY = dg.AssetKey(["search", "market_embeddings"])
-
-OPENAI_API_KEY_ENV = "POLYMKT_OPENAI_API_KEY"
-OPENAI_BASE_URL_ENV = "POLYMKT_OPENAI_BASE_URL"
-# OpenAIResource needs a key and builds its client when a run starts; without a configured
-# key it gets this placeholder, which the embeddings asset recognises before any request.
-SEMANTIC_SEARCH_DISABLED_KEY = "polymkt-semantic-search-disabled"
-
-
-def openai_resource_from_env(env: Mapping[str, str] | None = None) -> OpenAIResource:
-    """The "openai" resource: configured through EnvVar when POLYMKT_OPENAI_API_KEY is set."""
-    env = os.environ if env is None else env
-    if not (env.get(OPENAI_API_KEY_ENV) or "").strip():
-        return OpenAIResource(api_key=SEMANTIC_SEARCH_DISABLED_KEY)
-    base_url = (
-        dg.EnvVar(OPENAI_BASE_URL_ENV) if (env.get(OPENAI_BASE_URL_ENV) or "").strip() else None
-    )
-    return OpenAIResource(api_key=dg.EnvVar(OPENAI_API_KEY_ENV), base_url=base_url)
-
-
-def semantic_search_enabled(openai: OpenAIResource) -> bool:
-    return bool(openai.api_key) and openai.api_key != SEMANTIC_SEARCH_DISABLED_KEY
 
 
 def _preview(rows: list[tuple[str, str]], total: int) -> dg.MetadataValue:
@@ -195,13 +176,3 @@ def embeddings_metadata(report: EmbeddingReport, catalog_path: Path) -> dict[str
         "vector_index_path": dg.MetadataValue.path(str(vector_index_path(catalog_path))),
         "preview": _preview(report.embedded_sample, report.embedded),
     }
-
-
-@dg.definitions
-def search_definitions() -> dg.Definitions:
-    # A module with a @dg.definitions function is loaded through it alone (its other
-    # module-level assets are not scanned), so the assets are listed here too.
-    return dg.Definitions(
-        assets=[bm25_index, market_embeddings],
-        resources={"openai": openai_resource_from_env()},
-    )

@@ -9,7 +9,7 @@ from polymkt_dagster.defs.ingest.assets import (
     ORDER_FILLED_KEY,
     TRADES_KEY,
 )
-from polymkt_dagster.defs.resources import PolymktResource
+from polymkt_dagster.defs.shared.resources import PolymktResource
 from polymkt_dagster.lib.core.report import counts_table
 from polymkt_dagster.lib.serving.catalog import refresh_catalog
 

@@ -1,55 +1,20 @@
 """serving/clickhouse: publish rollups, positions, snapshots and alerts to ClickHouse."""
 
-import os
-
 import dagster as dg
 
-from polymkt_dagster.defs.resources import PolymktResource
+from polymkt_dagster.defs.shared.automation import analytics_automation
+from polymkt_dagster.defs.shared.resources import ClickHouseResource, PolymktResource
 from polymkt_dagster.defs.wallets.assets import (
     ALERTS_KEY,
     MARKET_METRIC_KEYS,
     PNL_SNAPSHOTS_KEY,
     POSITIONS_KEY,
     WALLET_METRIC_KEYS,
-    analytics_automation,
 )
-from polymkt_dagster.lib.core.config import Settings
 from polymkt_dagster.lib.core.report import markdown_table
 from polymkt_dagster.lib.serving import clickhouse as ch
 
 CLICKHOUSE_KEY = dg.AssetKey(["serving", "clickhouse"])
-
-
-class ClickHouseResource(dg.ConfigurableResource):
-    """clickhouse-connect client for a server (http://host:8123) or embedded chdb:///path.
-
-    chdb opens one data path per process: clients are shared per DSN (lib/clickhouse), so
-    every asset and test in a process that names the same DSN uses one session; tests keep
-    apart with their own ``database``.
-    """
-
-    enabled: bool = False
-    dsn: str = ""
-    user: str | None = None
-    password: str | None = None
-    database: str = "default"
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> "ClickHouseResource":
-        password = (
-            dg.EnvVar("POLYMKT_CLICKHOUSE_PASSWORD")
-            if os.environ.get("POLYMKT_CLICKHOUSE_PASSWORD")
-            else None
-        )
-        return cls(
-            enabled=settings.clickhouse_enabled,
-            dsn=settings.resolved_clickhouse_dsn,
-            user=settings.clickhouse_user,
-            password=password,  # type: ignore[arg-type]
-        )
-
-    def client(self):
-        return ch.get_client(self.dsn, user=self.user, password=self.password)
 
 
 @dg.asset(
@@ -107,13 +72,4 @@ def serving_clickhouse(
             "max_lag_s": float(max(lags)) if lags else 0.0,
             "tables": dg.MetadataValue.md(markdown_table(summary, limit=20)),
         }
-    )
-
-
-@dg.definitions
-def clickhouse_definitions() -> dg.Definitions:
-    # A module with a @dg.definitions function is loaded through it alone.
-    return dg.Definitions(
-        assets=[serving_clickhouse],
-        resources={"clickhouse": ClickHouseResource.from_settings(Settings.from_env())},
     )

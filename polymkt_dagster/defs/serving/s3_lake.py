@@ -1,11 +1,9 @@
 """serving/s3_lake: the lake mirrored to S3 (verified uploads, only what changed).
 
-The "s3" resource is dagster-aws ``S3Resource`` configured from POLYMKT_S3_* variables; the
-keys come through ``dg.EnvVar`` so their values never show in the UI or run config (without
-them boto3's own chain applies: AWS_* variables, a profile, an instance role).
+The "s3" resource is dagster-aws ``S3Resource`` configured from POLYMKT_S3_* variables
+(defs/shared/resources.py); the keys come through ``dg.EnvVar`` so their values never show in
+the UI or run config.
 """
-
-import os
 
 import dagster as dg
 from dagster_aws.s3 import S3Resource
@@ -17,22 +15,9 @@ from polymkt_dagster.defs.ingest.assets import (
     ORDER_FILLED_KEY,
     TRADES_KEY,
 )
-from polymkt_dagster.defs.resources import PolymktResource
-from polymkt_dagster.lib.core.config import Settings
+from polymkt_dagster.defs.shared.asset_keys import S3_LAKE_KEY
+from polymkt_dagster.defs.shared.resources import PolymktResource
 from polymkt_dagster.lib.serving.s3_lake import ensure_bucket, mirror_lake
-
-S3_LAKE_KEY = dg.AssetKey(["serving", "s3_lake"])
-
-
-def s3_resource_from_env() -> S3Resource:
-    settings = Settings.from_env()
-    has_keys = bool(os.environ.get("POLYMKT_S3_ACCESS_KEY_ID"))
-    return S3Resource(
-        endpoint_url=settings.s3_endpoint_url,
-        region_name=settings.s3_region,
-        aws_access_key_id=dg.EnvVar("POLYMKT_S3_ACCESS_KEY_ID") if has_keys else None,
-        aws_secret_access_key=dg.EnvVar("POLYMKT_S3_SECRET_ACCESS_KEY") if has_keys else None,
-    )
 
 
 @dg.asset(
@@ -87,9 +72,3 @@ def s3_lake(context: dg.AssetExecutionContext, polymkt: PolymktResource, s3: S3R
             ),
         }
     )
-
-
-@dg.definitions
-def s3_definitions() -> dg.Definitions:
-    # A module with a @dg.definitions function contributes only what that function returns.
-    return dg.Definitions(assets=[s3_lake], resources={"s3": s3_resource_from_env()})

@@ -3,7 +3,8 @@
 import dagster as dg
 
 from polymkt_dagster.defs.ingest.assets import TRADES_KEY
-from polymkt_dagster.defs.resources import PolymktResource
+from polymkt_dagster.defs.shared.automation import analytics_automation
+from polymkt_dagster.defs.shared.resources import PolymktResource
 from polymkt_dagster.lib.core import charts
 from polymkt_dagster.lib.core.config import Settings
 from polymkt_dagster.lib.serving.status import sync_status
@@ -12,24 +13,16 @@ from polymkt_dagster.lib.serving.trades_by_market import refresh, serving_dir
 TRADES_BY_MARKET_KEY = dg.AssetKey(["serving", "trades_by_market"])
 
 
-def after_every_sync() -> dg.AutomationCondition | None:
-    """Eager (after every raw/trades update) unless POLYMKT_ANALYTICS_MODE=off (manual then).
-
-    A run after a sync rebuilds only the small delta tier holding the days changed since
-    their year was built (about a second); a year is rebuilt once a day, or sooner when its
-    changes grow large (trades_by_market.refresh decides).
-    """
-    if Settings.from_env().analytics_mode != "on":
-        return None
-    return dg.AutomationCondition.eager()
-
-
 @dg.asset(
     key=TRADES_BY_MARKET_KEY,
     deps=[TRADES_KEY],
     group_name="serving",
     kinds={"arrow"},
-    automation_condition=after_every_sync(),
+    # After every raw/trades update (unless POLYMKT_ANALYTICS_MODE=off): a run after a sync
+    # rebuilds only the small delta tier holding the days changed since their year was built
+    # (about a second); a year is rebuilt once a day, or sooner when its changes grow large
+    # (trades_by_market.refresh decides).
+    automation_condition=analytics_automation(),
     description=(
         "raw/trades clustered by market (Arrow IPC, one file per year and market hash "
         "bucket) so `polymkt trades` / query_trades read a market's rows without opening "

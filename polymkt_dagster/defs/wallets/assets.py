@@ -15,10 +15,10 @@ import duckdb
 import pyarrow as pa
 
 from polymkt_dagster.defs.ingest.assets import MARKETS_KEY, TRADES_KEY
-from polymkt_dagster.defs.ingest.partitions import daily_partitions, window_days
-from polymkt_dagster.defs.partition_metadata import describe_days
-from polymkt_dagster.defs.resources import PolymktResource
-from polymkt_dagster.lib.core.config import Settings
+from polymkt_dagster.defs.shared.automation import analytics_automation
+from polymkt_dagster.defs.shared.partition_metadata import describe_days
+from polymkt_dagster.defs.shared.partitions import daily_partitions, window_days
+from polymkt_dagster.defs.shared.resources import PolymktResource
 from polymkt_dagster.lib.core.duck import connect, sql_string
 from polymkt_dagster.lib.core.lake import DAY_COLUMN, Lake
 from polymkt_dagster.lib.core.report import markdown_table
@@ -49,11 +49,6 @@ TOP_WALLET_COLUMNS = [
 WORST_OVERSELL_COLUMNS = [
     "wallet", "oversold_proceeds", "sell_proceeds", "oversold_share", "realized_pnl",
 ]  # fmt: skip
-
-
-def analytics_automation() -> dg.AutomationCondition | None:
-    """Eager (run after upstream updates) when POLYMKT_ANALYTICS_MODE=on, else manual only."""
-    return dg.AutomationCondition.eager() if Settings.from_env().analytics_mode == "on" else None
 
 
 def _watchlists(
@@ -345,23 +340,3 @@ def metric_rollups(context: dg.AssetExecutionContext, polymkt: PolymktResource):
                 asset_key=key,
                 metadata=describe_days(context, lake, table, days, metadata, asset_key=key),
             )
-
-
-WALLET_ASSET_KEYS = [
-    POSITIONS_KEY,
-    PNL_SNAPSHOTS_KEY,
-    ALERTS_KEY,
-    *WALLET_METRIC_KEYS.values(),
-    *MARKET_METRIC_KEYS.values(),
-    dg.AssetKey(["serving", "clickhouse"]),
-]
-
-
-@dg.definitions
-def wallets_definitions() -> dg.Definitions:
-    # A module with a @dg.definitions function is loaded through it alone. The eager
-    # conditions of these assets are evaluated by the one `analytics_automation` sensor
-    # (polymkt_dagster/automation.py), so a tick puts them in the same runs as the others.
-    return dg.Definitions(
-        assets=[wallet_positions, wallet_pnl_snapshots, wallet_alerts, metric_rollups],
-    )

@@ -1,5 +1,9 @@
 """Declarative automation that works on gappy histories, and the sensor that evaluates it.
 
+Assets ask for automation with :func:`analytics_automation` (eager when
+POLYMKT_ANALYTICS_MODE=on, none otherwise); the code location's build step
+(polymkt_dagster/definitions.py) then applies :func:`with_gap_tolerant_automation`.
+
 Dagster's ``AutomationCondition.eager()`` is unusable on this lake: it looks only at the
 latest daily partition (so a rebuilt older day is never refreshed downstream) and waits while
 *any* upstream partition is missing (the daily partitions start on 2020-09-01 and most days of
@@ -25,7 +29,7 @@ from collections.abc import Iterable, Mapping
 
 import dagster as dg
 
-from polymkt_dagster.lib.core.config import Settings
+from polymkt_dagster.defs.shared.settings import analytics_on, settings_at_load
 
 AUTOMATION_SENSOR = "analytics_automation"
 # Parents a day never waits for: a lake may hold a day's fills without its CTF position
@@ -34,6 +38,15 @@ AUTOMATION_SENSOR = "analytics_automation"
 OPTIONAL_PARENTS = (dg.AssetKey(["raw", "ctf_events"]),)
 DAILY_LABEL = "same_day_upstream_updated"
 WHOLE_LABEL = "any_upstream_partition_updated"
+
+
+def analytics_automation() -> dg.AutomationCondition | None:
+    """Eager (run after upstream updates) when POLYMKT_ANALYTICS_MODE=on, else manual only.
+
+    The eager condition is the asset's request to follow its parents; the build step swaps
+    it for the gap-tolerant condition of its partitioning.
+    """
+    return dg.AutomationCondition.eager() if analytics_on() else None
 
 
 def _keys(keys: Iterable[dg.AssetKey]) -> dg.AssetSelection:
@@ -111,7 +124,7 @@ def automation_sensor(
     exclude: Iterable[dg.AssetKey] = (),
 ) -> dg.AutomationConditionSensorDefinition:
     """Evaluates the conditions every 30 s; running by default when POLYMKT_ANALYTICS_MODE=on."""
-    settings = Settings.from_env()
+    settings = settings_at_load()
     on = settings.analytics_mode == "on"
     return dg.AutomationConditionSensorDefinition(
         AUTOMATION_SENSOR,

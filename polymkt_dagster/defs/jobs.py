@@ -1,10 +1,17 @@
 """Named jobs of the code location: what `polymkt pipeline` runs, so every run it records can
 be re-executed from the UI and shows on the overview timeline (an ad-hoc materialization
-runs as ``__ephemeral_asset_job__``, which the UI cannot re-execute)."""
+runs as ``__ephemeral_asset_job__``, which the UI cannot re-execute).
+
+The main job selects every unpartitioned or daily asset, so it is built from the loaded
+definitions by the code location's build step (polymkt_dagster/definitions.py); this module
+holds no definition of its own for the defs-folder loader to pick up.
+"""
 
 from __future__ import annotations
 
 import dagster as dg
+
+from polymkt_dagster.defs.shared.partitions import daily_partitions
 
 MAIN_JOB = "main"
 FAVORITES_JOB = "signals_favorites"
@@ -24,8 +31,7 @@ def _main_keys(defs: dg.Definitions, daily: dg.PartitionsDefinition) -> list[dg.
 
 
 def job_definitions(defs: dg.Definitions) -> dg.Definitions:
-    from polymkt_dagster.defs.ingest.partitions import daily_partitions
-
+    """The named jobs over the assets of ``defs``."""
     return dg.Definitions(
         jobs=[
             dg.define_asset_job(
@@ -48,37 +54,4 @@ def job_definitions(defs: dg.Definitions) -> dg.Definitions:
                 description="One saved backtest (a partition of backtest/results).",
             ),
         ]
-    )
-
-
-def run_job(
-    name: str,
-    *,
-    instance: dg.DagsterInstance,
-    resources: dict[str, object],
-    tags: dict[str, str],
-    run_config: dict[str, object] | None = None,
-    partition_key: str | None = None,
-    asset_selection: list[dg.AssetKey] | None = None,
-    raise_on_error: bool = False,
-) -> dg.ExecuteInProcessResult:
-    """Execute a job of the code location in this process, recorded under its own name."""
-    from polymkt_dagster.definitions import defs
-
-    # The caller's resources (its data dir) replace the location's: a job is built from
-    # definitions whose resources are bound, so they are swapped there, not per run.
-    with_resources = dg.Definitions(
-        assets=defs.assets,
-        asset_checks=defs.asset_checks,
-        jobs=defs.jobs,
-        resources={**(defs.resources or {}), **resources},
-        executor=defs.executor,
-    )
-    return with_resources.resolve_job_def(name).execute_in_process(
-        instance=instance,
-        tags=tags,
-        run_config=run_config,
-        partition_key=partition_key,
-        asset_selection=asset_selection,
-        raise_on_error=raise_on_error,
     )
