@@ -7,6 +7,7 @@ from typing import Any
 import dagster as dg
 
 from polymkt_dagster.defs.ingest import live
+from polymkt_dagster.defs.shared.asset_keys import RAW_KEYS
 from polymkt_dagster.defs.shared.checks import check_results
 from polymkt_dagster.defs.shared.partition_metadata import describe_days
 from polymkt_dagster.defs.shared.partitions import daily_partitions, window_days
@@ -25,11 +26,11 @@ from polymkt_dagster.lib.core.schemas import (
 from polymkt_dagster.lib.ingest import bootstrap, quality
 from polymkt_dagster.lib.ingest.trades import derive_trades
 
-MARKETS_KEY = dg.AssetKey(["raw", "markets"])
-EVENTS_KEY = dg.AssetKey(["raw", "events"])
-ORDER_FILLED_KEY = dg.AssetKey(["raw", "order_filled"])
-TRADES_KEY = dg.AssetKey(["raw", "trades"])
-CTF_EVENTS_KEY = dg.AssetKey(["raw", "ctf_events"])
+MARKETS_KEY = RAW_KEYS["markets"]
+EVENTS_KEY = RAW_KEYS["events"]
+ORDER_FILLED_KEY = RAW_KEYS["order_filled"]
+TRADES_KEY = RAW_KEYS["trades"]
+CTF_EVENTS_KEY = RAW_KEYS["ctf_events"]
 
 MARKET_PREVIEW = [
     "market_id",

@@ -29,13 +29,14 @@ from collections.abc import Iterable, Mapping
 
 import dagster as dg
 
+from polymkt_dagster.defs.shared.asset_keys import RAW_KEYS
 from polymkt_dagster.defs.shared.settings import analytics_on, settings_at_load
 
 AUTOMATION_SENSOR = "analytics_automation"
 # Parents a day never waits for: a lake may hold a day's fills without its CTF position
 # events (poly_data's layout has none), and that day's P&L must still follow the fills. An
 # update of such a parent's day still requests the day.
-OPTIONAL_PARENTS = (dg.AssetKey(["raw", "ctf_events"]),)
+OPTIONAL_PARENTS = (RAW_KEYS["ctf_events"],)
 DAILY_LABEL = "same_day_upstream_updated"
 WHOLE_LABEL = "any_upstream_partition_updated"
 

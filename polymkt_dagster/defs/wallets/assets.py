@@ -14,7 +14,7 @@ import dagster as dg
 import duckdb
 import pyarrow as pa
 
-from polymkt_dagster.defs.ingest.assets import MARKETS_KEY, TRADES_KEY
+from polymkt_dagster.defs.ingest.assets import CTF_EVENTS_KEY, MARKETS_KEY, TRADES_KEY
 from polymkt_dagster.defs.shared.automation import analytics_automation
 from polymkt_dagster.defs.shared.partition_metadata import describe_days
 from polymkt_dagster.defs.shared.partitions import daily_partitions, window_days
@@ -35,7 +35,6 @@ from polymkt_dagster.lib.wallets.watchlists import (
 )
 
 # raw/ctf_events (defs/ingest, docs/architecture.md §3.1): the position events the ledger reads
-CTF_EVENTS_KEY = dg.AssetKey(["raw", "ctf_events"])
 POSITIONS_KEY = dg.AssetKey(["wallets", "positions"])
 PNL_SNAPSHOTS_KEY = dg.AssetKey(["wallets", "pnl_snapshots"])
 ALERTS_KEY = dg.AssetKey(["wallets", "alerts"])
