@@ -2,6 +2,7 @@
 
     polymkt sync markets [--full]                  Gamma markets + events now
     polymkt sync fills [--start D --end D] …        order fills (+ trades) for a day window
+    polymkt sync ctf [--start D --end D] …          CTF position events for a day window
     polymkt sync backfill --start D --end D        the same as a Dagster range run (UI-visible)
     polymkt sync status                            watermarks and gaps per source
     polymkt sync s3                                mirror the lake to S3 now
