@@ -125,13 +125,13 @@ def worker_derive(args: argparse.Namespace) -> None:
 def worker_tick(args: argparse.Namespace) -> None:
     """One sensor tick's run, in-process through Dagster, as the sensor would request it."""
     import dagster as dg
-    from dagster._core.storage.tags import (
-        ASSET_PARTITION_RANGE_END_TAG,
-        ASSET_PARTITION_RANGE_START_TAG,
-    )
 
     from polymkt_dagster.defs.ingest.assets import raw_ctf_events, raw_order_filled, raw_trades
     from polymkt_dagster.defs.shared.resources import PolymktResource
+    from polymkt_dagster.defs.shared.tags import (
+        ASSET_PARTITION_RANGE_END_TAG,
+        ASSET_PARTITION_RANGE_START_TAG,
+    )
     from polymkt_dagster.lib.ingest.sync import days_to_sync
 
     urls = json.loads(args.urls)

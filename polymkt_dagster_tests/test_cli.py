@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from polymkt_dagster.cli import main
+from polymkt_dagster.cli.main import main
 from polymkt_dagster.lib.core.lake import Lake
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

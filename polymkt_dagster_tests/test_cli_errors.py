@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from rich.table import Table
 
-from polymkt_dagster.cli import hoist_data_dir
+from polymkt_dagster.cli.main import hoist_data_dir
 from polymkt_dagster.lib.core.lake import Lake
 from polymkt_dagster.lib.core.terminal import SafeConsole, escape, printable
 

@@ -24,10 +24,10 @@ import dagster as dg
 import pyarrow.parquet as pq
 import pytest
 
+from polymkt_dagster.cli.runs import RUN_TAG
 from polymkt_dagster.lib.core.crashpoints import CRASH_ENV
 from polymkt_dagster.lib.core.duck import TEMP_ROOT
 from polymkt_dagster.lib.core.housekeeping import LOCK_FILE
-from polymkt_dagster.pipeline import RUN_TAG
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CSV_ONLY = ("markets.csv", "orderFilled.csv")

@@ -15,7 +15,7 @@ import dagster as dg
 import pytest
 from click.testing import CliRunner
 
-from polymkt_dagster.cli import main
+from polymkt_dagster.cli.main import main
 from polymkt_dagster_tests.lib.research.test_agents import chat_route, nulls
 from polymkt_dagster_tests.research_data import build_research_data
 from polymkt_dagster_tests.servers.openai_compat import (  # noqa: F401 (fixture)

@@ -378,7 +378,7 @@ def test_sync_verbs_print_one_json_document(
 ) -> None:
     from click.testing import CliRunner
 
-    from polymkt_dagster.cli import main
+    from polymkt_dagster.cli.main import main
 
     data_dir = tmp_path / "data"
     runner = CliRunner()

@@ -15,7 +15,7 @@ from dagster._core.storage.tags import (
     ASSET_PARTITION_RANGE_START_TAG,
 )
 
-from polymkt_dagster.cli import main
+from polymkt_dagster.cli.main import main
 from polymkt_dagster.defs.ingest.assets import (
     raw_ctf_events,
     raw_events,

@@ -748,7 +748,7 @@ def test_search_command_json_is_one_document(
 def test_polymkt_search_cli(built: tuple[Path, Lake]) -> None:
     from click.testing import CliRunner
 
-    from polymkt_dagster.cli import main
+    from polymkt_dagster.cli.main import main
 
     runner = CliRunner(env={"POLYMKT_OPENAI_API_KEY": None})
     data_dir = str(built[0].parent)

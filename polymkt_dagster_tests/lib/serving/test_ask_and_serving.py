@@ -180,7 +180,7 @@ def test_unreachable_server_error_hides_credentials() -> None:
 def _invoke(tmp_path, *args: str, env: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
     from click.testing import CliRunner
 
-    from polymkt_dagster.cli import main
+    from polymkt_dagster.cli.main import main
 
     return CliRunner().invoke(main, ["--data-dir", str(tmp_path), *args], env=env or {})
 

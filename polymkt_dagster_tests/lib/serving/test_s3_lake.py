@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from polymkt_dagster.cli import main
+from polymkt_dagster.cli.main import main
 from polymkt_dagster.lib.core.duck import connect
 from polymkt_dagster.lib.core.lake import Lake
 from polymkt_dagster.lib.core.schemas import TRADES

@@ -8,39 +8,45 @@ test server, and one ``SourceSpec`` line below (docs/architecture.md "Adding a s
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import importlib
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from polymkt_dagster.lib.core.config import ConfigError, Settings
-from polymkt_dagster.lib.ingest.sources.ctf_events import CtfRpcSource
-from polymkt_dagster.lib.ingest.sources.ctf_goldsky import CtfGoldskySource
-from polymkt_dagster.lib.ingest.sources.fill_source import FillSource
-from polymkt_dagster.lib.ingest.sources.goldsky import GoldskySource
-from polymkt_dagster.lib.ingest.sources.rpc import RpcSource
+
+if TYPE_CHECKING:
+    from polymkt_dagster.lib.ingest.sources.fill_source import FillSource
 
 SourceKind = Literal["order_filled", "ctf_events"]
+SOURCES_PACKAGE = "polymkt_dagster.lib.ingest.sources"
 
 
 @dataclass(frozen=True)
 class SourceSpec:
     kind: SourceKind
     name: str
-    build: Callable[[Settings], FillSource]
+    # "module:Class" under lib/ingest/sources, imported only when the source is built: the
+    # CLI lists the names at start-up and must not pay for every client's imports (eth-abi).
+    implementation: str
     summary: str
+
+    def build(self, settings: Settings) -> FillSource:
+        module, _, class_name = self.implementation.partition(":")
+        source_class = getattr(importlib.import_module(f"{SOURCES_PACKAGE}.{module}"), class_name)
+        return source_class.from_settings(settings)
 
 
 # The first source of each kind is the default of its setting.
 SOURCES: tuple[SourceSpec, ...] = (
-    SourceSpec("order_filled", "goldsky", GoldskySource.from_settings,
+    SourceSpec("order_filled", "goldsky", "goldsky:GoldskySource",
                "Goldsky orderbook subgraph (orderFilledEvents), unix seconds"),
-    SourceSpec("order_filled", "rpc", RpcSource.from_settings,
+    SourceSpec("order_filled", "rpc", "rpc:RpcSource",
                "Polygon JSON-RPC eth_getLogs on the exchange contracts, blocks"),
-    SourceSpec("ctf_events", "rpc", CtfRpcSource.from_settings,
+    SourceSpec("ctf_events", "rpc", "ctf_events:CtfRpcSource",
                "Polygon JSON-RPC eth_getLogs on ConditionalTokens and the NegRiskAdapter"),
-    SourceSpec("ctf_events", "goldsky", CtfGoldskySource.from_settings,
+    SourceSpec("ctf_events", "goldsky", "ctf_goldsky:CtfGoldskySource",
                "Goldsky activity subgraph (no ConditionResolution), unix seconds"),
-)
+)  # fmt: skip
 
 SETTING_OF_KIND: dict[SourceKind, str] = {
     "order_filled": "POLYMKT_ORDER_FILLED_SOURCE",
@@ -65,6 +71,8 @@ def source_spec(kind: SourceKind, name: str) -> SourceSpec:
     )
 
 
-def make_source(settings: Settings, kind: SourceKind, name: str | None = None) -> FillSource:
+def make_source(
+    settings: Settings, kind: SourceKind, name: str | None = None
+) -> FillSource:
     """The source ``name`` of ``kind``, or the one the settings choose."""
     return source_spec(kind, name or configured_name(settings, kind)).build(settings)

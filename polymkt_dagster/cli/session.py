@@ -1,35 +1,36 @@
 """What every writing `polymkt` command shares: the data dir's run lock and the clean-up of
-what an interrupted run left behind (lib/core/housekeeping.py)."""
+what an interrupted run left behind (lib/core/housekeeping.py).
+
+Separate from cli/common.py because only the writing verbs (pipeline, bootstrap, sync) need
+it; the lock's libraries are imported when a session starts, not when the CLI starts.
+"""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 
 import click
 
+from polymkt_dagster.cli.common import EXIT_FAILED, err, fail
 from polymkt_dagster.lib.core.config import Settings
-from polymkt_dagster.lib.core.housekeeping import (
-    DataDirBusyError,
-    data_dir_lock,
-    remove_stale_temp_files,
-)
-from polymkt_dagster.lib.core.terminal import SafeConsole, escape
-
-err = SafeConsole(stderr=True)
 
 
 @contextmanager
 def writer_session(settings: Settings, command: str, wait_s: float = 0.0) -> Iterator[None]:
     """Hold the data dir's run lock for a writing command, and clear what interrupted runs
     left behind (temporary files, spill directories) before and after."""
+    from polymkt_dagster.lib.core.housekeeping import (
+        DataDirBusyError,
+        data_dir_lock,
+        remove_stale_temp_files,
+    )
+
     with ExitStack() as stack:
         try:
             stack.enter_context(data_dir_lock(settings.data_dir, command, wait_s=wait_s))
         except DataDirBusyError as exc:
-            err.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
-            sys.exit(1)
+            fail(str(exc), EXIT_FAILED)
         cleaned = remove_stale_temp_files(settings.data_dir)
         if cleaned:
             err.print(

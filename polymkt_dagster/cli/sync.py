@@ -2,6 +2,7 @@
 
     polymkt sync markets [--full]                  Gamma markets + events now
     polymkt sync fills [--start D --end D] …        order fills (+ trades) for a day window
+    polymkt sync ctf [--start D --end D] …          CTF position events for a day window
     polymkt sync backfill --start D --end D        the same as a Dagster range run (UI-visible)
     polymkt sync status                            watermarks and gaps per source
     polymkt sync s3                                mirror the lake to S3 now
@@ -11,63 +12,30 @@ Every verb takes --json and then prints exactly one JSON document on stdout.
 
 from __future__ import annotations
 
-import json
-import sys
 from collections.abc import Callable
-from dataclasses import asdict, is_dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from polymkt_dagster.cli_session import WAIT_OPTION, writer_session
+from polymkt_dagster.cli.common import (
+    EXIT_FAILED,
+    JSON_OPTION,
+    emit,
+    err,
+    fail,
+    lake_of,
+    settings_of,
+)
+from polymkt_dagster.cli.session import WAIT_OPTION, writer_session
 from polymkt_dagster.lib.core.config import Settings
-from polymkt_dagster.lib.core.lake import Lake
-from polymkt_dagster.lib.core.terminal import SafeConsole, escape
-
-F = TypeVar("F", bound=Callable[..., Any])
+from polymkt_dagster.lib.ingest.sources.registry import source_names
 
 if TYPE_CHECKING:
-
     from polymkt_dagster.lib.ingest.sync_state import StateFile
 
-err = SafeConsole(stderr=True)
-
-
-def _settings(ctx: click.Context) -> Settings:
-    return ctx.obj["settings"]
-
-
-def _lake(settings: Settings) -> Lake:
-    return Lake(settings.lake_dir, bucket_count=settings.bucket_count)
-
-
-def _plain(value: Any) -> Any:
-    if is_dataclass(value) and not isinstance(value, type):
-        return _plain(asdict(value))
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | set):
-        return [_plain(v) for v in value]
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    if isinstance(value, Path):
-        return str(value)
-    return value
-
-
-def _emit(document: Any, as_json: bool) -> None:
-    text = json.dumps(_plain(document), indent=2)
-    if as_json:
-        click.echo(text)
-    else:
-        err.print(text)
-
-
-def _fail(message: str) -> None:
-    err.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
-    sys.exit(1)
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _day(text: str | None, name: str) -> date | None:
@@ -92,15 +60,13 @@ def _event_sync_options(sources: tuple[str, ...]) -> Callable[[F], F]:
                     "--end", default=None, help="Last day, inclusive (default: --start or today)."
                 ),
                 click.option("--source", type=click.Choice(list(sources)), default=None),
-                click.option(
-                    "--max-batches", type=int, default=None, help="Stop after N batches."
-                ),
+                click.option("--max-batches", type=int, default=None, help="Stop after N batches."),
                 click.option("--batch-rows", type=int, default=50_000, show_default=True),
                 click.option("--dry-run", is_flag=True, help="Fetch and count; write nothing."),
                 click.option(
                     "--resync", is_flag=True, help="Fetch already synced positions again."
                 ),
-                click.option("--json", "as_json", is_flag=True, help="Print one JSON document."),
+                JSON_OPTION,
                 WAIT_OPTION,
             ]
         ):
@@ -117,12 +83,12 @@ def sync() -> None:
 
 @sync.command()
 @click.option("--full", is_flag=True, help="List closed markets/events too (a backfill).")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@JSON_OPTION
 @WAIT_OPTION
 @click.pass_context
 def markets(ctx: click.Context, full: bool, as_json: bool, wait_s: float) -> None:
     """Sync markets and events from the Gamma API now."""
-    with writer_session(_settings(ctx), "sync markets", wait_s):
+    with writer_session(settings_of(ctx), "sync markets", wait_s):
         _markets(ctx, full, as_json)
 
 
@@ -131,8 +97,8 @@ def _markets(ctx: click.Context, full: bool, as_json: bool) -> None:
     from polymkt_dagster.lib.ingest import sync as lib_sync
     from polymkt_dagster.lib.ingest.market_sync import sync_gamma
 
-    settings = _settings(ctx)
-    lake = _lake(settings)
+    settings = settings_of(ctx)
+    lake = lake_of(settings)
     reports = {}
     try:
         for kind in ("markets", "events"):
@@ -149,17 +115,17 @@ def _markets(ctx: click.Context, full: bool, as_json: bool) -> None:
             finally:
                 client.close()
     except SourceError as exc:
-        _fail(str(exc))
-    _emit(reports, as_json)
+        fail(str(exc), EXIT_FAILED)
+    emit(reports, as_json)
 
 
 @sync.command()
-@_event_sync_options(("goldsky", "rpc"))
+@_event_sync_options(source_names("order_filled"))
 @click.option("--no-trades", is_flag=True, help="Do not derive trades afterwards.")
 @click.pass_context
 def fills(ctx: click.Context, wait_s: float, **options: Any) -> None:
     """Sync order fills for a window of days, then derive those days' trades."""
-    with writer_session(_settings(ctx), "sync fills", wait_s):
+    with writer_session(settings_of(ctx), "sync fills", wait_s):
         _fills(ctx, **options)
 
 
@@ -179,8 +145,8 @@ def _fills(
     from polymkt_dagster.lib.ingest import sync as lib_sync
     from polymkt_dagster.lib.ingest.sync_state import SyncBusyError
 
-    settings = _settings(ctx)
-    lake = _lake(settings)
+    settings = settings_of(ctx)
+    lake = lake_of(settings)
     first, last = _sync_days(
         start, end, lambda: lib_sync.fills_state(lake, source or settings.order_filled_source)
     )
@@ -214,18 +180,18 @@ def _fills(
                 "lookup": trades.lookup,
             }
     except (SourceError, SyncBusyError) as exc:
-        _fail(str(exc))
+        fail(str(exc), EXIT_FAILED)
     finally:
         fill_source.close()
-    _emit(document, as_json)
+    emit(document, as_json)
 
 
 @sync.command()
-@_event_sync_options(("rpc", "goldsky"))
+@_event_sync_options(source_names("ctf_events"))
 @click.pass_context
 def ctf(ctx: click.Context, wait_s: float, **options: Any) -> None:
     """Sync CTF position events (splits, merges, redemptions, resolutions, conversions)."""
-    with writer_session(_settings(ctx), "sync ctf", wait_s):
+    with writer_session(settings_of(ctx), "sync ctf", wait_s):
         _ctf(ctx, **options)
 
 
@@ -244,8 +210,8 @@ def _ctf(
     from polymkt_dagster.lib.ingest import sync as lib_sync
     from polymkt_dagster.lib.ingest.sync_state import SyncBusyError
 
-    settings = _settings(ctx)
-    lake = _lake(settings)
+    settings = settings_of(ctx)
+    lake = lake_of(settings)
     first, last = _sync_days(
         start, end, lambda: lib_sync.ctf_events_state(lake, source or settings.ctf_events_source)
     )
@@ -263,10 +229,10 @@ def _ctf(
             progress=err.print,
         )
     except (SourceError, SyncBusyError) as exc:
-        _fail(str(exc))
+        fail(str(exc), EXIT_FAILED)
     finally:
         ctf_source.close()
-    _emit({"ctf_events": report}, as_json)
+    emit({"ctf_events": report}, as_json)
 
 
 def _sync_days(
@@ -299,7 +265,7 @@ def _synced_until_hint(state: dict[str, Any]) -> datetime | None:
 @click.option("--start", required=True, help="First day (YYYY-MM-DD).")
 @click.option("--end", required=True, help="Last day, inclusive.")
 @click.option("--dagster-home", type=click.Path(path_type=Path, file_okay=False), default=None)
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@JSON_OPTION
 @WAIT_OPTION
 @click.pass_context
 def backfill(
@@ -316,66 +282,40 @@ def backfill(
     assert first is not None and last is not None
     if last < first:
         raise click.BadParameter("--end is before --start", param_hint="--end")
-    with writer_session(_settings(ctx), "sync backfill", wait_s):
+    with writer_session(settings_of(ctx), "sync backfill", wait_s):
         _backfill(ctx, first, last, dagster_home, as_json)
 
 
 def _backfill(
     ctx: click.Context, first: date, last: date, dagster_home: Path | None, as_json: bool
 ) -> None:
-    import dagster as dg
-    from dagster._core.storage.tags import (
-        ASSET_PARTITION_RANGE_END_TAG,
-        ASSET_PARTITION_RANGE_START_TAG,
-    )
+    from polymkt_dagster.cli.runs import prepare_dagster_home, run_backfill
 
-    from polymkt_dagster.defs.shared.resources import PolymktResource
-    from polymkt_dagster.pipeline import prepare_dagster_home, step_failure_causes
-    from polymkt_dagster.run_hygiene import fail_orphaned_runs, process_tags
-
-    settings = _settings(ctx)
     home = prepare_dagster_home(dagster_home)
-    from polymkt_dagster.defs.ingest.assets import raw_ctf_events, raw_order_filled, raw_trades
-
-    instance = dg.DagsterInstance.get()
-    orphaned = fail_orphaned_runs(instance)
-    result = dg.materialize(
-        [raw_order_filled, raw_trades, raw_ctf_events],
-        instance=instance,
-        resources={"polymkt": PolymktResource.from_settings(settings)},
-        tags={
-            "polymkt/ingest": "live",
-            ASSET_PARTITION_RANGE_START_TAG: first.isoformat(),
-            ASSET_PARTITION_RANGE_END_TAG: last.isoformat(),
-            **process_tags(),
-        },
-        raise_on_error=False,
-        # the event log keeps every message; the terminal gets our one-line summary only
-        run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
-    )
-    document = {"run_id": result.run_id, "success": result.success, "dagster_home": home,
-                "days": [first, last]}  # fmt: skip
-    if orphaned:
-        document["orphaned_runs_marked_failed"] = orphaned
+    result = run_backfill(settings_of(ctx), first, last)
+    document: dict[str, Any] = {"run_id": result.run_id, "success": result.success,
+                                "dagster_home": home, "days": [first, last]}  # fmt: skip
+    if result.orphaned_runs:
+        document["orphaned_runs_marked_failed"] = result.orphaned_runs
+    if result.error is not None:
+        document["error"] = result.error
+    emit(document, as_json)
     if not result.success:
-        document["error"] = "; ".join(step_failure_causes(result.all_events)) or "run failed"
-    _emit(document, as_json)
-    if not result.success:
-        sys.exit(1)
+        raise SystemExit(EXIT_FAILED)
 
 
 @sync.command()
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@JSON_OPTION
 @click.pass_context
 def status(ctx: click.Context, as_json: bool) -> None:
     """Synced position intervals of each fill source (from the lake's state files)."""
     from polymkt_dagster.lib.ingest.sync import sync_status
 
-    settings = _settings(ctx)
+    settings = settings_of(ctx)
     if not settings.data_dir.is_dir():
-        _fail(f"the data dir {settings.data_dir} does not exist: pass --data-dir (or set "
-              "POLYMKT_DATA_DIR) to the data dir the sync writes to")  # fmt: skip
-    _emit(sync_status(_lake(settings)), as_json)
+        fail(f"the data dir {settings.data_dir} does not exist: pass --data-dir (or set "
+             "POLYMKT_DATA_DIR) to the data dir the sync writes to")  # fmt: skip
+    emit(sync_status(lake_of(settings)), as_json)
 
 
 def s3_client(settings: Settings) -> Any:
@@ -391,13 +331,13 @@ def s3_client(settings: Settings) -> Any:
 
 
 @sync.command(name="s3")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@JSON_OPTION
 @click.pass_context
 def s3_mirror(ctx: click.Context, as_json: bool) -> None:
     """Mirror the lake to s3://POLYMKT_S3_BUCKET/POLYMKT_S3_PREFIX now (verified)."""
     from polymkt_dagster.lib.serving.s3_lake import S3LakeError, ensure_bucket, mirror_lake
 
-    settings = _settings(ctx)
+    settings = settings_of(ctx)
     secrets = [settings.s3_access_key_id, settings.s3_secret_access_key]
     client = s3_client(settings)
     try:
@@ -405,8 +345,8 @@ def s3_mirror(ctx: click.Context, as_json: bool) -> None:
         report = mirror_lake(client, settings.lake_dir, settings.s3_bucket, settings.s3_prefix,
                              secrets=secrets, progress=err.print)  # fmt: skip
     except S3LakeError as exc:
-        _fail(str(exc))
-    _emit({"uploaded": len(report.uploaded), "verified": report.verified,
+        fail(str(exc), EXIT_FAILED)
+    emit({"uploaded": len(report.uploaded), "verified": report.verified,
            "unchanged": report.skipped, "deleted": len(report.deleted),
            "bytes_uploaded": report.bytes_uploaded}, as_json)  # fmt: skip
 
@@ -421,8 +361,8 @@ def bootstrap_from_s3(settings: Settings) -> None:
         report = pull_lake(s3_client(settings), settings.s3_bucket, settings.s3_prefix,
                            settings.lake_dir, secrets=secrets, progress=err.print)  # fmt: skip
     except S3LakeError as exc:
-        _fail(str(exc))
-    refresh_catalog(_lake(settings), settings.catalog_path)
+        fail(str(exc), EXIT_FAILED)
+    refresh_catalog(lake_of(settings), settings.catalog_path)
     err.print(
         f"Pulled {len(report.downloaded)} files ({report.bytes_downloaded:,} bytes, verified), "
         f"{report.skipped} already current, from s3://{settings.s3_bucket}/{settings.s3_prefix}"

@@ -1,39 +1,68 @@
-"""`polymkt pipeline`: materialize the asset graph over the data dir into DAGSTER_HOME.
+"""Every Dagster run the CLI executes in its own process, and the tags those runs carry.
 
-It runs the same definitions the web UI shows, in-process, against the persistent
-instance, so `dagster dev` afterwards lists every materialization, its metadata and checks.
+- `polymkt pipeline`: the code location's ``main`` job over the days found in the data dir,
+  then the favorite signals and the example backtest (``run_pipeline``);
+- `polymkt backtest run`: one partition of backtest/results (``materialize_backtest``);
+- `polymkt sync backfill`: raw/order_filled + raw/trades + raw/ctf_events over a day range
+  from the live sources (``run_backfill``).
+
+They run the same definitions the web UI shows against the persistent instance at
+DAGSTER_HOME, so `dagster dev` afterwards lists every materialization with its metadata and
+checks. This is the only CLI module that builds runs; it uses Dagster's public API only.
 """
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import threading
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
+from typing import Any, Protocol
 
 import dagster as dg
-from dagster._core.storage.tags import (
+
+from polymkt_dagster.cli.dagster_home import prepare_dagster_home
+from polymkt_dagster.cli.run_hygiene import fail_orphaned_runs, process_tags
+from polymkt_dagster.definitions import run_job
+from polymkt_dagster.defs.ingest.assets import raw_ctf_events, raw_order_filled, raw_trades
+from polymkt_dagster.defs.ingest.live import INGEST_TAG
+from polymkt_dagster.defs.jobs import BACKTEST_JOB, FAVORITES_JOB, MAIN_JOB
+from polymkt_dagster.defs.research.assets import BACKTEST_RESULTS_KEY, FAVORITES_KEY
+from polymkt_dagster.defs.research.partitions import backtests_partitions, favorites_partitions
+from polymkt_dagster.defs.shared.partitions import daily_partitions
+from polymkt_dagster.defs.shared.resources import PolymktResource, openai_resource_from_env
+from polymkt_dagster.defs.shared.tags import (
     ASSET_PARTITION_RANGE_END_TAG,
     ASSET_PARTITION_RANGE_START_TAG,
 )
-from dagster._utils.error import SerializableErrorInfo
-
-from polymkt_dagster.defs.jobs import MAIN_JOB
-from polymkt_dagster.defs.shared.partitions import daily_partitions
-from polymkt_dagster.defs.shared.resources import PolymktResource
+from polymkt_dagster.lib.analytics.election_groups import read_groups
 from polymkt_dagster.lib.core.config import Settings
 from polymkt_dagster.lib.core.duck import memory_limit_message
 from polymkt_dagster.lib.core.redact import redact_text
 from polymkt_dagster.lib.ingest.bootstrap import source_day_range
-from polymkt_dagster.run_hygiene import fail_orphaned_runs, process_tags
+from polymkt_dagster.lib.research.backtest import StrategyConfig
+from polymkt_dagster.lib.research.backtest_runs import prepare_backtest
+from polymkt_dagster.lib.research.research_store import ResearchStore
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-RUN_TAG = "polymkt/pipeline_id"
+# The tags of a CLI run. Dagster reads the two range tags to run one range of partitions in
+# a single run; their names are Dagster's own (it exports no public constant for them).
+RUN_TAG = "polymkt/pipeline_id"  # one `polymkt pipeline`: its main, signals and backtest runs
+# The event log keeps every message for the UI; the terminal shows our own progress and the
+# summary of causes (no stack traces).
+QUIET_RUN_CONFIG: dict[str, Any] = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+
+# The example backtest `polymkt pipeline` runs so the UI has one to show: favorites priced
+# 0.50-0.95 two weeks before the end, held to expiry, one tick of slippage.
+EXAMPLE_BACKTEST_ID = "example-fav-14d-hold"
+EXAMPLE_STRATEGY = StrategyConfig(days_before=14, min_price=0.5, max_price=0.95, slippage_ticks=1)
+
+
+def range_tags(first: str, last: str) -> dict[str, str]:
+    """Tags that make one run materialize partitions ``first`` to ``last`` inclusive."""
+    return {ASSET_PARTITION_RANGE_START_TAG: first, ASSET_PARTITION_RANGE_END_TAG: last}
 
 
 @dataclass
@@ -55,22 +84,19 @@ class PipelineResult:
     orphaned_runs: list[str] = field(default_factory=list)
 
 
-def prepare_dagster_home(home: Path | None = None) -> Path:
-    """Resolve DAGSTER_HOME (default ./.dagster_home) and give it the project's dagster.yaml."""
-    resolved = Path(home or os.environ.get("DAGSTER_HOME") or ".dagster_home").resolve()
-    resolved.mkdir(parents=True, exist_ok=True)
-    config = resolved / "dagster.yaml"
-    template = PROJECT_ROOT / "dagster.yaml"
-    if not config.exists() and template.exists():
-        shutil.copyfile(template, config)
-    os.environ["DAGSTER_HOME"] = str(resolved)
-    return resolved
+@dataclass
+class BackfillResult:
+    run_id: str
+    success: bool
+    error: str | None = None
+    orphaned_runs: list[str] = field(default_factory=list)
 
 
-def _load_definitions() -> dg.Definitions:
-    from polymkt_dagster.definitions import defs
-
-    return defs
+def _research_resources(settings: Settings) -> dict[str, Any]:
+    return {
+        "polymkt": PolymktResource.from_settings(settings),
+        "openai": openai_resource_from_env(),
+    }
 
 
 def run_pipeline(
@@ -84,21 +110,19 @@ def run_pipeline(
     The daily range is the span of days found in the data dir's order fills, so a range
     of partitions is materialized in a single run (the assets' single-run backfill policy).
     """
-    from polymkt_dagster.definitions import run_job
+    from polymkt_dagster.definitions import defs
 
     prepare_dagster_home(dagster_home)
-    defs = _load_definitions()
     assets = [a for a in defs.assets or [] if isinstance(a, dg.AssetsDefinition)]
     runnable = [a for a in assets if a.partitions_def in (None, daily_partitions)]
     skipped = sorted(k.to_user_string() for a in assets if a not in runnable for k in a.keys)
     span = source_day_range(settings.data_dir)
     # The pipeline imports the data dir only: never the live sources (see defs/ingest/live.py).
-    tags = {RUN_TAG: uuid.uuid4().hex, "polymkt/ingest": "csv", **process_tags()}
+    tags = {RUN_TAG: uuid.uuid4().hex, INGEST_TAG: "csv", **process_tags()}
     partition_range: tuple[str, str] | None = None
     if span is not None:
         partition_range = (_key(span[0]), _key(span[1]))
-        tags[ASSET_PARTITION_RANGE_START_TAG] = partition_range[0]
-        tags[ASSET_PARTITION_RANGE_END_TAG] = partition_range[1]
+        tags.update(range_tags(*partition_range))
     else:
         runnable = [a for a in runnable if a.partitions_def is None]
     resources = dict(defs.resources or {})
@@ -117,9 +141,7 @@ def run_pipeline(
             resources=resources,
             tags=tags,
             raise_on_error=False,
-            # The event log keeps everything for the UI; the terminal shows our progress and
-            # the summary of causes (no stack traces).
-            run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
+            run_config=QUIET_RUN_CONFIG,
         )
     finally:
         watcher.stop()
@@ -142,8 +164,6 @@ def run_pipeline(
     if success:
         # signals/favorites (static partitions) and the example backtest (a dynamic
         # partition) cannot share the daily run: they follow it, so the UI shows them too.
-        from polymkt_dagster.research_runs import run_research_assets
-
         extra, extra_errors = run_research_assets(
             settings, instance, {RUN_TAG: tags[RUN_TAG], **process_tags()}, on_event
         )
@@ -163,13 +183,120 @@ def run_pipeline(
     )
 
 
+def materialize_backtest(
+    settings: Settings,
+    backtest_id: str,
+    instance: dg.DagsterInstance,
+    *,
+    tags: Mapping[str, str] | None = None,
+) -> dg.ExecuteInProcessResult:
+    """Register the backtest's partition and materialize it (raises with the asset's error)."""
+    instance.add_dynamic_partitions(backtests_partitions.name, [backtest_id])
+    return run_job(
+        BACKTEST_JOB,
+        raise_on_error=True,
+        instance=instance,
+        resources=_research_resources(settings),
+        partition_key=backtest_id,
+        tags=dict(tags or {}),
+        run_config=QUIET_RUN_CONFIG,
+    )
+
+
+def run_research_assets(
+    settings: Settings,
+    instance: dg.DagsterInstance,
+    tags: Mapping[str, str],
+    on_event: Callable[[StepEvent], None] | None = None,
+) -> tuple[list[str], list[str]]:
+    """After the main run: every signals/favorites partition in one run, then the example
+    backtest. Returns (materialized asset keys, errors)."""
+
+    def report(step: str, kind: str) -> None:
+        if on_event:
+            on_event(StepEvent(step, kind))
+
+    keys = favorites_partitions.get_partition_keys()
+    materialized: list[str] = []
+    errors: list[str] = []
+    step = FAVORITES_KEY.to_user_string()
+    report(step, "started")
+    signals = run_job(
+        FAVORITES_JOB,
+        instance=instance,
+        resources=_research_resources(settings),
+        tags={**tags, **range_tags(keys[0], keys[-1])},
+        run_config=QUIET_RUN_CONFIG,
+        raise_on_error=False,
+    )
+    report(step, "succeeded" if signals.success else "failed")
+    if not signals.success:
+        errors += step_failure_causes(signals.all_events) or [f"{step}: run failed"]
+        return materialized, errors
+    materialized.append(step)
+    if not read_groups(PolymktResource.from_settings(settings).lake()):
+        return materialized, errors  # no election groups: nothing to backtest
+    prepare_backtest(
+        ResearchStore.in_data_dir(settings.data_dir), EXAMPLE_STRATEGY,
+        backtest_id=EXAMPLE_BACKTEST_ID, prompt="example run by polymkt pipeline",
+    )  # fmt: skip
+    step = f"{BACKTEST_RESULTS_KEY.to_user_string()}[{EXAMPLE_BACKTEST_ID}]"
+    report(step, "started")
+    try:
+        materialize_backtest(settings, EXAMPLE_BACKTEST_ID, instance, tags=tags)
+        materialized.append(step)
+        report(step, "succeeded")
+    except Exception as exc:  # the main run succeeded; report instead of hiding it
+        # Dagster's wrapper ("Error occurred while executing op") holds the asset's error
+        cause = getattr(exc, "user_exception", None) or exc
+        errors.append(f"{step}: {redact_text(' '.join(str(cause).split()))}")
+        report(step, "failed")
+    return materialized, errors
+
+
+def run_backfill(settings: Settings, first: date, last: date) -> BackfillResult:
+    """One run of the raw fills, trades and CTF events over ``first``..``last`` from the live
+    sources, into the instance at DAGSTER_HOME (call ``prepare_dagster_home`` first)."""
+    instance = dg.DagsterInstance.get()
+    orphaned = fail_orphaned_runs(instance)
+    result = dg.materialize(
+        [raw_order_filled, raw_trades, raw_ctf_events],
+        instance=instance,
+        resources={"polymkt": PolymktResource.from_settings(settings)},
+        tags={
+            INGEST_TAG: "live",
+            **range_tags(first.isoformat(), last.isoformat()),
+            **process_tags(),
+        },
+        raise_on_error=False,
+        run_config=QUIET_RUN_CONFIG,
+    )
+    error = None
+    if not result.success:
+        error = "; ".join(step_failure_causes(result.all_events)) or "run failed"
+    return BackfillResult(result.run_id, result.success, error, orphaned)
+
+
+class ErrorInfo(Protocol):
+    """The fields read from Dagster's serialisable error of a failed step or run."""
+
+    cls_name: str | None
+    message: str
+
+    @property
+    def cause(self) -> ErrorInfo | None: ...
+
+    @property
+    def context(self) -> ErrorInfo | None: ...
+
+
 # Dagster wraps an asset's exception ("Error occurred while executing op ..."): the cause
 # is what a person needs to read.
 _WRAPPERS = ("DagsterExecutionStepExecutionError", "DagsterUserCodeExecutionError")
 _QUALIFIED_CLASS = re.compile(r"^(?:[A-Za-z_][\w]*\.)+([A-Za-z_]\w*): ")
 
 
-def readable_error(error: SerializableErrorInfo) -> str:
+def readable_error(error: ErrorInfo) -> str:
     """The cause of a step failure in one line: the first error in the chain that is not
     Dagster's wrapper, its class without the module path, secrets masked; an out-of-memory
     failure says which setting to raise."""
