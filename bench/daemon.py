@@ -36,7 +36,7 @@ def main() -> None:
 
     from polymkt_dagster.defs.ingest.sensors import FILLS_SENSOR, SENSOR_TAG
     from polymkt_dagster.defs.shared.automation import AUTOMATION_SENSOR
-    from polymkt_dagster_tests.servers.daemon import (
+    from polymkt_local.daemon import (
         IN_PROGRESS,
         instance_at,
         prepare_home,
@@ -45,7 +45,7 @@ def main() -> None:
         sensor_ticks,
         wait_for,
     )
-    from polymkt_dagster_tests.servers.polymarket_apis import (
+    from polymkt_local.polymarket_apis import (
         SAMPLE_DIR,
         FillStore,
         GammaServer,

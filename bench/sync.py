@@ -10,7 +10,7 @@ same node and from the activity subgraph, and their throughput is reported next 
     python bench/sync.py            # 1,000,000 fills over 20 days ending now, a few minutes
     python bench/sync.py --quick    # 100,000 fills over 10 days, well under a minute
 
-The servers (polymkt_dagster_tests/servers/polymarket_apis.py, real HTTP on 127.0.0.1) run in
+The servers (polymkt_local/polymarket_apis.py, real HTTP on 127.0.0.1) run in
 this process; every measured step runs in a fresh worker process, whose own peak RSS (VmHWM)
 ``_common.run_worker`` reports. Baselines measured in the same run:
 
@@ -184,7 +184,7 @@ def main_driver(args: argparse.Namespace) -> None:
     from polymkt_dagster.lib.sample.config import SampleConfig
     from polymkt_dagster.lib.sample.fills import iter_order_fill_batches
     from polymkt_dagster.lib.sample.gamma import generate_markets
-    from polymkt_dagster_tests.servers.polymarket_apis import (
+    from polymkt_local.polymarket_apis import (
         ActivityServer,
         CtfStore,
         FillStore,

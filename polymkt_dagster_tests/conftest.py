@@ -1,8 +1,10 @@
-"""Shared fixtures: the bundled sample and a lake built from it, on temporary paths."""
+"""Shared fixtures: the bundled sample, a lake built from it, and the local servers
+(polymkt_local/) that stand in for Polymarket, OpenAI and S3."""
 
 from __future__ import annotations
 
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,12 +20,22 @@ from polymkt_dagster.lib.ingest.bootstrap import (
     import_order_filled,
 )
 from polymkt_dagster.lib.ingest.trades import derive_trades
-from polymkt_dagster_tests.servers.polymarket_apis import polymarket_servers  # noqa: F401
-from polymkt_dagster_tests.servers.seaweed import seaweedfs  # noqa: F401  (session S3 server)
+from polymkt_local.openai_compat import OpenAICompatServer
+from polymkt_local.polymarket_apis import (
+    ActivityServer,
+    CtfStore,
+    FillStore,
+    GammaServer,
+    GoldskyServer,
+    PolymarketServers,
+    RpcServer,
+    sample_gamma,
+)
+from polymkt_local.seaweed import SeaweedS3, start_seaweed, stop_seaweed
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_DIR = REPO_ROOT / "data" / "sample"
-FIXTURES_DIR = REPO_ROOT / "polymkt_dagster_tests" / "fixtures" / "polymarket"
+FIXTURES_DIR = REPO_ROOT / "polymkt_local" / "recorded"
 
 
 _SESSION_SECRETS = registered_secrets()
@@ -85,3 +97,44 @@ def sample_lake(tmp_path_factory: pytest.TempPathFactory, sample_dir: Path) -> L
 @pytest.fixture(scope="session")
 def bucketed_sample_lake(tmp_path_factory: pytest.TempPathFactory, sample_dir: Path) -> Lake:
     return build_lake(copy_sample(sample_dir, tmp_path_factory.mktemp("bucketed")), 8)
+
+
+@pytest.fixture
+def polymarket_servers() -> Iterator[PolymarketServers]:
+    """Gamma, Goldsky, activity-subgraph and RPC servers over the bundled sample, moved to end
+    an hour ago; the node also serves 2,000 CTF position events spread over the same blocks."""
+    store = FillStore.from_csv(SAMPLE_DIR / "orderFilled.csv", end_at=time.time() - 3600)
+    markets, events = sample_gamma()
+    ctf = CtfStore.over(store, 2_000)
+    servers = PolymarketServers(
+        store,
+        GammaServer(markets, events),
+        GoldskyServer(store),
+        RpcServer(store, ctf=ctf),
+        ctf,
+        ActivityServer(ctf, head_timestamp=int(store.timestamp.max())),
+    )
+    running = (servers.gamma, servers.goldsky, servers.rpc, servers.activity)
+    for server in running:
+        server.start()
+    try:
+        yield servers
+    finally:
+        for server in running:
+            server.stop()
+
+
+@pytest.fixture(name="openai_server")
+def openai_server_fixture() -> Iterator[OpenAICompatServer]:
+    """A fresh OpenAI-compatible server per test (any bearer token is accepted)."""
+    with OpenAICompatServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def seaweedfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
+    server = start_seaweed(tmp_path_factory.mktemp("seaweedfs"))
+    try:
+        yield server
+    finally:
+        stop_seaweed(server)

@@ -18,9 +18,8 @@ from click.testing import CliRunner
 from polymkt_dagster.cli.main import main
 from polymkt_dagster_tests.lib.research.test_agents import chat_route, nulls
 from polymkt_dagster_tests.research_data import build_research_data
-from polymkt_dagster_tests.servers.openai_compat import (  # noqa: F401 (fixture)
+from polymkt_local.openai_compat import (
     OpenAICompatServer,
-    openai_server_fixture,
 )
 
 pytestmark = pytest.mark.slow

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from polymkt_dagster.lib.core.redact import redact_text, redact_url, register_secrets
-from polymkt_dagster_tests.servers.echo import EchoServer
+from polymkt_local.echo import EchoServer
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RPC_PATH_KEY = "Zq7Rk3y"  # short: no length rule may let it through

@@ -19,7 +19,7 @@ import pytest
 from polymkt_dagster.lib.core.lake import Lake
 from polymkt_dagster.lib.sample.config import SampleConfig
 from polymkt_dagster.lib.sample.universe import build_universe
-from polymkt_dagster_tests.servers.local_http import LocalHTTPServer
+from polymkt_local.local_http import LocalHTTPServer
 
 _CHDB_DIR: list[Path] = []
 

@@ -15,7 +15,7 @@ from polymkt_dagster.lib.core.lake import Lake, rows_in_files
 from polymkt_dagster.lib.core.schemas import CTF_EVENTS
 from polymkt_dagster.lib.ingest.bootstrap import source_day_range
 from polymkt_dagster_tests.lib.ingest.test_ctf_csv import csv_record, write_csv
-from polymkt_dagster_tests.servers.polymarket_apis import BASE_BLOCK, ctf_event_rows
+from polymkt_local.polymarket_apis import BASE_BLOCK, ctf_event_rows
 
 
 def test_csv_run_imports_the_range_reports_events_and_is_idempotent(data_dir: Path) -> None:

@@ -19,7 +19,7 @@ from polymkt_dagster.lib.core.duck import connect
 from polymkt_dagster.lib.core.lake import Lake
 from polymkt_dagster.lib.core.schemas import ORDER_FILLED
 from polymkt_dagster.lib.ingest.sync import days_to_sync, window_for_days
-from polymkt_dagster_tests.servers.daemon import (
+from polymkt_local.daemon import (
     instance_at,
     prepare_home,
     running_daemon,
@@ -27,7 +27,7 @@ from polymkt_dagster_tests.servers.daemon import (
     sensor_ticks,
     wait_for,
 )
-from polymkt_dagster_tests.servers.polymarket_apis import PolymarketServers
+from polymkt_local.polymarket_apis import PolymarketServers
 
 # Bounded by events, not sleeps: each wait ends as soon as its event is recorded. Generous for
 # a loaded 2-core machine, where every run pays a process start and the code's imports.

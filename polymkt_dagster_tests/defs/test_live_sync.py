@@ -36,8 +36,8 @@ from polymkt_dagster.lib.core.schemas import CTF_EVENTS, MARKETS, ORDER_FILLED, 
 from polymkt_dagster.lib.ingest.sources.goldsky import GoldskySource
 from polymkt_dagster.lib.ingest.sync import fills_state, sync_order_fills, window_for_days
 from polymkt_dagster.lib.serving.status import sync_status as runtime_status
-from polymkt_dagster_tests.servers.polymarket_apis import PolymarketServers
-from polymkt_dagster_tests.servers.seaweed import SeaweedS3
+from polymkt_local.polymarket_apis import PolymarketServers
+from polymkt_local.seaweed import SeaweedS3
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 RPC_KEY = "rpcKEY0123456789abcdefSECRET"

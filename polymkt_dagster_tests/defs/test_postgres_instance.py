@@ -16,7 +16,7 @@ from dagster_postgres import (
 
 from polymkt_dagster.defs.ingest.assets import raw_events, raw_markets
 from polymkt_dagster.defs.shared.resources import PolymktResource
-from polymkt_dagster_tests.servers.postgres import postgres_server
+from polymkt_local.postgres import postgres_server
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PROFILE = REPO_ROOT / "dagster.postgres.yaml"

@@ -50,9 +50,8 @@ from polymkt_dagster.lib.research.signals import favorite_signals as signals_at
 from polymkt_dagster_tests.conftest import copy_sample
 from polymkt_dagster_tests.lib.research.test_agents import chat_route, nulls
 from polymkt_dagster_tests.research_data import build_research_data
-from polymkt_dagster_tests.servers.openai_compat import (  # noqa: F401 (fixture)
+from polymkt_local.openai_compat import (
     OpenAICompatServer,
-    openai_server_fixture,
 )
 
 NO_OPENAI = OpenAIResource(api_key=SEMANTIC_SEARCH_DISABLED_KEY)

@@ -25,9 +25,8 @@ from polymkt_dagster.defs.shared.resources import (
 from polymkt_dagster.lib import search as s
 from polymkt_dagster.lib.core.lake import Lake
 from polymkt_dagster_tests.lib.search.test_search import MARKETS_FIXTURE, write_markets
-from polymkt_dagster_tests.servers.openai_compat import (  # noqa: F401 (fixture)
+from polymkt_local.openai_compat import (
     OpenAICompatServer,
-    openai_server_fixture,
 )
 
 MARKETS_KEY = dg.AssetKey(["raw", "markets"])

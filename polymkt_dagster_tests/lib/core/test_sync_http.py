@@ -12,7 +12,7 @@ from polymkt_dagster.lib.core.http import (
     redact_text,
     redact_url,
 )
-from polymkt_dagster_tests.servers.polymarket_apis import GammaServer, sample_gamma
+from polymkt_local.polymarket_apis import GammaServer, sample_gamma
 
 FAST = RetryPolicy(attempts=4, base_delay_s=0.01, max_delay_s=0.05, timeout_s=1.0)
 

@@ -10,7 +10,7 @@ from polymkt_dagster.lib.core.lake import Lake
 from polymkt_dagster.lib.core.schemas import CTF_EVENTS
 from polymkt_dagster.lib.ingest.bootstrap import import_ctf_events, source_day_range
 from polymkt_dagster.lib.ingest.sources.ctf_csv import CSV_COLUMNS
-from polymkt_dagster_tests.servers.polymarket_apis import BASE_BLOCK, ctf_event_rows
+from polymkt_local.polymarket_apis import BASE_BLOCK, ctf_event_rows
 
 START_S = 1_700_000_000
 

@@ -23,7 +23,7 @@ from polymkt_dagster.lib.ingest.sources.ctf_events import (
 from polymkt_dagster.lib.ingest.sources.ctf_goldsky import CtfGoldskySource
 from polymkt_dagster.lib.ingest.sync import ctf_events_state, sync_ctf_events
 from polymkt_dagster.lib.ingest.sync_state import Coverage
-from polymkt_dagster_tests.servers.polymarket_apis import (
+from polymkt_local.polymarket_apis import (
     BASE_BLOCK,
     ActivityServer,
     CtfStore,

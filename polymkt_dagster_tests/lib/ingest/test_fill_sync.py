@@ -21,7 +21,7 @@ from polymkt_dagster.lib.ingest.sources.rpc import (
 )
 from polymkt_dagster.lib.ingest.sync import MemoryGuard, fills_state, sync_order_fills, sync_status
 from polymkt_dagster.lib.ingest.sync_state import Coverage
-from polymkt_dagster_tests.servers.polymarket_apis import (
+from polymkt_local.polymarket_apis import (
     SAMPLE_DIR,
     FillStore,
     GoldskyServer,

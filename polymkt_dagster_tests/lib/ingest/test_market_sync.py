@@ -22,7 +22,7 @@ from polymkt_dagster.lib.ingest.sources.gamma_client import (
     read_audit_trail,
 )
 from polymkt_dagster.lib.ingest.sync import refresh_trades
-from polymkt_dagster_tests.servers.polymarket_apis import GammaServer, sample_gamma
+from polymkt_local.polymarket_apis import GammaServer, sample_gamma
 
 FAST = RetryPolicy(attempts=4, base_delay_s=0.01, max_delay_s=0.05, timeout_s=2.0)
 

@@ -17,9 +17,8 @@ from polymkt_dagster.lib.research.agents import (
     parse_dataset_rules,
 )
 from polymkt_dagster.lib.research.backtest import StrategyConfig
-from polymkt_dagster_tests.servers.openai_compat import (
+from polymkt_local.openai_compat import (
     OpenAICompatServer,
-    openai_server_fixture,  # noqa: F401  (the openai_server fixture)
 )
 
 SECRET = "sk-test-abcdefghijklmnop0123"

@@ -20,9 +20,8 @@ from polymkt_dagster.lib import search as s
 from polymkt_dagster.lib.core.duck import connect
 from polymkt_dagster.lib.core.lake import Lake
 from polymkt_dagster.lib.core.schemas import MARKETS
-from polymkt_dagster_tests.servers.openai_compat import (  # noqa: F401 (fixture)
+from polymkt_local.openai_compat import (
     OpenAICompatServer,
-    openai_server_fixture,
 )
 
 MODEL = "text-embedding-3-small"

@@ -19,14 +19,13 @@ from polymkt_dagster.lib.serving import clickhouse as ch
 from polymkt_dagster.lib.serving.ask import AskError, ask_openai, ask_rules, extract_sql
 from polymkt_dagster.lib.wallets.positions import compute_positions
 from polymkt_dagster.lib.wallets.rollups import build_rollups, wallet_table
-from polymkt_dagster_tests.servers.openai_compat import (  # noqa: F401 - fixture
-    OpenAICompatServer,
-    openai_server_fixture,
-)
 from polymkt_dagster_tests.wallet_helpers import (  # noqa: F401 - fixtures
     chdb_dsn,
     fresh_database,
     wallet_lake,
+)
+from polymkt_local.openai_compat import (
+    OpenAICompatServer,
 )
 
 

@@ -20,7 +20,7 @@ from polymkt_dagster.lib.serving.s3_lake import (
     mirror_lake,
     s3_table_url,
 )
-from polymkt_dagster_tests.servers.seaweed import SeaweedS3
+from polymkt_local.seaweed import SeaweedS3
 
 PREFIX = "lake"
 

@@ -19,7 +19,7 @@ from typing import TypeVar
 import dagster as dg
 from dagster._core.instance.ref import InstanceRef
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[1]
 IN_PROGRESS = [
     dg.DagsterRunStatus.QUEUED,
     dg.DagsterRunStatus.NOT_STARTED,

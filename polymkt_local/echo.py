@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from http.server import BaseHTTPRequestHandler
 
-from polymkt_dagster_tests.servers.local_http import LocalHTTPServer
+from polymkt_local.local_http import LocalHTTPServer
 
 
 class EchoServer(LocalHTTPServer):

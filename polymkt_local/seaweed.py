@@ -18,12 +18,9 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 ACCESS_KEY = "AKIAPOLYMKTTEST0001"
 SECRET_KEY = "polymkt-test-secret-9f2c7a1e5b"
@@ -139,12 +136,3 @@ def stop_seaweed(server: SeaweedS3) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(server.process.pid, signal.SIGKILL)
             server.process.wait(timeout=5)
-
-
-@pytest.fixture(scope="session")
-def seaweedfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
-    server = start_seaweed(tmp_path_factory.mktemp("seaweedfs"))
-    try:
-        yield server
-    finally:
-        stop_seaweed(server)

@@ -2,7 +2,7 @@
 
 Real HTTP servers (stdlib ``http.server`` on 127.0.0.1, ephemeral ports, a thread per
 request) that speak the shapes the sync meets in production, fed from the sample generator's
-data and the recorded payloads vendored in ``polymkt_dagster_tests/fixtures/polymarket``:
+data and the recorded payloads vendored in ``polymkt_local/recorded``:
 
 - ``GammaServer``: ``/markets/keyset`` (at most 100 a page, open markets only unless
   ``closed`` is given) and ``/events/keyset`` (500), opaque ``next_cursor`` followed with
@@ -33,7 +33,7 @@ import random
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
@@ -43,7 +43,6 @@ from urllib.parse import parse_qsl, urlsplit
 import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
-import pytest
 
 from polymkt_dagster.lib.core.schemas import EXCHANGE_CONTRACTS
 from polymkt_dagster.lib.ingest.sources.ctf_events import (
@@ -713,8 +712,8 @@ class GammaServer(_JsonServer):
 # Fixtures
 # ---------------------------------------------------------------------------------------
 
-SAMPLE_DIR = Path(__file__).resolve().parents[2] / "data" / "sample"
-FIXTURES_DIR = Path(__file__).resolve().parents[1] / "fixtures" / "polymarket"
+SAMPLE_DIR = Path(__file__).resolve().parents[1] / "data" / "sample"
+RECORDED_DIR = Path(__file__).resolve().parent / "recorded"
 
 
 def recorded_markets() -> list[dict[str, Any]]:
@@ -723,7 +722,7 @@ def recorded_markets() -> list[dict[str, Any]]:
     for name in ("gamma_markets_list.json", "gamma_market_by_id.json",
                  "gamma_market_resolved.json",
                  "gamma_market_closed_with_a_price_not_a_resolution.json"):  # fmt: skip
-        document = json.loads((FIXTURES_DIR / name).read_text())
+        document = json.loads((RECORDED_DIR / name).read_text())
         for market in document if isinstance(document, list) else [document]:
             found.setdefault(str(market["id"]), market)
     return list(found.values())
@@ -757,28 +756,3 @@ class PolymarketServers:
             "POLYMKT_CTF_EVENTS_SOURCE": ctf_source,
             "POLYMKT_RPC_CONFIRMATIONS": "10",
         }
-
-
-@pytest.fixture
-def polymarket_servers() -> Iterator[PolymarketServers]:
-    """Gamma, Goldsky, activity-subgraph and RPC servers over the bundled sample, moved to end
-    an hour ago; the node also serves 2,000 CTF position events spread over the same blocks."""
-    store = FillStore.from_csv(SAMPLE_DIR / "orderFilled.csv", end_at=time.time() - 3600)
-    markets, events = sample_gamma()
-    ctf = CtfStore.over(store, 2_000)
-    servers = PolymarketServers(
-        store,
-        GammaServer(markets, events),
-        GoldskyServer(store),
-        RpcServer(store, ctf=ctf),
-        ctf,
-        ActivityServer(ctf, head_timestamp=int(store.timestamp.max())),
-    )
-    running = (servers.gamma, servers.goldsky, servers.rpc, servers.activity)
-    for server in running:
-        server.start()
-    try:
-        yield servers
-    finally:
-        for server in running:
-            server.stop()

@@ -20,13 +20,12 @@ import json
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import numpy as np
-import pytest
 
 from polymkt_dagster.lib.search import HashingEmbedder
 
@@ -188,10 +187,3 @@ class OpenAICompatServer(LocalHTTPServer):
             "model": model,
             "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
         }
-
-
-@pytest.fixture(name="openai_server")
-def openai_server_fixture() -> Iterator[OpenAICompatServer]:
-    """A fresh OpenAI-compatible server per test (any bearer token is accepted)."""
-    with OpenAICompatServer() as server:
-        yield server

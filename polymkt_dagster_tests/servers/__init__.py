@@ -1,1 +1,0 @@
-"""Real local servers that stand in for remote services at the network edge in tests."""
