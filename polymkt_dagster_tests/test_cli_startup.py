@@ -2,8 +2,7 @@
 
 A verb loads only the modules it uses: `polymkt --help` and `polymkt search` never import
 Dagster, the OpenAI client, pandas or pyarrow (checked in a fresh interpreter, as a user
-starts it). The shared helpers print NaN as null, and the run tags the CLI writes are the
-ones Dagster reads.
+starts it). The shared helpers print NaN as null.
 """
 
 from __future__ import annotations
@@ -88,6 +87,8 @@ def test_a_search_loads_neither_dagster_nor_openai(tmp_path: Path, sample_dir: P
     assert document["count"] > 0
     assert any("itcoin" in r["question"] for r in document["results"])
     assert packages.isdisjoint(HEAVY), sorted(packages & set(HEAVY))
+    # BM25 needs no embedder: neither the model's numpy nor its tokenizer is loaded.
+    assert "numpy" not in packages and "tokenizers" not in packages
 
 
 def test_every_registered_command_loads_under_its_name() -> None:

@@ -6,13 +6,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from polymkt_dagster.lib.search.common import (
-    SearchError,
-)
-from polymkt_dagster.lib.search.engine import (
-    SearchResponse,
-    search,
-)
+from polymkt_dagster.lib.search.common import SearchError
+from polymkt_dagster.lib.search.engine import SearchResponse, search
 
 # ---- command line ------------------------------------------------------------------------
 
@@ -44,14 +39,14 @@ def run_search_command(
 
     With ``as_json`` stdout is exactly one JSON document, an error document included.
     """
-    # Imported here: BM25 needs neither numpy nor the model's libraries, nor openai.
-    from polymkt_dagster.lib.search.embedders import configured_embedder
+    embedder = None
+    if mode != "bm25":
+        # Imported only here: BM25 needs neither numpy nor the model's libraries, nor openai.
+        from polymkt_dagster.lib.search.embedders import configured_embedder
 
-    embedder = (
-        configured_embedder(api_key, base_url, embedding_model, max_retries=2, timeout_s=20.0)
-        if mode != "bm25"
-        else None
-    )
+        embedder = configured_embedder(
+            api_key, base_url, embedding_model, max_retries=2, timeout_s=20.0
+        )
     try:
         response = search(
             query,
