@@ -121,6 +121,14 @@ def test_assets_materialize_with_readable_metadata(materialized: dict[str, Any])
 
     snapshots = _metadata(result, "wallets/pnl_snapshots")
     assert snapshots["watchlists"] == "sharps" and snapshots["watched_wallets"] == 5
+    charts = [
+        (event.partition, event.materialization.metadata["pnl_over_time"].value)
+        for event in result.get_asset_materialization_events()
+        if event.asset_key.to_user_string() == "wallets/pnl_snapshots"
+        and "pnl_over_time" in event.materialization.metadata
+    ]
+    assert len(charts) == 1 and charts[0][0] == LAST
+    assert charts[0][1].startswith("![P&L over time](data:image/png;base64,")
     assert snapshots["run_row_count"] == 30 * 288 * 5  # 30 days, every 5 min, 5 wallets
 
     alerts = _metadata(result, "wallets/alerts")

@@ -19,6 +19,7 @@ from polymkt_dagster.defs.shared.automation import analytics_automation
 from polymkt_dagster.defs.shared.partition_metadata import describe_days
 from polymkt_dagster.defs.shared.partitions import daily_partitions, window_days
 from polymkt_dagster.defs.shared.resources import PolymktResource
+from polymkt_dagster.lib.core import charts
 from polymkt_dagster.lib.core.duck import connect, sql_string
 from polymkt_dagster.lib.core.lake import DAY_COLUMN, Lake
 from polymkt_dagster.lib.core.report import markdown_table
@@ -26,7 +27,7 @@ from polymkt_dagster.lib.wallets import alerts as alerts_lib
 from polymkt_dagster.lib.wallets.position_reports import oversell_report, wallet_totals
 from polymkt_dagster.lib.wallets.positions import compute_positions
 from polymkt_dagster.lib.wallets.rollups import GRAINS, build_rollups, market_table, wallet_table
-from polymkt_dagster.lib.wallets.snapshots import SNAPSHOT_SCHEMA, snapshot_days
+from polymkt_dagster.lib.wallets.snapshots import SNAPSHOT_SCHEMA, pnl_series, snapshot_days
 from polymkt_dagster.lib.wallets.watchlists import (
     Watchlist,
     WatchlistStore,
@@ -42,6 +43,7 @@ WALLET_METRIC_KEYS = {g: dg.AssetKey(["wallets", f"metrics_{g}"]) for g in GRAIN
 MARKET_METRIC_KEYS = {g: dg.AssetKey(["analytics", f"market_metrics_{g}"]) for g in GRAINS}
 POSITIONS_TABLE = "analytics/wallets/positions"
 SNAPSHOTS_TABLE = "analytics/wallets/pnl_snapshots"
+PNL_CHART_WALLETS = 5  # more lines than this are unreadable at the UI's width
 TOP_WALLET_COLUMNS = [
     "wallet", "realized_pnl", "unrealized_pnl", "total_pnl", "oversold_proceeds", "fills",
 ]  # fmt: skip
@@ -209,6 +211,16 @@ def wallet_pnl_snapshots(
             preview[:] = [table.slice(table.num_rows - len(wallets), len(wallets))]
 
         run = snapshot_days(con, lake, wallets, days, on_day=write_day)
+        files = lake.files(SNAPSHOTS_TABLE, start=min(days), end=max(days)) if days else []
+        series = pnl_series(con, files, top=PNL_CHART_WALLETS)
+    if series:
+        # On the run's last day only: metadata shared by a range run is copied onto every
+        # partition, and a year's backfill would carry 365 copies of the picture.
+        chart = charts.pnl_png(series, f"Total P&L of the {len(series)} largest watched wallets")
+        context.add_asset_metadata(
+            {"pnl_over_time": dg.MetadataValue.md(charts.png_markdown(chart, "P&L over time"))},
+            partition_key=max(days).isoformat(),
+        )
     return dg.MaterializeResult(
         metadata=describe_days(
             context,

@@ -103,6 +103,22 @@ def freshness_png(rows: Sequence[tuple[str, float | None, float]]) -> bytes:
     return _png(figure)
 
 
+def pnl_png(series: Mapping[str, tuple[Sequence[datetime], Sequence[float]]], title: str) -> bytes:
+    """Total P&L (USDC) over time, one line per wallet (labelled by its short address)."""
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(WIDTH_IN, 4.5))
+    for wallet, (times, totals) in series.items():
+        axis.plot(times, totals, linewidth=1.4, label=f"{wallet[:6]}…{wallet[-4:]}")
+    axis.axhline(0, color="#999999", linewidth=1)
+    axis.set_ylabel("total P&L (USDC)", fontsize=10)
+    axis.set_title(title, fontsize=11)
+    axis.grid(alpha=0.3)
+    if series:
+        axis.legend(fontsize=9)
+    figure.autofmt_xdate()
+    return _png(figure)
+
+
 def calibration_points(
     prices: Sequence[float], won: Sequence[bool], *, buckets: int = 10
 ) -> list[tuple[float, float, int]]:

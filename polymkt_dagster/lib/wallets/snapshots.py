@@ -467,3 +467,35 @@ SNAPSHOT_SCHEMA = pa.schema(
         ("open_positions", pa.int64()),
     ]
 )
+
+
+def pnl_series(
+    con: duckdb.DuckDBPyConnection, files: Sequence[Path], *, top: int = 5
+) -> dict[str, tuple[list[datetime], list[float]]]:
+    """Total P&L over time (the last snapshot of each hour) of the ``top`` wallets with the
+    largest P&L, in either direction, at their last snapshot; for the UI's chart."""
+    if not files:
+        return {}
+    source = "read_parquet([" + ", ".join(sql_string(f) for f in files) + "])"
+    rows = con.execute(
+        f"""
+        WITH hourly AS (
+            SELECT wallet, date_trunc('hour', snapshot_at) AS hour,
+                   arg_max(total_pnl, snapshot_at) AS total_pnl
+            FROM {source} GROUP BY ALL
+        ),
+        ranked AS (
+            SELECT wallet FROM hourly
+            GROUP BY wallet ORDER BY abs(arg_max(total_pnl, hour)) DESC, wallet LIMIT ?
+        )
+        SELECT wallet, hour, total_pnl FROM hourly SEMI JOIN ranked USING (wallet)
+        ORDER BY wallet, hour
+        """,
+        [top],
+    ).fetchall()
+    series: dict[str, tuple[list[datetime], list[float]]] = {}
+    for wallet, hour, total in rows:
+        times, totals = series.setdefault(wallet, ([], []))
+        times.append(hour)
+        totals.append(total)
+    return series

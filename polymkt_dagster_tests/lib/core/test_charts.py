@@ -20,6 +20,7 @@ def test_charts_are_pngs_wide_enough_to_read_in_the_ui() -> None:
         charts.price_volume_png(days, [0.4 + i / 100 for i in range(20)], [100.0] * 20, "m"),
         charts.calibration_png({7: [(0.55, 0.5, 4), (0.85, 0.9, 10)], 30: []}),
         charts.freshness_png([("markets", 12.0, 60.0), ("fills", 25.5, 10.0), ("rpc", None, 10)]),
+        charts.pnl_png({"0x" + "ab" * 20: (days, [i * 3.5 - 20 for i in range(20)])}, "P&L"),
     ]
     for png in pngs:
         width, height = _size(png)
