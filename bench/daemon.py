@@ -15,6 +15,7 @@ Always exits 0: a missed target is reported, not raised.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import time
 from pathlib import Path
 
@@ -45,26 +46,13 @@ def main() -> None:
         sensor_ticks,
         wait_for,
     )
-    from polymkt_local.polymarket_apis import (
-        SAMPLE_DIR,
-        FillStore,
-        GammaServer,
-        GoldskyServer,
-        PolymarketServers,
-        RpcServer,
-        sample_gamma,
-    )
+    from polymkt_local.polymarket_apis import PolymarketServers
 
     c.banner("daemon: 10-minute sync, then automation, under dagster-daemon")
     work = c.fresh_dir(WORK)
     home, data_dir, log = prepare_home(work / "home"), work / "data", work / "daemon.log"
-    store = FillStore.from_csv(SAMPLE_DIR / "orderFilled.csv", end_at=time.time() - 3600)
-    markets, events = sample_gamma()
-    servers = PolymarketServers(
-        store, GammaServer(markets, events), GoldskyServer(store), RpcServer(store)
-    )
-    for server in (servers.gamma, servers.goldsky, servers.rpc):
-        server.start()
+    running = contextlib.ExitStack()
+    servers = running.enter_context(PolymarketServers.over_sample())
     env = {
         **servers.env("goldsky"),
         "POLYMKT_DATA_DIR": str(data_dir),
@@ -130,7 +118,7 @@ def main() -> None:
         sync_record = instance.get_run_record_by_id(sync_run.run_id)
         tick_to_sync = (sync_record.end_time or 0) - first_tick
         total = last_materialization - first_tick
-        print(f"sync: {len(store):,} fills served; run {sync_run.status.value}")
+        print(f"sync: {len(servers.store):,} fills served; run {sync_run.status.value}")
         print(f"fills sensor tick -> sync run success: {tick_to_sync:.1f} s")
         print(
             f"fills sensor tick -> last downstream materialization: {total:.1f} s "
@@ -138,8 +126,7 @@ def main() -> None:
         )
         print(f"wall time of the benchmark: {time.monotonic() - started:.0f} s")
     finally:
-        for server in (servers.gamma, servers.goldsky, servers.rpc):
-            server.stop()
+        running.close()
 
 
 if __name__ == "__main__":

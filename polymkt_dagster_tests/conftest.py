@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import shutil
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,14 +21,7 @@ from polymkt_dagster.lib.ingest.bootstrap import (
 from polymkt_dagster.lib.ingest.trades import derive_trades
 from polymkt_local.openai_compat import OpenAICompatServer
 from polymkt_local.polymarket_apis import (
-    ActivityServer,
-    CtfStore,
-    FillStore,
-    GammaServer,
-    GoldskyServer,
     PolymarketServers,
-    RpcServer,
-    sample_gamma,
 )
 from polymkt_local.seaweed import SeaweedS3, start_seaweed, stop_seaweed
 
@@ -101,27 +93,9 @@ def bucketed_sample_lake(tmp_path_factory: pytest.TempPathFactory, sample_dir: P
 
 @pytest.fixture
 def polymarket_servers() -> Iterator[PolymarketServers]:
-    """Gamma, Goldsky, activity-subgraph and RPC servers over the bundled sample, moved to end
-    an hour ago; the node also serves 2,000 CTF position events spread over the same blocks."""
-    store = FillStore.from_csv(SAMPLE_DIR / "orderFilled.csv", end_at=time.time() - 3600)
-    markets, events = sample_gamma()
-    ctf = CtfStore.over(store, 2_000)
-    servers = PolymarketServers(
-        store,
-        GammaServer(markets, events),
-        GoldskyServer(store),
-        RpcServer(store, ctf=ctf),
-        ctf,
-        ActivityServer(ctf, head_timestamp=int(store.timestamp.max())),
-    )
-    running = (servers.gamma, servers.goldsky, servers.rpc, servers.activity)
-    for server in running:
-        server.start()
-    try:
+    """The local Polymarket servers over the bundled sample, ended an hour ago."""
+    with PolymarketServers.over_sample() as servers:
         yield servers
-    finally:
-        for server in running:
-            server.stop()
 
 
 @pytest.fixture(name="openai_server")

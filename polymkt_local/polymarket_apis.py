@@ -37,7 +37,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 from urllib.parse import parse_qsl, urlsplit
 
 import numpy as np
@@ -745,6 +745,32 @@ class PolymarketServers:
     rpc: RpcServer
     ctf: CtfStore
     activity: ActivityServer
+
+    @classmethod
+    def over_sample(cls, *, ctf_events: int = 2_000, ended_ago_s: float = 3600.0) -> Self:
+        """Gamma, Goldsky, activity-subgraph and RPC servers over the bundled sample, moved to
+        end ``ended_ago_s`` ago; the node also serves ``ctf_events`` CTF position events spread
+        over the same blocks. Not started: use it as a context manager."""
+        store = FillStore.from_csv(SAMPLE_DIR / "orderFilled.csv", end_at=time.time() - ended_ago_s)
+        markets, events = sample_gamma()
+        ctf = CtfStore.over(store, ctf_events)
+        return cls(
+            store,
+            GammaServer(markets, events),
+            GoldskyServer(store),
+            RpcServer(store, ctf=ctf),
+            ctf,
+            ActivityServer(ctf, head_timestamp=int(store.timestamp.max())),
+        )
+
+    def __enter__(self) -> Self:
+        for server in (self.gamma, self.goldsky, self.rpc, self.activity):
+            server.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        for server in (self.gamma, self.goldsky, self.rpc, self.activity):
+            server.stop()
 
     def env(self, source: str = "goldsky", ctf_source: str = "rpc") -> dict[str, str]:
         return {
