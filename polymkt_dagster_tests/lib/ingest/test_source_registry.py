@@ -32,3 +32,9 @@ def test_an_unknown_source_names_the_setting_and_the_choices() -> None:
         make_source(settings, "order_filled")
     assert "one of goldsky, rpc" in str(raised.value)
     assert source_names("ctf_events") == ("rpc", "goldsky")
+
+
+def test_the_first_registered_source_of_each_kind_is_the_settings_default() -> None:
+    defaults = Settings()
+    assert source_names("order_filled")[0] == defaults.order_filled_source
+    assert source_names("ctf_events")[0] == defaults.ctf_events_source
