@@ -38,7 +38,7 @@ def fresh_database() -> str:
 
 def sharp_wallets() -> set[str]:
     """The bundled sample's five sharp wallets (it is generated with the default config)."""
-    return set(build_universe(SampleConfig()).sharp_wallets)
+    return set(build_universe(SampleConfig()).wallets.sharp_wallets)
 
 
 @pytest.fixture(scope="module")

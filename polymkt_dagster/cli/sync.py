@@ -33,6 +33,9 @@ from polymkt_dagster.lib.core.config import Settings
 from polymkt_dagster.lib.ingest.sources.registry import source_names
 
 if TYPE_CHECKING:
+    from polymkt_dagster.lib.core.lake import Lake
+    from polymkt_dagster.lib.ingest.sources.registry import SourceKind
+    from polymkt_dagster.lib.ingest.sync import FillSyncReport
     from polymkt_dagster.lib.ingest.sync_state import StateFile
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -129,60 +132,31 @@ def fills(ctx: click.Context, wait_s: float, **options: Any) -> None:
         _fills(ctx, **options)
 
 
-def _fills(
-    ctx: click.Context,
-    start: str | None,
-    end: str | None,
-    source: str | None,
-    max_batches: int | None,
-    batch_rows: int,
-    dry_run: bool,
-    resync: bool,
-    no_trades: bool,
-    as_json: bool,
-) -> None:
+def _fills(ctx: click.Context, no_trades: bool, as_json: bool, **options: Any) -> None:
     from polymkt_dagster.lib.core.http import SourceError
     from polymkt_dagster.lib.ingest import sync as lib_sync
     from polymkt_dagster.lib.ingest.sync_state import SyncBusyError
 
-    settings = settings_of(ctx)
-    lake = lake_of(settings)
-    first, last = _sync_days(
-        start, end, lambda: lib_sync.fills_state(lake, source or settings.order_filled_source)
+    report, settings, lake = _sync_event_window(
+        ctx, "order_filled", lib_sync.fills_state, **options
     )
-    window = lib_sync.window_for_days([first, last])
-    fill_source = lib_sync.make_fill_source(settings, source)
-    try:
-        report = lib_sync.sync_order_fills(
-            lake,
-            fill_source,
-            *window,
-            max_batches=max_batches,
-            dry_run=dry_run,
-            resync=resync,
-            batch_rows=batch_rows,
-            rejects_path=settings.rejects_dir / "order_filled" / f"{fill_source.name}.rejects.csv",
-            progress=err.print,
-        )
-        document: dict[str, Any] = {"fills": report}
-        if not no_trades and not dry_run and report.days_written:
-            gamma = lib_sync.make_gamma_client(settings, lake)
-            try:
-                trades = lib_sync.refresh_trades(
-                    lake, report.days_written, gamma=gamma, progress=err.print
-                )
-            finally:
-                gamma.close()
-            document["trades"] = {
-                "rows_written": trades.derive.rows_written,
-                "days": trades.derive.days,
-                "unmapped_fills": trades.derive.unmapped_fills,
-                "lookup": trades.lookup,
-            }
-    except (SourceError, SyncBusyError) as exc:
-        fail(str(exc), EXIT_FAILED)
-    finally:
-        fill_source.close()
+    document: dict[str, Any] = {"fills": report}
+    if not no_trades and not options["dry_run"] and report.days_written:
+        gamma = lib_sync.make_gamma_client(settings, lake)
+        try:
+            trades = lib_sync.refresh_trades(
+                lake, report.days_written, gamma=gamma, progress=err.print
+            )
+        except (SourceError, SyncBusyError) as exc:
+            fail(str(exc), EXIT_FAILED)
+        finally:
+            gamma.close()
+        document["trades"] = {
+            "rows_written": trades.derive.rows_written,
+            "days": trades.derive.days,
+            "unmapped_fills": trades.derive.unmapped_fills,
+            "lookup": trades.lookup,
+        }
     emit(document, as_json)
 
 
@@ -195,8 +169,17 @@ def ctf(ctx: click.Context, wait_s: float, **options: Any) -> None:
         _ctf(ctx, **options)
 
 
-def _ctf(
+def _ctf(ctx: click.Context, as_json: bool, **options: Any) -> None:
+    from polymkt_dagster.lib.ingest import sync as lib_sync
+
+    report, _, _ = _sync_event_window(ctx, "ctf_events", lib_sync.ctf_events_state, **options)
+    emit({"ctf_events": report}, as_json)
+
+
+def _sync_event_window(
     ctx: click.Context,
+    kind: SourceKind,
+    state_of: Callable[[Lake, str], StateFile],
     start: str | None,
     end: str | None,
     source: str | None,
@@ -204,35 +187,39 @@ def _ctf(
     batch_rows: int,
     dry_run: bool,
     resync: bool,
-    as_json: bool,
-) -> None:
+) -> tuple[FillSyncReport, Settings, Lake]:
+    """Sync one raw event table (``kind``: order_filled or ctf_events) over the day window of
+    the options, from the named or configured source; its rejects go to the data dir."""
     from polymkt_dagster.lib.core.http import SourceError
+    from polymkt_dagster.lib.core.schemas import RAW_TABLES
     from polymkt_dagster.lib.ingest import sync as lib_sync
+    from polymkt_dagster.lib.ingest.sources.registry import configured_name, make_source
     from polymkt_dagster.lib.ingest.sync_state import SyncBusyError
 
     settings = settings_of(ctx)
     lake = lake_of(settings)
     first, last = _sync_days(
-        start, end, lambda: lib_sync.ctf_events_state(lake, source or settings.ctf_events_source)
+        start, end, lambda: state_of(lake, source or configured_name(settings, kind))
     )
-    ctf_source = lib_sync.make_ctf_source(settings, source)
+    event_source = make_source(settings, kind, source)
     try:
-        report = lib_sync.sync_ctf_events(
+        report = lib_sync.sync_events(
             lake,
-            ctf_source,
+            event_source,
             *lib_sync.window_for_days([first, last]),
+            table=RAW_TABLES[kind],
             max_batches=max_batches,
             dry_run=dry_run,
             resync=resync,
             batch_rows=batch_rows,
-            rejects_path=settings.rejects_dir / "ctf_events" / f"{ctf_source.name}.rejects.csv",
+            rejects_path=settings.rejects_dir / kind / f"{event_source.name}.rejects.csv",
             progress=err.print,
         )
     except (SourceError, SyncBusyError) as exc:
         fail(str(exc), EXIT_FAILED)
     finally:
-        ctf_source.close()
-    emit({"ctf_events": report}, as_json)
+        event_source.close()
+    return report, settings, lake
 
 
 def _sync_days(

@@ -26,12 +26,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import IO, Any
 
 import psutil
 
 from polymkt_dagster.lib.core.duck import TEMP_ROOT
 
 LOCK_FILE = ".polymkt.lock"
+LOCK_POLL_S = 0.2  # how often a waiting writer tries the lock again
 LEGACY_SPILL_DIR = ".duckdb_tmp"
 # write_atomically's temporary names: ".<file>.<pid>-<hex>.tmp" (and ".<file>.<hex>.tmp"
 # from versions that did not record the writer's pid)
@@ -85,6 +87,20 @@ def _holder(path: Path) -> str:
     )
 
 
+def lock_exclusively(handle: IO[Any], deadline: float) -> bool:
+    """Take an exclusive ``flock`` on an open file, retrying until ``deadline`` (monotonic
+    seconds); False when another process still holds it then. The OS drops the lock when
+    its holder dies, so a killed process never leaves it stuck."""
+    while True:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(LOCK_POLL_S)
+
+
 @contextmanager
 def data_dir_lock(data_dir: Path, command: str, *, wait_s: float = 0.0) -> Iterator[Path]:
     """Hold ``<data_dir>/.polymkt.lock`` for a writing command, waiting up to ``wait_s``.
@@ -96,19 +112,13 @@ def data_dir_lock(data_dir: Path, command: str, *, wait_s: float = 0.0) -> Itera
     path = data_dir / LOCK_FILE
     deadline = time.monotonic() + max(0.0, wait_s)
     with path.open("a+", encoding="utf-8") as handle:
-        while True:
-            try:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    waited = f" for {wait_s:g}s" if wait_s > 0 else ""
-                    raise DataDirBusyError(
-                        f"the data dir {data_dir} is in use{waited}: {_holder(path)} holds "
-                        f"its run lock {path}. Wait for it to finish (or pass --wait SECONDS), "
-                        "then re-run"
-                    ) from None
-                time.sleep(0.2)
+        if not lock_exclusively(handle, deadline):
+            waited = f" for {wait_s:g}s" if wait_s > 0 else ""
+            raise DataDirBusyError(
+                f"the data dir {data_dir} is in use{waited}: {_holder(path)} holds "
+                f"its run lock {path}. Wait for it to finish (or pass --wait SECONDS), "
+                "then re-run"
+            )
         handle.seek(0)
         handle.truncate()
         holder = {

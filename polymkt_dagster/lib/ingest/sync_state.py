@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from polymkt_dagster.lib.core.housekeeping import lock_exclusively
 from polymkt_dagster.lib.core.lake import write_atomically
 
 STATE_DIR = "_state"
@@ -135,17 +136,11 @@ def sync_lock(lake_root: Path, name: str, *, timeout_s: float = 60.0) -> Iterato
     path.parent.mkdir(parents=True, exist_ok=True)
     deadline = time.monotonic() + timeout_s
     with path.open("a+") as handle:
-        while True:
-            try:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise SyncBusyError(
-                        f"another process has held the {name} sync lock ({path}) for "
-                        f"{timeout_s:g}s; wait for it to finish, then re-run"
-                    ) from None
-                time.sleep(0.2)
+        if not lock_exclusively(handle, deadline):
+            raise SyncBusyError(
+                f"another process has held the {name} sync lock ({path}) for "
+                f"{timeout_s:g}s; wait for it to finish, then re-run"
+            )
         try:
             yield
         finally:

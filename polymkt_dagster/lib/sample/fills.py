@@ -144,8 +144,8 @@ def generate_slice(
     p_tok = np.where(side == 0, p1, 1.0 - p1)
     taker = np.where(
         sharp,
-        u.n_noise + rng.integers(0, SHARP_WALLET_COUNT, n),
-        u.taker_table[rng.integers(0, SAMPLER_SIZE, n)],
+        u.wallets.n_noise + rng.integers(0, SHARP_WALLET_COUNT, n),
+        u.wallets.taker_table[rng.integers(0, SAMPLER_SIZE, n)],
     )
     mid_cents = p_tok * 100.0 + rng.normal(0.0, 0.6, n)
 
@@ -162,8 +162,8 @@ def generate_slice(
     )  # hundredths of a share
     mk_shares = shares_c * 10_000
     mk_usdc = shares_c * cents * 100
-    maker = u.maker_table[rng.integers(0, SAMPLER_SIZE, n_mk)].astype(np.int64)
-    maker = np.where(maker == taker[mk_match], (maker + 1) % u.n_noise, maker)
+    maker = u.wallets.maker_table[rng.integers(0, SAMPLER_SIZE, n_mk)].astype(np.int64)
+    maker = np.where(maker == taker[mk_match], (maker + 1) % u.wallets.n_noise, maker)
     tk_shares = np.add.reduceat(mk_shares, first_mk)
     tk_usdc = np.add.reduceat(mk_usdc, first_mk)
 
@@ -183,7 +183,7 @@ def generate_slice(
     maker_addr[mk_pos] = maker
     taker_addr[mk_pos] = taker[mk_match]
     maker_addr[tk_pos] = taker
-    taker_addr[tk_pos] = u.n_noise + SHARP_WALLET_COUNT + u.neg_risk[mkt]  # the exchange
+    taker_addr[tk_pos] = u.wallets.n_noise + SHARP_WALLET_COUNT + u.neg_risk[mkt]  # the exchange
     shares[mk_pos] = mk_shares
     usdc[mk_pos] = mk_usdc
     shares[tk_pos] = tk_shares
@@ -213,10 +213,10 @@ def generate_slice(
         fills_batch = pa.RecordBatch.from_arrays(
             [
                 pa.array(t[row_match]),
-                arrow_strings(u.addresses[maker_addr + u.n_addr * mixed_maker]),
+                arrow_strings(u.wallets.addresses[maker_addr + u.wallets.n_addr * mixed_maker]),
                 lookup(u.tokens, maker_asset),
                 pa.array(np.where(maker_buys, usdc, shares)),
-                arrow_strings(u.addresses[taker_addr + u.n_addr * mixed_taker]),
+                arrow_strings(u.wallets.addresses[taker_addr + u.wallets.n_addr * mixed_taker]),
                 lookup(u.tokens, taker_asset),
                 pa.array(np.where(maker_buys, shares, usdc)),
                 tx_rows,
@@ -234,8 +234,8 @@ def generate_slice(
             [
                 ts_col,
                 lookup(u.market_ids, r_mkt),
-                arrow_strings(u.addresses[maker_addr]),
-                arrow_strings(u.addresses[taker_addr]),
+                arrow_strings(u.wallets.addresses[maker_addr]),
+                arrow_strings(u.wallets.addresses[taker_addr]),
                 lookup(_SIDES, r_side),
                 lookup(_DIRECTIONS, maker_buys.view(np.int8)),
                 lookup(_DIRECTIONS, (~maker_buys).view(np.int8)),

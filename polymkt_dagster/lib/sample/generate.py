@@ -88,9 +88,9 @@ def _ctf_planner(u: Universe) -> CtfPlanner:
         for i, m in enumerate(u.markets)
     ]
     groups = [ev.markets for ev in u.events if ev.neg_risk]  # market ids ascend: question order
-    wallets = [a.decode() for a in u.addresses[: u.n_noise + SHARP_WALLET_COUNT]]
+    wallets = [a.decode() for a in u.wallets.addresses[: u.wallets.n_noise + SHARP_WALLET_COUNT]]
     return CtfPlanner(
-        markets, groups, wallets, seed=u.config.seed, t_end=u.t1, converters=u.converters
+        markets, groups, wallets, seed=u.config.seed, t_end=u.t1, converters=u.wallets.converters
     )
 
 
@@ -207,7 +207,7 @@ def generate_sample(
         trades=written,
         matches=matches,
         ctf_events=n_ctf_events,
-        wallets=u.n_noise + SHARP_WALLET_COUNT,
-        sharp_wallets=list(u.sharp_wallets),
+        wallets=u.wallets.n_noise + SHARP_WALLET_COUNT,
+        sharp_wallets=list(u.wallets.sharp_wallets),
         **paths,
     )

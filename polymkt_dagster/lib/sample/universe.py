@@ -21,7 +21,7 @@ from polymkt_dagster.lib.sample.formats import unix_seconds
 from polymkt_dagster.lib.sample.price_paths import price_at, price_paths
 from polymkt_dagster.lib.sample.questions import QuestionWriter
 from polymkt_dagster.lib.sample.records import Event, Market
-from polymkt_dagster.lib.sample.wallets import build_wallets
+from polymkt_dagster.lib.sample.wallets import WalletPool, build_wallets
 
 __all__ = [
     "Universe",
@@ -55,13 +55,7 @@ class Universe:
     # per-token / wallet lookups
     tokens: pa.Array  # token1, token2 per market (2n), then "0"
     market_ids: pa.Array
-    addresses: np.ndarray  # (2 * n_addr,) S42: lowercase rows, then mixed-case rows
-    n_addr: int
-    n_noise: int
-    sharp_wallets: list[str]
-    maker_table: np.ndarray  # inverse-CDF lookup tables: uniform int -> noise wallet index
-    taker_table: np.ndarray
-    converters: np.ndarray  # the busiest market makers: they make the neg-risk conversions
+    wallets: WalletPool
     n_slices: int
     slice_len: int
 
@@ -405,13 +399,7 @@ def build_universe(config: SampleConfig) -> Universe:
         path=path,
         tokens=tokens,
         market_ids=market_ids,
-        addresses=wallets.addresses,
-        n_addr=wallets.n_addr,
-        n_noise=wallets.n_noise,
-        sharp_wallets=wallets.sharp_wallets,
-        maker_table=wallets.maker_table,
-        taker_table=wallets.taker_table,
-        converters=wallets.converters,
+        wallets=wallets,
         n_slices=n_slices,
         slice_len=slice_len,
     )

@@ -54,7 +54,7 @@ from polymkt_dagster.lib.ingest.sources.fill_source import (
     RejectedFill,
 )
 from polymkt_dagster.lib.ingest.sources.rpc import DecodeError as LogDecodeError
-from polymkt_dagster.lib.ingest.sources.rpc import RpcSource
+from polymkt_dagster.lib.ingest.sources.rpc import RpcSource, read_envelope
 
 CONDITIONAL_TOKENS = "0x4d97dcd97ec945f40cf65f87097ace5ea0476045"
 NEG_RISK_ADAPTER = "0xd91e80cf2e7be2e162c6513ced06f1dd0da35296"
@@ -210,15 +210,9 @@ def _as_column(kind: str, value: Any) -> Any:
 
 def decode_ctf_log(log: dict[str, Any]) -> dict[str, Any]:
     """Canonical ctf_events fields (no timestamp) of one log of either contract."""
-    try:
-        topics = [str(t).lower() for t in log["topics"]]
-        data = bytes.fromhex(str(log["data"]).lower().removeprefix("0x"))
-        address = str(log["address"]).lower()
-        block = int(str(log["blockNumber"]), 16)
-        log_index = int(str(log["logIndex"]), 16)
-        tx = str(log["transactionHash"]).lower()
-    except (KeyError, TypeError, ValueError) as exc:
-        raise DecodeError(f"log is missing or has a malformed field ({exc})") from exc
+    envelope = read_envelope(log, DecodeError)
+    topics, data, address = envelope.topics, envelope.data, envelope.address
+    block, log_index, tx = envelope.block, envelope.log_index, envelope.tx
     if not topics:
         raise DecodeError("log has no topics")
     abi = BY_TOPIC.get((address, topics[0]))

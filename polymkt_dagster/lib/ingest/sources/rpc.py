@@ -18,6 +18,7 @@ deterministic.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Self
 
@@ -64,18 +65,38 @@ def _topic_address(topic: str) -> str:
     return "0x" + text[24:]
 
 
+@dataclass(frozen=True)
+class LogEnvelope:
+    """The fields every ``eth_getLogs`` entry has, lower-cased and parsed."""
+
+    topics: list[str]
+    data: bytes
+    address: str
+    block: int
+    log_index: int
+    tx: str
+
+
+def read_envelope(log: dict[str, Any], error: type[DecodeError] = DecodeError) -> LogEnvelope:
+    """The log's envelope, or ``error`` (the decoder's own DecodeError) naming what is wrong."""
+    try:
+        return LogEnvelope(
+            topics=[str(t).lower() for t in log["topics"]],
+            data=bytes.fromhex(str(log["data"]).lower().removeprefix("0x")),
+            address=str(log["address"]).lower(),
+            block=int(str(log["blockNumber"]), 16),
+            log_index=int(str(log["logIndex"]), 16),
+            tx=str(log["transactionHash"]).lower(),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise error(f"log is missing or has a malformed field ({exc})") from exc
+
+
 def decode_order_filled(log: dict[str, Any]) -> dict[str, Any]:
     """Canonical fill fields (no timestamp, no id) of one V1 or V2 OrderFilled log."""
-    try:
-        topics = [str(t).lower() for t in log["topics"]]
-        raw = str(log["data"]).lower().removeprefix("0x")
-        data = bytes.fromhex(raw)
-        address = str(log["address"]).lower()
-        block = int(str(log["blockNumber"]), 16)
-        log_index = int(str(log["logIndex"]), 16)
-        tx = str(log["transactionHash"]).lower()
-    except (KeyError, TypeError, ValueError) as exc:
-        raise DecodeError(f"log is missing or has a malformed field ({exc})") from exc
+    envelope = read_envelope(log)
+    topics, data, address = envelope.topics, envelope.data, envelope.address
+    block, log_index, tx = envelope.block, envelope.log_index, envelope.tx
     if len(topics) != 4:
         raise DecodeError(f"OrderFilled has 3 indexed arguments, log has {len(topics) - 1}")
     if address not in EXCHANGE_CONTRACTS:
