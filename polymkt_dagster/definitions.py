@@ -8,12 +8,27 @@ whole graph and run here: the gap-tolerant automation conditions (and their sens
 named jobs.
 """
 
+import sys
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 
+# Dagster has no public API to execute a named job in this process under its code location's
+# origin (execute_in_process records no origin, so the UI cannot re-execute its runs); these
+# are the pieces `dagster job launch` and the run worker use.
+from dagster._core.definitions.reconstruct import ReconstructableJob, ReconstructableRepository
+from dagster._core.execution.api import create_execution_plan, execute_run
+from dagster._core.remote_origin import (
+    ManagedGrpcPythonEnvCodeLocationOrigin,
+    RemoteJobOrigin,
+    RemoteRepositoryOrigin,
+)
+from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
+
 from polymkt_dagster.defs.jobs import job_definitions
 from polymkt_dagster.defs.shared.automation import with_gap_tolerant_automation
+from polymkt_dagster.defs.shared.resources import PolymktResource
 
 
 def _build() -> dg.Definitions:
@@ -31,32 +46,67 @@ def _build() -> dg.Definitions:
 defs = _build()
 
 
+# The code location's name in workspace.yaml and pyproject.toml: a run recorded under it is
+# one the web UI can re-execute and place on the overview timeline.
+LOCATION_NAME = "polymkt"
+_REPOSITORY_NAME = "__repository__"  # Dagster's name for the repository of a Definitions
+
+
+def _location_job(name: str) -> tuple[RemoteJobOrigin, ReconstructableJob]:
+    """Job ``name`` as the UI knows it (its remote origin: the same one a run launched from
+    ``dagster dev`` carries, so the run page's "Re-execute" finds the job) and as a run
+    worker rebuilds it (this module's ``defs``)."""
+    cwd = str(Path.cwd())
+    target = LoadableTargetOrigin(
+        module_name=__name__, working_directory=cwd, executable_path=sys.executable
+    )
+    location = ManagedGrpcPythonEnvCodeLocationOrigin(target, LOCATION_NAME)
+    remote = RemoteRepositoryOrigin(location, _REPOSITORY_NAME).get_job_origin(name)
+    repository = ReconstructableRepository.for_module(__name__, "defs", working_directory=cwd)
+    return remote, repository.get_reconstructable_job(name)
+
+
 def run_job(
     name: str,
     *,
     instance: dg.DagsterInstance,
-    resources: dict[str, object],
+    polymkt: PolymktResource,
     tags: dict[str, str],
-    run_config: dict[str, object] | None = None,
+    run_config: dict[str, Any] | None = None,
     partition_key: str | None = None,
     asset_selection: list[dg.AssetKey] | None = None,
     raise_on_error: bool = False,
-) -> dg.ExecuteInProcessResult:
-    """Execute a job of the code location in this process, recorded under its own name."""
-    # The caller's resources (its data dir) replace the location's: a job is built from
-    # definitions whose resources are bound, so they are swapped there, not per run.
-    with_resources = dg.Definitions(
-        assets=defs.assets,
-        asset_checks=defs.asset_checks,
-        jobs=defs.jobs,
-        resources={**(defs.resources or {}), **resources},
-        executor=defs.executor,
+) -> dg.JobExecutionResult:
+    """Execute job ``name`` of the code location in this process, recorded as a run of the
+    location (not an ad-hoc ``execute_in_process``), so the UI can re-execute it and shows it
+    on the overview timeline.
+
+    The caller's lake (``polymkt``) travels in the run's config, not as a swapped resource:
+    a re-execution from the UI reads the same data dir, and the job's snapshot stays the
+    location's own.
+    """
+    job_def = defs.resolve_job_def(name)
+    config = {**(run_config or {}), **polymkt.as_run_config()}
+    run_tags = {**job_def.run_tags, **tags}
+    if partition_key is not None:
+        run_tags.update(job_def.get_tags_for_partition_key(partition_key, None))
+    selection = frozenset(asset_selection or ()) or None
+    if selection == frozenset(job_def.asset_layer.executable_asset_keys):
+        selection = None  # the whole job, as the UI would launch it
+    remote_origin, job = _location_job(name)
+    selected = job.get_subset(asset_selection=selection) if selection else job
+    plan = create_execution_plan(
+        selected,
+        run_config=config,
+        instance_ref=instance.get_ref() if instance.is_persistent else None,
     )
-    return with_resources.resolve_job_def(name).execute_in_process(
-        instance=instance,
-        tags=tags,
-        run_config=run_config,
-        partition_key=partition_key,
-        asset_selection=asset_selection,
-        raise_on_error=raise_on_error,
+    run = instance.create_run_for_job(
+        job_def=selected.get_definition(),
+        execution_plan=plan,
+        run_config=config,
+        tags=run_tags,
+        asset_selection=selection,
+        remote_job_origin=remote_origin,
+        job_code_origin=job.get_python_origin(),
     )
+    return execute_run(job, run, instance, raise_on_error=raise_on_error)

@@ -54,6 +54,8 @@ def test_pipeline_on_the_bundled_sample_fills_the_instance(tmp_path: Path) -> No
             "signals_favorites",
             "backtest",
         }
+        # ... recorded under the code location, which is what "Re-execute" looks up.
+        assert {r.remote_job_origin.location_name for r in instance.get_runs()} == {"polymkt"}
         # Every day partition tells its own rows; the run's total is labelled run_row_count.
         fills = instance.get_latest_materialization_event(dg.AssetKey(["raw", "order_filled"]))
         metadata = fills.asset_materialization.metadata

@@ -1,6 +1,7 @@
-"""`dagster-daemon run` over the project's code location in a scratch DAGSTER_HOME.
+"""`dagster-daemon run` and the web UI's server over the project's code location in a scratch
+DAGSTER_HOME.
 
-Used by the daemon test and bench/daemon.py: the daemon runs in its own process group (its
+Used by the daemon and UI tests and bench/daemon.py: each runs in its own process group (its
 code server and run workers are its children), so stopping it ends every process it started.
 """
 
@@ -49,14 +50,32 @@ def prepare_home(home: Path, extra: str = TEST_INSTANCE_EXTRA) -> Path:
 @contextmanager
 def running_daemon(home: Path, env: Mapping[str, str], log: Path) -> Iterator[subprocess.Popen]:
     """Start the daemon on the code location; on exit stop it and everything it launched."""
+    with _dagster_process(["dagster-daemon", "run"], home, env, log) as process:
+        yield process
+
+
+@contextmanager
+def running_webserver(
+    home: Path, env: Mapping[str, str], log: Path, port: int
+) -> Iterator[subprocess.Popen]:
+    """Start the web UI's server on 127.0.0.1:``port``; on exit stop it and its code server."""
+    command = ["dagster-webserver", "--host", "127.0.0.1", "--port", str(port)]
+    with _dagster_process(command, home, env, log) as process:
+        yield process
+
+
+@contextmanager
+def _dagster_process(
+    command: list[str], home: Path, env: Mapping[str, str], log: Path
+) -> Iterator[subprocess.Popen]:
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("POLYMKT_")}
     full_env.update(env)
     full_env["DAGSTER_HOME"] = str(home)
     full_env["PYTHONPATH"] = str(REPO_ROOT)
+    executable = str(Path(sys.executable).parent / command[0])
     with log.open("w") as out:
         process = subprocess.Popen(
-            [str(Path(sys.executable).parent / "dagster-daemon"), "run",
-             "-w", str(REPO_ROOT / "workspace.yaml")],
+            [executable, *command[1:], "-w", str(REPO_ROOT / "workspace.yaml")],
             env=full_env, cwd=REPO_ROOT, stdout=out, stderr=subprocess.STDOUT,
             start_new_session=True,
         )  # fmt: skip

@@ -27,13 +27,12 @@ import dagster as dg
 from polymkt_dagster.cli.dagster_home import prepare_dagster_home
 from polymkt_dagster.cli.run_hygiene import fail_orphaned_runs, process_tags
 from polymkt_dagster.definitions import run_job
-from polymkt_dagster.defs.ingest.assets import raw_ctf_events, raw_order_filled, raw_trades
 from polymkt_dagster.defs.ingest.live import INGEST_TAG
-from polymkt_dagster.defs.jobs import BACKTEST_JOB, FAVORITES_JOB, MAIN_JOB
+from polymkt_dagster.defs.jobs import BACKTEST_JOB, FAVORITES_JOB, MAIN_JOB, RAW_SYNC_JOB
 from polymkt_dagster.defs.research.assets import BACKTEST_RESULTS_KEY, FAVORITES_KEY
 from polymkt_dagster.defs.research.partitions import backtests_partitions, favorites_partitions
 from polymkt_dagster.defs.shared.partitions import daily_partitions
-from polymkt_dagster.defs.shared.resources import PolymktResource, openai_resource_from_env
+from polymkt_dagster.defs.shared.resources import PolymktResource
 from polymkt_dagster.defs.shared.tags import (
     ASSET_PARTITION_RANGE_END_TAG,
     ASSET_PARTITION_RANGE_START_TAG,
@@ -92,13 +91,6 @@ class BackfillResult:
     orphaned_runs: list[str] = field(default_factory=list)
 
 
-def _research_resources(settings: Settings) -> dict[str, Any]:
-    return {
-        "polymkt": PolymktResource.from_settings(settings),
-        "openai": openai_resource_from_env(),
-    }
-
-
 def run_pipeline(
     settings: Settings,
     *,
@@ -125,8 +117,6 @@ def run_pipeline(
         tags.update(range_tags(*partition_range))
     else:
         runnable = [a for a in runnable if a.partitions_def is None]
-    resources = dict(defs.resources or {})
-    resources["polymkt"] = PolymktResource.from_settings(settings)
 
     instance = dg.DagsterInstance.get()
     orphaned = fail_orphaned_runs(instance)
@@ -138,7 +128,7 @@ def run_pipeline(
             MAIN_JOB,
             asset_selection=[k for a in runnable for k in a.keys],
             instance=instance,
-            resources=resources,
+            polymkt=PolymktResource.from_settings(settings),
             tags=tags,
             raise_on_error=False,
             run_config=QUIET_RUN_CONFIG,
@@ -189,14 +179,14 @@ def materialize_backtest(
     instance: dg.DagsterInstance,
     *,
     tags: Mapping[str, str] | None = None,
-) -> dg.ExecuteInProcessResult:
+) -> dg.JobExecutionResult:
     """Register the backtest's partition and materialize it (raises with the asset's error)."""
     instance.add_dynamic_partitions(backtests_partitions.name, [backtest_id])
     return run_job(
         BACKTEST_JOB,
         raise_on_error=True,
         instance=instance,
-        resources=_research_resources(settings),
+        polymkt=PolymktResource.from_settings(settings),
         partition_key=backtest_id,
         tags=dict(tags or {}),
         run_config=QUIET_RUN_CONFIG,
@@ -224,7 +214,7 @@ def run_research_assets(
     signals = run_job(
         FAVORITES_JOB,
         instance=instance,
-        resources=_research_resources(settings),
+        polymkt=PolymktResource.from_settings(settings),
         tags={**tags, **range_tags(keys[0], keys[-1])},
         run_config=QUIET_RUN_CONFIG,
         raise_on_error=False,
@@ -259,10 +249,10 @@ def run_backfill(settings: Settings, first: date, last: date) -> BackfillResult:
     sources, into the instance at DAGSTER_HOME (call ``prepare_dagster_home`` first)."""
     instance = dg.DagsterInstance.get()
     orphaned = fail_orphaned_runs(instance)
-    result = dg.materialize(
-        [raw_order_filled, raw_trades, raw_ctf_events],
+    result = run_job(
+        RAW_SYNC_JOB,
         instance=instance,
-        resources={"polymkt": PolymktResource.from_settings(settings)},
+        polymkt=PolymktResource.from_settings(settings),
         tags={
             INGEST_TAG: "live",
             **range_tags(first.isoformat(), last.isoformat()),

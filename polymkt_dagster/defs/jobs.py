@@ -16,6 +16,13 @@ from polymkt_dagster.defs.shared.partitions import daily_partitions
 MAIN_JOB = "main"
 FAVORITES_JOB = "signals_favorites"
 BACKTEST_JOB = "backtest"
+RAW_SYNC_JOB = "raw_sync"
+
+_RAW_SYNC = [
+    dg.AssetKey(["raw", "order_filled"]),
+    dg.AssetKey(["raw", "trades"]),
+    dg.AssetKey(["raw", "ctf_events"]),
+]
 
 _FAVORITES = dg.AssetKey(["signals", "favorites"])
 _BACKTEST = dg.AssetKey(["backtest", "results"])
@@ -47,6 +54,15 @@ def job_definitions(defs: dg.Definitions) -> dg.Definitions:
                 FAVORITES_JOB,
                 selection=dg.AssetSelection.assets(_FAVORITES),
                 description="Favorite signals for every horizon (one run over the horizons).",
+            ),
+            dg.define_asset_job(
+                RAW_SYNC_JOB,
+                selection=dg.AssetSelection.assets(*_RAW_SYNC),
+                partitions_def=daily_partitions,
+                description=(
+                    "Order fills, trades and CTF events of a range of days from the live sources "
+                    "(`polymkt sync backfill`)."
+                ),
             ),
             dg.define_asset_job(
                 BACKTEST_JOB,

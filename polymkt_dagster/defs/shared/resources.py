@@ -44,6 +44,12 @@ class PolymktResource(dg.ConfigurableResource):
             parquet_hash_bucket_count=settings.parquet_hash_bucket_count,
         )
 
+    def as_run_config(self) -> dict[str, Any]:
+        """This lake as a run's config: a run (and its re-execution from the UI) reads it
+        instead of the data dir the code location loaded with."""
+        fields = ("data_dir", "parquet_partitioning_enabled", "parquet_hash_bucket_count")
+        return {"resources": {"polymkt": {"config": {f: getattr(self, f) for f in fields}}}}
+
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         # DuckDB spills under the data dir (<data dir>/.polymkt-tmp), not a shared /tmp
         configure_scratch(self.data_dir)

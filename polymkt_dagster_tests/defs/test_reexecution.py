@@ -1,0 +1,126 @@
+"""A run the CLI records is a run of the code location: the web UI re-executes it.
+
+The parent run is executed in this process by ``run_job`` (what `polymkt pipeline` does); the
+re-execution is asked of a real ``dagster-webserver`` over GraphQL, as the run page's
+"Re-execute" button asks it, and runs in the run worker the webserver launches.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import urllib.request
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from polymkt_dagster.definitions import LOCATION_NAME, run_job
+from polymkt_dagster.defs.jobs import MAIN_JOB
+from polymkt_dagster.defs.shared.resources import PolymktResource
+from polymkt_local.daemon import instance_at, running_webserver, wait_for
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+MARKETS = dg.AssetKey(["raw", "markets"])
+# The instance launches runs as soon as they are submitted (no daemon to dequeue them).
+INSTANCE_YAML = """
+telemetry:
+  enabled: false
+run_coordinator:
+  module: dagster.core.run_coordinator
+  class: DefaultRunCoordinator
+"""
+REEXECUTE = """
+mutation Reexecute($parentRunId: String!) {
+  launchPipelineReexecution(reexecutionParams: {parentRunId: $parentRunId, strategy: ALL_STEPS}) {
+    __typename
+    ... on LaunchRunSuccess { run { runId } }
+    ... on PythonError { message }
+    ... on RunConfigValidationInvalid { errors { message } }
+  }
+}
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _graphql(port: int, query: str, variables: dict[str, str]) -> dict:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/graphql",
+        data=json.dumps({"query": query, "variables": variables}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=60) as response:
+        return json.loads(response.read())
+
+
+def _server_up(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+def test_workspace_names_the_location_runs_are_recorded_under() -> None:
+    workspace = (REPO_ROOT / "workspace.yaml").read_text()
+    assert f"location_name: {LOCATION_NAME}\n" in workspace
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_a_cli_run_is_re_executed_from_the_web_ui(tmp_path: Path, sample_dir: Path) -> None:
+    data_dir, home = tmp_path / "data", tmp_path / "home"
+    data_dir.mkdir()
+    home.mkdir()
+    (home / "dagster.yaml").write_text(INSTANCE_YAML)
+    for name in ("markets.csv", "markets.json"):
+        shutil.copyfile(sample_dir / name, data_dir / name)
+
+    with instance_at(home) as instance:
+        parent = run_job(
+            MAIN_JOB,
+            instance=instance,
+            polymkt=PolymktResource(data_dir=str(data_dir)),
+            tags={"polymkt/test": "reexecution"},
+            asset_selection=[MARKETS],
+        )
+        assert parent.success
+        recorded = instance.get_run_by_id(parent.run_id)
+        assert recorded is not None and recorded.remote_job_origin is not None
+        assert recorded.remote_job_origin.location_name == LOCATION_NAME
+        assert recorded.job_name == MAIN_JOB
+
+    port = _free_port()
+    log = tmp_path / "webserver.log"
+    # The location loads with another data dir: the run's config must carry the lake.
+    env = {"POLYMKT_DATA_DIR": str(tmp_path / "elsewhere")}
+    with running_webserver(home, env, log, port) as server:
+        wait_for(
+            "for the webserver", lambda: _server_up(port), timeout_s=240, process=server, log=log
+        )
+        answer = _graphql(port, REEXECUTE, {"parentRunId": parent.run_id})
+        launched = answer["data"]["launchPipelineReexecution"]
+        assert launched["__typename"] == "LaunchRunSuccess", launched
+        child_id = launched["run"]["runId"]
+
+        with instance_at(home) as instance:
+
+            def finished() -> dg.DagsterRun | None:
+                run = instance.get_run_by_id(child_id)
+                return run if run is not None and run.is_finished else None
+
+            child = wait_for("for the re-executed run", finished, timeout_s=300, log=log)
+            assert child.status == dg.DagsterRunStatus.SUCCESS, log.read_text()[-3000:]
+            assert child.parent_run_id == parent.run_id
+            assert child.job_name == MAIN_JOB
+            assert child.asset_selection == {MARKETS}
+            assert child.tags["polymkt/test"] == "reexecution"
+            materializations = instance.fetch_materializations(MARKETS, limit=10).records
+            assert {m.run_id for m in materializations} == {parent.run_id, child_id}
+    assert not (tmp_path / "elsewhere").exists()
