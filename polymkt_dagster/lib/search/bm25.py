@@ -215,6 +215,7 @@ def update_bm25_index(
             mode = "unchanged"
             # Filter columns (volume, closed, ...) move without a text change.
             con.execute(_refresh_documents_sql(None))
+        _create_lookup_indexes(con)
         terms = int(_scalar(con, f"SELECT count(*) FROM {FTS_SCHEMA}.dict") or 0)
         con.execute("CHECKPOINT")
     return Bm25Report(
@@ -228,6 +229,15 @@ def update_bm25_index(
         catalog_path=str(catalog_path),
         changed_sample=sample,
     )
+
+
+def _create_lookup_indexes(con: duckdb.DuckDBPyConnection) -> None:
+    """ART indexes for a query's lookups of its terms and of its markets' details: index
+    probes instead of scans of the dictionary and the documents (at 200k markets ~0.5 ms
+    instead of ~5 ms each, several per query). Rebuilding a table drops its index, so every
+    update ends here."""
+    con.execute(f"CREATE INDEX IF NOT EXISTS dict_term ON {FTS_SCHEMA}.dict (term)")
+    con.execute("CREATE INDEX IF NOT EXISTS documents_market_id ON search.documents (market_id)")
 
 
 def _full_bm25_build(con: duckdb.DuckDBPyConnection) -> None:

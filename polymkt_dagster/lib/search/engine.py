@@ -266,13 +266,7 @@ class MarketSearch:
         for token, term in rows:
             if term and term not in words.values():
                 words[str(token)] = str(term)
-        known = {
-            str(r[0])
-            for r in con.execute(
-                f"SELECT term FROM {FTS_SCHEMA}.dict WHERE term IN (SELECT unnest(?::VARCHAR[]))",
-                [list(words.values())],
-            ).fetchall()
-        }
+        known = self._known_terms(list(words.values()))
         terms: list[str] = []
         corrections: dict[str, str] = {}
         for token, term in words.items():
@@ -293,38 +287,60 @@ class MarketSearch:
         splits = [(token[:i], token[i:]) for i in range(3, len(token) - 2)]
         if not splits:
             return None
-        row = (
+        stemmed = (
             self._connection()
             .execute(
                 f"""
-            SELECT l, r FROM (
-                SELECT s[1] AS lw, s[2] AS rw, stem(s[1], '{FTS_STEMMER}') AS l,
-                       stem(s[2], '{FTS_STEMMER}') AS r
-                FROM (SELECT unnest(?::VARCHAR[][]) AS s)
-            )
-            WHERE l IN (SELECT term FROM {FTS_SCHEMA}.dict)
-              AND r IN (SELECT term FROM {FTS_SCHEMA}.dict)
-              AND lw NOT IN (SELECT sw FROM {FTS_SCHEMA}.stopwords)
-            ORDER BY abs(length(lw) - length(rw)) LIMIT 1
+            SELECT s[1], s[2], stem(s[1], '{FTS_STEMMER}'), stem(s[2], '{FTS_STEMMER}'),
+                   s[1] IN (SELECT sw FROM {FTS_SCHEMA}.stopwords)
+            FROM (SELECT unnest(?::VARCHAR[][]) AS s)
             """,
                 [[list(p) for p in splits]],
             )
-            .fetchone()
+            .fetchall()
         )
-        return [str(row[0]), str(row[1])] if row else None
+        known = self._known_terms([str(t) for row in stemmed for t in row[2:4]])
+        joined = [
+            (abs(len(left) - len(right)), str(left_term), str(right_term))
+            for left, right, left_term, right_term, left_is_stopword in stemmed
+            if left_term in known and right_term in known and not left_is_stopword
+        ]
+        if not joined:
+            return None
+        _, left_term, right_term = min(joined, key=lambda j: j[0])
+        return [left_term, right_term]
+
+    def _known_terms(self, terms: Sequence[str]) -> set[str]:
+        """The ``terms`` the index holds (an index probe per term, not a dictionary scan)."""
+        if not terms:
+            return set()
+        rows = (
+            self._connection()
+            .execute(
+                f"SELECT term FROM {FTS_SCHEMA}.dict WHERE term IN ({_placeholders(terms)})",
+                list(terms),
+            )
+            .fetchall()
+        )
+        return {str(r[0]) for r in rows}
 
     def _closest_terms(self, token: str, term: str) -> list[str] | None:
         """The index term nearest ``term``: one edit away (two for words of 8+ letters),
-        ties to the most Jaro-Winkler-similar, then the most common."""
+        ties to the most Jaro-Winkler-similar, then the most common.
+
+        The filters run in the order written: the Jaro-Winkler floor first rejects almost
+        every term at a fraction of the edit distance's cost (20 ms instead of 270 ms over
+        200k terms)."""
         edits = 1 if len(token) < 8 else 2
         row = (
             self._connection()
             .execute(
                 f"""
             SELECT term FROM {FTS_SCHEMA}.dict
-            WHERE length(term) BETWEEN ? AND ? AND NOT regexp_matches(term, '^[0-9]+$')
-              AND damerau_levenshtein(term, ?) <= {edits}
+            WHERE length(term) BETWEEN ? AND ?
               AND jaro_winkler_similarity(term, ?) >= {FUZZY_MIN_SIMILARITY}
+              AND damerau_levenshtein(term, ?) <= {edits}
+              AND NOT regexp_matches(term, '^[0-9]+$')
             ORDER BY damerau_levenshtein(term, ?), jaro_winkler_similarity(term, ?) DESC,
                      df DESC, term
             LIMIT 1
@@ -342,9 +358,9 @@ class MarketSearch:
             f"""
             SELECT d.term, log(((s.num_docs - d.df + 0.5) / (d.df + 0.5)) + 1)
             FROM {FTS_SCHEMA}.dict d, {FTS_SCHEMA}.stats s
-            WHERE d.term IN (SELECT unnest(?::VARCHAR[]))
+            WHERE d.term IN ({_placeholders(terms)})
             """,
-            [list(terms)],
+            list(terms),
         ).fetchall()
         found = {str(r[0]): float(r[1]) for r in rows}
         unseen = float(
@@ -396,7 +412,9 @@ class MarketSearch:
                        log(((s.num_docs - d.df + 0.5) / (d.df + 0.5)) + 1) AS idf, s.avgdl
                 FROM (SELECT unnest(?::VARCHAR[]) AS term, unnest(?::VARCHAR[]) AS grp,
                              unnest(?::DOUBLE[]) AS weight) w
-                JOIN {FTS_SCHEMA}.dict d USING (term), {FTS_SCHEMA}.stats s
+                JOIN (SELECT termid, term, df FROM {FTS_SCHEMA}.dict
+                      WHERE term IN ({_placeholders(words)})) d USING (term),
+                     {FTS_SCHEMA}.stats s
             ),
             per_term AS (
                 SELECT p.docid, q.grp, max({part}) AS part, max(q.idf) AS idf
@@ -410,7 +428,7 @@ class MarketSearch:
             (SELECT sum(i) FROM (SELECT max(idf) AS i FROM q WHERE weight = 1 GROUP BY grp)),
             (SELECT count(DISTINCT grp) FROM q WHERE weight = 1),
             (SELECT log(((num_docs + 0.5) / 0.5) + 1) FROM {FTS_SCHEMA}.stats)"""
-        params: list[Any] = [words, groups, weights]
+        params: list[Any] = [words, groups, weights, *words]
         if not filters.active:
             sql = f"""
                 WITH {grouped},
@@ -451,18 +469,24 @@ class MarketSearch:
         long_terms = [t for t in terms if len(t) >= EXPANSION_MIN_CHARS and not t.isdigit()]
         if not long_terms:
             return {}
+        # One range probe of the term-sorted dictionary per query term (a join on
+        # starts_with would scan every term).
+        ranges = " UNION ALL ".join(
+            f"SELECT ? AS t, term, df FROM {FTS_SCHEMA}.dict "
+            f"WHERE term > ? AND term < ? AND length(term) <= ?"
+            for _ in long_terms
+        )
+        params: list[Any] = []
+        for term in long_terms:
+            params += [term, term, _prefix_end(term), len(term) + EXPANSION_MAX_EXTRA_CHARS]
         rows = (
             self._connection()
             .execute(
                 f"""
-            SELECT q.t, list(d.term ORDER BY d.df DESC, d.term)[:{EXPANSION_MAX_TERMS}]
-            FROM (SELECT unnest(?::VARCHAR[]) AS t) q
-            JOIN {FTS_SCHEMA}.dict d
-              ON starts_with(d.term, q.t) AND d.term <> q.t
-             AND length(d.term) <= length(q.t) + {EXPANSION_MAX_EXTRA_CHARS}
-            GROUP BY q.t
+            SELECT t, list(term ORDER BY df DESC, term)[:{EXPANSION_MAX_TERMS}]
+            FROM ({ranges}) GROUP BY t
             """,
-                [long_terms],
+                params,
             )
             .fetchall()
         )
@@ -479,11 +503,11 @@ class MarketSearch:
             .execute(
                 f"""
             SELECT market_id FROM search.documents
-            WHERE market_id IN (SELECT unnest(?::VARCHAR[]))
+            WHERE market_id IN ({_placeholders(ids)})
               AND (contains({_PHRASE_SQL.format("question_terms")}, ?)
                    OR contains({_PHRASE_SQL.format("event_title_terms")}, ?))
             """,
-                [list(ids), f" {phrase} ", f" {phrase} "],
+                [*ids, f" {phrase} ", f" {phrase} "],
             )
             .fetchall()
         )
@@ -541,13 +565,13 @@ class MarketSearch:
             ranked = [
                 (str(h[0]), 1.0 - float(h[1])) for h in hits if float(h[1]) < MAX_COSINE_DISTANCE
             ]
-            if filters.active:
+            if filters.active and ranked:
                 kept = {
                     str(r[0])
                     for r in con.execute(
                         f"SELECT market_id FROM search.documents d "
-                        f"WHERE market_id IN (SELECT unnest(?::VARCHAR[])) AND {where}",
-                        [[m for m, _ in ranked], *fparams],
+                        f"WHERE market_id IN ({_placeholders(ranked)}) AND {where}",
+                        [*(m for m, _ in ranked), *fparams],
                     ).fetchall()
                 }
                 ranked = [(m, sim) for m, sim in ranked if m in kept]
@@ -735,12 +759,12 @@ class MarketSearch:
         rows = (
             self._connection()
             .execute(
-                """
+                f"""
             SELECT market_id, question, nullif(event_title, ''), category, closed, volume,
                    end_date, nullif(slug, '')
-            FROM search.documents WHERE market_id IN (SELECT unnest(?::VARCHAR[]))
+            FROM search.documents WHERE market_id IN ({_placeholders(ids)})
             """,
-                [list(ids)],
+                list(ids),
             )
             .fetchall()
         )
@@ -755,6 +779,17 @@ class MarketSearch:
             "slug",
         )
         return {str(r[0]): dict(zip(keys, r, strict=True)) for r in rows}
+
+
+def _placeholders(values: Sequence[object]) -> str:
+    """``?, ?, ?`` for ``values``: DuckDB probes an ART index for an IN list of parameters,
+    where ``IN (SELECT unnest(?))`` scans the whole table (5 ms vs 0.5 ms at 200k markets)."""
+    return ", ".join("?" for _ in values)
+
+
+def _prefix_end(prefix: str) -> str:
+    """The first string after every string that starts with ``prefix``."""
+    return prefix[:-1] + chr(ord(prefix[-1]) + 1)
 
 
 def _ms(since: float) -> float:

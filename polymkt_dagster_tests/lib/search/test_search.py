@@ -464,6 +464,16 @@ def test_incremental_bm25_update_equals_a_full_rebuild(tmp_path: Path) -> None:
             assert not {"113", "126"} & set(ids(got))
         hit = patched_index.search("ecb", mode="bm25", limit=1).hits[0]
     assert hit.market_id == "108" and hit.volume == 1.0  # filters see the new volume
+    # Both updates leave the lookup indexes a query probes (a rebuilt table loses its own).
+    for path in (catalog, fresh):
+        assert _lookup_indexes(path) == {"dict_term", "documents_market_id"}
+
+
+def _lookup_indexes(catalog: Path) -> set[str]:
+    with duckdb.connect(str(catalog), read_only=True) as con:
+        return {
+            str(r[0]) for r in con.execute("SELECT index_name FROM duckdb_indexes()").fetchall()
+        }
 
 
 def test_bm25_rerun_without_changes_touches_no_index(tmp_path: Path) -> None:
