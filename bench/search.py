@@ -543,6 +543,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             ["semantic", relevance["semantic"], "", ""],
             ["hybrid", relevance["hybrid"], "bm25 + 0.15", c.verdict(gain >= 0.15)],
             [
+                "best of the two per query (ceiling of any fusion)",
+                relevance["best_of_both"],
+                "info",
+                "",
+            ],
+            [
                 "queries where hybrid < bm25",
                 f"{relevance['hybrid_below_bm25_share']:.1%}",
                 "<= 10%",

@@ -78,11 +78,18 @@ def evaluate(
 
 
 def relevance_summary(results: Mapping[str, ModeRelevance]) -> dict[str, Any]:
-    """Means per mode and how often hybrid scores below BM25 (the "never hurts" check)."""
+    """Means per mode, how often hybrid scores below BM25 (the "never hurts" check), and
+    the mean of each query's better side (the ceiling of any fusion)."""
     summary: dict[str, Any] = {mode: round(r.mean, 3) for mode, r in results.items()}
     if "bm25" in results and "hybrid" in results:
         bm25, hybrid = results["bm25"].per_query, results["hybrid"].per_query
         worse = [q for q in hybrid if hybrid[q] < bm25[q] - 1e-9]
         summary["hybrid_below_bm25"] = worse
         summary["hybrid_below_bm25_share"] = round(len(worse) / max(len(hybrid), 1), 3)
+    if "bm25" in results and "semantic" in results:
+        # The better side of each query: what a perfect fusion of the two rankings could
+        # reach, so a fusion's gain over BM25 is read against the gain there is to have.
+        bm25, semantic = results["bm25"].per_query, results["semantic"].per_query
+        best = [max(bm25[q], semantic[q]) for q in bm25]
+        summary["best_of_both"] = round(sum(best) / max(len(best), 1), 3)
     return summary

@@ -847,6 +847,20 @@ def test_ndcg_arithmetic() -> None:
     assert s.ndcg_at_k(["x"], {"a": 1}) == 0.0
 
 
+def test_relevance_summary_reads_fusion_against_its_ceiling() -> None:
+    per_mode = {
+        "bm25": {"q1": 1.0, "q2": 0.0},
+        "semantic": {"q1": 0.5, "q2": 0.6},
+        "hybrid": {"q1": 0.9, "q2": 0.6},
+    }
+    summary = s.relevance_summary(
+        {mode: s.ModeRelevance(mode, scores) for mode, scores in per_mode.items()}
+    )
+    assert summary["best_of_both"] == pytest.approx(0.8)  # max per query, then the mean
+    assert summary["hybrid_below_bm25"] == ["q1"]
+    assert summary["hybrid_below_bm25_share"] == 0.5
+
+
 @pytest.mark.parametrize("query", ["比特币价格", "prix du bitcoin", "precio de bitcoin"])
 def test_a_multilingual_query_returns_semantic_results(
     local_sample: s.MarketSearch, query: str

@@ -71,8 +71,6 @@ def source_spec(kind: SourceKind, name: str) -> SourceSpec:
     )
 
 
-def make_source(
-    settings: Settings, kind: SourceKind, name: str | None = None
-) -> FillSource:
+def make_source(settings: Settings, kind: SourceKind, name: str | None = None) -> FillSource:
     """The source ``name`` of ``kind``, or the one the settings choose."""
     return source_spec(kind, name or configured_name(settings, kind)).build(settings)
