@@ -13,6 +13,7 @@ from dagster._core.storage.tags import AUTOMATION_CONDITION_TAG, SENSOR_NAME_TAG
 from polymkt_dagster.defs.analytics.assets import PRICES_1D_KEY, PRICES_1H_KEY
 from polymkt_dagster.defs.ingest.assets import TRADES_KEY
 from polymkt_dagster.defs.ingest.sensors import FILLS_SENSOR, MARKETS_SENSOR, SENSOR_TAG
+from polymkt_dagster.defs.research.assets import FAVORITES_KEY
 from polymkt_dagster.defs.serving.trades_by_market import TRADES_BY_MARKET_KEY
 from polymkt_dagster.defs.shared.automation import AUTOMATION_SENSOR
 from polymkt_dagster.lib.core.duck import connect
@@ -119,11 +120,14 @@ def test_sensors_sync_and_automation_follows_under_the_daemon(
 
         skipped = waited("for a readable skip of the fills sensor", quiet_ticks)
         assert "watermark" in skipped[0].skip_reason
-        # Automation: the synced day's bars and the market-clustered copy follow by themselves.
+        # Automation: the synced day's bars, the market-clustered copy and the favorite
+        # signals follow by themselves.
         for key, partition in (
             (PRICES_1H_KEY, today),
             (PRICES_1D_KEY, today),
             (TRADES_BY_MARKET_KEY, None),
+            # several partitions of one asset on one tick (every horizon)
+            (FAVORITES_KEY, "14"),
         ):
             waited(
                 f"for automation to materialize {key.to_user_string()} {partition or ''}",
@@ -133,6 +137,9 @@ def test_sensors_sync_and_automation_follows_under_the_daemon(
             )
         automation_ticks = sensor_ticks(instance, AUTOMATION_SENSOR)
         assert any(t.status == TickStatus.SUCCESS for t in automation_ticks)
+        # ... as runs the daemon starts at once: no backfill for the backfill daemon to
+        # pick up a tick later (and to hold "in progress" for everything downstream).
+        assert instance.get_backfills() == []
 
     # Exactly once: every fill served for the synced days, no duplicate.
     ids = _fill_ids(lake)

@@ -132,6 +132,12 @@ def automation_sensor(
         target=dg.AssetSelection.all() - _keys(exclude),
         default_status=dg.DefaultSensorStatus.RUNNING if on else dg.DefaultSensorStatus.STOPPED,
         minimum_interval_seconds=settings.automation_interval_seconds,
+        # Runs, not backfills: a tick that wants several partitions of one asset would
+        # otherwise submit a backfill, whose runs the backfill daemon launches a tick later
+        # and which counts as "in progress" for every downstream asset until the daemon
+        # marks it done (measured: favorites waited 30 s behind a finished price_index).
+        # The assets' single-run backfill policy still makes one run per partition range.
+        emit_backfills=False,
         description=(
             "Refreshes the curated layers after the syncs: daily assets for the days whose "
             "upstream day changed, unpartitioned ones after any upstream update."
