@@ -391,8 +391,10 @@ def snapshot_days(
     With checkpoints, the ledger starts from the positions saved at the end of the day
     before the window (when they cover every watched wallet) and reads only newer day
     files; each computed day saves its own end-of-day checkpoint for the next run. So the
-    sync's re-runs of today cost today's fills, not the wallets' whole history. Only the
-    window's last day saves a checkpoint (the one the next run needs).
+    sync's re-runs of today cost today's fills, not the wallets' whole history. The
+    window's last day saves a checkpoint (the one the next day's run needs), and a run
+    that had to read the whole history also saves the day before the window (the one the
+    same window's next run needs).
     """
     run = SnapshotRun()
     if not days or not wallets:
@@ -407,6 +409,11 @@ def snapshot_days(
     engine = SnapshotEngine.prepare(con, lake, wallets, day_end(days[-1]), checkpoint)
     run.fills = engine.fills
     try:
+        if use_checkpoints and checkpoint is None:
+            # The whole history was read: keep its state at the window's start, so the
+            # sync's next re-run of the same day (every 10 minutes) reads that day only.
+            before = days[0] - timedelta(days=1)
+            write_checkpoint(lake, before, engine.checkpoint(day_end(before)))
         # bounded queries (plan_queries): up to a month of 5-minute marks for a group of
         # wallets, handed out a day at a time
         plan = plan_queries(engine.open_position_counts(), pairs_per_query)

@@ -204,6 +204,33 @@ def test_checkpointed_days_equal_the_whole_history(wallet_lake: Lake) -> None:
         assert a["open_positions"] == b["open_positions"]
 
 
+def test_a_day_run_again_starts_from_the_checkpoint_its_first_run_left(
+    wallet_lake: Lake,
+) -> None:
+    """The sync re-runs today's snapshots every 10 minutes: only the first reads the
+    whole history, and the re-run gives the same snapshots from far fewer fills."""
+    wallets = sorted(sharp_wallets())
+    day = [date(2024, 7, 15)]
+    got: dict[str, list[dict]] = {}
+    with connect() as con:
+        first = snapshot_days(
+            con, wallet_lake, wallets, day,
+            on_day=lambda d, t: got.setdefault("first", []).extend(t.to_pylist()),
+        )  # fmt: skip
+        again = snapshot_days(
+            con, wallet_lake, wallets, day,
+            on_day=lambda d, t: got.setdefault("again", []).extend(t.to_pylist()),
+        )  # fmt: skip
+    assert not first.from_checkpoint and again.from_checkpoint
+    assert again.fills < first.fills
+    assert len(got["first"]) == len(got["again"]) == 288 * len(wallets)
+    for a, b in zip(got["first"], got["again"], strict=True):
+        assert (a["snapshot_at"], a["wallet"]) == (b["snapshot_at"], b["wallet"])
+        for key in ("realized_pnl", "unrealized_pnl", "exposure"):
+            assert a[key] == pytest.approx(b[key], abs=1e-6)
+        assert a["open_positions"] == b["open_positions"]
+
+
 def _read(lake: Lake, table: str) -> list[dict]:
     return [row for f in lake.files(table) for row in pq.read_table(f).to_pylist()]
 
