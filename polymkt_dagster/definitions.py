@@ -50,13 +50,14 @@ defs = _build()
 # one the web UI can re-execute and place on the overview timeline.
 LOCATION_NAME = "polymkt"
 _REPOSITORY_NAME = "__repository__"  # Dagster's name for the repository of a Definitions
+_PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
 def _location_job(name: str) -> tuple[RemoteJobOrigin, ReconstructableJob]:
     """Job ``name`` as the UI knows it (its remote origin: the same one a run launched from
     ``dagster dev`` carries, so the run page's "Re-execute" finds the job) and as a run
     worker rebuilds it (this module's ``defs``)."""
-    cwd = str(Path.cwd())
+    cwd = str(_PROJECT_ROOT)  # workspace.yaml's working directory, wherever the CLI runs
     target = LoadableTargetOrigin(
         module_name=__name__, working_directory=cwd, executable_path=sys.executable
     )
