@@ -88,7 +88,6 @@ def test_sensors_sync_and_automation_follows_under_the_daemon(
     instance = instance_at(home)
 
     with running_daemon(home, _daemon_env(polymarket_servers, data_dir), log) as daemon:
-
         deadline = time.monotonic() + TIMEOUT_S
 
         def waited(what, probe):

@@ -280,6 +280,7 @@ def test_csv_neg_risk_is_not_gamma_neg_risk_and_csv_rows_never_resolve(tmp_path:
         ("72", True, False, None, None, None),  # CSV only: its flag is all there is
     ]
 
+
 def test_a_stray_quote_on_line_52_of_the_sample_loses_nothing(
     tmp_path: Path, sample_dir: Path
 ) -> None:
