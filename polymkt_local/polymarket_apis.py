@@ -446,7 +446,30 @@ def _activity_entity(row: dict[str, Any]) -> dict[str, Any]:
     return entity
 
 
-class ActivityServer(_JsonServer):
+class _SubgraphServer(_JsonServer):
+    """What every graph-node subgraph answers alike: the POST body, ``_meta`` with the
+    indexing head (``head_timestamp``, which a test or bench may move) and the page size
+    limit; ``events`` answers the entity query itself."""
+
+    head_timestamp = 0
+
+    def answer(self, path: str, query: list[tuple[str, str]], body: Any) -> tuple[int, Any]:
+        if not isinstance(body, dict) or not isinstance(body.get("query"), str):
+            return 400, {"errors": [{"message": "expected a GraphQL POST body"}]}
+        text, variables = body["query"], body.get("variables") or {}
+        if "_meta" in text:
+            return 200, {"data": {"_meta": {"block": {"number": 1, "timestamp":
+                         self.head_timestamp}, "hasIndexingErrors": False}}}  # fmt: skip
+        first = int(variables.get("first", 100))
+        if first > 1000:
+            return 200, {"errors": [{"message": "The `first` argument must be between 0 and 1000"}]}
+        return self.events(text, variables, first)
+
+    def events(self, text: str, variables: dict[str, Any], first: int) -> tuple[int, Any]:
+        raise NotImplementedError
+
+
+class ActivityServer(_SubgraphServer):
     """The activity subgraph's splits/merges/redemptions/negRiskConversions, like graph-node:
     the two query shapes the sync sends (by timestamp; one second by id) and ``_meta``."""
 
@@ -457,19 +480,10 @@ class ActivityServer(_JsonServer):
         last = int(ctf.timestamp.max()) if len(ctf) else 0
         self.head_timestamp = head_timestamp if head_timestamp is not None else last
 
-    def answer(self, path: str, query: list[tuple[str, str]], body: Any) -> tuple[int, Any]:
-        if not isinstance(body, dict) or not isinstance(body.get("query"), str):
-            return 400, {"errors": [{"message": "expected a GraphQL POST body"}]}
-        text, variables = body["query"], body.get("variables") or {}
-        if "_meta" in text:
-            return 200, {"data": {"_meta": {"block": {"number": 1, "timestamp":
-                         self.head_timestamp}, "hasIndexingErrors": False}}}  # fmt: skip
+    def events(self, text: str, variables: dict[str, Any], first: int) -> tuple[int, Any]:
         entity = next((e for e in self.entities if f"{{ {e}(" in text), None)
         if entity is None:
             return 200, {"errors": [{"message": "unknown field"}]}
-        first = int(variables.get("first", 100))
-        if first > 1000:
-            return 200, {"errors": [{"message": "The `first` argument must be between 0 and 1000"}]}
         rows = self.entities[entity]
         if "orderBy: id" in text:
             second, after = int(variables["ts"]), str(variables["after"])
@@ -488,7 +502,7 @@ class ActivityServer(_JsonServer):
 # ---------------------------------------------------------------------------------------
 
 
-class GoldskyServer(_JsonServer):
+class GoldskyServer(_SubgraphServer):
     """Answers the two query shapes the sync sends (and ``_meta``), like graph-node."""
 
     def __init__(self, store: FillStore, *, duplicate_across_pages: bool = False) -> None:
@@ -499,18 +513,9 @@ class GoldskyServer(_JsonServer):
         self._last_page_tail: dict[str, Any] | None = None
         self.head_timestamp = int(store.timestamp.max()) if len(store) else 0
 
-    def answer(self, path: str, query: list[tuple[str, str]], body: Any) -> tuple[int, Any]:
-        if not isinstance(body, dict) or not isinstance(body.get("query"), str):
-            return 400, {"errors": [{"message": "expected a GraphQL POST body"}]}
-        text, variables = body["query"], body.get("variables") or {}
-        if "_meta" in text:
-            return 200, {"data": {"_meta": {"block": {"number": 1, "timestamp":
-                         self.head_timestamp}, "hasIndexingErrors": False}}}  # fmt: skip
+    def events(self, text: str, variables: dict[str, Any], first: int) -> tuple[int, Any]:
         if "orderFilledEvents" not in text:
             return 200, {"errors": [{"message": "unknown field"}]}
-        first = int(variables.get("first", 100))
-        if first > 1000:
-            return 200, {"errors": [{"message": "The `first` argument must be between 0 and 1000"}]}
         if "orderBy: id" in text:
             events = self._one_second(int(variables["ts"]), str(variables["after"]), first)
         else:

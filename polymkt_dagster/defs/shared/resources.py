@@ -47,8 +47,8 @@ class PolymktResource(dg.ConfigurableResource):
     def as_run_config(self) -> dict[str, Any]:
         """This lake as a run's config: a run (and its re-execution from the UI) reads it
         instead of the data dir the code location loaded with."""
-        fields = ("data_dir", "parquet_partitioning_enabled", "parquet_hash_bucket_count")
-        return {"resources": {"polymkt": {"config": {f: getattr(self, f) for f in fields}}}}
+        config = {name: getattr(self, name) for name in type(self).model_fields}
+        return {"resources": {"polymkt": {"config": config}}}
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         # DuckDB spills under the data dir (<data dir>/.polymkt-tmp), not a shared /tmp

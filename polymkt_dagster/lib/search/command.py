@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from polymkt_dagster.lib.search.common import SearchError
-from polymkt_dagster.lib.search.engine import SearchResponse, search
+from polymkt_dagster.lib.search.engine import search
+from polymkt_dagster.lib.search.response import SearchResponse
 
 # ---- command line ------------------------------------------------------------------------
 

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
-from datetime import date, datetime
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +39,7 @@ from polymkt_dagster.lib.search.fusion import (
     FusionSettings,
     score_fusion,
 )
+from polymkt_dagster.lib.search.response import SearchHit, SearchResponse
 from polymkt_dagster.lib.search.vectors import (
     _attach,
     _embedding_state,
@@ -48,53 +47,6 @@ from polymkt_dagster.lib.search.vectors import (
     _local_index_state,
     vector_index_path,
 )
-
-# ---- search ------------------------------------------------------------------------------
-
-
-@dataclass
-class SearchHit:
-    market_id: str
-    question: str
-    event_title: str | None
-    category: str | None
-    closed: bool | None
-    volume: float | None
-    end_date: datetime | None
-    slug: str | None
-    score: float  # the score that orders results in the mode used
-    bm25_score: float | None = None
-    bm25_rank: int | None = None
-    semantic_score: float | None = None  # cosine similarity
-    semantic_rank: int | None = None
-    fused_score: float | None = None  # hybrid only
-
-
-@dataclass
-class SearchResponse:
-    query: str
-    mode: str
-    mode_used: str
-    filters: dict[str, Any]
-    hits: list[SearchHit]
-    notices: list[str]
-    timings_ms: dict[str, float]
-
-    def to_dict(self) -> dict[str, Any]:
-        document = asdict(self)
-        document["count"] = len(self.hits)
-        document["results"] = document.pop("hits")
-        return document
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), default=_json_default, indent=2)
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
-
 
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 
