@@ -19,8 +19,21 @@ from polymkt_dagster.defs.ingest.assets import (
     ORDER_FILLED_KEY,
     TRADES_KEY,
 )
+from polymkt_dagster.defs.research.assets import FAVORITES_KEY
+from polymkt_dagster.defs.research.partitions import favorites_partitions
 from polymkt_dagster.defs.serving.trades_by_market import TRADES_BY_MARKET_KEY
-from polymkt_dagster.defs.shared.automation import AUTOMATION_SENSOR, DAILY_LABEL, WHOLE_LABEL
+from polymkt_dagster.defs.shared.automation import (
+    AUTOMATION_SENSOR,
+    DAILY_LABEL,
+    SINGLE_RUN_SENSOR,
+    WHOLE_LABEL,
+)
+from polymkt_dagster.defs.shared.single_run_automation import one_run_per_range
+from polymkt_dagster.defs.shared.tags import (
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
+    PARTITION_TAG,
+)
 from polymkt_dagster.defs.wallets.assets import (
     ALERTS_KEY,
     PNL_SNAPSHOTS_KEY,
@@ -58,9 +71,10 @@ def test_the_conditions_are_the_gap_tolerant_ones_and_the_sensor_runs(defs):
     assert graph.get(PNL_SNAPSHOTS_KEY).automation_condition.get_label() == DAILY_LABEL
     assert graph.get(POSITIONS_KEY).automation_condition.get_label() == WHOLE_LABEL
     assert graph.get(TRADES_BY_MARKET_KEY).automation_condition.get_label() == WHOLE_LABEL
-    sensor = defs.get_sensor_def(AUTOMATION_SENSOR)
-    assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
-    assert sensor.minimum_interval_seconds == 30
+    for name in (AUTOMATION_SENSOR, SINGLE_RUN_SENSOR):
+        sensor = defs.get_sensor_def(name)
+        assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
+        assert sensor.minimum_interval_seconds == 30
 
 
 def test_a_rebuilt_day_on_a_gappy_history_refreshes_that_day_downstream(defs):
@@ -132,6 +146,62 @@ def test_a_day_waits_for_its_own_upstream_day(defs):
     second = _evaluate(defs, instance, first.cursor)
     assert _requested(second, PRICES_1D_KEY) == {"2024-03-05"}
     assert _requested(second, PRICES_1H_KEY) == set()
+
+
+def _tick(defs: dg.Definitions, instance: dg.DagsterInstance, cursor: str | None = None):
+    """One tick of the single-run sensor as the code server evaluates it."""
+    repository = defs.get_repository_def()
+    context = dg.build_sensor_context(instance=instance, repository_def=repository, cursor=cursor)
+    return repository.get_sensor_def(SINGLE_RUN_SENSOR).evaluate_tick(context)
+
+
+def test_the_horizons_one_tick_requests_are_one_run(defs):
+    graph = defs.resolve_asset_graph()
+    # The favorites' horizons are evaluated by the single-run sensor alone.
+    assert FAVORITES_KEY not in defs.get_sensor_def(AUTOMATION_SENSOR).asset_selection.resolve(
+        graph
+    )
+    instance = dg.DagsterInstance.ephemeral()
+    first = _tick(defs, instance)
+    assert not first.run_requests
+    _materialized(instance, ELECTION_GROUPS_KEY)
+    _materialized(instance, PRICE_INDEX_KEY)
+    _materialized(instance, PRICES_1H_KEY, "2024-03-04")
+
+    second = _tick(defs, instance, first.cursor)
+    # Dagster asks for every horizon; they go out as one run over the horizons' range.
+    (evaluation,) = [e for e in second.automation_condition_evaluations if e.key == FAVORITES_KEY]
+    assert evaluation.true_subset.size == len(favorites_partitions.get_partition_keys())
+    (request,) = second.run_requests
+    horizons = favorites_partitions.get_partition_keys()
+    assert request.asset_selection == [FAVORITES_KEY]
+    assert request.partition_key is None
+    assert request.partition_key_range == dg.PartitionKeyRange(horizons[0], horizons[-1])
+    assert PARTITION_TAG not in request.tags
+
+
+def test_only_single_run_static_partitions_are_merged_into_ranges(defs):
+    assets = defs.get_repository_def().assets_defs_by_key
+
+    def request(key: dg.AssetKey, partition: str | None) -> dg.RunRequest:
+        tags = {"source": "tick", **({PARTITION_TAG: partition} if partition else {})}
+        return dg.RunRequest(asset_selection=[key], partition_key=partition, tags=tags)
+
+    # 1, 3, 7 and 60, 90 (30 and 14 in progress): one run per contiguous range.
+    favorites = [request(FAVORITES_KEY, h) for h in ("90", "1", "7", "60", "3")]
+    daily = [request(PRICES_1H_KEY, day) for day in ("2024-03-04", "2024-03-05")]
+    whole = request(TRADES_BY_MARKET_KEY, None)
+    merged = one_run_per_range([*favorites, *daily, whole], assets)
+
+    ranges = [
+        (r.tags[ASSET_PARTITION_RANGE_START_TAG], r.tags[ASSET_PARTITION_RANGE_END_TAG])
+        for r in merged
+        if r.asset_selection == [FAVORITES_KEY]
+    ]
+    assert ranges == [("1", "7"), ("60", "90")]
+    assert all(r.tags["source"] == "tick" for r in merged)
+    # A daily asset keeps a run per day, an unpartitioned one its single run.
+    assert [r for r in merged if r.asset_selection != [FAVORITES_KEY]] == [*daily, whole]
 
 
 def test_every_check_is_described_and_no_description_loses_text_to_html(defs):

@@ -14,8 +14,9 @@ from polymkt_dagster.defs.analytics.assets import PRICES_1D_KEY, PRICES_1H_KEY
 from polymkt_dagster.defs.ingest.assets import TRADES_KEY
 from polymkt_dagster.defs.ingest.sensors import FILLS_SENSOR, MARKETS_SENSOR, SENSOR_TAG
 from polymkt_dagster.defs.research.assets import FAVORITES_KEY
+from polymkt_dagster.defs.research.partitions import favorites_partitions
 from polymkt_dagster.defs.serving.trades_by_market import TRADES_BY_MARKET_KEY
-from polymkt_dagster.defs.shared.automation import AUTOMATION_SENSOR
+from polymkt_dagster.defs.shared.automation import AUTOMATION_SENSOR, SINGLE_RUN_SENSOR
 from polymkt_dagster.lib.core.duck import connect
 from polymkt_dagster.lib.core.lake import Lake
 from polymkt_dagster.lib.core.schemas import ORDER_FILLED
@@ -61,6 +62,16 @@ def _by_automation(instance: dg.DagsterInstance, record: dg.EventLogRecord | Non
         return False
     run = instance.get_run_by_id(record.run_id)
     return run is not None and run.tags.get(AUTOMATION_CONDITION_TAG) == "true"
+
+
+def _automation_runs(instance: dg.DagsterInstance, key: dg.AssetKey) -> dict[str, set[str]]:
+    """The partitions of ``key`` each automation run materialized, by run id."""
+    records = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=key), limit=500)
+    runs: dict[str, set[str]] = {}
+    for record in records.records:
+        if _by_automation(instance, record) and record.partition_key is not None:
+            runs.setdefault(record.run_id, set()).add(record.partition_key)
+    return runs
 
 
 def _fill_ids(lake: Lake) -> list[str]:
@@ -121,12 +132,13 @@ def test_sensors_sync_and_automation_follows_under_the_daemon(
         assert "watermark" in skipped[0].skip_reason
         # Automation: the synced day's bars, the market-clustered copy and the favorite
         # signals follow by themselves.
+        horizons = favorites_partitions.get_partition_keys()
         for key, partition in (
             (PRICES_1H_KEY, today),
             (PRICES_1D_KEY, today),
             (TRADES_BY_MARKET_KEY, None),
             # several partitions of one asset on one tick (every horizon)
-            (FAVORITES_KEY, "14"),
+            *((FAVORITES_KEY, horizon) for horizon in horizons),
         ):
             waited(
                 f"for automation to materialize {key.to_user_string()} {partition or ''}",
@@ -136,6 +148,14 @@ def test_sensors_sync_and_automation_follows_under_the_daemon(
             )
         automation_ticks = sensor_ticks(instance, AUTOMATION_SENSOR)
         assert any(t.status == TickStatus.SUCCESS for t in automation_ticks)
+        # The horizons a tick requested together are one run (the asset's single-run
+        # backfill policy), not a run per horizon, each paying a process start.
+        favorites_runs = _automation_runs(instance, FAVORITES_KEY)
+        assert favorites_runs
+        assert any(
+            t.status == TickStatus.SUCCESS for t in sensor_ticks(instance, SINGLE_RUN_SENSOR)
+        )
+        assert all(parts == set(horizons) for parts in favorites_runs.values()), favorites_runs
         # ... as runs the daemon starts at once: no backfill for the backfill daemon to
         # pick up a tick later (and to hold "in progress" for everything downstream).
         assert instance.get_backfills() == []

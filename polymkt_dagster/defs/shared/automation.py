@@ -20,6 +20,11 @@ condition built from the asset's own dependencies:
 Both skip while a parent or the asset itself is in progress, and neither requests anything on
 the first evaluation or for partitions that merely never existed, so switching the sensor on
 does not start a backfill of history.
+
+Statically partitioned assets with a single-run backfill policy (signals/favorites: one run
+computes every horizon) are evaluated by a second sensor, :data:`SINGLE_RUN_SENSOR`, which
+launches one run for the partitions a tick requested instead of Dagster's run per partition
+(see single_run_automation.py); every other asset stays with :data:`AUTOMATION_SENSOR`.
 """
 
 from __future__ import annotations
@@ -31,8 +36,13 @@ import dagster as dg
 
 from polymkt_dagster.defs.shared.asset_keys import RAW_KEYS
 from polymkt_dagster.defs.shared.settings import analytics_on, settings_at_load
+from polymkt_dagster.defs.shared.single_run_automation import (
+    SingleRunAutomationSensor,
+    is_single_run_static,
+)
 
 AUTOMATION_SENSOR = "analytics_automation"
+SINGLE_RUN_SENSOR = "analytics_automation_single_run"
 # Parents a day never waits for: a lake may hold a day's fills without its CTF position
 # events (poly_data's layout has none), and that day's P&L must still follow the fills. An
 # update of such a parent's day still requests the day.
@@ -121,22 +131,26 @@ def _all_specs(defs: dg.Definitions) -> list[dg.AssetSpec]:
     return specs
 
 
+def _default_status() -> dg.DefaultSensorStatus:
+    on = settings_at_load().analytics_mode == "on"
+    return dg.DefaultSensorStatus.RUNNING if on else dg.DefaultSensorStatus.STOPPED
+
+
 def automation_sensor(
     exclude: Iterable[dg.AssetKey] = (),
 ) -> dg.AutomationConditionSensorDefinition:
     """Evaluates the conditions every 30 s; running by default when POLYMKT_ANALYTICS_MODE=on."""
-    settings = settings_at_load()
-    on = settings.analytics_mode == "on"
     return dg.AutomationConditionSensorDefinition(
         AUTOMATION_SENSOR,
         target=dg.AssetSelection.all() - _keys(exclude),
-        default_status=dg.DefaultSensorStatus.RUNNING if on else dg.DefaultSensorStatus.STOPPED,
-        minimum_interval_seconds=settings.automation_interval_seconds,
+        default_status=_default_status(),
+        minimum_interval_seconds=settings_at_load().automation_interval_seconds,
         # Runs, not backfills: a tick that wants several partitions of one asset would
         # otherwise submit a backfill, whose runs the backfill daemon launches a tick later
         # and which counts as "in progress" for every downstream asset until the daemon
         # marks it done (measured: favorites waited 30 s behind a finished price_index).
-        # The assets' single-run backfill policy still makes one run per partition range.
+        # Dagster then launches one run per partition, whatever the backfill policy: the
+        # single-run static assets are left to SINGLE_RUN_SENSOR.
         emit_backfills=False,
         description=(
             "Refreshes the curated layers after the syncs: daily assets for the days whose "
@@ -145,8 +159,31 @@ def automation_sensor(
     )
 
 
+def single_run_automation_sensor(keys: Iterable[dg.AssetKey]) -> SingleRunAutomationSensor:
+    """The same conditions and schedule for the single-run static assets, one run per tick."""
+    return SingleRunAutomationSensor(
+        SINGLE_RUN_SENSOR,
+        target=_keys(keys),
+        default_status=_default_status(),
+        minimum_interval_seconds=settings_at_load().automation_interval_seconds,
+        description=(
+            "Refreshes the statically partitioned assets one run computes whole (favorite "
+            "signals) after any upstream update: one run for the partitions a tick requests."
+        ),
+    )
+
+
+def _single_run_keys(defs: dg.Definitions) -> set[dg.AssetKey]:
+    return {
+        key
+        for item in defs.assets or []
+        if isinstance(item, dg.AssetsDefinition) and is_single_run_static(item)
+        for key in item.keys
+    }
+
+
 def with_gap_tolerant_automation(defs: dg.Definitions) -> dg.Definitions:
-    """Swap every eager condition for the gap-tolerant one and add the automation sensor."""
+    """Swap every eager condition for the gap-tolerant one and add the automation sensors."""
     specs = _all_specs(defs)
     partitions = {spec.key: spec.partitions_def for spec in specs}
 
@@ -167,9 +204,11 @@ def with_gap_tolerant_automation(defs: dg.Definitions) -> dg.Definitions:
         # map_asset_specs is a "preview" API in 1.13; its warning would greet every load.
         warnings.simplefilter("ignore", dg.PreviewWarning)
         mapped = defs.map_asset_specs(func=swap)
-    return dg.Definitions.merge(
-        mapped, dg.Definitions(sensors=[automation_sensor(exclude=covered)])
-    )
+    single_run = _single_run_keys(defs) - covered
+    sensors = [automation_sensor(exclude=covered | single_run)]
+    if single_run:
+        sensors.append(single_run_automation_sensor(single_run))
+    return dg.Definitions.merge(mapped, dg.Definitions(sensors=sensors))
 
 
 def _selected(
