@@ -29,6 +29,9 @@ from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 from polymkt_dagster.defs.jobs import job_definitions
 from polymkt_dagster.defs.shared.automation import with_gap_tolerant_automation
 from polymkt_dagster.defs.shared.resources import PolymktResource
+from polymkt_dagster.lib.core.allocators import use_plain_pages
+
+use_plain_pages()  # every process that runs the location's work loads this module
 
 
 def _build() -> dg.Definitions:
