@@ -25,7 +25,7 @@ from polymkt_dagster.lib.core.lake import DAY_COLUMN, Lake
 from polymkt_dagster.lib.core.report import markdown_table
 from polymkt_dagster.lib.wallets import alerts as alerts_lib
 from polymkt_dagster.lib.wallets.position_reports import oversell_report, wallet_totals
-from polymkt_dagster.lib.wallets.positions import compute_positions
+from polymkt_dagster.lib.wallets.positions import update_positions
 from polymkt_dagster.lib.wallets.rollups import GRAINS, build_rollups, market_table, wallet_table
 from polymkt_dagster.lib.wallets.snapshots import SNAPSHOT_SCHEMA, pnl_series, snapshot_days
 from polymkt_dagster.lib.wallets.watchlists import (
@@ -89,8 +89,10 @@ def _daily_wallet_asset(
         "Current position of every wallet in every outcome token: weighted-average cost "
         "(pnl-subgraph convention) over the fills and the CTF position events (splits, "
         "merges, redemptions, neg-risk conversions), realized/unrealized P&L, resolved "
-        "shares marked at payout until redeemed, oversells reported apart. Recomputed from "
-        "the whole history (vectorised ledger)."
+        "shares marked at payout until redeemed, oversells reported apart. Each run starts "
+        "from the ledger's checkpoint at the end of the day before the last trading day and "
+        "reads the newer day files only; the whole history when no checkpoint still matches "
+        "its inputs."
     ),
     check_specs=[
         dg.AssetCheckSpec(
@@ -113,7 +115,7 @@ def wallet_positions(
     path = lake.single_file(POSITIONS_TABLE)
     threshold = polymkt.settings().oversell_max_share
     with connect() as con:
-        compute_positions(con, lake, output=path)
+        update = update_positions(con, lake, path)
         relation = f"read_parquet({sql_string(path)})"
         totals = wallet_totals(con, relation)
         oversells = oversell_report(con, relation)
@@ -123,13 +125,20 @@ def wallet_positions(
             f"count(*) FILTER (WHERE status = 'redeemable') FROM {relation}"
         ).fetchone()
     rows, negative, wallets, open_positions, redeemable = row or (0,) * 5
-    context.log.info(f"positions: {rows:,} for {wallets:,} wallets")
+    origin = update.started_from.isoformat() if update.started_from else "whole history"
+    context.log.info(
+        f"positions: {rows:,} for {wallets:,} wallets; ledger from {origin}, "
+        f"{update.ledger_rows:,} rows read"
+    )
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": int(rows or 0),
             "wallets": int(wallets or 0),
             "open_positions": int(open_positions or 0),
             "redeemable_positions": int(redeemable or 0),
+            "ledger_started_from": origin,
+            "ledger_rows_read": update.ledger_rows,
+            "checkpoint_saved": update.saved.isoformat() if update.saved else "none",
             "realized_pnl": oversells.realized_pnl,
             "oversold_shares": oversells.oversold_shares,
             "oversold_proceeds": oversells.oversold_proceeds,
@@ -345,6 +354,11 @@ def metric_rollups(context: dg.AssetExecutionContext, polymkt: PolymktResource):
                 "days": len(days),
                 "partitions_written": len(report.writes.get(table, [])),
                 "fills_in_ledger": report.fills_in_ledger,
+                "ledger_started_from": (
+                    report.from_checkpoint.isoformat()
+                    if report.from_checkpoint
+                    else "whole history"
+                ),
                 "lake_dir": dg.MetadataValue.path(str(lake.table_dir(table))),
             }
             yield dg.MaterializeResult(

@@ -22,7 +22,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import NamedTuple
 
@@ -58,6 +58,11 @@ def bucket_sql(column: str, bucket_count: int) -> str:
 def day_bounds(day: date) -> tuple[datetime, datetime]:
     start = datetime(day.year, day.month, day.day)
     return start, start + timedelta(days=1)
+
+
+def day_end(day: date) -> datetime:
+    """The last microsecond of a UTC day: a ledger state there holds every row of the day."""
+    return datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(days=1, microseconds=-1)
 
 
 def days_between(first: date, last: date) -> list[date]:

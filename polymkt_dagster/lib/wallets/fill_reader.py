@@ -23,7 +23,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from polymkt_dagster.lib.wallets import ledger_kernels
-from polymkt_dagster.lib.wallets.position_events import KIND_FILL, EventRows
+from polymkt_dagster.lib.wallets.position_events import KIND_EVENT, KIND_FILL, EventRows
 
 
 def read_sorted_rows(
@@ -271,7 +271,9 @@ def _read_raw_fills(
         row["shares"] = opening.column("shares").to_numpy()
         row["price"] = opening.column("avg_price").to_numpy()
         row["fee"] = 0.0
-        row["kind"] = KIND_FILL
+        # an event, not a trade: it moves no mark, and the position counters (buys, bought
+        # shares) stay those of real fills, so a checkpoint's totals can be added to them
+        row["kind"] = KIND_EVENT
         raw.add_group(0, first, makers, tokens)
     raw.prefix = first + event_rows
     if dataset is None:

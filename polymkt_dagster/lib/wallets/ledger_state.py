@@ -32,6 +32,7 @@ def register_ledger_state(
     prefix: str,
     since: datetime | None = None,
     opening: str | None = None,
+    token_info: str | None = None,
 ) -> int:
     """Run the ledger and keep its per-row state in temp tables ``{prefix}_state`` and
     ``{prefix}_events``; returns the number of ledger rows (fills and position events; see
@@ -40,11 +41,12 @@ def register_ledger_state(
 
     ``_state``: gkey, wallet, token_id, market_id, ts_us, next_ts_us (the group's next row,
     max int64 after its last), shares, avg_price (after the row), realized, seq, payout,
-    resolved_us. ``_events``: every realized P&L amount with its time, one per row (fills,
+    resolved_us (``token_info``: the relation of ``register_token_info`` when the caller has
+    it already). ``_events``: every realized P&L amount with its time, one per row (fills,
     merges, redemptions, conversions: the same numbers as ``compute_positions``; a resolved
     market's shares realize only when redeemed, until then they are marked at the payout).
     """
-    info = register_token_info(con, lake, prefix)
+    info = token_info or register_token_info(con, lake, prefix)
     loaded = load_sorted_fills(
         con, lake, wallets=wallets, until=until, prefix=prefix, since=since,
         opening=opening, token_info=info,

@@ -153,24 +153,7 @@ def event_rows_sql(
               AND stakeholder IS NOT NULL AND lower(stakeholder) NOT IN ({not_a_user})
               {window}
         ),
-        markets AS MATERIALIZED (
-            SELECT lower(condition_id) AS condition_id, token_ids,
-                   lower(neg_risk_market_id) AS neg_risk_market_id,
-                   -- the NegRiskAdapter's question id is the market id plus the index
-                   TRY_CAST(('0x' || right(question_id, 2)) AS INTEGER) AS question_index
-            FROM {lake.scan_sql(MARKETS)}
-            WHERE condition_id IS NOT NULL AND len(token_ids) > 0
-            QUALIFY row_number() OVER (PARTITION BY lower(condition_id) ORDER BY market_id) = 1
-        ),
-        outcome_tokens AS MATERIALIZED (  -- each condition's tokens and their payouts
-            SELECT o.*, ti.payout
-            FROM (
-                SELECT condition_id, unnest(token_ids) AS token_id,
-                       unnest(generate_series(0, len(token_ids) - 1)) AS outcome_index
-                FROM markets
-            ) o
-            LEFT JOIN {token_info} ti USING (token_id)
-        ),
+        {_market_ctes(lake, token_info)},
         per_outcome AS (  -- splits, merges, redemptions: one row per outcome token
             SELECT e.*, o.token_id, o.outcome_index, o.payout
             FROM ev e JOIN outcome_tokens o USING (condition_id)
@@ -242,6 +225,58 @@ def event_rows_sql(
                CAST(question_count AS BIGINT) AS question_count
         FROM all_rows
         WHERE token_id IS NOT NULL
+    """
+
+
+def _market_ctes(lake: Lake, token_info: str) -> str:
+    """The ``markets`` (one per condition: token ids, neg-risk market, question index) and
+    ``outcome_tokens`` (each condition's tokens and payouts) CTEs the event rows read."""
+    return f"""
+        markets AS MATERIALIZED (
+            SELECT lower(condition_id) AS condition_id, token_ids,
+                   lower(neg_risk_market_id) AS neg_risk_market_id,
+                   -- the NegRiskAdapter's question id is the market id plus the index
+                   TRY_CAST(('0x' || right(question_id, 2)) AS INTEGER) AS question_index
+            FROM {lake.scan_sql(MARKETS)}
+            WHERE condition_id IS NOT NULL AND len(token_ids) > 0
+            QUALIFY row_number() OVER (PARTITION BY lower(condition_id) ORDER BY market_id) = 1
+        ),
+        outcome_tokens AS MATERIALIZED (  -- each condition's tokens and their payouts
+            SELECT o.*, ti.payout
+            FROM (
+                SELECT condition_id, unnest(token_ids) AS token_id,
+                       unnest(generate_series(0, len(token_ids) - 1)) AS outcome_index
+                FROM markets
+            ) o
+            LEFT JOIN {token_info} ti USING (token_id)
+        )
+    """
+
+
+def market_facts_digest_sql(lake: Lake, files: list, *, token_info: str) -> str:
+    """One row (facts, digest): a digest of every market fact that the position events of
+    ``files`` turn into ledger rows through (their conditions' tokens and payouts, their
+    neg-risk markets' questions). A ledger state built from those events stays right exactly
+    as long as this digest does: a market that appears after its first split, or a payout
+    that changes after a redemption, changes it."""
+    ctf = lake.scan_sql(CTF_EVENTS, files)
+    return f"""
+        WITH refs AS (
+            SELECT DISTINCT lower(condition_id) AS condition_id,
+                   lower(neg_risk_market_id) AS neg_risk_market_id
+            FROM {ctf}
+            WHERE event IN ('PositionSplit', 'PositionsMerge', 'PayoutRedemption',
+                            'PositionsConverted')
+        ),
+        {_market_ctes(lake, token_info)},
+        facts AS (
+            SELECT hash(condition_id, token_id, outcome_index, payout) AS h
+            FROM outcome_tokens WHERE condition_id IN (SELECT condition_id FROM refs)
+            UNION ALL
+            SELECT hash(neg_risk_market_id, question_index, token_ids) FROM markets
+            WHERE neg_risk_market_id IN (SELECT neg_risk_market_id FROM refs)
+        )
+        SELECT count(*) AS facts, coalesce(bit_xor(h), 0) AS digest FROM facts
     """
 
 

@@ -28,7 +28,7 @@ def per_group_summary(fills: pa.Table, ledger: LedgerColumns) -> pa.Table:
     gkey = fills.column("gkey").to_numpy()
     n = len(gkey)
     if n == 0:
-        return pa.table({name: pa.array([], type=t) for name, t in _SUMMARY_TYPES.items()})
+        return pa.table({name: pa.array([], type=t) for name, t in SUMMARY_TYPES.items()})
     starts = np.flatnonzero(ledger.group_start)
     ends = np.flatnonzero(ledger.group_end)
     is_buy = fills.column("is_buy").to_numpy(zero_copy_only=False)
@@ -147,7 +147,7 @@ def summarize_chunk(fills: pa.Table, arrays: FillArrays, chunk: tuple[int, int, 
     compiled(gkey, ts, is_buy, kind, shares, price, fee, MICRO, sums, counts, keys)
     columns = {"gkey": keys} | dict(zip(_SUMS, sums, strict=True))
     columns |= dict(zip(_COUNTS, counts, strict=True))
-    return pa.table({name: columns[name] for name in _SUMMARY_TYPES})
+    return pa.table({name: columns[name] for name in SUMMARY_TYPES})
 
 
 def last_trade_prices(arrays: FillArrays, token_count: int) -> np.ndarray:
@@ -177,7 +177,7 @@ def summarize_fills(fills: pa.Table, token_count: int) -> tuple[pa.Table, np.nda
     return summarize_chunk(fills, arrays, chunk), last_trade_prices(arrays, token_count)
 
 
-_SUMMARY_TYPES: dict[str, pa.DataType] = {
+SUMMARY_TYPES: dict[str, pa.DataType] = {
     "gkey": pa.int64(),
     "shares": pa.float64(),
     "avg_price": pa.float64(),

@@ -16,9 +16,11 @@ positions table are in ``position_reports.py``.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from functools import partial
 from pathlib import Path
 
 import duckdb
@@ -26,12 +28,22 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from polymkt_dagster.lib.core.lake import Lake, write_atomically
+from polymkt_dagster.lib.core.lake import Lake, day_end, write_atomically
+from polymkt_dagster.lib.core.schemas import TRADES
+from polymkt_dagster.lib.wallets.ledger_checkpoint import (
+    Advance,
+    LedgerState,
+    advance,
+    input_fingerprint,
+    load_checkpoint,
+    save_checkpoint,
+)
 from polymkt_dagster.lib.wallets.ledger_input import (
     drop_fill_keys,
     fills_source_sql,
     key_names,
     load_sorted_fills,
+    register_keys,
     register_token_info,
 )
 from polymkt_dagster.lib.wallets.position_summary import (
@@ -216,16 +228,7 @@ def compute_positions(
         return _position_rows(summary, tokens, wallet_array, token_array, as_of)
 
     def pieces() -> Iterator[pa.Table]:
-        # the next chunk's ledger and rows (numba and numpy, mostly without the GIL) are
-        # computed while this one is written: the two cores work at once, one chunk ahead
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            ahead: deque[Future[pa.Table]] = deque()
-            for chunk in chunks:
-                ahead.append(pool.submit(piece, chunk))
-                if len(ahead) > 1:
-                    yield ahead.popleft().result()
-            while ahead:
-                yield ahead.popleft().result()
+        return _one_ahead(partial(piece, chunk) for chunk in chunks)
 
     if output is None:
         table = pa.concat_tables(list(pieces()))
@@ -235,10 +238,31 @@ def compute_positions(
         return table.sort_by([("wallet", "ascending"), ("market_id", "ascending"),
                               ("outcome_index", "ascending")])  # fmt: skip
 
+    _write_positions(output, pieces(), chunk_rows)
+    return None
+
+
+def _one_ahead(tasks: Iterator[Callable[[], pa.Table]]) -> Iterator[pa.Table]:
+    """The tasks' results in order, the next one computed while this one is consumed: the
+    ledger and row building (numba and numpy, mostly without the GIL) run on one core while
+    the other writes."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        ahead: deque[Future[pa.Table]] = deque()
+        for task in tasks:
+            ahead.append(pool.submit(task))
+            if len(ahead) > 1:
+                yield ahead.popleft().result()
+        while ahead:
+            yield ahead.popleft().result()
+
+
+def _write_positions(output: Path, pieces: Iterator[pa.Table], chunk_rows: int) -> None:
+    """The position rows to ``output`` (atomically), a piece at a time."""
+
     def write(tmp: Path) -> None:
         writer: pq.ParquetWriter | None = None
         try:
-            for rows in pieces():
+            for rows in pieces:
                 if writer is None:
                     writer = pq.ParquetWriter(tmp, rows.schema, **_POSITIONS_PARQUET)
                 writer.write_table(rows, row_group_size=chunk_rows)
@@ -247,7 +271,68 @@ def compute_positions(
                 writer.close()
 
     write_atomically(output, write)
-    return None
+
+
+@dataclass
+class PositionsUpdate:
+    """How ``update_positions`` got there: the checkpoint it started from (None: the whole
+    history), the one it saved, and the ledger rows it read."""
+
+    started_from: date | None = None
+    saved: date | None = None
+    ledger_rows: int = 0
+    active_wallets: int | None = None
+
+
+def update_positions(
+    con: duckdb.DuckDBPyConnection, lake: Lake, output: Path, *, chunk_rows: int = 1_000_000
+) -> PositionsUpdate:
+    """Every wallet's positions now (``compute_positions`` with no wallets and no time),
+    written to ``output``, from the newest valid ledger checkpoint plus the newer day files.
+
+    The state at the end of the day before the lake's last trading day is saved as a
+    checkpoint, so the 10-minute syncs of a day each read that day's rows only; at the
+    day's turn one run carries the checkpoint a day forward (``ledger_checkpoint``).
+    """
+    update = PositionsUpdate()
+    prefix = "_pos"
+    info = register_token_info(con, lake, prefix)
+    try:
+        days = {file.day for file in lake.listing(TRADES.name)}
+        state: LedgerState | None = None
+        at: datetime | None = None
+        steps = Advance()
+        if days:
+            target = max(days) - timedelta(days=1)
+            found = load_checkpoint(con, lake, on_or_before=target, token_info=info)
+            if found is not None:
+                update.started_from, state = found
+                at = day_end(update.started_from)
+            if update.started_from != target:
+                state = advance(con, lake, state, at, day_end(target), token_info=info,
+                                report=steps, chunk_rows=chunk_rows)  # fmt: skip
+                save_checkpoint(
+                    lake, target, state, input_fingerprint(con, lake, target, token_info=info)
+                )
+                update.saved, at = target, day_end(target)
+        state = advance(con, lake, state, at, None, token_info=info, report=steps,
+                        chunk_rows=chunk_rows)  # fmt: skip
+        update.ledger_rows, update.active_wallets = steps.ledger_rows, steps.active_wallets
+        register_keys(con, prefix, state.wallets, state.tokens)
+        tokens = _token_table(con, lake, None, prefix, marks=state.marks)
+    finally:
+        drop_fill_keys(con, prefix)
+        con.execute(f"DROP TABLE IF EXISTS {prefix}_info")
+    summary = state.summary
+    pieces = _one_ahead(
+        partial(
+            _position_rows, summary.slice(first, chunk_rows), tokens, state.wallets,
+            state.tokens, None,
+        )
+        for first in range(0, max(summary.num_rows, 1), chunk_rows)
+    )  # fmt: skip
+    _write_positions(output, pieces, chunk_rows)
+    return update
 
 
 # Wallet and token id are written as the Parquet dictionaries of the ids we hold (nothing

@@ -25,8 +25,10 @@ from datetime import UTC, date, datetime, timedelta
 
 import duckdb
 
-from polymkt_dagster.lib.core.lake import DAY_COLUMN, Lake, PartitionWrite
-from polymkt_dagster.lib.core.schemas import CTF_EVENTS, TRADES
+from polymkt_dagster.lib.core.lake import DAY_COLUMN, Lake, PartitionWrite, day_end
+from polymkt_dagster.lib.core.schemas import TRADES
+from polymkt_dagster.lib.wallets.ledger_checkpoint import load_checkpoint
+from polymkt_dagster.lib.wallets.ledger_input import active_wallets, register_token_info
 from polymkt_dagster.lib.wallets.ledger_state import drop_ledger_state, register_ledger_state
 
 GRAINS: dict[str, str] = {"1m": "minute", "1h": "hour", "1d": "day"}
@@ -39,6 +41,7 @@ ROLLUP_ROW_GROUP = 65_536
 class RollupReport:
     days: list[date]
     fills_in_ledger: int = 0
+    from_checkpoint: date | None = None  # the ledger's start, None for the whole history
     rows: dict[str, int] = field(default_factory=dict)
     writes: dict[str, list[PartitionWrite]] = field(default_factory=dict)
 
@@ -165,31 +168,31 @@ def build_rollups(
         f"AND \"timestamp\" < TIMESTAMPTZ '{end.isoformat()}')"
     )
     # Realized P&L needs each active wallet's whole history (average cost is path
-    # dependent); P&L is realized only by a ledger row (a fill or a position event), so
-    # the active wallets are the window's makers and the stakeholders of its events.
-    event_files = lake.files(CTF_EVENTS.name, start=days[0], end=days[-1])
-    window_events = (
-        f"SELECT DISTINCT lower(stakeholder) FROM {lake.scan_sql(CTF_EVENTS, event_files)} "
-        f"WHERE stakeholder IS NOT NULL AND \"timestamp\" >= TIMESTAMPTZ '{start.isoformat()}' "
-        f"AND \"timestamp\" < TIMESTAMPTZ '{end.isoformat()}'"
-        if event_files
-        else "SELECT NULL::VARCHAR WHERE false"
+    # dependent): the ledger starts from the newest valid checkpoint before the window, or
+    # from the first fill. P&L is realized only by a ledger row (a fill or a position
+    # event), so the active wallets are the window's makers and the stakeholders of its
+    # events.
+    active = active_wallets(
+        con, lake, start - timedelta(microseconds=1), end - timedelta(microseconds=1)
     )
-    active = [
-        r[0]
-        for r in con.execute(
-            f"""
-            SELECT DISTINCT maker FROM {window_trades} WHERE maker IS NOT NULL
-            UNION
-            {window_events}
-            """
-        ).fetchall()
-    ]
+    info = register_token_info(con, lake, "_rollup")
+    found = load_checkpoint(con, lake, on_or_before=days[0] - timedelta(days=1), token_info=info)
+    since: datetime | None = None
+    if found is not None:
+        report.from_checkpoint, state = found
+        since = day_end(report.from_checkpoint)
+        con.register("_rollup_opening", state.opening(active))
     if progress:
-        progress(f"rollups: ledger over the history of {len(active):,} wallets")
-    report.fills_in_ledger = register_ledger_state(
-        con, lake, wallets=active, until=end - timedelta(microseconds=1), prefix="_rollup"
-    )
+        origin = f"the checkpoint of {since.date()}" if since else "the whole history"
+        progress(f"rollups: ledger of {len(active):,} wallets from {origin}")
+    try:
+        report.fills_in_ledger = register_ledger_state(
+            con, lake, wallets=active, until=end - timedelta(microseconds=1), prefix="_rollup",
+            since=since, opening="_rollup_opening" if since else None, token_info=info,
+        )  # fmt: skip
+    finally:
+        if since:
+            con.unregister("_rollup_opening")
     try:
         for grain, unit in GRAINS.items():
             for table, sql, order in (

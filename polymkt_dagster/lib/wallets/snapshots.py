@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from polymkt_dagster.lib.core.duck import MemoryLimitError, memory_limit_message, sql_string
-from polymkt_dagster.lib.core.lake import PART_FILE, Lake, write_atomically
+from polymkt_dagster.lib.core.lake import PART_FILE, Lake, day_end, write_atomically
 from polymkt_dagster.lib.wallets.ledger_input import fills_source_sql
 from polymkt_dagster.lib.wallets.ledger_state import drop_ledger_state, register_ledger_state
 
@@ -361,11 +361,6 @@ def plan_queries(open_counts: dict[str, int], pairs: int = PAIRS_PER_QUERY) -> Q
         groups.append((current, load))
     limit = DAYS_PER_QUERY * TICKS_PER_DAY
     return QueryPlan([(w, max(1, min(limit, pairs // max(1, n)))) for w, n in groups])
-
-
-def day_end(day: date) -> datetime:
-    """The last microsecond of a UTC day: a checkpoint there holds every fill of the day."""
-    return datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(days=1, microseconds=-1)
 
 
 def write_checkpoint(lake: Lake, day: date, checkpoint: Checkpoint) -> Path:

@@ -1,0 +1,342 @@
+"""Every wallet's ledger state at the end of a UTC day, so that the positions and the
+rollups of a day start from it and read only the newer day files, instead of the whole
+history on every 10-minute sync (docs/architecture.md §5).
+
+A state holds, per (wallet, token) group, the per-position totals of ``position_summary``
+(shares, average price, realized P&L, buy/sell/event totals, first and last row time) and
+each token's last trade price. ``advance`` moves a state forward over a window of fills and
+position events: the open positions of the window's active wallets enter the ledger as
+synthetic buys at their average price (``ledger_input.load_sorted_fills``'s opening), and
+the window's totals are added to the state's.
+
+A saved checkpoint is trusted only while its inputs are unchanged: the trades and CTF event
+day files up to its day (path, size, modification time) and the market facts its position
+events were read through (``position_events.market_facts_digest_sql``). A rewritten older
+day or a late market makes the next run fall back to an older checkpoint, or to the whole
+history. Checkpoints are a cache: they live outside the mirrored lake (``_cache/``) and the
+newest few are kept.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.feather as feather
+
+from polymkt_dagster.lib.core.lake import Lake, write_atomically
+from polymkt_dagster.lib.core.schemas import CTF_EVENTS, TRADES
+from polymkt_dagster.lib.wallets.ledger_input import (
+    active_wallets,
+    drop_fill_keys,
+    key_names,
+    load_sorted_fills,
+)
+from polymkt_dagster.lib.wallets.position_events import market_facts_digest_sql
+from polymkt_dagster.lib.wallets.position_summary import (
+    SUMMARY_TYPES,
+    FillArrays,
+    group_chunks,
+    last_trade_prices,
+    summarize_chunk,
+)
+
+CACHE_DIR = "_cache/ledger_checkpoints"
+KEEP_CHECKPOINTS = 3
+# Part of every fingerprint: a change to what a state means (the ledger's rules, the
+# columns) must invalidate the checkpoints written before it.
+STATE_VERSION = "1"
+_LOW32 = 0xFFFFFFFF
+_ADDED = ("trading_realized", "buys", "sells", "bought_shares", "sold_shares", "bought_usd",
+          "sold_usd", "fees", "oversold_shares", "oversold_fills", "oversold_proceeds",
+          "event_bought_shares", "event_sold_shares", "event_bought_usd", "event_sold_usd",
+          "position_events")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class LedgerState:
+    """Every (wallet, token) group's totals at a time, and each token's last trade price.
+
+    ``summary`` has ``position_summary``'s columns, one row per group in ascending gkey
+    (wallet id << 32 | token id); ``wallets`` and ``tokens`` hold the names at each id, in
+    sorted order; ``marks`` each token's last trade price (NaN when it never traded).
+    """
+
+    summary: pa.Table
+    wallets: pa.Array
+    tokens: pa.Array
+    marks: np.ndarray
+
+    @classmethod
+    def empty(cls) -> LedgerState:
+        return cls(
+            pa.table({name: pa.array([], t) for name, t in SUMMARY_TYPES.items()}),
+            pa.array([], pa.string()),
+            pa.array([], pa.string()),
+            np.empty(0),
+        )
+
+    def column(self, name: str) -> np.ndarray:
+        return self.summary.column(name).to_numpy()
+
+    def opening(self, wallets: Sequence[str]) -> pa.Table:
+        """The open positions of ``wallets``: wallet, token_id, shares, avg_price."""
+        gkey = self.column("gkey")
+        wanted = pc.is_in(self.wallets, pa.array(list(wallets), pa.string())).to_numpy(
+            zero_copy_only=False
+        )
+        rows = np.flatnonzero(wanted[gkey >> 32] & (self.column("shares") > 0))
+        return pa.table(
+            {
+                "wallet": self.wallets.take(pa.array(gkey[rows] >> 32)),
+                "token_id": self.tokens.take(pa.array(gkey[rows] & _LOW32)),
+                "shares": self.column("shares")[rows],
+                "avg_price": self.column("avg_price")[rows],
+            }
+        )
+
+
+@dataclass
+class Advance:
+    """What ``advance`` read: ledger rows (fills, events, opening rows) and active wallets."""
+
+    ledger_rows: int = 0
+    active_wallets: int | None = None  # None: the whole history was read
+
+
+def advance(
+    con: duckdb.DuckDBPyConnection,
+    lake: Lake,
+    state: LedgerState | None,
+    since: datetime | None,
+    until: datetime | None,
+    *,
+    token_info: str,
+    report: Advance | None = None,
+    chunk_rows: int = 1_000_000,
+) -> LedgerState:
+    """``state`` (at ``since``) moved forward over the rows in (``since``, ``until``];
+    without a state, every wallet's ledger over the whole history up to ``until``."""
+    report = report if report is not None else Advance()
+    prefix = "_ckpt"
+    opening_name = f"{prefix}_opening"
+    wallets: list[str] | None = None
+    if state is not None:
+        if since is None:
+            raise ValueError("a ledger state needs the time it holds at (since)")
+        wallets = active_wallets(con, lake, since, until)
+        report.active_wallets = len(wallets)
+        if not wallets:
+            return state
+        con.register(opening_name, state.opening(wallets))
+    try:
+        fills = load_sorted_fills(
+            con, lake, wallets=wallets, until=until, prefix=prefix,
+            since=since if state is not None else None,
+            opening=opening_name if state is not None else None, token_info=token_info,
+        )  # fmt: skip
+        names = key_names(con, prefix)
+    finally:
+        if state is not None:
+            con.unregister(opening_name)
+        drop_fill_keys(con, prefix)
+    report.ledger_rows += fills.num_rows
+    arrays = FillArrays.of(fills)
+    pieces = [summarize_chunk(fills, arrays, c) for c in group_chunks(arrays.gkey, chunk_rows)]
+    window = LedgerState(
+        pa.concat_tables(pieces), names[0], names[1], last_trade_prices(arrays, len(names[1]))
+    )
+    return window if state is None else merge(state, window)
+
+
+def merge(state: LedgerState, window: LedgerState) -> LedgerState:
+    """``state`` plus the totals of a window whose ledger opened the state's open positions
+    of the window's wallets as synthetic buys (``advance``).
+
+    Such an opening row is a position event to the ledger: its shares and cost are taken
+    back out of the window's event totals before they are added, and a group whose only
+    row in the window is its opening is left as it was.
+    """
+    wallets, wallet_rank, window_wallet = _union(state.wallets, window.wallets)
+    tokens, token_rank, window_token = _union(state.tokens, window.tokens)
+    old_keys = _rekey(state.column("gkey"), wallet_rank, token_rank)
+    keys = _rekey(window.column("gkey"), window_wallet, window_token)
+    at = np.searchsorted(old_keys, keys)
+    found = at < len(old_keys)
+    found[found] = old_keys[at[found]] == keys[found]
+    # Both key lists ascend (ids follow the sorted names): the new groups are inserted
+    # before the first old key above them, and each old row moves down by those before it.
+    added = np.flatnonzero(~found)
+    insert_at = at[added]
+    old_at = np.arange(len(old_keys)) + np.searchsorted(
+        insert_at, np.arange(len(old_keys)), "right"
+    )
+    new = {name: window.column(name) for name in SUMMARY_TYPES}
+    new["gkey"] = keys
+    columns = {
+        name: np.insert(old_keys if name == "gkey" else state.column(name), insert_at,
+                        new[name][added])
+        for name in SUMMARY_TYPES
+    }  # fmt: skip
+    i = np.flatnonzero(found)
+    j = old_at[at[i]]
+    rows = new["buys"][i] + new["sells"][i] + new["position_events"][i]
+    open_shares = np.maximum(columns["shares"][j], 0.0)
+    opened = open_shares > 0
+    moved = ~opened | (rows > 1)  # an opened group with no row but its opening is as it was
+    i, j, open_shares, opened = i[moved], j[moved], open_shares[moved], opened[moved]
+    opening_cost = open_shares * columns["avg_price"][j]
+    for name in _ADDED:
+        more = new[name][i]
+        if name == "event_bought_shares":
+            more = more - open_shares
+        elif name == "event_bought_usd":
+            more = more - opening_cost
+        elif name == "position_events":
+            more = more - opened
+        columns[name][j] += more
+    # A closed position is not opened (a buy of no shares has no price), so the window's
+    # ledger met it with no average; until it buys again, its average is still the old one.
+    bought = opened | (new["buys"][i] > 0) | (new["event_bought_shares"][i] > 0)
+    columns["avg_price"][j] = np.where(bought, new["avg_price"][i], columns["avg_price"][j])
+    for name in ("shares", "last_ts_us"):
+        columns[name][j] = new[name][i]
+    columns["last_fill_price"][j] = np.where(
+        np.isnan(new["last_fill_price"][i]), columns["last_fill_price"][j],
+        new["last_fill_price"][i],
+    )  # fmt: skip
+    marks = np.full(len(tokens), np.nan)
+    marks[token_rank] = state.marks
+    traded = ~np.isnan(window.marks)
+    marks[window_token[traded]] = window.marks[traded]
+    table = pa.table({name: columns[name] for name in SUMMARY_TYPES})
+    return LedgerState(table, wallets, tokens, marks)
+
+
+def _union(names: pa.Array, more: pa.Array) -> tuple[pa.Array, np.ndarray, np.ndarray]:
+    """The sorted union of two sorted name lists, and where each name of either now is.
+
+    Ids are places in sorted order, so renumbering keeps the order of the old ids: rows
+    sorted by the old keys stay sorted by the new ones.
+    """
+    union = pc.unique(pa.concat_arrays([names, more]))
+    union = union.take(pc.sort_indices(union))
+    return (
+        union,
+        pc.index_in(names, value_set=union).to_numpy().astype(np.int64),
+        pc.index_in(more, value_set=union).to_numpy().astype(np.int64),
+    )
+
+
+def _rekey(gkey: np.ndarray, wallet_ids: np.ndarray, token_ids: np.ndarray) -> np.ndarray:
+    if _identity(wallet_ids) and _identity(token_ids):
+        return gkey
+    return (wallet_ids[gkey >> 32] << 32) | token_ids[gkey & _LOW32]
+
+
+def _identity(ids: np.ndarray) -> bool:
+    return bool(np.array_equal(ids, np.arange(len(ids))))
+
+
+# ---- saved checkpoints ----------------------------------------------------------------
+
+
+def checkpoint_dir(lake: Lake, day: date) -> Path:
+    return lake.root / CACHE_DIR / f"day={day.isoformat()}"
+
+
+def input_fingerprint(
+    con: duckdb.DuckDBPyConnection, lake: Lake, day: date, *, token_info: str
+) -> str:
+    """What a state at the end of ``day`` was computed from: the day files of trades and CTF
+    events up to it, and the market facts their position events read."""
+    digest = hashlib.sha256(STATE_VERSION.encode())
+    for table in (TRADES.name, CTF_EVENTS.name):
+        for file in lake.listing(table, end=day):
+            relative = str(Path(file.path).relative_to(lake.root))
+            digest.update(f"{relative}|{file.size}|{file.mtime_ns}\n".encode())
+    events = lake.files(CTF_EVENTS.name, end=day)
+    if events:
+        facts = con.execute(market_facts_digest_sql(lake, events, token_info=token_info))
+        digest.update(repr(facts.fetchone()).encode())
+    return digest.hexdigest()
+
+
+def save_checkpoint(lake: Lake, day: date, state: LedgerState, fingerprint: str) -> None:
+    """Write the state at the end of ``day``: three Arrow files tied by one write id (the
+    summary last, so a crash between them leaves a checkpoint that ``load`` refuses)."""
+    directory = checkpoint_dir(lake, day)
+    write_id = uuid.uuid4().hex
+    meta = {"write_id": write_id}
+    parts = {
+        "wallets.arrow": pa.table({"wallet": state.wallets}),
+        "tokens.arrow": pa.table({"token_id": state.tokens, "mark_price": state.marks}),
+        # one array per column, so that every run's load is a read, never a copy
+        "summary.arrow": state.summary.combine_chunks(),
+    }
+    for name, table in parts.items():
+        metadata = meta | ({"fingerprint": fingerprint} if name == "summary.arrow" else {})
+        table = table.replace_schema_metadata(metadata)
+        write_atomically(
+            directory / name,
+            # one chunk per column: read back, each column is one array without a copy
+            lambda tmp, t=table: feather.write_feather(
+                t, tmp, compression="lz4", chunksize=max(t.num_rows, 1)
+            ),
+        )
+    for old in checkpoint_days(lake)[:-KEEP_CHECKPOINTS]:
+        shutil.rmtree(checkpoint_dir(lake, old), ignore_errors=True)
+
+
+def checkpoint_days(lake: Lake) -> list[date]:
+    base = lake.root / CACHE_DIR
+    if not base.exists():
+        return []
+    days = []
+    for entry in base.iterdir():
+        if entry.name.startswith("day="):
+            try:
+                days.append(date.fromisoformat(entry.name[4:]))
+            except ValueError:
+                continue
+    return sorted(days)
+
+
+def load_checkpoint(
+    con: duckdb.DuckDBPyConnection, lake: Lake, *, on_or_before: date, token_info: str
+) -> tuple[date, LedgerState] | None:
+    """The newest checkpoint at or before ``on_or_before`` whose inputs are unchanged."""
+    for day in reversed([d for d in checkpoint_days(lake) if d <= on_or_before]):
+        directory = checkpoint_dir(lake, day)
+        try:
+            tables = {
+                name: feather.read_table(directory / f"{name}.arrow", memory_map=True)
+                for name in ("summary", "wallets", "tokens")
+            }
+        except (OSError, pa.ArrowInvalid):
+            continue  # incomplete or damaged: an older one, or the whole history
+        meta = {name: t.schema.metadata or {} for name, t in tables.items()}
+        ids = {m.get(b"write_id") for m in meta.values()}
+        if len(ids) != 1 or None in ids:
+            continue
+        fingerprint = meta["summary"].get(b"fingerprint", b"").decode()
+        if fingerprint != input_fingerprint(con, lake, day, token_info=token_info):
+            continue
+        tokens = tables["tokens"]
+        state = LedgerState(
+            tables["summary"].replace_schema_metadata(None),
+            tables["wallets"].column("wallet").combine_chunks(),
+            tokens.column("token_id").combine_chunks(),
+            tokens.column("mark_price").to_numpy(),
+        )
+        return day, state
+    return None
