@@ -18,15 +18,12 @@ loads before it shows the log). The figures are compared in the same run (a rati
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
-from typing import Any
 
 from _common import REPO_ROOT, banner, fmt_mb, print_table, verdict
 
@@ -105,15 +102,16 @@ def measure(root: Path, planned_subset: str | None) -> dict[str, float]:
         if e.dagster_event and e.dagster_event.event_type_value == "ASSET_MATERIALIZATION_PLANNED"
     )  # fmt: skip
     db = home / "history" / "runs" / f"{run.run_id}.db"
-    from polymkt_local.daemon import running_webserver
+    from polymkt_local.daemon import graphql, running_webserver
 
     with running_webserver(home, env, root / "webserver.log", PORT):
-        _wait_for_server()
         started = time.perf_counter()
-        _graphql(RUN_QUERY, {"runId": run.run_id})
+        graphql(PORT, RUN_QUERY, {"runId": run.run_id})
         fetched, cursor = 0, None
         while True:
-            answer = _graphql(LOGS_QUERY, {"runId": run.run_id, "cursor": cursor, "limit": PAGE})
+            answer = graphql(
+                PORT, LOGS_QUERY, {"runId": run.run_id, "cursor": cursor, "limit": PAGE}
+            )
             connection = answer["data"]["logsForRun"]
             fetched += len(connection["events"])
             cursor = connection["cursor"]
@@ -128,27 +126,6 @@ def measure(root: Path, planned_subset: str | None) -> dict[str, float]:
         "event_log_bytes": float(db.stat().st_size if db.exists() else 0),
         "page_s": page_s,
     }
-
-
-def _graphql(query: str, variables: dict[str, Any]) -> dict:
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{PORT}/graphql",
-        data=json.dumps({"query": query, "variables": variables}).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=300) as response:
-        return json.loads(response.read())
-
-
-def _wait_for_server(timeout_s: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{PORT}/server_info", timeout=2):
-                return
-        except OSError:
-            time.sleep(0.5)
-    raise TimeoutError("dagster-webserver did not start")
 
 
 if __name__ == "__main__":

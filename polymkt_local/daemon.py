@@ -1,21 +1,24 @@
 """`dagster-daemon run` and the web UI's server over the project's code location in a scratch
 DAGSTER_HOME.
 
-Used by the daemon and UI tests and bench/daemon.py: each runs in its own process group (its
-code server and run workers are its children), so stopping it ends every process it started.
+Used by the daemon and UI tests, bench/daemon.py and bench/run_page.py: each runs in its own
+process group (its code server and run workers are its children), so stopping it ends every
+process it started.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import dagster as dg
 from dagster._core.instance.ref import InstanceRef
@@ -56,12 +59,34 @@ def running_daemon(home: Path, env: Mapping[str, str], log: Path) -> Iterator[su
 
 @contextmanager
 def running_webserver(
-    home: Path, env: Mapping[str, str], log: Path, port: int
+    home: Path, env: Mapping[str, str], log: Path, port: int, *, ready_timeout_s: float = 240
 ) -> Iterator[subprocess.Popen]:
-    """Start the web UI's server on 127.0.0.1:``port``; on exit stop it and its code server."""
+    """Start the web UI's server on 127.0.0.1:``port`` and wait until it answers; on exit stop
+    it and its code server."""
     command = ["dagster-webserver", "--host", "127.0.0.1", "--port", str(port)]
     with _dagster_process(command, home, env, log) as process:
+        wait_for("for the web server", lambda: _webserver_up(port), timeout_s=ready_timeout_s,
+                 process=process, log=log)  # fmt: skip
         yield process
+
+
+def graphql(port: int, query: str, variables: Mapping[str, Any], timeout_s: float = 300) -> dict:
+    """The web server's answer to a GraphQL request, as the UI sends it."""
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/graphql",
+        data=json.dumps({"query": query, "variables": dict(variables)}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=timeout_s) as response:
+        return json.loads(response.read())
+
+
+def _webserver_up(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=2):
+            return True
+    except OSError:
+        return False
 
 
 @contextmanager

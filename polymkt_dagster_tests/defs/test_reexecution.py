@@ -7,10 +7,8 @@ re-execution is asked of a real ``dagster-webserver`` over GraphQL, as the run p
 
 from __future__ import annotations
 
-import json
 import shutil
 import socket
-import urllib.request
 from pathlib import Path
 
 import dagster as dg
@@ -19,7 +17,7 @@ import pytest
 from polymkt_dagster.definitions import LOCATION_NAME, run_job
 from polymkt_dagster.defs.jobs import MAIN_JOB
 from polymkt_dagster.defs.shared.resources import PolymktResource
-from polymkt_local.daemon import instance_at, running_webserver, wait_for
+from polymkt_local.daemon import graphql, instance_at, running_webserver, wait_for
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MARKETS = dg.AssetKey(["raw", "markets"])
@@ -47,24 +45,6 @@ def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
-
-
-def _graphql(port: int, query: str, variables: dict[str, str]) -> dict:
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/graphql",
-        data=json.dumps({"query": query, "variables": variables}).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=60) as response:
-        return json.loads(response.read())
-
-
-def _server_up(port: int) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=2):
-            return True
-    except OSError:
-        return False
 
 
 def test_workspace_names_the_location_runs_are_recorded_under() -> None:
@@ -100,11 +80,8 @@ def test_a_cli_run_is_re_executed_from_the_web_ui(tmp_path: Path, sample_dir: Pa
     log = tmp_path / "webserver.log"
     # The location loads with another data dir: the run's config must carry the lake.
     env = {"POLYMKT_DATA_DIR": str(tmp_path / "elsewhere")}
-    with running_webserver(home, env, log, port) as server:
-        wait_for(
-            "for the webserver", lambda: _server_up(port), timeout_s=240, process=server, log=log
-        )
-        answer = _graphql(port, REEXECUTE, {"parentRunId": parent.run_id})
+    with running_webserver(home, env, log, port):
+        answer = graphql(port, REEXECUTE, {"parentRunId": parent.run_id})
         launched = answer["data"]["launchPipelineReexecution"]
         assert launched["__typename"] == "LaunchRunSuccess", launched
         child_id = launched["run"]["runId"]

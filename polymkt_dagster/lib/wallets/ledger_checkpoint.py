@@ -5,8 +5,8 @@ history on every 10-minute sync (docs/architecture.md §5).
 A state holds, per (wallet, token) group, the per-position totals of ``position_summary``
 (shares, average price, realized P&L, buy/sell/event totals, first and last row time) and
 each token's last trade price. ``advance`` moves a state forward over a window of fills and
-position events: the open positions of the window's active wallets enter the ledger as
-synthetic buys at their average price (``ledger_input.load_sorted_fills``'s opening), and
+position events: the open positions the window touches enter the ledger as synthetic buys
+at their average price (``ledger_input.load_sorted_fills``'s opening), and
 the window's totals are added to the state's.
 
 A saved checkpoint is trusted only while its inputs are unchanged: the trades and CTF event
@@ -51,7 +51,7 @@ from polymkt_dagster.lib.wallets.position_summary import (
 )
 
 CACHE_DIR = "_cache/ledger_checkpoints"
-KEEP_CHECKPOINTS = 3
+KEEP_CHECKPOINTS = 2  # the newest, and one to fall back on when a late fill lands in its day
 # Part of every fingerprint: a change to what a state means (the ledger's rules, the
 # columns) must invalidate the checkpoints written before it.
 STATE_VERSION = "1"
@@ -88,13 +88,23 @@ class LedgerState:
     def column(self, name: str) -> np.ndarray:
         return self.summary.column(name).to_numpy()
 
-    def opening(self, wallets: Sequence[str]) -> pa.Table:
-        """The open positions of ``wallets``: wallet, token_id, shares, avg_price."""
+    def opening(self, groups: pa.Table) -> pa.Table:
+        """The open positions among ``groups`` (wallet, token_id): wallet, token_id, shares,
+        avg_price."""
+
+        def ids(names: pa.ChunkedArray, of: pa.Array) -> np.ndarray:
+            return pc.index_in(names, value_set=of).fill_null(-1).to_numpy().astype(np.int64)
+
+        wallet_ids = ids(groups.column("wallet"), self.wallets)
+        token_ids = ids(groups.column("token_id"), self.tokens)
+        known = (wallet_ids >= 0) & (token_ids >= 0)  # a new wallet or token has no state
         gkey = self.column("gkey")
-        wanted = pc.is_in(self.wallets, pa.array(list(wallets), pa.string())).to_numpy(
-            zero_copy_only=False
-        )
-        rows = np.flatnonzero(wanted[gkey >> 32] & (self.column("shares") > 0))
+        keys = (wallet_ids[known] << 32) | token_ids[known]
+        at = np.searchsorted(gkey, keys)
+        hit = at < len(gkey)
+        hit[hit] = gkey[at[hit]] == keys[hit]
+        rows = np.unique(at[hit])
+        rows = rows[self.column("shares")[rows] > 0]
         return pa.table(
             {
                 "wallet": self.wallets.take(pa.array(gkey[rows] >> 32)),
@@ -103,6 +113,36 @@ class LedgerState:
                 "avg_price": self.column("avg_price")[rows],
             }
         )
+
+
+def window_groups(
+    con: duckdb.DuckDBPyConnection,
+    lake: Lake,
+    wallets: Sequence[str],
+    since: datetime,
+    until: datetime | None,
+    *,
+    token_info: str,
+) -> pa.Table:
+    """The (wallet, token_id) groups with a ledger row in (``since``, ``until``] among
+    ``wallets``: the positions a window's ledger must open, and no others (an active wallet's
+    other positions are left as they were)."""
+    prefix = "_groups"
+    try:
+        rows = load_sorted_fills(
+            con, lake, wallets=list(wallets), since=since, until=until, prefix=prefix,
+            token_info=token_info,
+        )  # fmt: skip
+        names, tokens = key_names(con, prefix)
+    finally:
+        drop_fill_keys(con, prefix)
+    gkey = np.unique(rows.column("gkey").to_numpy())
+    return pa.table(
+        {
+            "wallet": names.take(pa.array(gkey >> 32)),
+            "token_id": tokens.take(pa.array(gkey & _LOW32)),
+        }
+    )
 
 
 @dataclass
@@ -137,7 +177,8 @@ def advance(
         report.active_wallets = len(wallets)
         if not wallets:
             return state
-        con.register(opening_name, state.opening(wallets))
+        groups = window_groups(con, lake, wallets, since, until, token_info=token_info)
+        con.register(opening_name, state.opening(groups))
     try:
         fills = load_sorted_fills(
             con, lake, wallets=wallets, until=until, prefix=prefix,
@@ -160,7 +201,7 @@ def advance(
 
 def merge(state: LedgerState, window: LedgerState) -> LedgerState:
     """``state`` plus the totals of a window whose ledger opened the state's open positions
-    of the window's wallets as synthetic buys (``advance``).
+    among the groups it touches as synthetic buys (``advance``).
 
     Such an opening row is a position event to the ledger: its shares and cost are taken
     back out of the window's event totals before they are added, and a group whose only
@@ -280,7 +321,6 @@ def save_checkpoint(lake: Lake, day: date, state: LedgerState, fingerprint: str)
     parts = {
         "wallets.arrow": pa.table({"wallet": state.wallets}),
         "tokens.arrow": pa.table({"token_id": state.tokens, "mark_price": state.marks}),
-        # one array per column, so that every run's load is a read, never a copy
         "summary.arrow": state.summary.combine_chunks(),
     }
     for name, table in parts.items():
@@ -288,9 +328,12 @@ def save_checkpoint(lake: Lake, day: date, state: LedgerState, fingerprint: str)
         table = table.replace_schema_metadata(metadata)
         write_atomically(
             directory / name,
-            # one chunk per column: read back, each column is one array without a copy
+            # Uncompressed, one chunk per column: a load memory-maps the file and each column
+            # is one array in the page cache, no copy and no decompression. The day's rollups
+            # open a few wallets' positions and touch a few pages of a 1.6 GB state (20M
+            # fills); decompressing all of it took them 9 s beside a positions run.
             lambda tmp, t=table: feather.write_feather(
-                t, tmp, compression="lz4", chunksize=max(t.num_rows, 1)
+                t, tmp, compression="uncompressed", chunksize=max(t.num_rows, 1)
             ),
         )
     for old in checkpoint_days(lake)[:-KEEP_CHECKPOINTS]:

@@ -27,7 +27,7 @@ import duckdb
 
 from polymkt_dagster.lib.core.lake import DAY_COLUMN, Lake, PartitionWrite, day_end
 from polymkt_dagster.lib.core.schemas import TRADES
-from polymkt_dagster.lib.wallets.ledger_checkpoint import load_checkpoint
+from polymkt_dagster.lib.wallets.ledger_checkpoint import load_checkpoint, window_groups
 from polymkt_dagster.lib.wallets.ledger_input import active_wallets, register_token_info
 from polymkt_dagster.lib.wallets.ledger_state import drop_ledger_state, register_ledger_state
 
@@ -181,7 +181,9 @@ def build_rollups(
     if found is not None:
         report.from_checkpoint, state = found
         since = day_end(report.from_checkpoint)
-        con.register("_rollup_opening", state.opening(active))
+        groups = window_groups(con, lake, active, since, end - timedelta(microseconds=1),
+                               token_info=info)  # fmt: skip
+        con.register("_rollup_opening", state.opening(groups))
     if progress:
         origin = f"the checkpoint of {since.date()}" if since else "the whole history"
         progress(f"rollups: ledger of {len(active):,} wallets from {origin}")
