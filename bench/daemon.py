@@ -168,7 +168,11 @@ def _phase(
     from dagster._core.storage.tags import AUTOMATION_CONDITION_TAG
 
     from polymkt_dagster.defs.ingest.sensors import FILLS_SENSOR, SENSOR_TAG
-    from polymkt_dagster.defs.shared.automation import AUTOMATION_SENSOR, SINGLE_RUN_SENSOR
+    from polymkt_dagster.defs.shared.automation import (
+        AUTOMATION_SENSOR,
+        SINGLE_RUN_SENSOR,
+        WALLETS_SENSOR,
+    )
     from polymkt_local.daemon import IN_PROGRESS, runs_with_tag, sensor_ticks, wait_for
 
     def new_records() -> list[Any]:
@@ -198,7 +202,7 @@ def _phase(
                 t.status == TickStatus.SKIPPED and t.timestamp > last_end + QUIET_S
                 for t in sensor_ticks(instance, sensor)
             )
-            for sensor in (AUTOMATION_SENSOR, SINGLE_RUN_SENSOR)
+            for sensor in (AUTOMATION_SENSOR, SINGLE_RUN_SENSOR, WALLETS_SENSOR)
         )
 
     wait_for(f"for automation after the {label}", settled, timeout_s=timeout_s, process=daemon)

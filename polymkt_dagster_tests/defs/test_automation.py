@@ -26,6 +26,7 @@ from polymkt_dagster.defs.shared.automation import (
     AUTOMATION_SENSOR,
     DAILY_LABEL,
     SINGLE_RUN_SENSOR,
+    WALLETS_SENSOR,
     WHOLE_LABEL,
 )
 from polymkt_dagster.defs.shared.single_run_automation import one_run_per_range
@@ -36,6 +37,7 @@ from polymkt_dagster.defs.shared.tags import (
 )
 from polymkt_dagster.defs.wallets.assets import (
     ALERTS_KEY,
+    MARKET_METRIC_KEYS,
     PNL_SNAPSHOTS_KEY,
     POSITIONS_KEY,
 )
@@ -71,10 +73,16 @@ def test_the_conditions_are_the_gap_tolerant_ones_and_the_sensor_runs(defs):
     assert graph.get(PNL_SNAPSHOTS_KEY).automation_condition.get_label() == DAILY_LABEL
     assert graph.get(POSITIONS_KEY).automation_condition.get_label() == WHOLE_LABEL
     assert graph.get(TRADES_BY_MARKET_KEY).automation_condition.get_label() == WHOLE_LABEL
-    for name in (AUTOMATION_SENSOR, SINGLE_RUN_SENSOR):
+    for name in (AUTOMATION_SENSOR, SINGLE_RUN_SENSOR, WALLETS_SENSOR):
         sensor = defs.get_sensor_def(name)
         assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
         assert sensor.minimum_interval_seconds == 30
+    # the wallet layer is evaluated apart (its runs never carry the day's bars), whole
+    wallets = defs.get_sensor_def(WALLETS_SENSOR).asset_selection.resolve(graph)
+    assert {POSITIONS_KEY, PNL_SNAPSHOTS_KEY, ALERTS_KEY, MARKET_METRIC_KEYS["1d"]} <= wallets
+    assert PRICES_1H_KEY not in wallets
+    analytics = defs.get_sensor_def(AUTOMATION_SENSOR).asset_selection.resolve(graph)
+    assert not analytics & wallets
 
 
 def test_a_rebuilt_day_on_a_gappy_history_refreshes_that_day_downstream(defs):
@@ -120,6 +128,27 @@ def test_a_rebuilt_day_on_a_gappy_history_refreshes_that_day_downstream(defs):
     assert _requested(fourth, PRICES_1H_KEY) == {"2023-11-20"}
     assert _requested(fourth, PNL_SNAPSHOTS_KEY) == {"2023-11-20"}
     assert _requested(fourth, TRADES_BY_MARKET_KEY) == {None}
+
+
+def test_a_new_price_index_alone_does_not_run_the_favorites_again(defs):
+    # favorites read through the index only to go faster (its bars are read when it is
+    # stale): the bars' update starts their run, the index's own update starts none
+    instance = dg.DagsterInstance.ephemeral()
+    first = _evaluate(defs, instance)
+    for key in (ELECTION_GROUPS_KEY, PRICE_INDEX_KEY):
+        _materialized(instance, key)
+    _materialized(instance, PRICES_1H_KEY, "2024-03-04")
+    second = _evaluate(defs, instance, first.cursor)
+    assert _requested(second, FAVORITES_KEY) == set(favorites_partitions.get_partition_keys())
+    for horizon in favorites_partitions.get_partition_keys():
+        _materialized(instance, FAVORITES_KEY, horizon)
+    third = _evaluate(defs, instance, second.cursor)
+    _materialized(instance, PRICE_INDEX_KEY)  # built after the favorites' run
+    fourth = _evaluate(defs, instance, third.cursor)
+    assert _requested(fourth, FAVORITES_KEY) == set()
+    _materialized(instance, ELECTION_GROUPS_KEY)  # a real change still runs them
+    fifth = _evaluate(defs, instance, fourth.cursor)
+    assert _requested(fifth, FAVORITES_KEY) == set(favorites_partitions.get_partition_keys())
 
 
 def test_an_unpartitioned_parent_update_does_not_fan_out_to_every_day(defs):

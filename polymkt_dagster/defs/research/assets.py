@@ -25,7 +25,7 @@ from polymkt_dagster.defs.research.partitions import (
     datasets_partitions,
     favorites_partitions,
 )
-from polymkt_dagster.defs.shared.automation import analytics_automation
+from polymkt_dagster.defs.shared.automation import analytics_automation, read_through_tag
 from polymkt_dagster.defs.shared.checks import check_results
 from polymkt_dagster.defs.shared.resources import PolymktResource, semantic_search_enabled
 from polymkt_dagster.defs.shared.settings import analytics_on
@@ -75,6 +75,9 @@ def _log_interpretation(context: dg.AssetExecutionContext, interpretation: Any) 
     partitions_def=favorites_partitions,
     backfill_policy=dg.BackfillPolicy.single_run(),
     automation_condition=analytics_automation(),
+    # A new price index alone changes no favorite (the bars it indexes are read when it is
+    # stale): it must not start a second run after the one the new bars started.
+    tags=read_through_tag(PRICE_INDEX_KEY),
     group_name="signals",
     kinds={"parquet"},
     description=(

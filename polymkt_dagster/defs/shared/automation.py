@@ -24,7 +24,12 @@ does not start a backfill of history.
 Statically partitioned assets with a single-run backfill policy (signals/favorites: one run
 computes every horizon) are evaluated by a second sensor, :data:`SINGLE_RUN_SENSOR`, which
 launches one run for the partitions a tick requested instead of Dagster's run per partition
-(see single_run_automation.py); every other asset stays with :data:`AUTOMATION_SENSOR`.
+(see single_run_automation.py). The wallet layer (every asset definition with a key in the
+``wallets`` group, the metric rollups whole) has a third, :data:`WALLETS_SENSOR`, with the same
+conditions: Dagster puts a tick's assets of one partition in one run, so the day's ledger runs
+(positions, P&L snapshots, rollups: tens of seconds on a large lake) would otherwise carry the
+day's price bars and hold back everything downstream of them. Every other asset stays with
+:data:`AUTOMATION_SENSOR`.
 """
 
 from __future__ import annotations
@@ -43,6 +48,11 @@ from polymkt_dagster.defs.shared.single_run_automation import (
 
 AUTOMATION_SENSOR = "analytics_automation"
 SINGLE_RUN_SENSOR = "analytics_automation_single_run"
+WALLETS_SENSOR = "wallet_automation"
+# An asset's tag naming parents it reads through only to go faster (``whole_condition``):
+# their updates never make it run again.
+READ_THROUGH_TAG = "polymkt/automation_read_through"
+WALLETS_GROUP = "wallets"
 # Parents a day never waits for: a lake may hold a day's fills without its CTF position
 # events (poly_data's layout has none), and that day's P&L must still follow the fills. An
 # update of such a parent's day still requests the day.
@@ -83,14 +93,25 @@ def daily_condition(fan_out_parents: Iterable[dg.AssetKey] = ()) -> dg.Automatio
     ).with_label(DAILY_LABEL)
 
 
-def whole_condition(partitioned_parents: Iterable[dg.AssetKey] = ()) -> dg.AutomationCondition:
-    """Run after any partition of any parent changed; never wait for missing history days."""
+def whole_condition(
+    partitioned_parents: Iterable[dg.AssetKey] = (), read_through: Iterable[dg.AssetKey] = ()
+) -> dg.AutomationCondition:
+    """Run after any partition of any parent changed; never wait for missing history days.
+
+    ``read_through`` are parents the asset only reads through to go faster (an index whose
+    staleness costs time, never correctness): still waited for while in progress, never a
+    reason to run again.
+    """
     missing = dg.AutomationCondition.any_deps_missing()
     partitioned = list(partitioned_parents)
     if partitioned:
         missing = missing.ignore(_keys(partitioned))
+    updated = dg.AutomationCondition.any_deps_updated()
+    faster = list(read_through)
+    if faster:
+        updated = updated.ignore(_keys(faster))
     return (
-        dg.AutomationCondition.any_deps_updated().since_last_handled()
+        updated.since_last_handled()
         & ~missing
         & ~dg.AutomationCondition.any_deps_in_progress()
         & ~dg.AutomationCondition.in_progress()
@@ -114,7 +135,19 @@ def condition_for(
         ]
         return daily_condition(fan_out)
     partitioned = [dep.asset_key for dep in spec.deps if partitions.get(dep.asset_key) is not None]
-    return whole_condition(partitioned)
+    return whole_condition(partitioned, read_through_parents(spec))
+
+
+def read_through_tag(*parents: dg.AssetKey) -> dict[str, str]:
+    """The tag by which an asset names parents it reads through only to go faster (asset
+    tag values allow letters, digits and ``_.-``: keys as Python identifiers, dot-joined)."""
+    return {READ_THROUGH_TAG: ".".join(key.to_python_identifier() for key in parents)}
+
+
+def read_through_parents(spec: dg.AssetSpec) -> list[dg.AssetKey]:
+    """The parents an asset names in its :data:`READ_THROUGH_TAG` (``read_through_tag``)."""
+    named = set(spec.tags.get(READ_THROUGH_TAG, "").split("."))
+    return [dep.asset_key for dep in spec.deps if dep.asset_key.to_python_identifier() in named]
 
 
 def _is_eager(condition: dg.AutomationCondition | None) -> bool:
@@ -173,6 +206,35 @@ def single_run_automation_sensor(keys: Iterable[dg.AssetKey]) -> SingleRunAutoma
     )
 
 
+def wallet_automation_sensor(keys: Iterable[dg.AssetKey]) -> dg.AutomationConditionSensorDefinition:
+    """The same conditions and schedule for the wallet layer, in runs of its own."""
+    return dg.AutomationConditionSensorDefinition(
+        WALLETS_SENSOR,
+        target=_keys(keys),
+        default_status=_default_status(),
+        minimum_interval_seconds=settings_at_load().automation_interval_seconds,
+        emit_backfills=False,  # as analytics_automation
+        description=(
+            "Refreshes the wallet layer (positions, P&L snapshots, alerts, metric rollups) "
+            "after the syncs, in runs of its own: Dagster puts a tick's assets of one "
+            "partition in one run, so the wallets' long ledger runs would otherwise hold back "
+            "the day's price bars and everything that follows them."
+        ),
+    )
+
+
+def _wallet_keys(defs: dg.Definitions) -> set[dg.AssetKey]:
+    """Every key of an asset definition with a key in the wallets group (a multi-asset, such
+    as the metric rollups, moves whole: a run cannot build part of it)."""
+    return {
+        key
+        for item in defs.assets or []
+        if isinstance(item, dg.AssetsDefinition)
+        and any(spec.group_name == WALLETS_GROUP for spec in item.specs)
+        for key in item.keys
+    }
+
+
 def _single_run_keys(defs: dg.Definitions) -> set[dg.AssetKey]:
     return {
         key
@@ -205,9 +267,12 @@ def with_gap_tolerant_automation(defs: dg.Definitions) -> dg.Definitions:
         warnings.simplefilter("ignore", dg.PreviewWarning)
         mapped = defs.map_asset_specs(func=swap)
     single_run = _single_run_keys(defs) - covered
-    sensors = [automation_sensor(exclude=covered | single_run)]
+    wallets = _wallet_keys(defs) - covered - single_run
+    sensors = [automation_sensor(exclude=covered | single_run | wallets)]
     if single_run:
         sensors.append(single_run_automation_sensor(single_run))
+    if wallets:
+        sensors.append(wallet_automation_sensor(wallets))
     return dg.Definitions.merge(mapped, dg.Definitions(sensors=sensors))
 
 
