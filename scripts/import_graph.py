@@ -41,8 +41,9 @@ def main() -> None:
     args = parser.parse_args()
 
     graph = module_graph(args.package)
-    loops = [component for component in nx.strongly_connected_components(graph)
-             if len(component) > 1]
+    loops = [
+        component for component in nx.strongly_connected_components(graph) if len(component) > 1
+    ]
     condensed = nx.condensation(graph)
     lines = source_lines(args.package)
     print(f"modules: {graph.number_of_nodes()}  import edges: {graph.number_of_edges()}")
