@@ -6,15 +6,15 @@ A state holds, per (wallet, token) group, the per-position totals of ``position_
 (shares, average price, realized P&L, buy/sell/event totals, first and last row time) and
 each token's last trade price. ``advance`` moves a state forward over a window of fills and
 position events: the open positions the window touches enter the ledger as synthetic buys
-at their average price (``ledger_input.load_sorted_fills``'s opening), and
-the window's totals are added to the state's.
+at their average price (``ledger_input.load_sorted_fills``'s opening), and the window's
+totals are added to the state's.
 
 A saved checkpoint is trusted only while its inputs are unchanged: the trades and CTF event
 day files up to its day (path, size, modification time) and the market facts its position
 events were read through (``position_events.market_facts_digest_sql``). A rewritten older
 day or a late market makes the next run fall back to an older checkpoint, or to the whole
-history. Checkpoints are a cache: they live outside the mirrored lake (``_cache/``) and the
-newest few are kept.
+history. Checkpoints are a cache: they live outside the mirrored lake (``_cache/``), and the
+newest two are kept.
 """
 
 from __future__ import annotations
@@ -75,15 +75,6 @@ class LedgerState:
     wallets: pa.Array
     tokens: pa.Array
     marks: np.ndarray
-
-    @classmethod
-    def empty(cls) -> LedgerState:
-        return cls(
-            pa.table({name: pa.array([], t) for name, t in SUMMARY_TYPES.items()}),
-            pa.array([], pa.string()),
-            pa.array([], pa.string()),
-            np.empty(0),
-        )
 
     def column(self, name: str) -> np.ndarray:
         return self.summary.column(name).to_numpy()
