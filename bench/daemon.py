@@ -4,7 +4,7 @@
 Target (issue 14): from the fills sensor's tick to the last downstream materialization of
 a sync in under 60 s, independent of the lake's size. The local Polymarket servers (real
 HTTP on 127.0.0.1) serve the bundled sample moved to end an hour ago; the daemon runs with
-5 s sensor intervals in a scratch DAGSTER_HOME and the project's dagster.yaml (2 runs at
+5 s sensor intervals in a scratch DAGSTER_HOME and the project's dagster.yaml (3 runs at
 once). The subgraph's indexing head decides what a sync can see, so the bench runs three
 syncs:
 

@@ -173,9 +173,20 @@ def automation_sensor(
     exclude: Iterable[dg.AssetKey] = (),
 ) -> dg.AutomationConditionSensorDefinition:
     """Evaluates the conditions every 30 s; running by default when POLYMKT_ANALYTICS_MODE=on."""
-    return dg.AutomationConditionSensorDefinition(
+    return _condition_sensor(
         AUTOMATION_SENSOR,
-        target=dg.AssetSelection.all() - _keys(exclude),
+        dg.AssetSelection.all() - _keys(exclude),
+        "Refreshes the curated layers after the syncs: daily assets for the days whose "
+        "upstream day changed, unpartitioned ones after any upstream update.",
+    )
+
+
+def _condition_sensor(
+    name: str, target: dg.AssetSelection, description: str
+) -> dg.AutomationConditionSensorDefinition:
+    return dg.AutomationConditionSensorDefinition(
+        name,
+        target=target,
         default_status=_default_status(),
         minimum_interval_seconds=settings_at_load().automation_interval_seconds,
         # Runs, not backfills: a tick that wants several partitions of one asset would
@@ -185,10 +196,7 @@ def automation_sensor(
         # Dagster then launches one run per partition, whatever the backfill policy: the
         # single-run static assets are left to SINGLE_RUN_SENSOR.
         emit_backfills=False,
-        description=(
-            "Refreshes the curated layers after the syncs: daily assets for the days whose "
-            "upstream day changed, unpartitioned ones after any upstream update."
-        ),
+        description=description,
     )
 
 
@@ -208,18 +216,13 @@ def single_run_automation_sensor(keys: Iterable[dg.AssetKey]) -> SingleRunAutoma
 
 def wallet_automation_sensor(keys: Iterable[dg.AssetKey]) -> dg.AutomationConditionSensorDefinition:
     """The same conditions and schedule for the wallet layer, in runs of its own."""
-    return dg.AutomationConditionSensorDefinition(
+    return _condition_sensor(
         WALLETS_SENSOR,
-        target=_keys(keys),
-        default_status=_default_status(),
-        minimum_interval_seconds=settings_at_load().automation_interval_seconds,
-        emit_backfills=False,  # as analytics_automation
-        description=(
-            "Refreshes the wallet layer (positions, P&L snapshots, alerts, metric rollups) "
-            "after the syncs, in runs of its own: Dagster puts a tick's assets of one "
-            "partition in one run, so the wallets' long ledger runs would otherwise hold back "
-            "the day's price bars and everything that follows them."
-        ),
+        _keys(keys),
+        "Refreshes the wallet layer (positions, P&L snapshots, alerts, metric rollups) after "
+        "the syncs, in runs of its own: Dagster puts a tick's assets of one partition in one "
+        "run, so the wallets' long ledger runs would otherwise hold back the day's price bars "
+        "and everything that follows them.",
     )
 
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 import hashlib
 import shutil
 import uuid
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -36,7 +35,6 @@ import pyarrow.feather as feather
 from polymkt_dagster.lib.core.lake import Lake, write_atomically
 from polymkt_dagster.lib.core.schemas import CTF_EVENTS, TRADES
 from polymkt_dagster.lib.wallets.ledger_input import (
-    active_wallets,
     drop_fill_keys,
     key_names,
     load_sorted_fills,
@@ -109,31 +107,35 @@ class LedgerState:
 def window_groups(
     con: duckdb.DuckDBPyConnection,
     lake: Lake,
-    wallets: Sequence[str],
     since: datetime,
     until: datetime | None,
     *,
     token_info: str,
 ) -> pa.Table:
-    """The (wallet, token_id) groups with a ledger row in (``since``, ``until``] among
-    ``wallets``: the positions a window's ledger must open, and no others (an active wallet's
-    other positions are left as they were)."""
+    """The (wallet, token_id) groups with a ledger row (a fill or a position event) in
+    (``since``, ``until``]: the positions a window's ledger must open, and no others, and
+    through their wallets the window's active wallets (only a ledger row changes a position
+    or realizes P&L). Reads only the window's day files."""
     prefix = "_groups"
     try:
         rows = load_sorted_fills(
-            con, lake, wallets=list(wallets), since=since, until=until, prefix=prefix,
-            token_info=token_info,
-        )  # fmt: skip
+            con, lake, since=since, until=until, prefix=prefix, token_info=token_info
+        )
         names, tokens = key_names(con, prefix)
     finally:
         drop_fill_keys(con, prefix)
-    gkey = np.unique(rows.column("gkey").to_numpy())
+    gkey = np.unique(rows.column("gkey").to_numpy())  # ascending: by wallet, then token
     return pa.table(
         {
             "wallet": names.take(pa.array(gkey >> 32)),
             "token_id": tokens.take(pa.array(gkey & _LOW32)),
         }
     )
+
+
+def group_wallets(groups: pa.Table) -> list[str]:
+    """The wallets of ``window_groups``' groups, each once, in sorted order."""
+    return pc.unique(groups.column("wallet")).to_pylist()
 
 
 @dataclass
@@ -164,11 +166,11 @@ def advance(
     if state is not None:
         if since is None:
             raise ValueError("a ledger state needs the time it holds at (since)")
-        wallets = active_wallets(con, lake, since, until)
+        groups = window_groups(con, lake, since, until, token_info=token_info)
+        wallets = group_wallets(groups)
         report.active_wallets = len(wallets)
         if not wallets:
             return state
-        groups = window_groups(con, lake, wallets, since, until, token_info=token_info)
         con.register(opening_name, state.opening(groups))
     try:
         fills = load_sorted_fills(

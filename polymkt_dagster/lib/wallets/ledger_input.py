@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 
 from polymkt_dagster.lib.core.duck import sql_string
 from polymkt_dagster.lib.core.lake import Lake
-from polymkt_dagster.lib.core.schemas import CTF_EVENTS, MARKETS, TRADES
+from polymkt_dagster.lib.core.schemas import MARKETS, TRADES
 from polymkt_dagster.lib.wallets.fill_reader import read_sorted_rows
 from polymkt_dagster.lib.wallets.ledger import run_ledger
 from polymkt_dagster.lib.wallets.position_events import (
@@ -63,34 +63,6 @@ def register_token_info(con: duckdb.DuckDBPyConnection, lake: Lake, prefix: str)
     the chain's resolutions for a whole ledger run); returns its name."""
     con.execute(f"CREATE OR REPLACE TEMP TABLE {prefix}_info AS {token_info_sql(lake)}")
     return f"{prefix}_info"
-
-
-def active_wallets(
-    con: duckdb.DuckDBPyConnection, lake: Lake, since: datetime, until: datetime | None
-) -> list[str]:
-    """The wallets with a ledger row in (``since``, ``until``]: the makers of the window's
-    fills and the stakeholders of its CTF position events (only a ledger row changes a
-    position or realizes P&L). Reads only the window's day files."""
-    window = f"\"timestamp\" > TIMESTAMPTZ '{since.isoformat()}'"
-    if until is not None:
-        window += f" AND \"timestamp\" <= TIMESTAMPTZ '{until.isoformat()}'"
-    end = until.date() if until is not None else None
-    trades = lake.files(TRADES.name, start=since.date(), end=end)
-    events = lake.files(CTF_EVENTS.name, start=since.date(), end=end)
-    parts = []
-    if trades:
-        parts.append(
-            f"SELECT DISTINCT maker FROM {lake.scan_sql(TRADES, trades)} "
-            f"WHERE maker IS NOT NULL AND {window}"
-        )
-    if events:
-        parts.append(
-            f"SELECT DISTINCT lower(stakeholder) FROM {lake.scan_sql(CTF_EVENTS, events)} "
-            f"WHERE stakeholder IS NOT NULL AND {window}"
-        )
-    if not parts:
-        return []
-    return sorted(r[0] for r in con.execute(" UNION ".join(parts)).fetchall())
 
 
 def fills_source_sql(

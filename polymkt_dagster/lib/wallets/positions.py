@@ -309,11 +309,12 @@ def update_positions(
                 update.started_from, state = found
                 at = day_end(update.started_from)
             if update.started_from != target:
+                # fingerprinted before the files are read: a sync that rewrites one of them
+                # meanwhile leaves a checkpoint the next run refuses, never a wrong one
+                fingerprint = input_fingerprint(con, lake, target, token_info=info)
                 state = advance(con, lake, state, at, day_end(target), token_info=info,
                                 report=steps, chunk_rows=chunk_rows)  # fmt: skip
-                save_checkpoint(
-                    lake, target, state, input_fingerprint(con, lake, target, token_info=info)
-                )
+                save_checkpoint(lake, target, state, fingerprint)
                 update.saved, at = target, day_end(target)
         state = advance(con, lake, state, at, None, token_info=info, report=steps,
                         chunk_rows=chunk_rows)  # fmt: skip

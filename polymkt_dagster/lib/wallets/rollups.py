@@ -24,11 +24,17 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
 import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from polymkt_dagster.lib.core.lake import DAY_COLUMN, Lake, PartitionWrite, day_end
 from polymkt_dagster.lib.core.schemas import TRADES
-from polymkt_dagster.lib.wallets.ledger_checkpoint import load_checkpoint, window_groups
-from polymkt_dagster.lib.wallets.ledger_input import active_wallets, register_token_info
+from polymkt_dagster.lib.wallets.ledger_checkpoint import (
+    group_wallets,
+    load_checkpoint,
+    window_groups,
+)
+from polymkt_dagster.lib.wallets.ledger_input import register_token_info
 from polymkt_dagster.lib.wallets.ledger_state import drop_ledger_state, register_ledger_state
 
 GRAINS: dict[str, str] = {"1m": "minute", "1h": "hour", "1d": "day"}
@@ -170,26 +176,28 @@ def build_rollups(
     # Realized P&L needs each active wallet's whole history (average cost is path
     # dependent): the ledger starts from the newest valid checkpoint before the window, or
     # from the first fill. P&L is realized only by a ledger row (a fill or a position
-    # event), so the active wallets are the window's makers and the stakeholders of its
-    # events.
-    active = active_wallets(
-        con, lake, start - timedelta(microseconds=1), end - timedelta(microseconds=1)
-    )
+    # event), so the active wallets are those with a ledger row in the window.
     info = register_token_info(con, lake, "_rollup")
+    window_first, window_last = start - timedelta(microseconds=1), end - timedelta(microseconds=1)
+    groups = window_groups(con, lake, window_first, window_last, token_info=info)
+    active = group_wallets(groups)
     found = load_checkpoint(con, lake, on_or_before=days[0] - timedelta(days=1), token_info=info)
     since: datetime | None = None
     if found is not None:
         report.from_checkpoint, state = found
         since = day_end(report.from_checkpoint)
-        groups = window_groups(con, lake, active, since, end - timedelta(microseconds=1),
-                               token_info=info)  # fmt: skip
+        if since < window_first:
+            # an older checkpoint: the active wallets' ledger also replays the days between
+            # it and the window, so their groups of those days are opened too
+            groups = window_groups(con, lake, since, window_last, token_info=info)
+            groups = groups.filter(pc.is_in(groups.column("wallet"), pa.array(active)))
         con.register("_rollup_opening", state.opening(groups))
     if progress:
         origin = f"the checkpoint of {since.date()}" if since else "the whole history"
         progress(f"rollups: ledger of {len(active):,} wallets from {origin}")
     try:
         report.fills_in_ledger = register_ledger_state(
-            con, lake, wallets=active, until=end - timedelta(microseconds=1), prefix="_rollup",
+            con, lake, wallets=active, until=window_last, prefix="_rollup",
             since=since, opening="_rollup_opening" if since else None, token_info=info,
         )  # fmt: skip
     finally:
