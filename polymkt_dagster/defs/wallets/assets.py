@@ -6,7 +6,8 @@ picked up by the eager automation (when POLYMKT_ANALYTICS_MODE=on) and a range b
 is one run (single-run backfill policy).
 """
 
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from datetime import date
 from typing import Any
 
@@ -110,7 +111,7 @@ def _daily_wallet_asset(
 )
 def wallet_positions(
     context: dg.AssetExecutionContext, polymkt: PolymktResource
-) -> dg.MaterializeResult:
+) -> Iterator[dg.MaterializeResult]:
     lake = polymkt.lake()
     path = lake.single_file(POSITIONS_TABLE)
     threshold = polymkt.settings().oversell_max_share
@@ -130,7 +131,8 @@ def wallet_positions(
         f"positions: {rows:,} for {wallets:,} wallets; ledger from {origin}, "
         f"{update.ledger_rows:,} rows read"
     )
-    return dg.MaterializeResult(
+    pending = update.pending_checkpoint
+    yield dg.MaterializeResult(
         metadata={
             "dagster/row_count": int(rows or 0),
             "wallets": int(wallets or 0),
@@ -138,7 +140,9 @@ def wallet_positions(
             "redeemable_positions": int(redeemable or 0),
             "ledger_started_from": origin,
             "ledger_rows_read": update.ledger_rows,
-            "checkpoint_saved": update.saved.isoformat() if update.saved else "none",
+            "checkpoint_saved": (
+                f"{pending.isoformat()} (after this materialization)" if pending else "none"
+            ),
             "realized_pnl": oversells.realized_pnl,
             "oversold_shares": oversells.oversold_shares,
             "oversold_proceeds": oversells.oversold_proceeds,
@@ -180,6 +184,16 @@ def wallet_positions(
             ),
         ],
     )
+    # Saved once the positions are out: their materialization lets the automation go on
+    # while the day's turn computes and writes its checkpoint (a large lake's state).
+    if pending is not None:
+        started = time.monotonic()
+        with connect() as con:
+            update.save_checkpoint(con, lake)
+        context.log.info(
+            f"ledger checkpoint of {pending.isoformat()} saved in "
+            f"{time.monotonic() - started:.1f} s"
+        )
 
 
 @_daily_wallet_asset(

@@ -19,9 +19,12 @@ newest two are kept.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import shutil
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -49,6 +52,7 @@ from polymkt_dagster.lib.wallets.position_summary import (
 )
 
 CACHE_DIR = "_cache/ledger_checkpoints"
+LOCK_FILE = ".lock"
 KEEP_CHECKPOINTS = 2  # the newest, and one to fall back on when a late fill lands in its day
 # Part of every fingerprint: a change to what a state means (the ledger's rules, the
 # columns) must invalidate the checkpoints written before it.
@@ -76,6 +80,13 @@ class LedgerState:
 
     def column(self, name: str) -> np.ndarray:
         return self.summary.column(name).to_numpy()
+
+    def ranges(self, rows: int) -> list[tuple[int, int]]:
+        """The summary's rows in ranges of ``rows`` (as ``MergedState.ranges``)."""
+        return _ranges(self.summary.num_rows, rows)
+
+    def rows(self, first: int, end: int) -> pa.Table:
+        return self.summary.slice(first, end - first)
 
     def opening(self, groups: pa.Table) -> pa.Table:
         """The open positions among ``groups`` (wallet, token_id): wallet, token_id, shares,
@@ -159,6 +170,29 @@ def advance(
 ) -> LedgerState:
     """``state`` (at ``since``) moved forward over the rows in (``since``, ``until``];
     without a state, every wallet's ledger over the whole history up to ``until``."""
+    window = window_state(con, lake, state, since, until, token_info=token_info,
+                          report=report, chunk_rows=chunk_rows)  # fmt: skip
+    if state is None:
+        assert window is not None  # the whole history's ledger, rows or none
+        return window
+    return state if window is None else MergedState(state, window).whole()
+
+
+def window_state(
+    con: duckdb.DuckDBPyConnection,
+    lake: Lake,
+    state: LedgerState | None,
+    since: datetime | None,
+    until: datetime | None,
+    *,
+    token_info: str,
+    report: Advance | None = None,
+    chunk_rows: int = 1_000_000,
+) -> LedgerState | None:
+    """The ledger of the rows in (``since``, ``until``] that ``MergedState`` adds to
+    ``state``, its open positions among the groups they touch opened first; None when no
+    row falls in the window. Without a state, every wallet's ledger over the whole history
+    up to ``until``."""
     report = report if report is not None else Advance()
     prefix = "_ckpt"
     opening_name = f"{prefix}_opening"
@@ -170,7 +204,7 @@ def advance(
         wallets = group_wallets(groups)
         report.active_wallets = len(wallets)
         if not wallets:
-            return state
+            return None
         con.register(opening_name, state.opening(groups))
     try:
         fills = load_sorted_fills(
@@ -186,74 +220,109 @@ def advance(
     report.ledger_rows += fills.num_rows
     arrays = FillArrays.of(fills)
     pieces = [summarize_chunk(fills, arrays, c) for c in group_chunks(arrays.gkey, chunk_rows)]
-    window = LedgerState(
+    return LedgerState(
         pa.concat_tables(pieces), names[0], names[1], last_trade_prices(arrays, len(names[1]))
     )
-    return window if state is None else merge(state, window)
 
 
-def merge(state: LedgerState, window: LedgerState) -> LedgerState:
+class MergedState:
     """``state`` plus the totals of a window whose ledger opened the state's open positions
-    among the groups it touches as synthetic buys (``advance``).
+    among the groups it touches as synthetic buys (``window_state``), built a range of rows
+    at a time (``ranges``, ``rows``) or whole (``whole``).
 
     Such an opening row is a position event to the ledger: its shares and cost are taken
     back out of the window's event totals before they are added, and a group whose only
     row in the window is its opening is left as it was.
+
+    Its ranges let a run write every position from a memory-mapped checkpoint without a
+    second copy of the whole state: on this host each GB of fresh memory costs seconds of
+    page faults (docs/architecture.md §5).
     """
-    wallets, wallet_rank, window_wallet = _union(state.wallets, window.wallets)
-    tokens, token_rank, window_token = _union(state.tokens, window.tokens)
-    old_keys = _rekey(state.column("gkey"), wallet_rank, token_rank)
-    keys = _rekey(window.column("gkey"), window_wallet, window_token)
-    at = np.searchsorted(old_keys, keys)
-    found = at < len(old_keys)
-    found[found] = old_keys[at[found]] == keys[found]
-    # Both key lists ascend (ids follow the sorted names): the new groups are inserted
-    # before the first old key above them, and each old row moves down by those before it.
-    added = np.flatnonzero(~found)
-    insert_at = at[added]
-    old_at = np.arange(len(old_keys)) + np.searchsorted(
-        insert_at, np.arange(len(old_keys)), "right"
-    )
-    new = {name: window.column(name) for name in SUMMARY_TYPES}
-    new["gkey"] = keys
-    columns = {
-        name: np.insert(old_keys if name == "gkey" else state.column(name), insert_at,
-                        new[name][added])
-        for name in SUMMARY_TYPES
-    }  # fmt: skip
-    i = np.flatnonzero(found)
-    j = old_at[at[i]]
-    rows = new["buys"][i] + new["sells"][i] + new["position_events"][i]
-    open_shares = np.maximum(columns["shares"][j], 0.0)
-    opened = open_shares > 0
-    moved = ~opened | (rows > 1)  # an opened group with no row but its opening is as it was
-    i, j, open_shares, opened = i[moved], j[moved], open_shares[moved], opened[moved]
-    opening_cost = open_shares * columns["avg_price"][j]
-    for name in _ADDED:
-        more = new[name][i]
-        if name == "event_bought_shares":
-            more = more - open_shares
-        elif name == "event_bought_usd":
-            more = more - opening_cost
-        elif name == "position_events":
-            more = more - opened
-        columns[name][j] += more
-    # A closed position is not opened (a buy of no shares has no price), so the window's
-    # ledger met it with no average; until it buys again, its average is still the old one.
-    bought = opened | (new["buys"][i] > 0) | (new["event_bought_shares"][i] > 0)
-    columns["avg_price"][j] = np.where(bought, new["avg_price"][i], columns["avg_price"][j])
-    for name in ("shares", "last_ts_us"):
-        columns[name][j] = new[name][i]
-    columns["last_fill_price"][j] = np.where(
-        np.isnan(new["last_fill_price"][i]), columns["last_fill_price"][j],
-        new["last_fill_price"][i],
-    )  # fmt: skip
-    marks = np.full(len(tokens), np.nan)
-    marks[token_rank] = state.marks
-    traded = ~np.isnan(window.marks)
-    marks[window_token[traded]] = window.marks[traded]
-    table = pa.table({name: columns[name] for name in SUMMARY_TYPES})
-    return LedgerState(table, wallets, tokens, marks)
+
+    def __init__(self, state: LedgerState, window: LedgerState) -> None:
+        self.wallets, wallet_rank, window_wallet = _union(state.wallets, window.wallets)
+        self.tokens, token_rank, window_token = _union(state.tokens, window.tokens)
+        self._base = {name: state.column(name) for name in SUMMARY_TYPES}
+        self._base["gkey"] = _rekey(self._base["gkey"], wallet_rank, token_rank)
+        old_keys = self._base["gkey"]
+        keys = _rekey(window.column("gkey"), window_wallet, window_token)
+        at = np.searchsorted(old_keys, keys)
+        found = at < len(old_keys)
+        found[found] = old_keys[at[found]] == keys[found]
+        self._new = {name: window.column(name) for name in SUMMARY_TYPES} | {"gkey": keys}
+        # Both key lists ascend (ids follow the sorted names): a new group goes in before
+        # the first old key above it, so the places of insertion and update ascend too.
+        self._added = np.flatnonzero(~found)
+        self._insert_at = at[self._added]
+        self._found = np.flatnonzero(found)
+        self._found_at = at[self._found]
+        marks = np.full(len(self.tokens), np.nan)
+        marks[token_rank] = state.marks
+        traded = ~np.isnan(window.marks)
+        marks[window_token[traded]] = window.marks[traded]
+        self.marks = marks
+
+    @property
+    def groups(self) -> int:
+        return len(self._base["gkey"]) + len(self._added)
+
+    def ranges(self, rows: int) -> list[tuple[int, int]]:
+        """The state's rows in ranges of ``rows``: ``rows(first, end)`` of each, in order,
+        is the whole merged summary."""
+        return _ranges(len(self._base["gkey"]), rows)
+
+    def whole(self) -> LedgerState:
+        return LedgerState(
+            self.rows(0, len(self._base["gkey"])), self.wallets, self.tokens, self.marks
+        )
+
+    def rows(self, first: int, end: int) -> pa.Table:
+        """The state's rows [first, end) merged with the window's, and the new groups that
+        go in before row ``end`` (all the remaining ones in the last range)."""
+        last = end == len(self._base["gkey"])
+        lo, hi = np.searchsorted(self._insert_at, [first, end])
+        hi = len(self._insert_at) if last else hi
+        insert_at = self._insert_at[lo:hi] - first
+        added = self._added[lo:hi]
+        new = self._new
+        columns = {
+            name: np.insert(self._base[name][first:end], insert_at, new[name][added])
+            for name in SUMMARY_TYPES
+        }
+        f_lo, f_hi = np.searchsorted(self._found_at, [first, end])
+        i = self._found[f_lo:f_hi]
+        row = self._found_at[f_lo:f_hi] - first
+        j = row + np.searchsorted(insert_at, row, "right")  # each old row moves down
+        rows = new["buys"][i] + new["sells"][i] + new["position_events"][i]
+        open_shares = np.maximum(columns["shares"][j], 0.0)
+        opened = open_shares > 0
+        moved = ~opened | (rows > 1)  # an opened group with no row but its opening is as it was
+        i, j, open_shares, opened = i[moved], j[moved], open_shares[moved], opened[moved]
+        opening_cost = open_shares * columns["avg_price"][j]
+        for name in _ADDED:
+            more = new[name][i]
+            if name == "event_bought_shares":
+                more = more - open_shares
+            elif name == "event_bought_usd":
+                more = more - opening_cost
+            elif name == "position_events":
+                more = more - opened
+            columns[name][j] += more
+        # A closed position is not opened (a buy of no shares has no price), so the window's
+        # ledger met it with no average; until it buys again, its average is still the old one.
+        bought = opened | (new["buys"][i] > 0) | (new["event_bought_shares"][i] > 0)
+        columns["avg_price"][j] = np.where(bought, new["avg_price"][i], columns["avg_price"][j])
+        for name in ("shares", "last_ts_us"):
+            columns[name][j] = new[name][i]
+        columns["last_fill_price"][j] = np.where(
+            np.isnan(new["last_fill_price"][i]), columns["last_fill_price"][j],
+            new["last_fill_price"][i],
+        )  # fmt: skip
+        return pa.table(columns)
+
+
+def _ranges(size: int, rows: int) -> list[tuple[int, int]]:
+    return [(first, min(first + rows, size)) for first in range(0, max(size, 1), rows)]
 
 
 def _union(names: pa.Array, more: pa.Array) -> tuple[pa.Array, np.ndarray, np.ndarray]:
@@ -305,6 +374,21 @@ def input_fingerprint(
     return digest.hexdigest()
 
 
+@contextmanager
+def _checkpoints_locked(lake: Lake, mode: int) -> Iterator[None]:
+    """Hold the checkpoints' lock: exclusive to save, shared to load. A positions run saves
+    after its materialization is out (``PositionsUpdate.save_checkpoint``), so the next
+    sync's run may start meanwhile: it waits for the save and starts from it."""
+    base = lake.root / CACHE_DIR
+    base.mkdir(parents=True, exist_ok=True)
+    with (base / LOCK_FILE).open("a") as handle:
+        fcntl.flock(handle.fileno(), mode)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
 def save_checkpoint(lake: Lake, day: date, state: LedgerState, fingerprint: str) -> None:
     """Write the state at the end of ``day``: three Arrow files tied by one write id (the
     summary last, so a crash between them leaves a checkpoint that ``load`` refuses)."""
@@ -316,21 +400,23 @@ def save_checkpoint(lake: Lake, day: date, state: LedgerState, fingerprint: str)
         "tokens.arrow": pa.table({"token_id": state.tokens, "mark_price": state.marks}),
         "summary.arrow": state.summary.combine_chunks(),
     }
-    for name, table in parts.items():
-        metadata = meta | ({"fingerprint": fingerprint} if name == "summary.arrow" else {})
-        table = table.replace_schema_metadata(metadata)
-        write_atomically(
-            directory / name,
-            # Uncompressed, one chunk per column: a load memory-maps the file and each column
-            # is one array in the page cache, no copy and no decompression. The day's rollups
-            # open a few wallets' positions and touch a few pages of a 1.6 GB state (20M
-            # fills); decompressing all of it took them 9 s beside a positions run.
-            lambda tmp, t=table: feather.write_feather(
-                t, tmp, compression="uncompressed", chunksize=max(t.num_rows, 1)
-            ),
-        )
-    for old in checkpoint_days(lake)[:-KEEP_CHECKPOINTS]:
-        shutil.rmtree(checkpoint_dir(lake, old), ignore_errors=True)
+    with _checkpoints_locked(lake, fcntl.LOCK_EX):
+        for name, table in parts.items():
+            metadata = meta | ({"fingerprint": fingerprint} if name == "summary.arrow" else {})
+            table = table.replace_schema_metadata(metadata)
+            write_atomically(
+                directory / name,
+                # Uncompressed, one chunk per column: a load memory-maps the file and each
+                # column is one array in the page cache, no copy and no decompression. The
+                # day's rollups open a few wallets' positions and touch a few pages of a
+                # 1.6 GB state (20M fills); decompressing all of it took them 9 s beside a
+                # positions run.
+                lambda tmp, t=table: feather.write_feather(
+                    t, tmp, compression="uncompressed", chunksize=max(t.num_rows, 1)
+                ),
+            )
+        for old in checkpoint_days(lake)[:-KEEP_CHECKPOINTS]:
+            shutil.rmtree(checkpoint_dir(lake, old), ignore_errors=True)
 
 
 def checkpoint_days(lake: Lake) -> list[date]:
@@ -351,6 +437,15 @@ def load_checkpoint(
     con: duckdb.DuckDBPyConnection, lake: Lake, *, on_or_before: date, token_info: str
 ) -> tuple[date, LedgerState] | None:
     """The newest checkpoint at or before ``on_or_before`` whose inputs are unchanged."""
+    if not checkpoint_days(lake):
+        return None
+    with _checkpoints_locked(lake, fcntl.LOCK_SH):
+        return _load_newest(con, lake, on_or_before, token_info)
+
+
+def _load_newest(
+    con: duckdb.DuckDBPyConnection, lake: Lake, on_or_before: date, token_info: str
+) -> tuple[date, LedgerState] | None:
     for day in reversed([d for d in checkpoint_days(lake) if d <= on_or_before]):
         directory = checkpoint_dir(lake, day)
         try:

@@ -33,10 +33,12 @@ from polymkt_dagster.lib.core.schemas import TRADES
 from polymkt_dagster.lib.wallets.ledger_checkpoint import (
     Advance,
     LedgerState,
+    MergedState,
     advance,
     input_fingerprint,
     load_checkpoint,
     save_checkpoint,
+    window_state,
 )
 from polymkt_dagster.lib.wallets.ledger_input import (
     drop_fill_keys,
@@ -273,15 +275,52 @@ def _write_positions(output: Path, pieces: Iterator[pa.Table], chunk_rows: int) 
     write_atomically(output, write)
 
 
+@dataclass(frozen=True)
+class PendingCheckpoint:
+    """The checkpoint a day's turn leaves to save: the state at the end of ``day``, or the
+    older state (and its time) it is advanced from when saved; ``fingerprint`` was taken
+    before any of their files were read."""
+
+    day: date
+    fingerprint: str
+    state: LedgerState | None = None
+    base: tuple[LedgerState, datetime] | None = None
+
+
 @dataclass
 class PositionsUpdate:
     """How ``update_positions`` got there: the checkpoint it started from (None: the whole
-    history), the one it saved, and the ledger rows it read."""
+    history), the ledger rows it read, and the day-end checkpoint it leaves to save."""
 
     started_from: date | None = None
-    saved: date | None = None
     ledger_rows: int = 0
     active_wallets: int | None = None
+    pending: PendingCheckpoint | None = None
+    saved: date | None = None
+
+    @property
+    def pending_checkpoint(self) -> date | None:
+        """The day of the checkpoint ``save_checkpoint`` writes, if this run has one."""
+        return self.pending.day if self.pending else None
+
+    def save_checkpoint(self, con: duckdb.DuckDBPyConnection, lake: Lake) -> date | None:
+        """Save the day-end checkpoint this run leaves (at the day's turn), once; its day."""
+        pending = self.pending
+        if pending is None:
+            return self.saved
+        state = pending.state
+        if state is None:
+            assert pending.base is not None
+            base, at = pending.base
+            prefix = "_save"
+            info = register_token_info(con, lake, prefix)
+            try:
+                state = advance(con, lake, base, at, day_end(pending.day), token_info=info)
+            finally:
+                con.execute(f"DROP TABLE IF EXISTS {prefix}_info")
+        save_checkpoint(lake, pending.day, state, pending.fingerprint)
+        self.pending, self.saved = None, pending.day  # the states' memory goes with it
+        return self.saved
 
 
 def update_positions(
@@ -290,9 +329,12 @@ def update_positions(
     """Every wallet's positions now (``compute_positions`` with no wallets and no time),
     written to ``output``, from the newest valid ledger checkpoint plus the newer day files.
 
-    The state at the end of the day before the lake's last trading day is saved as a
-    checkpoint, so the 10-minute syncs of a day each read that day's rows only; at the
-    day's turn one run carries the checkpoint a day forward (``ledger_checkpoint``).
+    The state at the end of the day before the lake's last trading day is kept as a
+    checkpoint, so the 10-minute syncs of a day each read that day's rows only. At the
+    day's turn the run reads the rows since the older checkpoint and leaves the new one in
+    ``pending``: the caller saves it (``PositionsUpdate.save_checkpoint``) once the
+    positions are out, since computing and writing a large lake's state takes longer than
+    everything else the run does (``ledger_checkpoint``).
     """
     update = PositionsUpdate()
     prefix = "_pos"
@@ -312,26 +354,32 @@ def update_positions(
                 # fingerprinted before the files are read: a sync that rewrites one of them
                 # meanwhile leaves a checkpoint the next run refuses, never a wrong one
                 fingerprint = input_fingerprint(con, lake, target, token_info=info)
-                state = advance(con, lake, state, at, day_end(target), token_info=info,
-                                report=steps, chunk_rows=chunk_rows)  # fmt: skip
-                save_checkpoint(lake, target, state, fingerprint)
-                update.saved, at = target, day_end(target)
-        state = advance(con, lake, state, at, None, token_info=info, report=steps,
-                        chunk_rows=chunk_rows)  # fmt: skip
+                if state is not None and at is not None:
+                    update.pending = PendingCheckpoint(target, fingerprint, base=(state, at))
+                else:  # the whole history up to the checkpoint's day, then the newer days
+                    state = advance(con, lake, None, None, day_end(target), token_info=info,
+                                    report=steps, chunk_rows=chunk_rows)  # fmt: skip
+                    update.pending = PendingCheckpoint(target, fingerprint, state=state)
+                    at = day_end(target)
+        window = window_state(con, lake, state, at, None, token_info=info, report=steps,
+                              chunk_rows=chunk_rows)  # fmt: skip
         update.ledger_rows, update.active_wallets = steps.ledger_rows, steps.active_wallets
-        register_keys(con, prefix, state.wallets, state.tokens)
-        tokens = _token_table(con, lake, None, prefix, marks=state.marks)
+        if state is None:
+            assert window is not None  # the whole history's ledger, rows or none
+            now: LedgerState | MergedState = window
+        else:
+            # merged a range at a time as the rows are written: no second whole state
+            now = state if window is None else MergedState(state, window)
+        register_keys(con, prefix, now.wallets, now.tokens)
+        tokens = _token_table(con, lake, None, prefix, marks=now.marks)
     finally:
         drop_fill_keys(con, prefix)
         con.execute(f"DROP TABLE IF EXISTS {prefix}_info")
-    summary = state.summary
-    pieces = _one_ahead(
-        partial(
-            _position_rows, summary.slice(first, chunk_rows), tokens, state.wallets,
-            state.tokens, None,
-        )
-        for first in range(0, max(summary.num_rows, 1), chunk_rows)
-    )  # fmt: skip
+
+    def piece(first: int, end: int) -> pa.Table:
+        return _position_rows(now.rows(first, end), tokens, now.wallets, now.tokens, None)
+
+    pieces = _one_ahead(partial(piece, *span) for span in now.ranges(chunk_rows))
     _write_positions(output, pieces, chunk_rows)
     return update
 

@@ -22,12 +22,19 @@ from polymkt_dagster.lib.core.duck import connect
 from polymkt_dagster.lib.core.lake import Lake
 from polymkt_dagster.lib.core.schemas import CTF_EVENTS, MARKETS, TRADES
 from polymkt_dagster.lib.wallets.ledger_checkpoint import (
+    LedgerState,
+    MergedState,
     checkpoint_days,
     input_fingerprint,
     load_checkpoint,
 )
 from polymkt_dagster.lib.wallets.ledger_input import register_token_info
-from polymkt_dagster.lib.wallets.positions import compute_positions, update_positions
+from polymkt_dagster.lib.wallets.position_summary import SUMMARY_TYPES
+from polymkt_dagster.lib.wallets.positions import (
+    PositionsUpdate,
+    compute_positions,
+    update_positions,
+)
 from polymkt_dagster.lib.wallets.rollups import GRAINS, build_rollups, market_table, wallet_table
 from polymkt_dagster_tests.wallet_helpers import wallet_lake  # noqa: F401 - fixture
 
@@ -84,6 +91,15 @@ def assert_same_positions(actual: pa.Table, expected: pa.Table) -> None:
             )
 
 
+def update_and_save(
+    con: duckdb.DuckDBPyConnection, lake: Lake, out: Path, chunk_rows: int = 1_000_000
+) -> PositionsUpdate:
+    """``update_positions`` and then its checkpoint saved, as the positions asset does."""
+    result = update_positions(con, lake, out, chunk_rows=chunk_rows)
+    result.save_checkpoint(con, lake)
+    return result
+
+
 def full_history(con: duckdb.DuckDBPyConnection, lake: Lake, tmp: Path) -> pa.Table:
     compute_positions(con, lake, output=tmp / "full.parquet")
     return positions(tmp / "full.parquet")
@@ -94,22 +110,45 @@ def test_the_next_days_start_from_the_checkpoint(lake: Lake, tmp_path: Path) -> 
     days = sorted(lake.partition_days(TRADES.name))
     with connect() as con:
         with without_last_days(lake, 2):
-            first = update_positions(con, lake, out)
+            first = update_and_save(con, lake, out)
         assert first.started_from is None  # nothing saved yet: the whole history
         saved = days[-3] - timedelta(days=1)  # the day before that lake's last day
         assert first.saved == saved
         assert checkpoint_days(lake) == [saved]
 
-        second = update_positions(con, lake, out)  # two new days arrived
+        second = update_and_save(con, lake, out)  # two new days arrived
         assert second.started_from == saved
         assert second.saved == days[-1] - timedelta(days=1)
         assert second.ledger_rows < first.ledger_rows
         assert (second.active_wallets or 0) > 0
         assert_same_positions(positions(out), full_history(con, lake, tmp_path))
 
-        again = update_positions(con, lake, out)  # the next sync of the same day
+        again = update_and_save(con, lake, out)  # the next sync of the same day
         assert (again.started_from, again.saved) == (second.saved, None)
         assert again.ledger_rows < second.ledger_rows
+        assert_same_positions(positions(out), full_history(con, lake, tmp_path))
+
+
+def test_the_day_turn_leaves_its_checkpoint_to_save_after_the_positions(
+    lake: Lake, tmp_path: Path
+) -> None:
+    out = tmp_path / "positions.parquet"
+    days = sorted(lake.partition_days(TRADES.name))
+    with connect() as con:
+        with without_last_days(lake, 2):
+            update_and_save(con, lake, out)
+        # small ranges: the merge of checkpoint and window crosses many range boundaries,
+        # with new groups and updated ones on either side of them
+        turn = update_positions(con, lake, out, chunk_rows=7)
+        assert turn.pending_checkpoint == days[-1] - timedelta(days=1)
+        assert checkpoint_days(lake) == [days[-3] - timedelta(days=1)]  # not yet saved
+        assert_same_positions(positions(out), full_history(con, lake, tmp_path))
+        assert turn.save_checkpoint(con, lake) == turn.saved == days[-1] - timedelta(days=1)
+        assert turn.pending_checkpoint is None and turn.save_checkpoint(con, lake) == turn.saved
+        assert checkpoint_days(lake) == [days[-3] - timedelta(days=1), turn.saved]
+
+        again = update_and_save(con, lake, out, chunk_rows=5)
+        assert (again.started_from, again.saved) == (turn.saved, None)
         assert_same_positions(positions(out), full_history(con, lake, tmp_path))
 
 
@@ -118,8 +157,8 @@ def test_a_rewritten_day_falls_back_to_an_older_checkpoint(lake: Lake, tmp_path:
     days = sorted(lake.partition_days(TRADES.name))
     with connect() as con:
         with without_last_days(lake, 1):
-            update_positions(con, lake, out)  # saves days[-3]
-        update_positions(con, lake, out)  # saves days[-2]
+            update_and_save(con, lake, out)  # saves days[-3]
+        update_and_save(con, lake, out)  # saves days[-2]
         assert checkpoint_days(lake) == [days[-3], days[-2]]
 
         # a late fill rewrites day[-2]: its checkpoint no longer holds, days[-3]'s still does
@@ -131,7 +170,7 @@ def test_a_rewritten_day_falls_back_to_an_older_checkpoint(lake: Lake, tmp_path:
             pa.array(["late-fill"], late.schema.field("order_fill_id").type),
         )  # fmt: skip
         pq.write_table(pa.concat_tables([table, late]), day_file)
-        update = update_positions(con, lake, out)
+        update = update_and_save(con, lake, out)
         assert update.started_from == days[-3]
         assert update.saved == days[-2]
         assert_same_positions(positions(out), full_history(con, lake, tmp_path))
@@ -141,13 +180,13 @@ def test_a_damaged_or_stale_checkpoint_is_never_used(lake: Lake, tmp_path: Path)
     out = tmp_path / "positions.parquet"
     days = sorted(lake.partition_days(TRADES.name))
     with connect() as con:
-        update_positions(con, lake, out)
+        update_and_save(con, lake, out)
         info = register_token_info(con, lake, "_t")
         assert load_checkpoint(con, lake, on_or_before=days[-2], token_info=info) is not None
         summary = lake.root / "_cache/ledger_checkpoints" / f"day={days[-2]}" / "summary.arrow"
         summary.write_bytes(summary.read_bytes()[:100])  # a crash mid-write, say
         assert load_checkpoint(con, lake, on_or_before=days[-2], token_info=info) is None
-        update = update_positions(con, lake, out)
+        update = update_and_save(con, lake, out)
         assert update.started_from is None
         assert_same_positions(positions(out), full_history(con, lake, tmp_path))
         os.utime(lake.day_files(CTF_EVENTS.name, days[0])[0])  # the oldest day touched
@@ -197,7 +236,7 @@ def test_rollups_from_the_checkpoint_equal_those_from_the_history(
 
     with connect() as con:
         with without_last_days(lake, 1):
-            update_positions(con, lake, tmp_path / "positions.parquet")
+            update_and_save(con, lake, tmp_path / "positions.parquet")
         report = build_rollups(con, lake, [last])
         assert report.from_checkpoint == last - timedelta(days=2)  # saved without the last day
         from_checkpoint = rollups()
@@ -219,3 +258,48 @@ def test_rollups_from_the_checkpoint_equal_those_from_the_history(
                 )  # fmt: skip
             else:
                 assert got.column(name).equals(want.column(name)), f"{table}.{name}"
+
+
+def _state(
+    groups: list[tuple[str, str, float]], wallets: list[str], tokens: list[str], opened: int = -1
+) -> LedgerState:
+    """A ledger state of bought positions (wallet, token, shares) over sorted names; the
+    group at ``opened`` was opened from a checkpoint's 2 shares (a window's state)."""
+    keys = [(wallets.index(w) << 32) | tokens.index(t) for w, t, _ in groups]
+    columns = {name: np.zeros(len(groups), dtype=kind.to_pandas_dtype())
+               for name, kind in SUMMARY_TYPES.items()}  # fmt: skip
+    columns["gkey"] = np.array(keys, dtype=np.int64)
+    columns["shares"] = np.array([s for _, _, s in groups])
+    columns["bought_shares"] = columns["shares"].copy()
+    columns["buys"] = np.ones(len(groups), dtype=np.int64)
+    columns["avg_price"] = np.full(len(groups), 0.5)
+    if opened >= 0:
+        columns["position_events"][opened] = 1
+        columns["event_bought_shares"][opened] = 2.0
+        columns["event_bought_usd"][opened] = 1.0
+        columns["bought_shares"][opened] -= 2.0
+    return LedgerState(pa.table(columns), pa.array(wallets), pa.array(tokens),
+                       np.full(len(tokens), 0.5))  # fmt: skip
+
+
+@pytest.mark.parametrize("rows", [1, 2, 3, 100])
+def test_a_merge_in_ranges_equals_the_whole_merge(rows: int) -> None:
+    state = _state([("b", "t1", 1.0), ("b", "t2", 2.0), ("d", "t1", 3.0)],
+                   ["b", "d"], ["t1", "t2"])  # fmt: skip
+    # new groups before the first old one, between old ones and after the last, and an
+    # update of an old one (its opening row plus one buy)
+    window = _state([("a", "t1", 5.0), ("b", "t2", 4.0), ("c", "t3", 6.0), ("e", "t3", 7.0)],
+                    ["a", "b", "c", "e"], ["t1", "t2", "t3"], opened=1)  # fmt: skip
+    merged = MergedState(state, window)
+    whole = merged.whole().summary
+    pieces = pa.concat_tables(merged.rows(a, b) for a, b in merged.ranges(rows))
+    assert pieces.equals(whole)
+    names = merged.wallets.to_pylist()
+    tokens = merged.tokens.to_pylist()
+    keys = [(names[k >> 32], tokens[k & 0xFFFFFFFF]) for k in whole.column("gkey").to_pylist()]
+    assert keys == [("a", "t1"), ("b", "t1"), ("b", "t2"), ("c", "t3"), ("d", "t1"), ("e", "t3")]
+    assert whole.column("shares").to_pylist() == [5.0, 1.0, 4.0, 6.0, 3.0, 7.0]
+    assert whole.column("buys").to_pylist() == [1, 1, 2, 1, 1, 1]
+    # the opening is no event of b/t2's: its 2 shares were already counted as bought
+    assert whole.column("position_events").to_pylist() == [0] * 6
+    assert whole.column("bought_shares").to_pylist() == [5.0, 1.0, 4.0, 6.0, 3.0, 7.0]
