@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
@@ -81,13 +81,45 @@ def test_a_query_over_the_memory_limit_names_the_setting(wallet_lake: Lake) -> N
                 "ORDER BY count(*) DESC LIMIT 20"
             ).fetchall()
         ]
-        engine = SnapshotEngine.prepare(con, wallet_lake, wallets, day_end(date(2024, 8, 1)))
-        # just above what the prepared ledger already holds, far below what a day of marks
+        engine = SnapshotEngine.prepare(con, wallet_lake, wallets, day_end(date(2024, 8, 31)))
+        # just above what the prepared ledger already holds, far below what a month of marks
         # for 20 busy wallets needs (DuckDB refuses a limit below the memory in use)
         in_use = con.execute("SELECT sum(memory_usage_bytes) FROM duckdb_memory()").fetchone()[0]
         con.execute(f"SET memory_limit = '{int(in_use) + 2**18}B'")
         con.execute("SET max_temp_directory_size = '0B'")  # no spilling out of it either
         with pytest.raises(MemoryLimitError) as caught:
-            bounded_query(engine.at, day_grid(date(2024, 8, 1)), wallets)
+            month = [t for d in range(1, 32) for t in day_grid(date(2024, 8, d))]
+            bounded_query(engine.at, month, wallets)
     assert "POLYMKT_DUCKDB_MEMORY_LIMIT" in str(caught.value)
     assert "raise" in str(caught.value) and "20 wallet(s)" in str(caught.value)
+
+
+def test_the_sweep_over_many_times_equals_position_by_position(wallet_lake: Lake) -> None:
+    """Many times are answered by a sweep over (state, price) overlaps, a few position by
+    position at each time: both agree at every time, across trades and resolutions."""
+    with connect() as con:
+        wallets = [
+            r[0]
+            for r in con.execute(
+                f"SELECT maker FROM {wallet_lake.scan_sql(TRADES)} GROUP BY 1 "
+                "ORDER BY count(*) DESC LIMIT 8"
+            ).fetchall()
+        ]
+        start = datetime(2024, 1, 1, tzinfo=UTC)
+        times = [start + timedelta(hours=6 * i) for i in range(4 * 366)]
+        engine = SnapshotEngine.prepare(con, wallet_lake, wallets, times[-1])
+        try:
+            swept = engine.at(times).to_pylist()
+            checked = times[::37] + times[-3:]
+            one_by_one = [row for t in checked for row in engine.at([t]).to_pylist()]
+        finally:
+            engine.close()
+    by_key = {(r["snapshot_at"], r["wallet"]): r for r in swept}
+    assert len(by_key) == len(times) * len(wallets)
+    assert sum(r["open_positions"] for r in one_by_one) > 0
+    assert len({r["exposure"] for r in one_by_one}) > len(wallets)  # the marks moved
+    for expected in one_by_one:
+        got = by_key[(expected["snapshot_at"], expected["wallet"])]
+        assert got["open_positions"] == expected["open_positions"]
+        for name in ("realized_pnl", "unrealized_pnl", "total_pnl", "exposure"):
+            assert got[name] == pytest.approx(expected[name], rel=1e-9, abs=1e-6), name
