@@ -172,10 +172,17 @@ def advance(
     without a state, every wallet's ledger over the whole history up to ``until``."""
     window = window_state(con, lake, state, since, until, token_info=token_info,
                           report=report, chunk_rows=chunk_rows)  # fmt: skip
+    moved = combined(state, window)
+    return moved.whole() if isinstance(moved, MergedState) else moved
+
+
+def combined(state: LedgerState | None, window: LedgerState | None) -> LedgerState | MergedState:
+    """``state`` with ``window_state``'s window added: the window alone without a state
+    (the whole history), the state alone without a window, else their ``MergedState``."""
     if state is None:
         assert window is not None  # the whole history's ledger, rows or none
         return window
-    return state if window is None else MergedState(state, window).whole()
+    return state if window is None else MergedState(state, window)
 
 
 def window_state(

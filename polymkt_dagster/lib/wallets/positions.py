@@ -33,8 +33,8 @@ from polymkt_dagster.lib.core.schemas import TRADES
 from polymkt_dagster.lib.wallets.ledger_checkpoint import (
     Advance,
     LedgerState,
-    MergedState,
     advance,
+    combined,
     input_fingerprint,
     load_checkpoint,
     save_checkpoint,
@@ -364,12 +364,8 @@ def update_positions(
         window = window_state(con, lake, state, at, None, token_info=info, report=steps,
                               chunk_rows=chunk_rows)  # fmt: skip
         update.ledger_rows, update.active_wallets = steps.ledger_rows, steps.active_wallets
-        if state is None:
-            assert window is not None  # the whole history's ledger, rows or none
-            now: LedgerState | MergedState = window
-        else:
-            # merged a range at a time as the rows are written: no second whole state
-            now = state if window is None else MergedState(state, window)
+        # merged a range at a time as the rows are written: no second whole state
+        now = combined(state, window)
         register_keys(con, prefix, now.wallets, now.tokens)
         tokens = _token_table(con, lake, None, prefix, marks=now.marks)
     finally:

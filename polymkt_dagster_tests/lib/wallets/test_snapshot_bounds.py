@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 
+import duckdb
 import pytest
 
 from polymkt_dagster.lib.core.duck import MemoryLimitError, connect
@@ -21,6 +22,15 @@ from polymkt_dagster.lib.wallets.snapshots import (
     snapshot_days,
 )
 from polymkt_dagster_tests.wallet_helpers import wallet_lake  # noqa: F401 - fixture
+
+
+def busiest_wallets(con: duckdb.DuckDBPyConnection, lake: Lake, count: int) -> list[str]:
+    """The ``count`` wallets with the most fills as maker."""
+    rows = con.execute(
+        f"SELECT maker FROM {lake.scan_sql(TRADES)} GROUP BY 1 ORDER BY count(*) DESC LIMIT ?",
+        [count],
+    ).fetchall()
+    return [row[0] for row in rows]
 
 
 def test_plan_keeps_every_query_within_the_pair_budget() -> None:
@@ -41,13 +51,7 @@ def test_plan_keeps_every_query_within_the_pair_budget() -> None:
 
 def test_tiny_budget_gives_the_same_snapshots(wallet_lake: Lake) -> None:
     with connect() as con:
-        wallets = [
-            r[0]
-            for r in con.execute(
-                f"SELECT maker FROM {wallet_lake.scan_sql(TRADES)} GROUP BY 1 "
-                "ORDER BY count(*) DESC LIMIT 6"
-            ).fetchall()
-        ]
+        wallets = busiest_wallets(con, wallet_lake, 6)
         days = [date(2024, 7, 30), date(2024, 7, 31)]
         got: dict[str, list[dict]] = {"roomy": [], "tiny": []}
         snapshot_days(
@@ -74,13 +78,7 @@ def test_tiny_budget_gives_the_same_snapshots(wallet_lake: Lake) -> None:
 
 def test_a_query_over_the_memory_limit_names_the_setting(wallet_lake: Lake) -> None:
     with connect() as con:
-        wallets = [
-            r[0]
-            for r in con.execute(
-                f"SELECT maker FROM {wallet_lake.scan_sql(TRADES)} GROUP BY 1 "
-                "ORDER BY count(*) DESC LIMIT 20"
-            ).fetchall()
-        ]
+        wallets = busiest_wallets(con, wallet_lake, 20)
         engine = SnapshotEngine.prepare(con, wallet_lake, wallets, day_end(date(2024, 8, 31)))
         # just above what the prepared ledger already holds, far below what a month of marks
         # for 20 busy wallets needs (DuckDB refuses a limit below the memory in use)
@@ -98,13 +96,7 @@ def test_the_sweep_over_many_times_equals_position_by_position(wallet_lake: Lake
     """Many times are answered by a sweep over (state, price) overlaps, a few position by
     position at each time: both agree at every time, across trades and resolutions."""
     with connect() as con:
-        wallets = [
-            r[0]
-            for r in con.execute(
-                f"SELECT maker FROM {wallet_lake.scan_sql(TRADES)} GROUP BY 1 "
-                "ORDER BY count(*) DESC LIMIT 8"
-            ).fetchall()
-        ]
+        wallets = busiest_wallets(con, wallet_lake, 8)
         start = datetime(2024, 1, 1, tzinfo=UTC)
         times = [start + timedelta(hours=6 * i) for i in range(4 * 366)]
         engine = SnapshotEngine.prepare(con, wallet_lake, wallets, times[-1])
