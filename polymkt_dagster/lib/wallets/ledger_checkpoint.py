@@ -269,10 +269,6 @@ class MergedState:
         marks[window_token[traded]] = window.marks[traded]
         self.marks = marks
 
-    @property
-    def groups(self) -> int:
-        return len(self._base["gkey"]) + len(self._added)
-
     def ranges(self, rows: int) -> list[tuple[int, int]]:
         """The state's rows in ranges of ``rows``: ``rows(first, end)`` of each, in order,
         is the whole merged summary."""
