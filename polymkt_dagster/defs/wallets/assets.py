@@ -25,7 +25,6 @@ from polymkt_dagster.lib.core.duck import connect, sql_string
 from polymkt_dagster.lib.core.lake import DAY_COLUMN, Lake
 from polymkt_dagster.lib.core.report import markdown_table
 from polymkt_dagster.lib.wallets import alerts as alerts_lib
-from polymkt_dagster.lib.wallets.position_reports import oversell_report, wallet_totals
 from polymkt_dagster.lib.wallets.positions import update_positions
 from polymkt_dagster.lib.wallets.rollups import GRAINS, build_rollups, market_table, wallet_table
 from polymkt_dagster.lib.wallets.snapshots import SNAPSHOT_SCHEMA, pnl_series, snapshot_days
@@ -117,15 +116,11 @@ def wallet_positions(
     threshold = polymkt.settings().oversell_max_share
     with connect() as con:
         update = update_positions(con, lake, path)
-        relation = f"read_parquet({sql_string(path)})"
-        totals = wallet_totals(con, relation)
-        oversells = oversell_report(con, relation)
-        row = con.execute(
-            "SELECT count(*), count(*) FILTER (WHERE shares < 0), count(DISTINCT wallet), "
-            "count(*) FILTER (WHERE status = 'open'), "
-            f"count(*) FILTER (WHERE status = 'redeemable') FROM {relation}"
-        ).fetchone()
-    rows, negative, wallets, open_positions, redeemable = row or (0,) * 5
+    tally = update.tally
+    assert tally is not None  # counted as the rows were written
+    totals, oversells = tally.wallet_totals(), tally.oversell_report()
+    rows, negative, wallets = tally.rows, tally.negative, tally.wallet_count
+    open_positions, redeemable = tally.open_positions, tally.redeemable
     origin = update.started_from.isoformat() if update.started_from else "whole history"
     context.log.info(
         f"positions: {rows:,} for {wallets:,} wallets; ledger from {origin}, "
@@ -134,10 +129,10 @@ def wallet_positions(
     pending = update.pending_checkpoint
     yield dg.MaterializeResult(
         metadata={
-            "dagster/row_count": int(rows or 0),
-            "wallets": int(wallets or 0),
-            "open_positions": int(open_positions or 0),
-            "redeemable_positions": int(redeemable or 0),
+            "dagster/row_count": rows,
+            "wallets": wallets,
+            "open_positions": open_positions,
+            "redeemable_positions": redeemable,
             "ledger_started_from": origin,
             "ledger_rows_read": update.ledger_rows,
             "checkpoint_saved": (
@@ -154,9 +149,9 @@ def wallet_positions(
         check_results=[
             dg.AssetCheckResult(
                 check_name="shares_non_negative",
-                passed=int(negative or 0) == 0,
+                passed=negative == 0,
                 description="no position holds negative shares (oversells stop at zero)",
-                metadata={"negative_positions": int(negative or 0)},
+                metadata={"negative_positions": negative},
             ),
             dg.AssetCheckResult(
                 check_name="oversells_reported",

@@ -48,6 +48,7 @@ from polymkt_dagster.lib.wallets.ledger_input import (
     register_keys,
     register_token_info,
 )
+from polymkt_dagster.lib.wallets.position_reports import PositionsTally
 from polymkt_dagster.lib.wallets.position_summary import (
     FillArrays,
     group_chunks,
@@ -290,13 +291,15 @@ class PendingCheckpoint:
 @dataclass
 class PositionsUpdate:
     """How ``update_positions`` got there: the checkpoint it started from (None: the whole
-    history), the ledger rows it read, and the day-end checkpoint it leaves to save."""
+    history), the ledger rows it read, the day-end checkpoint it leaves to save, and the
+    reports over the rows it wrote (``tally``)."""
 
     started_from: date | None = None
     ledger_rows: int = 0
     active_wallets: int | None = None
     pending: PendingCheckpoint | None = None
     saved: date | None = None
+    tally: PositionsTally | None = None
 
     @property
     def pending_checkpoint(self) -> date | None:
@@ -372,8 +375,12 @@ def update_positions(
         drop_fill_keys(con, prefix)
         con.execute(f"DROP TABLE IF EXISTS {prefix}_info")
 
+    tally = update.tally = PositionsTally(now.wallets)
+
     def piece(first: int, end: int) -> pa.Table:
-        return _position_rows(now.rows(first, end), tokens, now.wallets, now.tokens, None)
+        rows = _position_rows(now.rows(first, end), tokens, now.wallets, now.tokens, None)
+        tally.add(rows)  # one piece at a time: _one_ahead has a single worker
+        return rows
 
     pieces = _one_ahead(partial(piece, *span) for span in now.ranges(chunk_rows))
     _write_positions(output, pieces, chunk_rows)

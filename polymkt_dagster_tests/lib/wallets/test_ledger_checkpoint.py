@@ -29,6 +29,7 @@ from polymkt_dagster.lib.wallets.ledger_checkpoint import (
     load_checkpoint,
 )
 from polymkt_dagster.lib.wallets.ledger_input import register_token_info
+from polymkt_dagster.lib.wallets.position_reports import oversell_report, wallet_totals
 from polymkt_dagster.lib.wallets.position_summary import SUMMARY_TYPES
 from polymkt_dagster.lib.wallets.positions import (
     PositionsUpdate,
@@ -150,6 +151,52 @@ def test_the_day_turn_leaves_its_checkpoint_to_save_after_the_positions(
         again = update_and_save(con, lake, out, chunk_rows=5)
         assert (again.started_from, again.saved) == (turn.saved, None)
         assert_same_positions(positions(out), full_history(con, lake, tmp_path))
+
+
+def test_the_reports_counted_while_writing_equal_sql_over_the_file(
+    lake: Lake, tmp_path: Path
+) -> None:
+    out = tmp_path / "positions.parquet"
+    for day in sorted(lake.partition_days(TRADES.name))[:5]:  # sells of shares never seen bought
+        for table in (TRADES.name, CTF_EVENTS.name):
+            for path in lake.day_files(table, day):
+                path.unlink()
+    with connect() as con:
+        tally = update_positions(con, lake, out, chunk_rows=11).tally  # many pieces
+        assert tally is not None
+        relation = f"read_parquet('{out}')"
+        counts = con.execute(
+            "SELECT count(*), count(*) FILTER (WHERE shares < 0), count(DISTINCT wallet), "
+            "count(*) FILTER (WHERE status = 'open'), "
+            f"count(*) FILTER (WHERE status = 'redeemable') FROM {relation}"
+        ).fetchone()
+        assert (tally.rows, tally.negative, tally.wallet_count, tally.open_positions,
+                tally.redeemable) == counts  # fmt: skip
+        assert tally.open_positions > 0 and tally.redeemable > 0
+        for limit in (3, 10_000):  # a cut inside the ranking, and every wallet
+            want = wallet_totals(con, relation, limit=limit)
+            got = tally.wallet_totals(limit=limit)
+            assert got.column("wallet").to_pylist() == want.column("wallet").to_pylist()
+            for name in want.column_names[1:]:
+                np.testing.assert_allclose(
+                    got.column(name).to_numpy(zero_copy_only=False).astype(float),
+                    want.column(name).to_numpy(zero_copy_only=False).astype(float),
+                    rtol=1e-9, atol=1e-6, err_msg=name,
+                )  # fmt: skip
+        want_oversells = oversell_report(con, relation, worst=4)
+    got_oversells = tally.oversell_report(worst=4)
+    assert want_oversells.positions_with_oversells > 0
+    assert got_oversells.positions_with_oversells == want_oversells.positions_with_oversells
+    for name in ("sell_proceeds", "oversold_proceeds", "oversold_shares", "realized_pnl"):
+        assert getattr(got_oversells, name) == pytest.approx(getattr(want_oversells, name))
+    assert got_oversells.worst.column("wallet").to_pylist() == (
+        want_oversells.worst.column("wallet").to_pylist()
+    )
+    np.testing.assert_allclose(
+        got_oversells.worst.column("oversold_share").to_numpy(),
+        want_oversells.worst.column("oversold_share").to_numpy(),
+        rtol=1e-9,
+    )
 
 
 def test_a_rewritten_day_falls_back_to_an_older_checkpoint(lake: Lake, tmp_path: Path) -> None:
