@@ -1,9 +1,13 @@
 """`dagster-daemon run` and the web UI's server over the project's code location in a scratch
 DAGSTER_HOME.
 
-Used by the daemon and UI tests, bench/daemon.py and bench/run_page.py: each runs in its own
-process group (its code server and run workers are its children), so stopping it ends every
-process it started.
+Used by the daemon and UI tests, bench/daemon.py and bench/run_page.py. Each serves the code
+location from a long-running `dagster code-server start` of its own, as `dagster dev` and the
+README's deployment do: a daemon given the `python_module` workspace replaces its code server
+every minute, and each new one imports the definitions again (seconds of CPU) and answers the
+next sensor tick late. The code server and the process it fronts each run in their own
+process group (the run workers are the code server's children), so stopping them ends every
+process they started.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -50,24 +55,58 @@ def prepare_home(home: Path, extra: str = TEST_INSTANCE_EXTRA) -> Path:
     return home
 
 
+LOCATION_NAME = "polymkt"  # workspace.yaml's, which runs launched from the UI carry
+
+
+@contextmanager
+def running_code_server(
+    home: Path, env: Mapping[str, str], log: Path, *, ready_timeout_s: float = 240
+) -> Iterator[Path]:
+    """Start `dagster code-server start` for the code location on a free loopback port and
+    wait until it has loaded the definitions; yields a workspace file that points at it.
+    On exit stop it and the runs it launched."""
+    port = _free_port()
+    command = [
+        "dagster", "code-server", "start", "-h", "127.0.0.1", "-p", str(port),
+        "-m", "polymkt_dagster.definitions", "-d", str(REPO_ROOT),
+        "--location-name", LOCATION_NAME, "--log-level", "warning",
+    ]  # fmt: skip
+    workspace = home / "workspace.yaml"
+    workspace.write_text(
+        "load_from:\n  - grpc_server:\n      host: 127.0.0.1\n"
+        f"      port: {port}\n      location_name: {LOCATION_NAME}\n"
+    )
+    with _dagster_process(command, home, env, log) as process:
+        wait_for("for the code server", lambda: _code_server_up(port),
+                 timeout_s=ready_timeout_s, process=process, log=log)  # fmt: skip
+        yield workspace
+
+
 @contextmanager
 def running_daemon(home: Path, env: Mapping[str, str], log: Path) -> Iterator[subprocess.Popen]:
-    """Start the daemon on the code location; on exit stop it and everything it launched."""
-    with _dagster_process(["dagster-daemon", "run"], home, env, log) as process:
-        yield process
+    """Start the daemon on the code location (served by a code server of its own); on exit
+    stop it and everything it launched."""
+    code_server_log = log.with_name(f"{log.stem}.code_server.log")
+    with running_code_server(home, env, code_server_log) as workspace:
+        command = ["dagster-daemon", "run", "-w", str(workspace)]
+        with _dagster_process(command, home, env, log) as process:
+            yield process
 
 
 @contextmanager
 def running_webserver(
     home: Path, env: Mapping[str, str], log: Path, port: int, *, ready_timeout_s: float = 240
 ) -> Iterator[subprocess.Popen]:
-    """Start the web UI's server on 127.0.0.1:``port`` and wait until it answers; on exit stop
-    it and its code server."""
-    command = ["dagster-webserver", "--host", "127.0.0.1", "--port", str(port)]
-    with _dagster_process(command, home, env, log) as process:
-        wait_for("for the web server", lambda: _webserver_up(port), timeout_s=ready_timeout_s,
-                 process=process, log=log)  # fmt: skip
-        yield process
+    """Start the web UI's server on 127.0.0.1:``port`` (on a code server of its own) and wait
+    until it answers; on exit stop it and its code server."""
+    code_server_log = log.with_name(f"{log.stem}.code_server.log")
+    with running_code_server(home, env, code_server_log) as workspace:
+        command = ["dagster-webserver", "--host", "127.0.0.1", "--port", str(port),
+                   "-w", str(workspace)]  # fmt: skip
+        with _dagster_process(command, home, env, log) as process:
+            wait_for("for the web server", lambda: _webserver_up(port),
+                     timeout_s=ready_timeout_s, process=process, log=log)  # fmt: skip
+            yield process
 
 
 def graphql(port: int, query: str, variables: Mapping[str, Any], timeout_s: float = 300) -> dict:
@@ -79,6 +118,23 @@ def graphql(port: int, query: str, variables: Mapping[str, Any], timeout_s: floa
     )
     with urllib.request.urlopen(request, timeout=timeout_s) as response:
         return json.loads(response.read())
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _code_server_up(port: int) -> bool:
+    from dagster._grpc.client import DagsterGrpcClient
+
+    try:
+        # answered once the definitions are loaded
+        DagsterGrpcClient(port=port, host="127.0.0.1").list_repositories()
+    except Exception:  # not listening yet, or still loading them
+        return False
+    return True
 
 
 def _webserver_up(port: int) -> bool:
@@ -100,7 +156,7 @@ def _dagster_process(
     executable = str(Path(sys.executable).parent / command[0])
     with log.open("w") as out:
         process = subprocess.Popen(
-            [executable, *command[1:], "-w", str(REPO_ROOT / "workspace.yaml")],
+            [executable, *command[1:]],
             env=full_env, cwd=REPO_ROOT, stdout=out, stderr=subprocess.STDOUT,
             start_new_session=True,
         )  # fmt: skip

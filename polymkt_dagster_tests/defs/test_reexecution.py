@@ -17,6 +17,7 @@ import pytest
 from polymkt_dagster.definitions import LOCATION_NAME, run_job
 from polymkt_dagster.defs.jobs import MAIN_JOB
 from polymkt_dagster.defs.shared.resources import PolymktResource
+from polymkt_local import daemon as local_daemon
 from polymkt_local.daemon import graphql, instance_at, running_webserver, wait_for
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -48,8 +49,9 @@ def _free_port() -> int:
 
 
 def test_workspace_names_the_location_runs_are_recorded_under() -> None:
-    workspace = (REPO_ROOT / "workspace.yaml").read_text()
-    assert f"location_name: {LOCATION_NAME}\n" in workspace
+    for name in ("workspace.yaml", "workspace.code_server.yaml"):
+        assert f"location_name: {LOCATION_NAME}\n" in (REPO_ROOT / name).read_text(), name
+    assert local_daemon.LOCATION_NAME == LOCATION_NAME  # the tests' and benches' code server
 
 
 @pytest.mark.slow
