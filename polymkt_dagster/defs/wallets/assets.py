@@ -21,6 +21,7 @@ from polymkt_dagster.defs.shared.partition_metadata import describe_days
 from polymkt_dagster.defs.shared.partitions import daily_partitions, window_days
 from polymkt_dagster.defs.shared.resources import PolymktResource
 from polymkt_dagster.lib.core import charts
+from polymkt_dagster.lib.core.background import run_at_low_priority
 from polymkt_dagster.lib.core.duck import connect, sql_string
 from polymkt_dagster.lib.core.lake import DAY_COLUMN, Lake
 from polymkt_dagster.lib.core.report import markdown_table
@@ -180,11 +181,16 @@ def wallet_positions(
         ],
     )
     # Saved once the positions are out: their materialization lets the automation go on
-    # while the day's turn computes and writes its checkpoint (a large lake's state).
+    # while the day's turn computes and writes its checkpoint (a large lake's state), at a
+    # lower CPU priority than the runs that automation starts meanwhile.
     if pending is not None:
         started = time.monotonic()
-        with connect() as con:
-            update.save_checkpoint(con, lake)
+
+        def save() -> None:
+            with connect() as con:
+                update.save_checkpoint(con, lake)
+
+        run_at_low_priority(save)
         context.log.info(
             f"ledger checkpoint of {pending.isoformat()} saved in "
             f"{time.monotonic() - started:.1f} s"
