@@ -237,3 +237,24 @@ def test_domains_import_only_shared_pieces_and_upstream_domains() -> None:
                 assert target == "shared", where
             elif owner in DOMAIN_ORDER and target in DOMAIN_ORDER:
                 assert DOMAIN_ORDER.index(target) <= DOMAIN_ORDER.index(owner), where
+
+
+# Every run worker and code server imports the definitions before its first step, so what
+# they import is paid by each run, however small: modules that only a few runs need
+# (decoding chain logs, reading fills with pyarrow.dataset, which brings pandas) are
+# imported where they are used.
+ONLY_WHERE_USED = ("eth_abi", "pandas", "pyarrow.dataset")
+
+
+def test_loading_the_definitions_leaves_out_what_few_runs_need() -> None:
+    script = (
+        "import sys\n"
+        f"import {LOCATION_MODULE}\n"
+        f"print(' '.join(m for m in {ONLY_WHERE_USED!r} if m in sys.modules))\n"
+    )
+    env = {name: value for name, value in os.environ.items() if not name.startswith("POLYMKT_")}
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert done.stdout.split() == []

@@ -15,15 +15,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from polymkt_dagster.lib.wallets import ledger_kernels
 from polymkt_dagster.lib.wallets.position_events import KIND_EVENT, KIND_FILL, EventRows
+
+if TYPE_CHECKING:
+    import pyarrow.dataset as ds
 
 
 def read_sorted_rows(
@@ -209,6 +212,10 @@ def _fill_dataset(files: list[Path]) -> tuple[ds.Dataset, int]:
     """The trades files as one dataset of the columns the ledger reads (maker, token and
     direction as their Parquet dictionaries; a column some files lack is null there), and
     their total rows."""
+    # imported here: pyarrow.dataset brings pandas, 0.2 s for every process that loads the
+    # definitions, most of which never read fills
+    import pyarrow.dataset as ds
+
     metas = [pq.ParquetFile(f) for f in files]
     rows = sum(m.metadata.num_rows for m in metas)
     types: dict[str, pa.DataType] = {}

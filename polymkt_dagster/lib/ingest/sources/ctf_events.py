@@ -40,9 +40,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import eth_abi
 import pyarrow as pa
-from eth_abi.exceptions import DecodingError
 from eth_hash.auto import keccak
 
 from polymkt_dagster.lib.core.schemas import CTF_CONTRACTS, CTF_EVENTS
@@ -222,6 +220,10 @@ def decode_ctf_log(log: dict[str, Any]) -> dict[str, Any]:
         raise DecodeError(
             f"{abi.event} has {len(abi.indexed)} indexed arguments, log has {len(topics) - 1}"
         )
+    # imported here: eth-abi costs every process that loads the definitions 0.2 s otherwise
+    import eth_abi
+    from eth_abi.exceptions import DecodingError
+
     values: dict[str, Any] = {}
     try:
         for (name, kind), topic in zip(abi.indexed, topics[1:], strict=True):
@@ -298,6 +300,8 @@ def encode_ctf_log(
 
     For the local test node and fixtures: topics and data ABI-encoded with eth-abi.
     """
+    import eth_abi  # see decode_ctf_log
+
     contract, event = row["contract"], row["event"]
     abi = next(a for a in EVENT_ABIS if a.contract == contract and a.event == event)
     values = _abi_values(abi, row)
