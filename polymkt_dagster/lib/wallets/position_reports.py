@@ -8,6 +8,7 @@ written, which is how the asset gets them.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 
 import duckdb
 import numpy as np
@@ -124,6 +125,7 @@ class PositionsTally:
         index = wallet.indices.to_numpy()
         size = len(self.wallets)
 
+        @cache  # several sums read the same column
         def values(name: str) -> np.ndarray:
             column = rows.column(name).combine_chunks()
             return column.to_numpy(zero_copy_only=False).astype(np.float64)
@@ -138,16 +140,21 @@ class PositionsTally:
         self._volume += per_wallet(values("bought_usd") + values("sold_usd"))
         self._marked += per_wallet(~np.isnan(values("unrealized_pnl"))).astype(np.int64)
         status = rows.column("status").combine_chunks()
-        status_name = status.dictionary.to_pylist()
+        status_names = status.dictionary.to_pylist()
         codes = status.indices.to_numpy()
-        is_open = codes == status_name.index("open") if "open" in status_name else codes < 0
+
+        def has_status(name: str) -> np.ndarray:
+            if name not in status_names:
+                return np.zeros(len(codes), dtype=bool)
+            return codes == status_names.index(name)
+
+        is_open = has_status("open")
         self._positions += per_wallet().astype(np.int64)
         self._open += per_wallet(is_open).astype(np.int64)
         self.rows += rows.num_rows
         self.negative += int(np.count_nonzero(values("shares") < 0))
         self.open_positions += int(np.count_nonzero(is_open))
-        if "redeemable" in status_name:
-            self.redeemable += int(np.count_nonzero(codes == status_name.index("redeemable")))
+        self.redeemable += int(np.count_nonzero(has_status("redeemable")))
         self.positions_with_oversells += int(np.count_nonzero(values("oversold_shares") > 0))
 
     @property
